@@ -1,0 +1,1 @@
+"""The Typer command-line interface: thin commands that parse options, call the library, render."""

@@ -1,0 +1,144 @@
+"""Pieces shared by every command: error handling, output formats, multi-value options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Any, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
+
+from dismax_cli.errors import DismaxError
+
+#: Exit code for user errors (bad option values, missing files, bad checkpoints).
+EXIT_USER_ERROR = 1
+#: Exit code when ``dismax benchmark --require`` finds a requirement that does not hold.
+EXIT_REQUIREMENT_FAILED = 3
+
+#: Options that take several values after one flag (``--ood svhn lsun``).
+MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require")
+
+#: Progress, tables and messages go to stderr so that stdout carries machine output only.
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OutputFormat(str, Enum):
+    """How a command writes its result to stdout."""
+
+    table = "table"
+    json = "json"
+
+
+def expand_multi_value_options(args: Sequence[str]) -> list[str]:
+    """Rewrite ``--ood a b c`` as ``--ood a --ood b --ood c``.
+
+    Click options take one value each; users of OOD tools write several sets after one flag.
+    Values run until the next token that starts with ``-`` (a lone ``-`` is a value). Values may
+    also be comma-separated (``--ood a,b``) or the flag repeated.
+    """
+    out: list[str] = []
+    i = 0
+    args = list(args)
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            out.extend(args[i:])
+            break
+        name, eq, inline = token.partition("=")
+        if name in MULTI_VALUE_OPTIONS:
+            values: list[str] = []
+            if eq:
+                values.append(inline)
+            i += 1
+            while i < len(args) and not (args[i].startswith("-") and args[i] != "-"):
+                values.append(args[i])
+                i += 1
+            if not values:
+                out.append(name)  # let click report the missing value
+                continue
+            for value in values:
+                for part in _split_commas(name, value):
+                    out.extend([name, part])
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def _split_commas(name: str, value: str) -> list[str]:
+    # Requirements contain no commas of their own meaning but dataset specs do (``digits[0,2]``),
+    # so only split outside brackets.
+    if name == "--require":
+        return [value]
+    parts, depth, current = [], 0, ""
+    for ch in value:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p for p in parts if p]
+
+
+class MultiValueCommand(TyperCommand):
+    """A command whose multi-value options accept ``--ood a b c``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_multi_value_options(args))
+
+
+class MultiValueGroup(TyperGroup):
+    """A group (``dismax benchmark [show]``) whose own options accept ``--ood a b c``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_multi_value_options(args))
+
+
+def debug_enabled() -> bool:
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if ctx.obj and isinstance(ctx.obj, dict) and ctx.obj.get("debug"):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+def handle_errors(func: F) -> F:
+    """Turn :class:`DismaxError` (and unreadable user files) into one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
+        except DismaxError as exc:
+            if debug_enabled():
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def write_stdout(text: str) -> None:
+    """Write machine output (JSON) to stdout, nothing else."""
+    sys.stdout.write(text)
+    if not text.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
