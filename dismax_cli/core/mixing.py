@@ -1,0 +1,137 @@
+"""Fractional probability regularization (FPR): 2×2 mosaics of four images with fractional targets.
+
+References:
+    Macêdo, Zanchettin, Ludermir, "Distinction Maximization Loss", arXiv:2205.05874, §3.2;
+    METHOD.md §2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dismax_cli.errors import DismaxError
+
+
+@dataclass(frozen=True)
+class FractionalMix:
+    """A training batch after FPR mixing.
+
+    Attributes:
+        images: (B, C, H, W) rows ``[0, num_clean)`` are unchanged (permuted) inputs, the rest are
+            2×2 mosaics.
+        targets: (B,) int64; for clean rows the label, for mosaic rows the label of the
+            top-left source (informational: the loss uses ``target_probs`` there).
+        target_probs: (B, num_classes) float; one-hot for clean rows, 0.25 per source label for
+            mosaic rows (0.5, 0.75 or 1.0 when sources share a label); every row sums to 1.
+        num_clean: h = ⌊B/2⌋, the number of clean rows.
+        permutation: (B,) int64, position i of the mixed batch started from input row
+            ``permutation[i]``.
+        sources: (B − h, 4) int64 input-row indices of each mosaic's quadrants, in the order
+            top-left, bottom-left, top-right, bottom-right.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    target_probs: torch.Tensor
+    num_clean: int
+    permutation: torch.Tensor
+    sources: torch.Tensor
+
+
+def fractional_probability_mix(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    num_classes: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> FractionalMix:
+    """Build the FPR batch: a clean half and a half of same-position 2×2 mosaics.
+
+    The batch is randomly permuted (images and labels together); the first h = ⌊B/2⌋ rows stay
+    as they are; each of the remaining n = B − h rows, with local index j, becomes a mosaic whose
+    top-left quadrant comes from image j, bottom-left from j−1, top-right from j−2 and
+    bottom-right from j−3 (indices modulo n in the permuted half). Quadrants split at H//2 and
+    W//2; nothing is resized or moved, so any B ≥ 1 and odd H, W work (with fewer than 8 images
+    the sources wrap and repeat). The mosaic target is q = 0.25 · Σ_k onehot(y_k).
+
+    Args:
+        images: (B, C, H, W) float batch, already augmented and normalised.
+        targets: (B,) int64 labels in ``[0, num_classes)``.
+        num_classes: C of the classifier.
+        generator: a CPU ``torch.Generator`` for the permutation (seeded runs repeat exactly).
+
+    Returns:
+        A :class:`FractionalMix` on the device of ``images``.
+
+    Shape:
+        images (B, C, H, W), targets (B,) -> images (B, C, H, W), target_probs (B, num_classes).
+
+    Raises:
+        DismaxError: for an empty batch, a non-4-D image tensor, a label count that does not
+            match, or labels outside ``[0, num_classes)``.
+
+    References:
+        Macêdo et al., arXiv:2205.05874, §3.2 (fractional probability regularization);
+        METHOD.md §2 steps 1–3.
+    """
+    if images.ndim != 4:
+        raise DismaxError(
+            f"images of shape {tuple(images.shape)} cannot be mixed: expected (B, C, H, W)"
+        )
+    batch = images.shape[0]
+    if batch < 1:
+        raise DismaxError("an empty batch cannot be mixed: pass at least one image")
+    if targets.shape != (batch,):
+        raise DismaxError(
+            f"targets of shape {tuple(targets.shape)} do not match {batch} images: "
+            "pass one int64 label per image"
+        )
+    if int(num_classes) < 1:
+        raise DismaxError(f"num_classes={num_classes} is invalid: it must be at least 1")
+    targets = targets.long()
+    if bool(((targets < 0) | (targets >= num_classes)).any()):
+        raise DismaxError(
+            f"labels must lie in [0, {num_classes}); got min {int(targets.min())}, "
+            f"max {int(targets.max())}"
+        )
+    device = images.device
+    permutation = torch.randperm(batch, generator=generator).to(device)
+    num_clean = batch // 2
+    n = batch - num_clean
+
+    # Sources of local row j in the permuted half: j, j−1, j−2, j−3 (mod n).
+    local = torch.arange(n, device=device)
+    offsets = torch.arange(4, device=device)
+    local_sources = (local[:, None] - offsets[None, :]) % n  # (n, 4)
+    sources = permutation[num_clean:][local_sources]  # indices into the input batch
+
+    h2, w2 = images.shape[2] // 2, images.shape[3] // 2
+    mosaic = images[sources[:, 0]]  # top-left (and, for now, everything else)
+    mosaic[:, :, h2:, :w2] = images[sources[:, 1], :, h2:, :w2]  # bottom-left
+    mosaic[:, :, :h2, w2:] = images[sources[:, 2], :, :h2, w2:]  # top-right
+    mosaic[:, :, h2:, w2:] = images[sources[:, 3], :, h2:, w2:]  # bottom-right
+    clean_rows = permutation[:num_clean]
+    mixed_images = torch.cat([images[clean_rows], mosaic], dim=0)
+
+    probs_dtype = images.dtype if images.dtype.is_floating_point else torch.float32
+    target_probs = torch.zeros(batch, num_classes, dtype=probs_dtype, device=device)
+    clean_targets = targets[clean_rows]
+    target_probs[:num_clean].scatter_(1, clean_targets[:, None], 1.0)
+    source_labels = targets[sources]  # (n, 4)
+    target_probs[num_clean:].scatter_add_(
+        1, source_labels, torch.full(source_labels.shape, 0.25, dtype=probs_dtype, device=device)
+    )
+    mixed_targets = torch.cat([clean_targets, source_labels[:, 0]])
+    return FractionalMix(
+        images=mixed_images,
+        targets=mixed_targets,
+        target_probs=target_probs,
+        num_clean=num_clean,
+        permutation=permutation,
+        sources=sources,
+    )
+
+
+__all__ = ["FractionalMix", "fractional_probability_mix"]
