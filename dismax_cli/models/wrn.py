@@ -1,0 +1,130 @@
+"""WideResNet-28-10 (no library provides it): pre-activation wide basic blocks, 640-d features.
+
+Depth 28 gives ``(28 - 4) / 6 = 4`` blocks in each of three groups of widths 160, 320 and 640
+(16·k, 32·k, 64·k with k = 10) after a 3×3 stem with 16 channels; the second and third groups
+start with stride 2. Each block is BN-ReLU-3×3 conv-BN-ReLU-3×3 conv plus a shortcut (a 1×1
+convolution on the pre-activated input where the shape changes). The network ends with BN-ReLU
+and global average pooling. No dropout.
+
+References:
+    Zagoruyko, Komodakis. "Wide Residual Networks", arXiv:1605.07146 (2016).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dismax_cli.models.base import Backbone
+
+WRN_DEPTH = 28
+WRN_WIDEN_FACTOR = 10
+
+
+class WideBasicBlock(nn.Module):
+    """A pre-activation wide basic block.
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: Stride of the first convolution (and of the shortcut).
+
+    Shape:
+        - input: ``(B, in_planes, H, W)``.
+        - output: ``(B, out_planes, ceil(H / stride), ceil(W / stride))``.
+    """
+
+    def __init__(self, in_planes: int, out_planes: int, *, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(
+            in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, kernel_size=3, padding=1, bias=False)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or in_planes != out_planes:
+            self.shortcut = nn.Conv2d(
+                in_planes, out_planes, kernel_size=1, stride=stride, bias=False
+            )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        activated = F.relu(self.bn1(inputs))
+        residual = inputs if self.shortcut is None else self.shortcut(activated)
+        out = self.conv1(activated)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + residual
+
+
+class WideResNet(Backbone):
+    """WideResNet-``depth``-``widen_factor`` for small images.
+
+    Args:
+        depth: Total depth, ``6n + 4``.
+        widen_factor: Width multiplier ``k``.
+        in_channels: Image channels (1 or 3).
+
+    Shape:
+        - images: ``(B, in_channels, H, W)``.
+        - output: ``(B, 64 * widen_factor)``.
+
+    Raises:
+        ValueError: If ``depth`` is not ``6n + 4`` or ``widen_factor < 1`` (programming errors:
+            the registry only builds WRN-28-10).
+
+    References:
+        Zagoruyko, Komodakis. "Wide Residual Networks", arXiv:1605.07146.
+    """
+
+    def __init__(
+        self, *, depth: int = WRN_DEPTH, widen_factor: int = WRN_WIDEN_FACTOR, in_channels: int = 3
+    ) -> None:
+        if (depth - 4) % 6 != 0 or depth < 10 or widen_factor < 1:
+            raise ValueError(
+                f"WideResNet needs depth = 6n + 4 and widen_factor >= 1, got "
+                f"depth={depth}, widen_factor={widen_factor}"
+            )
+        widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
+        super().__init__(num_features=widths[-1], in_channels=in_channels)
+        blocks_per_group = (depth - 4) // 6
+        self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
+        groups: list[nn.Module] = []
+        for group, (in_planes, out_planes) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            first_stride = 1 if group == 0 else 2
+            blocks = [
+                WideBasicBlock(
+                    in_planes if index == 0 else out_planes,
+                    out_planes,
+                    stride=first_stride if index == 0 else 1,
+                )
+                for index in range(blocks_per_group)
+            ]
+            groups.append(nn.Sequential(*blocks))
+        self.block1, self.block2, self.block3 = groups
+        self.bn = nn.BatchNorm2d(widths[-1])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(images)
+        out = self.block3(self.block2(self.block1(out)))
+        out = F.relu(self.bn(out))
+        return torch.flatten(self.pool(out), 1)
+
+
+def wrn_28_10(*, in_channels: int = 3) -> WideResNet:
+    """Build WideResNet-28-10; 640-d features.
+
+    References:
+        Zagoruyko, Komodakis. "Wide Residual Networks", arXiv:1605.07146.
+    """
+    return WideResNet(depth=28, widen_factor=10, in_channels=in_channels)
+
+
+__all__ = ["WideBasicBlock", "WideResNet", "wrn_28_10"]
