@@ -1,0 +1,285 @@
+"""Readers for image sets on disk: ``.npz`` files (array or encoded-bytes layout) and folders.
+
+Both return a :class:`RawArrays`: uint8 ``(N, H, W, C)`` numpy images plus optional labels and
+class names. Images are decoded once, at load time, with Pillow; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dismax_cli.errors import DismaxError
+
+#: File name endings read as images (lower case).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+#: Side of the square images that mixed-size folders are brought to when no target is given.
+DEFAULT_FOLDER_SIZE = 32
+
+
+@dataclass(frozen=True)
+class RawArrays:
+    """Images and labels as numpy arrays, before they become an ImageSet.
+
+    Attributes:
+        images: uint8 ``(N, H, W, C)``, C in {1, 3}.
+        labels: int64 ``(N,)`` or ``None``.
+        classes: Class names (``()`` when unlabelled).
+        source: Provenance.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    classes: tuple[str, ...]
+    source: str
+
+
+def _as_images(x: np.ndarray, where: str) -> np.ndarray:
+    if x.dtype != np.uint8:
+        raise DismaxError(
+            f"{where}: array 'x' has dtype {x.dtype}, expected uint8 0..255; convert it with "
+            "x.clip(0, 255).astype(np.uint8) (scale floats in 0..1 by 255 first)"
+        )
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DismaxError(
+            f"{where}: array 'x' has shape {x.shape}, expected N x H x W x C with C = 1 or 3; "
+            "transpose channels-first data with x.transpose(0, 2, 3, 1)"
+        )
+    return np.ascontiguousarray(x)
+
+
+def _labels_and_classes(
+    arrays: dict[str, np.ndarray], n: int, where: str
+) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    if "y" not in arrays:
+        return None, ()
+    y = np.asarray(arrays["y"])
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise DismaxError(
+            f"{where}: array 'y' has {y.dtype} {y.shape}, expected int64 ({n},) (one label per "
+            "image); fix the file or drop 'y' to load it unlabelled"
+        )
+    y = y.astype(np.int64)
+    if n and y.min() < 0:
+        raise DismaxError(f"{where}: array 'y' has negative labels; labels must be 0..C-1")
+    if "classes" in arrays:
+        classes = tuple(str(c) for c in np.asarray(arrays["classes"]).reshape(-1))
+    else:
+        classes = tuple(str(i) for i in range(int(y.max()) + 1 if n else 0))
+    if n and int(y.max()) >= len(classes):
+        raise DismaxError(
+            f"{where}: label {int(y.max())} has no entry in 'classes' ({len(classes)} names); "
+            "add the missing class names"
+        )
+    return y, classes
+
+
+def _decode(blob: bytes, mode: str, where: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            arr = np.asarray(im if im.mode == mode else im.convert(mode), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DismaxError(f"{where}: cannot decode an image ({exc}); the file is corrupt") from None
+    return arr
+
+
+def _decode_bytes_file(arrays: dict[str, np.ndarray], where: str) -> np.ndarray:
+    data = arrays["data"]
+    offsets = np.asarray(arrays["offsets"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 1 or offsets.ndim != 1 or len(offsets) < 1:
+        raise DismaxError(
+            f"{where}: encoded-bytes layout needs 'data' uint8 (bytes) and 'offsets' int64 N+1"
+        )
+    n = len(offsets) - 1
+    if n == 0:
+        raise DismaxError(f"{where}: holds no images")
+    buf = data.tobytes()
+    with Image.open(io.BytesIO(buf[offsets[0] : offsets[1]])) as first:
+        mode = "L" if first.mode in _GREY_MODES else "RGB"
+    first_arr = _decode(buf[offsets[0] : offsets[1]], mode, where)
+    out = np.empty((n, *first_arr.shape), dtype=np.uint8)
+    out[0] = first_arr
+    for i in range(1, n):
+        arr = _decode(buf[offsets[i] : offsets[i + 1]], mode, where)
+        if arr.shape != first_arr.shape:
+            raise DismaxError(
+                f"{where}: image {i} is {arr.shape[1]}x{arr.shape[0]}, image 0 is "
+                f"{first_arr.shape[1]}x{first_arr.shape[0]}; store images of one size or unpack "
+                "them into a folder and use imagefolder:PATH"
+            )
+        out[i] = arr
+    return out if out.ndim == 4 else out[..., None]
+
+
+def read_npz(path: Path) -> RawArrays:
+    """Read an image ``.npz`` in either layout of ``../shared/data``.
+
+    * Array layout: ``x`` uint8 ``N x H x W x C`` (or ``N x H x W``), optional ``y`` int64
+      ``N`` and ``classes`` (names, ``classes[y[i]]``), optional ``source``.
+    * Encoded-bytes layout (``*_jpeg.npz``): ``data`` uint8 (the image files concatenated),
+      ``offsets`` int64 ``N+1``, ``filenames``, optional ``y``, ``classes``, ``source``;
+      decoded with Pillow here (grey stays 1 channel, everything else becomes RGB).
+
+    Args:
+        path: The file.
+
+    Returns:
+        The arrays.
+
+    Raises:
+        DismaxError: If the file is missing, not an npz, or in neither layout.
+    """
+    where = f"npz file {path}"
+    if not path.is_file():
+        raise DismaxError(
+            f"{where} does not exist; check the path (relative paths start at the current folder)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DismaxError(
+            f"{where} cannot be read as .npz ({exc}); write it with np.savez"
+        ) from None
+    if "x" in arrays:
+        images = _as_images(arrays["x"], where)
+    elif "data" in arrays and "offsets" in arrays:
+        images = _decode_bytes_file(arrays, where)
+    else:
+        raise DismaxError(
+            f"{where} has arrays {sorted(arrays)}; expected 'x' (uint8 N x H x W x C) or "
+            "'data' + 'offsets' (encoded images)"
+        )
+    labels, classes = _labels_and_classes(arrays, images.shape[0], where)
+    source = str(path)
+    if "source" in arrays and np.asarray(arrays["source"]).size:
+        source = f"{path} ({np.asarray(arrays['source']).reshape(-1)[0]})"
+    return RawArrays(images=images, labels=labels, classes=classes, source=source)
+
+
+def list_image_files(folder: Path, *, recursive: bool) -> list[Path]:
+    """Return image files under ``folder`` sorted by relative path (hidden names skipped)."""
+    if recursive:
+        found = [
+            Path(root) / name
+            for root, dirs, files in os.walk(folder)
+            for name in files
+            if not name.startswith(".")
+            and name.lower().endswith(IMAGE_EXTENSIONS)
+            and not any(part.startswith(".") for part in Path(root).relative_to(folder).parts)
+        ]
+    else:
+        found = [
+            p
+            for p in folder.iterdir()
+            if p.is_file()
+            and not p.name.startswith(".")
+            and p.name.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def resize_short_center_crop(im: Image.Image, size: int) -> Image.Image:
+    """Resize a Pillow image so its shorter side is ``size`` (bilinear), centre-crop a square."""
+    w, h = im.size
+    if w <= h:
+        nw, nh = size, max(size, int(h * size / w))
+    else:
+        nw, nh = max(size, int(w * size / h)), size
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), resample=Image.Resampling.BILINEAR)
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    return im.crop((left, top, left + size, top + size))
+
+
+def decode_files(
+    files: list[Path], *, size: int | None, where: str, force_size: bool = False
+) -> np.ndarray:
+    """Decode image files into one uint8 ``(N, H, W, C)`` array.
+
+    All grey files stay 1-channel; any colour file makes the whole set RGB. When the files do
+    not all share one size (or ``force_size`` is set) they are resized (shorter side, Pillow
+    bilinear, antialiased when shrinking) and centre-cropped to ``size`` (default
+    ``DEFAULT_FOLDER_SIZE``).
+
+    Raises:
+        DismaxError: If a file cannot be decoded.
+    """
+    sizes, modes = [], []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                sizes.append(im.size)
+                modes.append(im.mode)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DismaxError(
+                f"{where}: cannot read image {path} ({exc}); remove or replace the file"
+            ) from None
+    mode = "L" if all(m in _GREY_MODES for m in modes) else "RGB"
+    same = len(set(sizes)) == 1 and not force_size
+    side = size or DEFAULT_FOLDER_SIZE
+    w0, h0 = sizes[0] if same else (side, side)
+    out = (
+        np.empty((len(files), h0, w0), dtype=np.uint8)
+        if mode == "L"
+        else np.empty((len(files), h0, w0, 3), dtype=np.uint8)
+    )
+    for i, path in enumerate(files):
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            if not same:
+                im = resize_short_center_crop(im, side)
+            out[i] = np.asarray(im, dtype=np.uint8)
+    return out[..., None] if mode == "L" else out
+
+
+def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
+    """Read a folder of images.
+
+    Two layouts:
+
+    * torchvision ``ImageFolder``: ``folder/<class>/<image>``; classes are the sub-folder
+      names in sorted order (files directly in ``folder`` are ignored, as ImageFolder does);
+    * flat: image files directly in ``folder`` (no sub-folder holds images): one unlabelled set.
+
+    Args:
+        folder: The root folder.
+        size: Target side for mixed-size folders (see :func:`decode_files`).
+
+    Returns:
+        The arrays (files in sorted order of their relative path).
+
+    Raises:
+        DismaxError: If the folder is missing or holds no images.
+    """
+    where = f"image folder {folder}"
+    if not folder.is_dir():
+        raise DismaxError(f"{where} does not exist; check the path given to imagefolder:")
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    per_class = [(d.name, list_image_files(d, recursive=True)) for d in class_dirs]
+    per_class = [(name, files) for name, files in per_class if files]
+    if per_class:
+        files = [f for _, fs in per_class for f in fs]
+        labels = np.concatenate(
+            [np.full(len(fs), i, dtype=np.int64) for i, (_, fs) in enumerate(per_class)]
+        )
+        classes: tuple[str, ...] = tuple(name for name, _ in per_class)
+    else:
+        files = list_image_files(folder, recursive=False)
+        labels, classes = None, ()
+    if not files:
+        raise DismaxError(
+            f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS)}); use folder/<class>/*.png "
+            "or a flat folder of images"
+        )
+    images = decode_files(files, size=size, where=where)
+    return RawArrays(images=images, labels=labels, classes=classes, source=str(folder))

@@ -1,0 +1,323 @@
+"""Batch transforms on uint8 image tensors: the evaluation transform, augmentation, statistics.
+
+One :class:`ImageTransform` serves the in-distribution test split and every OOD set, so all of
+them reach the model through exactly the same pipeline (channels, resize and centre crop,
+normalisation with the ID statistics). Training augmentation (:func:`augment_batch`) works on
+whole uint8 batches on the device; its random numbers come from a CPU generator so that a seed
+gives the same crops and flips on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dismax_cli.data.imageset import ImageSet
+from dismax_cli.errors import DismaxError
+
+#: ITU-R 601-2 luma weights (the ones Pillow's ``convert("L")`` uses) for RGB -> grey.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: Smallest standard deviation :func:`compute_mean_std` returns (constant channels).
+MIN_STD = 1e-3
+
+
+def _check_images(images: torch.Tensor, what: str) -> None:
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        raise DismaxError(
+            f"{what} needs uint8 images (N, H, W, C); got "
+            f"{getattr(images, 'dtype', type(images).__name__)} "
+            f"{tuple(getattr(images, 'shape', ()))}; load them with dismax_cli.data.load_dataset"
+        )
+    if images.shape[-1] not in (1, 3):
+        raise DismaxError(
+            f"{what} needs 1 (grey) or 3 (RGB) channels in the last dimension; got shape "
+            f"{tuple(images.shape)}; pass images as (N, H, W, C)"
+        )
+
+
+class ImageTransform:
+    """The evaluation transform: channels, resize and centre crop, normalisation.
+
+    Steps, on whole batches and on the batch's device:
+
+    1. uint8 -> float32 on the 0..1 scale, ``(N, H, W, C)`` -> ``(N, C, H, W)``.
+    2. RGB -> grey with the ITU-R 601-2 luma weights when the model takes 1 channel.
+    3. Resize so that the shorter side equals ``image_size`` (bilinear, antialiased when
+       shrinking; the longer side as ``int(long * image_size / short)``, like torchvision's
+       ``Resize(int)``), then centre-crop to ``image_size`` x ``image_size`` (offsets as
+       torchvision's ``CenterCrop``). Skipped when the images already have that size.
+    4. Grey -> RGB by repeating the channel when the model takes 3 channels.
+    5. ``(x - mean_c) / std_c``.
+
+    Args:
+        image_size: Side of the square model input.
+        channels: Channels of the model input (1 or 3).
+        mean: Per-channel mean on the 0..1 scale (one value is repeated for every channel).
+        std: Per-channel standard deviation on the 0..1 scale, all > 0.
+
+    Raises:
+        DismaxError: If the size, channels, mean or std are invalid.
+
+    Shape:
+        - Input: uint8 ``(N, H, W, C)``, any ``H``, ``W`` and ``C`` in {1, 3}.
+        - Output: float32 ``(N, channels, image_size, image_size)``, on the input's device.
+    """
+
+    def __init__(
+        self, *, image_size: int, channels: int, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        if int(image_size) != image_size or image_size < 1:
+            raise DismaxError(f"image_size {image_size!r} must be a positive integer, e.g. 32")
+        if channels not in (1, 3):
+            raise DismaxError(f"channels {channels!r} must be 1 (grey) or 3 (RGB)")
+        mean_t = tuple(float(m) for m in mean)
+        std_t = tuple(float(s) for s in std)
+        if len(mean_t) == 1:
+            mean_t = mean_t * channels
+        if len(std_t) == 1:
+            std_t = std_t * channels
+        if len(mean_t) != channels or len(std_t) != channels:
+            raise DismaxError(
+                f"mean {tuple(mean)} and std {tuple(std)} need 1 or {channels} values for "
+                f"{channels}-channel input; give one value per channel"
+            )
+        if not all(s > 0 for s in std_t):
+            raise DismaxError(f"std {std_t} must be positive in every channel")
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self.mean = mean_t
+        self.std = std_t
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageTransform(image_size={self.image_size}, channels={self.channels}, "
+            f"mean={self.mean}, std={self.std})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImageTransform) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.image_size, self.channels, self.mean, self.std))
+
+    def resized_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Return ``(H, W)`` after the shorter-side resize (before the centre crop)."""
+        size = self.image_size
+        if height <= width:
+            return size, max(size, int(width * size / height))
+        return max(size, int(height * size / width)), size
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Transform a batch of uint8 images for the model.
+
+        Args:
+            images: uint8 ``(N, H, W, C)`` on any device.
+
+        Returns:
+            float32 ``(N, channels, image_size, image_size)`` on the same device.
+
+        Raises:
+            DismaxError: If ``images`` is not a uint8 ``(N, H, W, C)`` tensor with C in {1, 3}.
+        """
+        _check_images(images, "ImageTransform")
+        x = images.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+        if x.shape[1] == 3 and self.channels == 1:
+            w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            x = (x * w).sum(dim=1, keepdim=True)
+        height, width = int(x.shape[2]), int(x.shape[3])
+        size = self.image_size
+        if (height, width) != (size, size):
+            if min(height, width) != size:
+                new_h, new_w = self.resized_shape(height, width)
+                x = F.interpolate(
+                    x.contiguous(),
+                    size=(new_h, new_w),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )
+                height, width = new_h, new_w
+            top = int(round((height - size) / 2.0))
+            left = int(round((width - size) / 2.0))
+            x = x[:, :, top : top + size, left : left + size]
+        if x.shape[1] == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return ((x - mean) / std).contiguous()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (stored with the model)."""
+        return {
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ImageTransform:
+        """Rebuild a transform from :meth:`to_dict`'s output.
+
+        Raises:
+            DismaxError: If keys are missing or unknown.
+        """
+        keys = {"image_size", "channels", "mean", "std"}
+        if not isinstance(d, Mapping) or set(d) != keys:
+            got = sorted(d) if isinstance(d, Mapping) else type(d).__name__
+            raise DismaxError(
+                f"transform settings {got} must have exactly the keys {sorted(keys)}; "
+                "the checkpoint may be from another tool version, retrain or re-export it"
+            )
+        return cls(
+            image_size=int(d["image_size"]),
+            channels=int(d["channels"]),
+            mean=list(d["mean"]),
+            std=list(d["std"]),
+        )
+
+
+def augment_batch(
+    images: torch.Tensor, *, generator: torch.Generator, pad: int = 4, flip: bool = True
+) -> torch.Tensor:
+    """Randomly crop (with zero padding) and horizontally flip a batch of uint8 images.
+
+    The standard CIFAR augmentation: pad every side with ``pad`` zero pixels, take a random
+    ``H x W`` window, flip it left-right with probability 1/2. Vectorised over the batch (one
+    gather, no Python loop per image). The random numbers are drawn on the CPU from
+    ``generator`` in a fixed order (row offsets, column offsets, then flips), so a seed gives
+    the same result on any device.
+
+    Args:
+        images: uint8 ``(B, H, W, C)`` on any device.
+        generator: A CPU :class:`torch.Generator`.
+        pad: Zero padding on each side; 0 disables the crop.
+        flip: Whether to flip horizontally at random.
+
+    Returns:
+        uint8 ``(B, H, W, C)`` on the same device (a new tensor).
+
+    Raises:
+        DismaxError: If ``images`` is not uint8 ``(B, H, W, C)`` or ``pad`` is negative.
+
+    Shape:
+        - images: ``(B, H, W, C)``.
+        - Output: ``(B, H, W, C)``.
+    """
+    _check_images(images, "augment_batch")
+    if pad < 0:
+        raise DismaxError(f"pad {pad} must be >= 0")
+    b, h, w, _ = images.shape
+    device = images.device
+    if b == 0 or (pad == 0 and not flip):
+        return images.clone()
+    if pad > 0:
+        off_y = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+        off_x = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    else:
+        off_y = torch.zeros(b, dtype=torch.int64)
+        off_x = torch.zeros(b, dtype=torch.int64)
+    rows = off_y[:, None] + torch.arange(h)[None, :]  # (B, H) in padded coordinates
+    cols = off_x[:, None] + torch.arange(w)[None, :]  # (B, W)
+    if flip:
+        flips = torch.rand(b, generator=generator) < 0.5
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
+    if pad > 0:
+        padded = images.new_zeros((b, h + 2 * pad, w + 2 * pad, images.shape[3]))
+        padded[:, pad : pad + h, pad : pad + w] = images
+    else:
+        padded = images
+    batch = torch.arange(b, device=device)[:, None, None]
+    rows = rows.to(device)[:, :, None]
+    cols = cols.to(device)[:, None, :]
+    return padded[batch, rows, cols].contiguous()
+
+
+def compute_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Compute per-channel mean and (population) standard deviation on the 0..1 scale.
+
+    Exact: built from a 256-bin histogram per channel in float64, so it needs no float copy of
+    the images. The standard deviation is floored at ``MIN_STD`` so that a constant channel
+    cannot divide by zero.
+
+    Args:
+        images: uint8 ``(N, H, W, C)``, N > 0.
+
+    Returns:
+        ``(mean, std)``, each a tuple of C floats.
+
+    Raises:
+        DismaxError: If ``images`` is not uint8 ``(N, H, W, C)`` or is empty.
+
+    Shape:
+        - images: ``(N, H, W, C)``.
+    """
+    _check_images(images, "compute_mean_std")
+    if images.shape[0] == 0:
+        raise DismaxError("compute_mean_std needs at least one image; the training split is empty")
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[3]):
+        counts = torch.bincount(images[..., c].reshape(-1).cpu(), minlength=256).to(torch.float64)
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        var = (counts * (values - mean) ** 2).sum() / n
+        means.append(float(mean))
+        stds.append(max(float(var.sqrt()), MIN_STD))
+    return tuple(means), tuple(stds)
+
+
+def make_transform(
+    train: ImageSet, *, image_size: int | None = None, channels: int = 3
+) -> ImageTransform:
+    """Build the evaluation transform for a model trained on ``train``.
+
+    Uses the set's known normalisation constants when it has them (``train.mean``/``std``),
+    else statistics computed from ``train.images`` (pass the training split, never the test
+    split). Grey statistics are repeated for a 3-channel model; for a 1-channel model fed RGB
+    images they are computed on the luma-converted images.
+
+    Args:
+        train: The in-distribution training split.
+        image_size: Model input side; default the training images' shorter side.
+        channels: Model input channels (1 or 3).
+
+    Returns:
+        The transform; store ``to_dict()`` with the model.
+
+    Raises:
+        DismaxError: If ``channels`` is not 1 or 3 or the training split is empty.
+    """
+    h, w, c = train.image_shape
+    size = int(image_size) if image_size is not None else min(h, w)
+    if channels not in (1, 3):
+        raise DismaxError(f"channels {channels!r} must be 1 (grey) or 3 (RGB)")
+    if (
+        train.mean is not None
+        and train.std is not None
+        and (len(train.mean) == channels or len(train.mean) == 1)
+    ):
+        mean, std = train.mean, train.std
+    elif c == 3 and channels == 1:
+        mean, std = _luma_mean_std(train.images)
+    else:
+        mean, std = compute_mean_std(train.images)
+    return ImageTransform(image_size=size, channels=channels, mean=mean, std=std)
+
+
+def _luma_mean_std(images: torch.Tensor) -> tuple[tuple[float], tuple[float]]:
+    if images.shape[0] == 0:
+        raise DismaxError("compute_mean_std needs at least one image; the training split is empty")
+    w = torch.tensor(LUMA_WEIGHTS, dtype=torch.float64)
+    total, total_sq, n = 0.0, 0.0, 0
+    for start in range(0, images.shape[0], 4096):
+        grey = (images[start : start + 4096].to(torch.float64) / 255.0) @ w
+        total += float(grey.sum())
+        total_sq += float((grey * grey).sum())
+        n += grey.numel()
+    mean = total / n
+    std = max((max(total_sq / n - mean * mean, 0.0)) ** 0.5, MIN_STD)
+    return (mean,), (std,)
