@@ -1,0 +1,177 @@
+"""``dismax train``, ``dismax calibrate`` and ``dismax score``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dismax_cli.benchmark import score_checkpoint
+from dismax_cli.cli.app import app
+from dismax_cli.cli.common import (
+    MultiValueCommand,
+    OutputFormat,
+    check_writable,
+    err_console,
+    handle_errors,
+    stdout_console,
+    write_report_outputs,
+    write_stdout,
+)
+from dismax_cli.cli.progress import training_bars
+from dismax_cli.config import merge_options, read_yaml_config
+from dismax_cli.training import TrainConfig, calibrate_checkpoint, fit
+
+DATA_DIR_HELP = "Dataset folder (default: $DISMAX_DATA_DIR or the per-user cache)."
+
+
+@app.command(cls=MultiValueCommand)
+@handle_errors
+def train(
+    dataset: str = typer.Option(
+        None, "--dataset", help="ID dataset spec, e.g. digits[0-5], cifar10, npz:PATH."
+    ),
+    test_dataset: str = typer.Option(
+        None, "--test-dataset", help="Separate test set (for npz:/imagefolder: sources)."
+    ),
+    method: str = typer.Option(
+        None, "--method", help="softmax, isomax_plus or dismax (default dismax)."
+    ),
+    model: str = typer.Option(
+        None, "--model", help="Backbone: convnet, resnet18, resnet34, densenet_bc_100, wrn_28_10."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Number of epochs (default 10)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Run folder for checkpoint.pt and train_log.jsonl."
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of weights, batches, augmentation and FPR."
+    ),
+    fpr: bool = typer.Option(
+        None,
+        "--fpr/--no-fpr",
+        help="Fractional probability regularization (DisMax; on by default).",
+    ),
+    config: Path = typer.Option(
+        None, "--config", help="YAML file of training options (CLI options override it)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out (a finished run: nothing to do)."
+    ),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Training batch size (default 64)."),
+    lr: float = typer.Option(None, "--lr", help="Initial learning rate (default 0.1)."),
+    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", help="table or json (stdout)."
+    ),
+) -> None:
+    """Train one model (paper recipe by default) and write its checkpoint every epoch."""
+    file_values = read_yaml_config(config) if config is not None else {}
+    values = merge_options(
+        file_values,
+        {
+            "dataset": dataset,
+            "test_dataset": test_dataset,
+            "method": method,
+            "model": model,
+            "epochs": epochs,
+            "seed": seed,
+            "fpr": fpr,
+            "device": device,
+            "batch_size": batch_size,
+            "lr": lr,
+            "data_dir": data_dir,
+        },
+    )
+    cfg = TrainConfig.from_dict(values).validate()
+    with training_bars() as bars:
+        result = fit(cfg, out, resume=resume, progress=bars.callback(f"{cfg.method} {cfg.model}"))
+    summary = {
+        "run_dir": str(result.run_dir),
+        "checkpoint": str(result.checkpoint),
+        "method": cfg.method,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "epochs_run": result.epochs_run,
+        "already_finished": result.already_finished,
+        "train_s": result.train_seconds,
+        "final_epoch": None if not result.history else vars(result.history[-1]),
+    }
+    if output_format is OutputFormat.json:
+        write_stdout(json.dumps(summary, indent=2))
+        return
+    if result.already_finished:
+        err_console.print(f"{result.run_dir} is already finished: nothing to do")
+    last = result.history[-1] if result.history else None
+    if last is not None:
+        err_console.print(
+            f"trained {cfg.method} on {cfg.dataset}: epoch {last.epoch}, loss {last.loss:.4f}, "
+            f"train accuracy {last.accuracy * 100:.1f}%"
+        )
+    typer.echo(str(result.checkpoint))
+
+
+@app.command()
+@handle_errors
+def calibrate(
+    checkpoint: Path = typer.Argument(..., help="A run folder or its checkpoint.pt."),
+    objective: str = typer.Option(
+        "ece", "--objective", help="ece (the paper's) or nll (Guo et al.)."
+    ),
+    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", help="table or json (stdout)."
+    ),
+) -> None:
+    """Fit the temperature on the run's validation split and store it in the checkpoint."""
+    result = calibrate_checkpoint(checkpoint, objective=objective, data_dir=data_dir)
+    if output_format is OutputFormat.json:
+        write_stdout(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table(
+        title=f"Temperature calibration ({result.n_val} validation images)", title_justify="left"
+    )
+    table.add_column("")
+    table.add_column("T", justify="right")
+    table.add_column("ECE %", justify="right")
+    table.add_column("NLL", justify="right")
+    table.add_row("before", "1.0000", f"{result.ece_before * 100:.2f}", f"{result.nll_before:.4f}")
+    table.add_row(
+        "after",
+        f"{result.temperature:.4f}",
+        f"{result.ece_after * 100:.2f}",
+        f"{result.nll_after:.4f}",
+    )
+    if result.warning:
+        err_console.print(f"[yellow]warning:[/] {result.warning}", highlight=False)
+    stdout_console().print(table)
+
+
+@app.command(cls=MultiValueCommand)
+@handle_errors
+def score(
+    checkpoint: Path = typer.Argument(..., help="A run folder or its checkpoint.pt."),
+    ood: list[str] = typer.Option(..., "--ood", help="OOD sets: --ood SET [SET ...]."),
+    score_name: str = typer.Option(
+        None, "--score", help="Score shown in the table (default: the method's)."
+    ),
+    dump: Path = typer.Option(None, "--dump", help="Write per-sample scores to this .npz file."),
+    out: Path = typer.Option(
+        None, "--out", help="Write the JSON report to this file (atomically)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda or mps."),
+    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", help="table or json (stdout)."
+    ),
+) -> None:
+    """Evaluate a checkpoint: ID accuracy, NLL, ECE and OOD detection metrics per set."""
+    check_writable(dump, "--dump")
+    check_writable(out, "--out")
+    report = score_checkpoint(
+        checkpoint, ood, data_dir=data_dir, device=device, score=score_name, dump=dump
+    )
+    write_report_outputs(report, out=out, output_format=output_format)

@@ -1,0 +1,52 @@
+"""YAML config files for ``dismax train`` and ``dismax benchmark`` (keys mirror the CLI options).
+
+Unknown keys are errors; options given on the command line override the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dismax_cli.errors import DismaxError
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of option names (dashes or underscores) to values.
+
+    Raises:
+        DismaxError: for a missing file, invalid YAML, or a document that is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DismaxError(f"config file {str(path)!r} does not exist: check the --config path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise DismaxError(
+            f"config file {str(path)!r} is not valid YAML{where}: fix its syntax"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DismaxError(f"cannot read config file {str(path)!r}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DismaxError(
+            f"config file {str(path)!r} must hold a mapping of option: value, not a "
+            f"{type(data).__name__}"
+        )
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def merge_options(file_values: dict[str, Any], cli_values: dict[str, Any]) -> dict[str, Any]:
+    """File values overridden by every CLI option that was given (not None)."""
+    merged = dict(file_values)
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    return merged
+
+
+__all__ = ["merge_options", "read_yaml_config"]

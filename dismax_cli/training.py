@@ -1,0 +1,921 @@
+"""The training engine: configs, the training loop, checkpoints, resume, prediction, calibration.
+
+The paper's recipe (METHOD.md §6) is the default: SGD with Nesterov momentum 0.9, learning rate
+0.1, weight decay 1e-4 on all parameters, batch 64, learning rate ×0.1 after 1/2, 2/3 and 5/6 of
+the epochs. Batches are drawn from the uint8 image tensor already on the device, augmented there
+(random crop with 4-pixel padding and horizontal flip, off for digit sets), normalised, and for
+DisMax mixed with fractional probability regularization (METHOD.md §2).
+
+Every random draw of epoch ``e`` comes from a generator seeded by ``(seed, e)``, and a checkpoint
+is written atomically after every epoch, so a run interrupted anywhere and resumed ends with
+bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dismax_cli import __version__
+from dismax_cli.core.calibration import TemperatureAtBoundWarning, fit_temperature
+from dismax_cli.core.methods import get_method, list_methods
+from dismax_cli.core.metrics import accuracy, ece, nll
+from dismax_cli.core.mixing import fractional_probability_mix
+from dismax_cli.data import (
+    ImageSet,
+    ImageTransform,
+    SplitRecord,
+    augment_batch,
+    check_disjoint,
+    compute_mean_std,
+    load_id_splits,
+    train_val_split,
+)
+from dismax_cli.errors import DismaxError
+from dismax_cli.models import Classifier, build_backbone, list_backbones
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.jsonl"
+CHECKPOINT_FORMAT = "dismax-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+#: Learning-rate milestones as fractions of the epochs (150/200/250 of 300 in the paper).
+MILESTONE_FRACTIONS = (1 / 2, 2 / 3, 5 / 6)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (the keys of ``dismax train`` and YAML configs).
+
+    Attributes:
+        dataset: ID dataset spec (``digits[0-5]``, ``cifar10``, ``npz:PATH`` ...).
+        test_dataset: a separate test-set spec (for single-file sources), or None.
+        method: ``softmax``, ``isomax_plus`` or ``dismax``.
+        model: backbone name (``convnet``, ``resnet18`` ...).
+        epochs: number of epochs (300 in the paper).
+        batch_size: training batch size (64).
+        lr: initial learning rate (0.1).
+        momentum: SGD momentum (0.9, Nesterov).
+        weight_decay: L2 weight decay on all parameters (1e-4).
+        lr_decay: learning-rate factor at each milestone (0.1).
+        entropic_scale: E for IsoMax+/DisMax (10).
+        alpha: weight of the FPR term (1.0).
+        fpr: fractional probability regularization on/off; None = the method's default.
+        augment: random crop + flip on/off; None = the dataset's default.
+        seed: seed of weights, batch order, augmentation and FPR.
+        val_fraction: stratified share of the training split held out for calibration.
+        split_seed: seed of that split.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        data_dir: dataset folder (None: ``DISMAX_DATA_DIR`` or the user cache).
+    """
+
+    dataset: str = "digits[0-5]"
+    test_dataset: str | None = None
+    method: str = "dismax"
+    model: str = "convnet"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_decay: float = 0.1
+    entropic_scale: float = 10.0
+    alpha: float = 1.0
+    fpr: bool | None = None
+    augment: bool | None = None
+    seed: int = 0
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+
+    def validate(self) -> TrainConfig:
+        """Return self after checking every value; raise DismaxError naming the bad one."""
+        if self.method not in list_methods():
+            raise DismaxError(
+                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}"
+            )
+        if self.model not in list_backbones():
+            raise DismaxError(
+                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
+            )
+        positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size}
+        for name, value in positive_ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DismaxError(f"{name}={value!r} is invalid: use an integer of at least 1")
+        for name in ("lr", "entropic_scale"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise DismaxError(f"{name}={value!r} is invalid: use a positive number")
+        for name in ("momentum", "weight_decay", "alpha", "lr_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise DismaxError(f"{name}={value!r} is invalid: use a number >= 0")
+        if not 0 < self.val_fraction < 1:
+            raise DismaxError(
+                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), e.g. 0.1"
+            )
+        if self.device not in DEVICES:
+            raise DismaxError(
+                f"device {self.device!r} is invalid: choose one of {', '.join(DEVICES)}"
+            )
+        spec = get_method(self.method)
+        if self.fpr and not spec.supports_fpr:
+            raise DismaxError(
+                f"FPR (fractional probability regularization) applies to dismax only, not "
+                f"{self.method!r}: drop --fpr"
+            )
+        return self
+
+    @property
+    def uses_fpr(self) -> bool:
+        """Whether this run mixes FPR mosaics into its batches."""
+        return get_method(self.method).uses_fpr if self.fpr is None else bool(self.fpr)
+
+    def milestones(self) -> list[int]:
+        """Epoch counts after which the learning rate is multiplied by ``lr_decay``."""
+        return [int(round(f * self.epochs)) for f in MILESTONE_FRACTIONS]
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of (0-based) ``epoch``."""
+        drops = sum(1 for m in self.milestones() if epoch >= m)
+        return self.lr * self.lr_decay**drops
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DismaxError(
+                f"unknown training option(s) {', '.join(unknown)}: valid keys are "
+                f"{', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    # Keys whose change makes an existing run a different run (everything but where it runs).
+    def identity(self) -> dict[str, Any]:
+        values = self.to_dict()
+        for key in ("device", "data_dir"):
+            values.pop(key)
+        return values
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """One line of ``train_log.jsonl``."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    lr: float
+    seconds: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the progress callback receives after every few batches and at the end of an epoch."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+    accuracy: float
+    images_per_s: float
+    epoch_done: bool = False
+
+
+ProgressCallback = Callable[[TrainProgress], None]
+
+
+@dataclass
+class ModelBundle:
+    """A classifier with everything needed to feed it and to describe it.
+
+    Attributes:
+        model: backbone + head, on ``device``.
+        transform: the ID test transform (resize, channels, normalisation).
+        meta: the checkpoint's metadata (method, model, classes, config, ...).
+        device: where the model lives.
+    """
+
+    model: Classifier
+    transform: ImageTransform
+    meta: dict[str, Any]
+    device: torch.device
+
+    @property
+    def method(self) -> str:
+        return str(self.meta["method"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.model.head.temperature)
+
+
+@dataclass
+class RunData:
+    """The splits of a run: train (after the validation carve), validation and test."""
+
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    split: SplitRecord
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns."""
+
+    run_dir: Path
+    checkpoint: Path
+    epochs_run: int
+    train_seconds: float
+    history: list[EpochLog] = field(default_factory=list)
+    already_finished: bool = False
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``auto|cpu|cuda|mps`` to a torch device.
+
+    Raises:
+        DismaxError: for an unknown name or a device this machine does not have.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise DismaxError(
+                "--device cuda was asked for but no CUDA GPU is available: use --device cpu"
+            )
+        return torch.device("cuda")
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DismaxError(
+                "--device mps was asked for but MPS is not available: use --device cpu"
+            )
+        return torch.device("mps")
+    raise DismaxError(f"device {name!r} is invalid: choose one of {', '.join(DEVICES)}")
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_run_data(config: TrainConfig) -> RunData:
+    """Load the ID splits of a run and carve the validation split (METHOD.md §4, §6).
+
+    Raises:
+        DismaxError: for datasets that cannot be loaded, unlabelled ID sets, or overlapping splits.
+    """
+    train_full, test = load_id_splits(
+        config.dataset, test_spec=config.test_dataset, data_dir=config.data_dir
+    )
+    if train_full.labels is None or train_full.num_classes < 2:
+        raise DismaxError(
+            f"dataset {config.dataset!r} has no labels or fewer than 2 classes: the "
+            "in-distribution set must be labelled"
+        )
+    train, val, split = train_val_split(
+        train_full, val_fraction=config.val_fraction, seed=config.split_seed
+    )
+    check_disjoint(train, test)
+    check_disjoint(val, test)
+    return RunData(train=train, val=val, test=test, split=split)
+
+
+def make_transform(train: ImageSet) -> ImageTransform:
+    """The ID transform: the training images' size and channels, known or computed statistics."""
+    height, width, channels = train.image_shape
+    if train.mean is not None and train.std is not None:
+        mean, std = train.mean, train.std
+    else:
+        mean, std = compute_mean_std(train.images)
+    return ImageTransform(image_size=min(height, width), channels=channels, mean=mean, std=std)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def build_model(
+    *, method: str, model: str, num_classes: int, channels: int, image_size: int, seed: int
+) -> Classifier:
+    """Build backbone + the method's head, weights drawn from ``seed`` (global RNG untouched)."""
+    spec = get_method(method)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = build_backbone(model, in_channels=channels, image_size=image_size)
+        head = spec.make_head(backbone.num_features, num_classes)
+    return Classifier(backbone, head)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Serialise ``payload`` with ``torch.save`` and write it atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(_canonical(payload), buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def _canonical(value: Any) -> Any:
+    """Rebuild containers with interned strings so pickling does not depend on object identity.
+
+    Pickle memoises by object: a key loaded from a checkpoint is a different string object than
+    the same key created in code, which changes the bytes. Interning makes a resumed run's
+    checkpoint byte-identical to an uninterrupted one's.
+    """
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_canonical(v) for v in value)
+    return value
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a dismax checkpoint with ``weights_only=True`` and check its format.
+
+    Raises:
+        DismaxError: when the file is missing, truncated, corrupted, or not a dismax checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise DismaxError(
+            f"checkpoint {str(path)!r} does not exist: pass a run folder or its {CHECKPOINT_NAME}"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unreadable file
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DismaxError(
+            f"{str(path)!r} is not a readable dismax checkpoint (truncated or corrupted: "
+            f"{reason}); retrain or restore it from a copy"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise DismaxError(
+            f"{str(path)!r} is not a dismax checkpoint: use the {CHECKPOINT_NAME} that "
+            "`dismax train` writes into its run folder"
+        )
+    if payload.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise DismaxError(
+            f"{str(path)!r} has checkpoint format version {payload.get('format_version')!r}; "
+            f"this dismax reads version {CHECKPOINT_FORMAT_VERSION}: retrain with this version"
+        )
+    return payload
+
+
+def checkpoint_path(run_dir_or_file: str | Path) -> Path:
+    path = Path(run_dir_or_file)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def bundle_from_checkpoint(
+    payload: dict[str, Any], *, device: torch.device | str = "cpu"
+) -> ModelBundle:
+    """Rebuild the classifier and its transform from a loaded checkpoint.
+
+    Raises:
+        DismaxError: when the weights do not fit the model the metadata describes.
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    model = build_model(
+        method=payload["method"],
+        model=payload["model"],
+        num_classes=int(payload["num_classes"]),
+        channels=int(payload["channels"]),
+        image_size=int(payload["image_size"]),
+        seed=0,
+    )
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0][:160]
+        raise DismaxError(
+            f"the checkpoint's weights do not fit a {payload['method']} {payload['model']} with "
+            f"{payload['num_classes']} classes ({first}); the file is damaged or was edited"
+        ) from None
+    model.to(device)
+    model.eval()
+    transform = ImageTransform.from_dict(payload["transform"])
+    meta = {k: v for k, v in payload.items() if k not in ("state_dict", "optimizer")}
+    return ModelBundle(model=model, transform=transform, meta=meta, device=device)
+
+
+def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
+    """Load a checkpoint file or run folder into a :class:`ModelBundle` on ``device``."""
+    return bundle_from_checkpoint(load_checkpoint(path), device=resolve_device(device))
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    digest = hashlib.sha256(f"dismax-epoch:{seed}:{epoch}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def iterate_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches covering ``range(n)`` once (the last one may be smaller)."""
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _metadata(
+    config: TrainConfig, data: RunData, transform: ImageTransform, epochs_done: int
+) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "tool_version": __version__,
+        "method": config.method,
+        "model": config.model,
+        "num_classes": data.train.num_classes,
+        "classes": list(data.train.classes),
+        "image_size": transform.image_size,
+        "channels": transform.channels,
+        "mean": list(transform.mean),
+        "std": list(transform.std),
+        "transform": transform.to_dict(),
+        "dataset": config.dataset,
+        "test_dataset": config.test_dataset,
+        "split": data.split.to_dict(),
+        "split_seed": config.split_seed,
+        "uses_fpr": config.uses_fpr,
+        "config": config.to_dict(),
+        "epoch": epochs_done,
+        "epochs": config.epochs,
+        "finished": epochs_done >= config.epochs,
+        "calibration": None,
+    }
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    data: RunData | None = None,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
+    """Train one model and write its checkpoint and log into ``run_dir``.
+
+    Args:
+        config: the run's settings (validated here).
+        run_dir: folder for ``checkpoint.pt`` and ``train_log.jsonl``.
+        resume: continue the run in ``run_dir`` (a finished run returns at once).
+        progress: called with a :class:`TrainProgress` every few batches.
+        data: pre-loaded splits (the benchmark shares them between methods).
+        stop_after_epoch: stop (as if interrupted) once this many epochs are done.
+
+    Raises:
+        DismaxError: for invalid settings, an existing run without ``resume``, a run folder whose
+            checkpoint belongs to other settings, or a non-finite loss (the last good checkpoint
+            is kept).
+    """
+    config = config.validate()
+    run_dir = Path(run_dir)
+    ckpt_file = run_dir / CHECKPOINT_NAME
+    log_file = run_dir / LOG_NAME
+    state: dict[str, Any] | None = None
+    if ckpt_file.exists() or (run_dir.is_dir() and any(run_dir.iterdir())):
+        if not resume:
+            raise DismaxError(
+                f"run folder {str(run_dir)!r} already holds a run: pass --resume to continue it "
+                "or choose another --out"
+            )
+        if ckpt_file.exists():
+            state = load_checkpoint(ckpt_file)
+            _check_same_run(state, config, ckpt_file)
+            if state["finished"]:
+                return TrainResult(run_dir, ckpt_file, 0, 0.0, _read_log(log_file), True)
+    data = data if data is not None else load_run_data(config)
+    device = resolve_device(config.device)
+    transform = make_transform(data.train)
+    model = build_model(
+        method=config.method,
+        model=config.model,
+        num_classes=data.train.num_classes,
+        channels=transform.channels,
+        image_size=transform.image_size,
+        seed=config.seed,
+    ).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    loss_fn = get_method(config.method).make_loss(config.entropic_scale, config.alpha)
+    # Only now, with data and model ready, does the run folder appear.
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DismaxError(f"cannot create run folder {str(run_dir)!r}: {exc.strerror}") from None
+    start_epoch = 0
+    history: list[EpochLog] = []
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        history = [h for h in _read_log(log_file) if h.epoch <= start_epoch]
+        _write_log(log_file, history)
+    elif log_file.exists():
+        log_file.unlink()
+
+    images = data.train.images.to(device)
+    labels = data.train.labels.to(device)  # type: ignore[union-attr]
+    augment = data.train.augment if config.augment is None else config.augment
+    num_classes = data.train.num_classes
+    uses_fpr = config.uses_fpr
+    meta = _metadata(config, data, transform, start_epoch)
+    total_seconds = sum(h.seconds for h in history)
+    epochs_run = 0
+    last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
+
+    for epoch in range(start_epoch, last_epoch):
+        lr = config.lr_at(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        generator = _epoch_generator(config.seed, epoch)
+        batches = math.ceil(len(images) / config.batch_size)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = clean_seen = 0
+        started = time.perf_counter()
+        for b, index in enumerate(iterate_batches(len(images), config.batch_size, generator)):
+            index = index.to(device)
+            batch = images[index]
+            if augment:
+                batch = augment_batch(batch, generator=generator)
+            inputs = transform(batch)
+            if device.type == "cuda":
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            targets = labels[index]
+            with _autocast(device):
+                if uses_fpr:
+                    mix = fractional_probability_mix(
+                        inputs, targets, num_classes, generator=generator
+                    )
+                    logits = model(mix.images).float()
+                    loss = loss_fn(logits, mix)
+                    clean = slice(0, mix.num_clean)
+                    correct += (logits[clean].argmax(1) == mix.targets[clean]).sum()
+                    clean_seen += mix.num_clean
+                else:
+                    logits = model(inputs).float()
+                    loss = loss_fn(logits, targets)
+                    correct += (logits.argmax(1) == targets).sum()
+                    clean_seen += len(index)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach().double() * len(index)
+            seen += len(index)
+            report = progress is not None and (b % 10 == 9 or b == batches - 1)
+            if report or device.type == "cpu":
+                if not bool(torch.isfinite(loss_sum)):
+                    raise DismaxError(
+                        f"the training loss became non-finite in epoch {epoch + 1}: the run "
+                        f"stopped and {str(ckpt_file)!r} keeps the last good epoch "
+                        f"({epoch}); lower --lr and retrain"
+                    )
+            if report:
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress(  # type: ignore[misc]
+                    TrainProgress(
+                        epoch=epoch + 1,
+                        epochs=config.epochs,
+                        batch=b + 1,
+                        batches=batches,
+                        loss=float(loss_sum) / seen,
+                        accuracy=int(correct) / max(clean_seen, 1),
+                        images_per_s=seen / elapsed,
+                    )
+                )
+        if not bool(torch.isfinite(loss_sum)):
+            raise DismaxError(
+                f"the training loss became non-finite in epoch {epoch + 1}: {str(ckpt_file)!r} "
+                f"keeps the last good epoch ({epoch}); lower --lr and retrain"
+            )
+        seconds = time.perf_counter() - started
+        total_seconds += seconds
+        entry = EpochLog(
+            epoch=epoch + 1,
+            loss=float(loss_sum) / seen,
+            accuracy=int(correct) / max(clean_seen, 1),
+            lr=lr,
+            seconds=seconds,
+            images_per_s=seen / max(seconds, 1e-9),
+        )
+        history.append(entry)
+        # Log first, checkpoint second: a resume drops log lines past the checkpoint's epoch.
+        # The checkpoint holds no timings, so identical training gives identical files.
+        with log_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(dataclasses.asdict(entry)) + "\n")
+        meta.update(epoch=epoch + 1, finished=epoch + 1 >= config.epochs)
+        save_checkpoint(
+            ckpt_file,
+            {**meta, "state_dict": _cpu_state(model), "optimizer": optimizer.state_dict()},
+        )
+        epochs_run += 1
+        if progress is not None:
+            progress(
+                TrainProgress(
+                    epoch=epoch + 1,
+                    epochs=config.epochs,
+                    batch=batches,
+                    batches=batches,
+                    loss=entry.loss,
+                    accuracy=entry.accuracy,
+                    images_per_s=entry.images_per_s,
+                    epoch_done=True,
+                )
+            )
+    return TrainResult(run_dir, ckpt_file, epochs_run, total_seconds, history)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def _check_same_run(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    saved = TrainConfig.from_dict(state["config"]).identity()
+    wanted = config.identity()
+    diff = [k for k in wanted if saved.get(k) != wanted[k]]
+    if diff:
+        shown = ", ".join(f"{k}={saved.get(k)!r} (asked {wanted[k]!r})" for k in diff)
+        raise DismaxError(
+            f"{str(path)!r} belongs to another run: {shown}; resume with the same settings or "
+            "choose another --out"
+        )
+
+
+def _read_log(path: Path) -> list[EpochLog]:
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError, TypeError):
+            entries.append(EpochLog(**json.loads(line)))
+    return entries
+
+
+def _write_log(path: Path, entries: list[EpochLog]) -> None:
+    text = "".join(json.dumps(dataclasses.asdict(e)) + "\n" for e in entries)
+    atomic_write_bytes(path, text.encode())
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@torch.no_grad()
+def predict_logits(
+    bundle: ModelBundle,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    temperature: float | None = None,
+) -> torch.Tensor:
+    """Logits of ``images`` in eval mode, without changing the model.
+
+    Args:
+        bundle: the model, its transform and device.
+        images: uint8 (N, H, W, C), any size and 1 or 3 channels (the transform adapts them).
+        batch_size: images per forward pass (results do not depend on it beyond float rounding).
+        temperature: divide by this instead of the model's stored temperature (1.0 for raw
+            logits); None keeps the stored one.
+
+    Returns:
+        float32 (N, C) logits on the CPU.
+
+    Raises:
+        DismaxError: for an empty or wrongly shaped image tensor.
+    """
+    if images.ndim != 4 or images.dtype != torch.uint8:
+        raise DismaxError(
+            f"images of shape {tuple(images.shape)} and dtype {images.dtype} cannot be scored: "
+            "expected uint8 (N, H, W, C)"
+        )
+    model = bundle.model
+    was_training = model.training
+    model.eval()
+    head = model.head
+    stored = head.temperature.detach().clone()
+    try:
+        if temperature is not None:
+            head.temperature.fill_(float(temperature))
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(bundle.device)
+            inputs = bundle.transform(batch)
+            if bundle.device.type == "cuda":
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with _autocast(bundle.device):
+                out.append(model(inputs).float().cpu())
+    finally:
+        head.temperature.copy_(stored)
+        model.train(was_training)
+    if not out:
+        return torch.zeros(0, int(bundle.meta["num_classes"]))
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Temperature and validation metrics before/after (METHOD.md §4)."""
+
+    temperature: float
+    objective: str
+    n_val: int
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+    accuracy: float
+    warning: str | None = None  # set when the optimum sits at a bound (METHOD.md §4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def calibrate_bundle(
+    bundle: ModelBundle, val: ImageSet, *, objective: str = "ece"
+) -> CalibrationResult:
+    """Fit the temperature on ``val`` and set it in the model's head (predictions unchanged).
+
+    Raises:
+        DismaxError: for an unlabelled validation set or an unknown objective.
+    """
+    if val.labels is None or len(val) == 0:
+        raise DismaxError("calibration needs a labelled, non-empty validation split")
+    logits = predict_logits(bundle, val.images, temperature=1.0)
+    targets = val.labels
+    temperature, warning = fit_temperature_noted(logits, targets, objective=objective)
+    before = F.softmax(logits.double(), dim=1)
+    after = F.softmax(logits.double() / temperature, dim=1)
+    bundle.model.head.temperature.fill_(temperature)
+    return CalibrationResult(
+        temperature=float(temperature),
+        objective=objective,
+        n_val=len(val),
+        ece_before=ece(before, targets),
+        ece_after=ece(after, targets),
+        nll_before=nll(before, targets),
+        nll_after=nll(after, targets),
+        accuracy=accuracy(after, targets),
+        warning=warning,
+    )
+
+
+def fit_temperature_noted(
+    logits: torch.Tensor, targets: torch.Tensor, *, objective: str = "ece"
+) -> tuple[float, str | None]:
+    """:func:`fit_temperature`, returning its at-a-bound warning as text instead of printing it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TemperatureAtBoundWarning)
+        temperature = fit_temperature(logits, targets, objective=objective)
+    notes = [str(w.message) for w in caught if issubclass(w.category, TemperatureAtBoundWarning)]
+    return float(temperature), (notes[0] if notes else None)
+
+
+def rebuild_run_data(meta: dict[str, Any], *, data_dir: str | None = None) -> RunData:
+    """Reload a checkpoint's splits and check they are the ones it was trained on.
+
+    Raises:
+        DismaxError: when the dataset changed (the validation indices' hash differs) or the
+            classes differ from the checkpoint's.
+    """
+    saved = dict(meta["config"])
+    if data_dir is not None:
+        saved["data_dir"] = data_dir
+    config = TrainConfig.from_dict(saved)
+    data = load_run_data(config)
+    if list(data.train.classes) != list(meta["classes"]):
+        raise DismaxError(
+            f"dataset {config.dataset!r} now has classes {list(data.train.classes)[:5]}..., but "
+            f"the checkpoint was trained on {list(meta['classes'])[:5]}...: point --data-dir at "
+            "the data it was trained on"
+        )
+    if data.split.val_indices_sha256 != meta["split"]["val_indices_sha256"]:
+        raise DismaxError(
+            f"the validation split of {config.dataset!r} differs from the one the checkpoint "
+            "recorded (the dataset changed): calibrate with the data it was trained on"
+        )
+    return data
+
+
+def calibrate_checkpoint(
+    path: str | Path, *, objective: str = "ece", data_dir: str | None = None
+) -> CalibrationResult:
+    """Fit the temperature on the run's validation split and store it in the checkpoint atomically.
+
+    Raises:
+        DismaxError: for unreadable checkpoints, changed data or a bad objective.
+    """
+    if objective not in ("ece", "nll"):
+        raise DismaxError(f"objective {objective!r} is invalid: choose ece or nll")
+    file = checkpoint_path(path)
+    payload = load_checkpoint(file)
+    bundle = bundle_from_checkpoint(payload)
+    data = rebuild_run_data(payload, data_dir=data_dir)
+    check_disjoint(data.val, data.test)
+    result = calibrate_bundle(bundle, data.val, objective=objective)
+    payload["state_dict"]["head.temperature"] = bundle.model.head.temperature.detach().clone()
+    payload["calibration"] = result.to_dict()
+    save_checkpoint(file, payload)
+    return result
+
+
+__all__ = [
+    "CalibrationResult",
+    "EpochLog",
+    "ModelBundle",
+    "RunData",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "build_model",
+    "bundle_from_checkpoint",
+    "calibrate_bundle",
+    "calibrate_checkpoint",
+    "fit",
+    "load_bundle",
+    "load_checkpoint",
+    "load_run_data",
+    "make_transform",
+    "predict_logits",
+    "rebuild_run_data",
+    "resolve_device",
+]
