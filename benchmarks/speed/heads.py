@@ -92,7 +92,8 @@ def main() -> int:
         print(f"{name:34s} {seconds * 1e6:12.1f} {seconds / base:10.2f}")
     ratio = timings["DisMaxHead"] / base
     print(
-        f"DisMaxHead vs exact-difference: {timings['DisMaxHead'] / timings['DisMax exact-difference (cdist)']:.3f}x the time"
+        "DisMaxHead vs exact-difference: "
+        f"{timings['DisMaxHead'] / timings['DisMax exact-difference (cdist)']:.3f}x the time"
     )
     print(f"max |DisMaxHead - exact-difference| logits: {max_diff:.2e}")
     ok = ratio <= 2.0 and max_diff <= 1e-5

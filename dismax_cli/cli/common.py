@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
-from enum import Enum
+from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -14,6 +16,9 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.render import report_renderable
+from dismax_cli.reports import Report, to_json
+from dismax_cli.training import atomic_write_bytes
 
 #: Exit code for user errors (bad option values, missing files, bad checkpoints).
 EXIT_USER_ERROR = 1
@@ -29,7 +34,7 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     """How a command writes its result to stdout."""
 
     table = "table"
@@ -142,3 +147,42 @@ def write_stdout(text: str) -> None:
     if not text.endswith("\n"):
         sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def check_writable(path: Path | None, what: str = "--out") -> None:
+    """Refuse early (before any work) an output path that cannot be written."""
+    if path is None:
+        return
+    parent = path.expanduser().resolve().parent
+    if path.is_dir():
+        raise DismaxError(
+            f"{what} {str(path)!r} is a folder: name a file, e.g. {path / 'report.json'}"
+        )
+    if not parent.is_dir():
+        raise DismaxError(
+            f"cannot write {what} {str(path)!r}: folder {str(parent)!r} does not exist"
+        )
+    if not os.access(parent, os.W_OK):
+        raise DismaxError(
+            f"cannot write {what} {str(path)!r}: folder {str(parent)!r} is not writable"
+        )
+
+
+def write_report_outputs(report: Report, *, out: Path | None, output_format: OutputFormat) -> None:
+    """Write the report atomically to ``out`` (if given), then JSON or tables to stdout."""
+    text = to_json(report)
+    if out is not None:
+        try:
+            atomic_write_bytes(out, (text + "\n").encode())
+        except OSError as exc:
+            raise DismaxError(f"cannot write --out {str(out)!r}: {exc.strerror}") from None
+    if output_format is OutputFormat.json:
+        write_stdout(text)
+    else:
+        stdout_console().print(report_renderable(report))
+
+
+def stdout_console() -> Console:
+    """A console for tables on stdout; 160 columns wide when stdout is not a terminal."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)

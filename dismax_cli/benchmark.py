@@ -1,0 +1,728 @@
+"""The benchmark: DisMax against SoftMax, IsoMax+ and deep ensembles on the same data and backbone.
+
+For every seed, each method is trained (or its finished run reused from the runs folder),
+calibrated on the validation split, and evaluated on the ID test split and every OOD set with
+every applicable score; inference throughput is measured on the same images for every method.
+Protocol: METHOD.md §3–§8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import operator
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dismax_cli import __version__
+from dismax_cli.core.methods import get_method, list_methods
+from dismax_cli.data import ImageSet, check_disjoint, load_ood
+from dismax_cli.errors import DismaxError
+from dismax_cli.evaluation import (
+    Outputs,
+    dataset_record,
+    environment,
+    id_metrics,
+    measure_throughputs,
+    model_outputs,
+    ood_metrics,
+    probs_at,
+)
+from dismax_cli.models import list_backbones
+from dismax_cli.reports import (
+    ID_METRICS,
+    METRICS,
+    MethodResult,
+    OODResult,
+    Report,
+    Stat,
+)
+from dismax_cli.training import (
+    DEVICES,
+    LOG_NAME,
+    ModelBundle,
+    ProgressCallback,
+    RunData,
+    TrainConfig,
+    _read_log,
+    calibrate_bundle,
+    fit,
+    fit_temperature_noted,
+    load_bundle,
+    load_checkpoint,
+    load_run_data,
+)
+
+BENCHMARK_METHODS = (*list_methods(), "ensemble")
+DEFAULT_OOD = ("digits[6-9]", "uniform")
+#: Images used to time inference for every method.
+THROUGHPUT_IMAGES = 1024
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """A benchmark run (the keys of ``dismax benchmark`` and of ``benchmarks/configs/*.yaml``).
+
+    Training keys mean what they mean in :class:`~dismax_cli.training.TrainConfig`; ``seeds`` is
+    the number of seeds (``seed``, ``seed + 1``, ...), ``ensemble_size`` the number of SoftMax
+    members of the deep ensemble (member m trained with seed ``seed + 1000 m``; member 0 is the
+    SoftMax run itself).
+    """
+
+    dataset: str = "digits[0-5]"
+    test_dataset: str | None = None
+    ood: tuple[str, ...] = DEFAULT_OOD
+    methods: tuple[str, ...] = BENCHMARK_METHODS
+    model: str = "convnet"
+    epochs: int = 20
+    seeds: int = 1
+    seed: int = 0
+    ensemble_size: int = 3
+    runs_dir: str | None = None
+    device: str = "auto"
+    data_dir: str | None = None
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    entropic_scale: float = 10.0
+    alpha: float = 1.0
+    fpr: bool | None = None
+    augment: bool | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    objective: str = "ece"
+    require: tuple[str, ...] = ()
+
+    def validate(self) -> BenchmarkConfig:
+        """Return self after checking every value (before anything trains)."""
+        if not self.methods:
+            raise DismaxError(f"no methods given: choose from {', '.join(BENCHMARK_METHODS)}")
+        for m in self.methods:
+            if m not in BENCHMARK_METHODS:
+                raise DismaxError(
+                    f"unknown method {m!r}: choose from {', '.join(BENCHMARK_METHODS)}"
+                )
+        if len(set(self.methods)) != len(self.methods):
+            raise DismaxError(f"methods {list(self.methods)} name one method twice: list each once")
+        if not self.ood:
+            raise DismaxError("no OOD sets given: name at least one with --ood")
+        labels = self.ood_labels()
+        if len(set(labels)) != len(labels):
+            raise DismaxError(f"OOD sets {list(self.ood)} name one set twice: list each once")
+        if self.model not in list_backbones():
+            raise DismaxError(
+                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
+            )
+        for name in ("seeds", "ensemble_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DismaxError(f"{name}={value!r} is invalid: use an integer of at least 1")
+        if "ensemble" in self.methods and self.ensemble_size < 2:
+            raise DismaxError(
+                f"ensemble_size={self.ensemble_size} is too small: a deep ensemble needs at "
+                "least 2 members"
+            )
+        if self.objective not in ("ece", "nll"):
+            raise DismaxError(f"objective {self.objective!r} is invalid: choose ece or nll")
+        if self.device not in DEVICES:
+            raise DismaxError(
+                f"device {self.device!r} is invalid: choose one of {', '.join(DEVICES)}"
+            )
+        self.train_config("softmax", self.seed).validate()
+        if "dismax" in self.methods:
+            self.train_config("dismax", self.seed).validate()
+        parse_requirements(self.require, methods=self.methods, ood=self.ood_labels())
+        return self
+
+    def ood_labels(self) -> list[str]:
+        """The names OOD sets go by in reports (``NAME=SPEC`` entries use NAME)."""
+        return [split_label(entry)[0] for entry in self.ood]
+
+    def train_config(self, method: str, seed: int) -> TrainConfig:
+        """The training settings of one run of this benchmark."""
+        return TrainConfig(
+            dataset=self.dataset,
+            test_dataset=self.test_dataset,
+            method=method,
+            model=self.model,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            entropic_scale=self.entropic_scale,
+            alpha=self.alpha,
+            fpr=self.fpr if method == "dismax" else None,
+            augment=self.augment,
+            seed=seed,
+            val_fraction=self.val_fraction,
+            split_seed=self.split_seed,
+            device=self.device,
+            data_dir=self.data_dir,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        for key in ("ood", "methods", "require"):
+            values[key] = list(values[key])
+        return values
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BenchmarkConfig:
+        """Build from a mapping (YAML or merged CLI options); unknown keys are errors."""
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise DismaxError(
+                f"unknown benchmark option(s) {', '.join(unknown)}: valid keys are "
+                f"{', '.join(cls.keys())}"
+            )
+        values = dict(values)
+        for key in ("ood", "methods", "require"):
+            if key in values and values[key] is not None:
+                v = values[key]
+                values[key] = (v,) if isinstance(v, str) else tuple(str(x) for x in v)
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            expected = str(types[key])
+            if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise DismaxError(f"{key}={value!r} is invalid: use an integer")
+            if expected == "float" and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise DismaxError(f"{key}={value!r} is invalid: use a number")
+            if expected == "str" and not isinstance(value, str):
+                raise DismaxError(f"{key}={value!r} is invalid: use a string")
+        return cls(**values)
+
+
+_LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
+
+
+def split_label(entry: str) -> tuple[str, str]:
+    """Split ``"tin_resize=npz:tin.npz"`` into ``("tin_resize", "npz:tin.npz")``.
+
+    Entries without a label give ``(entry, entry)``.
+
+    A label names an OOD set in tables, JSON and ``--require``.
+    """
+    match = _LABEL.match(entry)
+    return (match.group(1), match.group(2)) if match else (entry, entry)
+
+
+# --------------------------------------------------------------------------- requirements
+
+_REQUIREMENT = re.compile(r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*(.+?)\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """``METHOD:METRIC:SET OP VALUE``, e.g. ``dismax:AUROC:tin_resize>=0.90``.
+
+    SET is an OOD set of the run (the method's default score is used) or ``id`` for ACC, NLL and
+    ECE on the ID test split after calibration.
+    """
+
+    text: str
+    method: str
+    metric: str
+    dataset: str
+    op: str
+    threshold: float
+
+    def check(self, report: Report) -> tuple[bool, float]:
+        result = report.method(self.method)
+        if self.dataset == "id":
+            value = result.id_after[self.metric].mean
+        else:
+            value = result.result(self.dataset).metrics[self.metric].mean
+        return _OPS[self.op](value, self.threshold), value
+
+
+def parse_requirements(
+    texts: Sequence[str], *, methods: Sequence[str], ood: Sequence[str]
+) -> list[Requirement]:
+    """Parse and check ``--require`` strings against the run's methods, metrics and sets.
+
+    Raises:
+        DismaxError: for malformed text or an unknown method, metric or set.
+    """
+    out = []
+    metric_keys = {k.upper(): k for k in METRICS}
+    for text in texts:
+        match = _REQUIREMENT.match(text)
+        if not match:
+            raise DismaxError(
+                f"requirement {text!r} is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
+                "dismax:AUROC:uniform>=0.9"
+            )
+        method, metric, dataset, op, value = match.groups()
+        if method not in methods:
+            raise DismaxError(
+                f"requirement {text!r} names method {method!r}, which this run does not have: "
+                f"use one of {', '.join(methods)}"
+            )
+        key = metric_keys.get(metric.upper())
+        if key is None:
+            raise DismaxError(
+                f"requirement {text!r} names unknown metric {metric!r}: use one of "
+                f"{', '.join(METRICS)}"
+            )
+        if key in ID_METRICS:
+            if dataset != "id":
+                raise DismaxError(
+                    f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
+                    f"'id' (e.g. {method}:{key}:id>=0.9)"
+                )
+        elif dataset not in ood:
+            raise DismaxError(
+                f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
+                f"use one of {', '.join(ood)}"
+            )
+        try:
+            threshold = float(value)
+        except ValueError:
+            raise DismaxError(
+                f"requirement {text!r} has threshold {value!r}, which is not a number"
+            ) from None
+        if not math.isfinite(threshold):
+            raise DismaxError(f"requirement {text!r} has a non-finite threshold")
+        out.append(Requirement(text, method, key, dataset, op, threshold))
+    return out
+
+
+def check_requirements(report: Report, texts: Sequence[str]) -> list[str]:
+    """Messages for every requirement that does not hold (empty when all pass)."""
+    methods = [m.method for m in report.methods]
+    failed = []
+    for req in parse_requirements(texts, methods=methods, ood=report.ood_sets):
+        ok, value = req.check(report)
+        if not ok:
+            failed.append(f"{req.text} (measured {value:.4f})")
+    return failed
+
+
+# --------------------------------------------------------------------------- running
+
+
+def default_runs_dir() -> Path:
+    """``DISMAX_RUNS_DIR``, else ``$XDG_CACHE_HOME/dismax/runs`` (``~/.cache/dismax/runs``)."""
+    env = os.environ.get("DISMAX_RUNS_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "dismax" / "runs"
+
+
+def run_dir_for(runs_dir: Path, config: TrainConfig, data_hash: str) -> Path:
+    """The deterministic folder of a run: same settings and same data -> same folder (reuse)."""
+    identity = json.dumps({**config.identity(), "data": data_hash}, sort_keys=True)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    return runs_dir / f"{config.method}-{config.model}-seed{config.seed}-{digest}"
+
+
+@dataclass
+class BenchmarkProgress:
+    """Callbacks the CLI uses to show what is happening (all optional)."""
+
+    stage: Callable[[str], None] | None = None
+    train: Callable[[str], ProgressCallback | None] | None = None
+
+    def say(self, text: str) -> None:
+        if self.stage is not None:
+            self.stage(text)
+
+
+@dataclass
+class _SeedResult:
+    temperature: float
+    id_before: dict[str, float]
+    id_after: dict[str, float]
+    ood: dict[tuple[str, str], dict[str, float]]
+    n_id: int
+    n_ood: dict[str, int]
+    throughput: float
+    train_s: float
+    runs: list[str]
+    reused: bool
+
+
+def _train_or_reuse(
+    config: TrainConfig,
+    runs_dir: Path,
+    data: RunData,
+    data_hash: str,
+    progress: BenchmarkProgress,
+) -> tuple[Path, bool]:
+    run_dir = run_dir_for(runs_dir, config, data_hash)
+    ckpt = run_dir / "checkpoint.pt"
+    if ckpt.exists() and load_checkpoint(ckpt).get("finished"):
+        progress.say(f"reusing {config.method} seed {config.seed} from {run_dir}")
+        return run_dir, True
+    progress.say(f"training {config.method} seed {config.seed} ({config.epochs} epochs)")
+    callback = progress.train(f"{config.method} s{config.seed}") if progress.train else None
+    fit(config, run_dir, resume=True, progress=callback, data=data)
+    return run_dir, False
+
+
+def _train_seconds(run_dirs: Sequence[Path]) -> float:
+    return float(sum(e.seconds for d in run_dirs for e in _read_log(d / LOG_NAME)))
+
+
+def _evaluate(
+    bundles: Sequence[ModelBundle],
+    temperature: float,
+    data: RunData,
+    oods: dict[str, ImageSet],
+    outputs: Outputs,
+) -> tuple[dict[str, float], dict[str, float], dict[tuple[str, str], dict[str, float]]]:
+    targets = data.test.labels
+    assert targets is not None
+    before = id_metrics(probs_at(outputs.id_logits, 1.0), targets)
+    after = id_metrics(probs_at(outputs.id_logits, temperature), targets)
+    ood: dict[tuple[str, str], dict[str, float]] = {}
+    for spec in oods:
+        for score, id_scores in outputs.id_scores.items():
+            ood[(spec, score)] = ood_metrics(id_scores, outputs.ood_scores[spec][score])
+    return before, after, ood
+
+
+def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = None) -> Report:
+    """Train (or reuse), calibrate and evaluate every method; return the report.
+
+    Raises:
+        DismaxError: for invalid settings, datasets that cannot be loaded, or failed training.
+    """
+    progress = progress or BenchmarkProgress()
+    config = config.validate()
+    runs_dir = Path(config.runs_dir).expanduser() if config.runs_dir else default_runs_dir()
+    progress.say(f"loading {config.dataset} and {len(config.ood)} OOD set(s)")
+    base = config.train_config("softmax", config.seed)
+    data = load_run_data(base)
+    oods: dict[str, ImageSet] = {}
+    for entry in config.ood:
+        label, spec = split_label(entry)
+        ood_set = load_ood(spec, like=data.test, data_dir=config.data_dir)
+        check_disjoint(data.test, ood_set)
+        oods[label] = ood_set
+    data_hash = hashlib.sha256(
+        (data.train.pixels_sha256() + data.split.val_indices_sha256).encode()
+    ).hexdigest()
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DismaxError(f"cannot create runs folder {str(runs_dir)!r}: {exc.strerror}") from None
+
+    seeds = [config.seed + k for k in range(config.seeds)]
+    per_method: dict[str, list[_SeedResult]] = {m: [] for m in config.methods}
+    notes: list[str] = []
+    softmax_ref: list[float] = []  # SoftMax throughput per seed: the efficiency reference
+    device_used = torch.device("cpu")
+    for seed in seeds:
+        # 1. Train or reuse every run this seed needs.
+        run_dirs: dict[str, list[Path]] = {}
+        reused: dict[str, bool] = {}
+        needed = [m for m in config.methods if m != "ensemble"]
+        if "ensemble" in config.methods and "softmax" not in needed:
+            needed.insert(0, "softmax")
+        for method in needed:
+            d, r = _train_or_reuse(
+                config.train_config(method, seed), runs_dir, data, data_hash, progress
+            )
+            run_dirs[method], reused[method] = [d], r
+        if "ensemble" in config.methods:
+            members, all_reused = list(run_dirs["softmax"]), reused["softmax"]
+            for m in range(1, config.ensemble_size):
+                d, r = _train_or_reuse(
+                    config.train_config("softmax", seed + 1000 * m),
+                    runs_dir,
+                    data,
+                    data_hash,
+                    progress,
+                )
+                members.append(d)
+                all_reused = all_reused and r
+            run_dirs["ensemble"], reused["ensemble"] = members, all_reused
+
+        # 2. Calibrate and evaluate.
+        bundles: dict[str, list[ModelBundle]] = {}
+        temperatures: dict[str, float] = {}
+        for method, dirs in run_dirs.items():
+            progress.say(f"calibrating and scoring {method} seed {seed}")
+            group = [load_bundle(d, device=config.device) for d in dirs]
+            device_used = group[0].device
+            bundles[method] = group
+            if method == "ensemble":
+                from dismax_cli.core.ensemble import predictive_log_probs
+                from dismax_cli.training import predict_logits
+
+                val_logits = predictive_log_probs(
+                    torch.stack(
+                        [predict_logits(b, data.val.images, temperature=1.0) for b in group]
+                    )
+                )
+                temperatures[method], warning = fit_temperature_noted(
+                    val_logits, data.val.labels, objective=config.objective
+                )
+            else:
+                calibration = calibrate_bundle(group[0], data.val, objective=config.objective)
+                temperatures[method], warning = calibration.temperature, calibration.warning
+            if warning:
+                notes.append(
+                    f"calibration of {method} (seed {seed}): T = {temperatures[method]:g} is a "
+                    f"bound of the search, no finite optimum on the {len(data.val)}-image "
+                    "validation split (no errors, or no correct predictions, there)"
+                )
+
+        # 3. Throughput on the same images for every method (SoftMax is the reference).
+        timing_images = data.test.images[:THROUGHPUT_IMAGES]
+        throughput = measure_throughputs(bundles, timing_images)
+
+        for method in config.methods:
+            outputs = model_outputs(bundles[method], data.test, oods)
+            before, after, ood = _evaluate(
+                bundles[method], temperatures[method], data, oods, outputs
+            )
+            per_method[method].append(
+                _SeedResult(
+                    temperature=temperatures[method],
+                    id_before=before,
+                    id_after=after,
+                    ood=ood,
+                    n_id=len(data.test),
+                    n_ood={s: len(o) for s, o in oods.items()},
+                    throughput=throughput[method],
+                    train_s=_train_seconds(run_dirs[method]),
+                    runs=[str(d) for d in run_dirs[method]],
+                    reused=reused[method],
+                )
+            )
+        softmax_ref.append(throughput.get("softmax", float("nan")))
+
+    methods = tuple(
+        _method_result(m, per_method[m], seeds, softmax_ref, config.ensemble_size)
+        for m in config.methods
+    )
+    datasets = (
+        dataset_record("train", data.train),
+        dataset_record("val", data.val),
+        dataset_record("test", data.test),
+        *(dataset_record("ood", o, name=label) for label, o in oods.items()),
+    )
+    notes[:0] = [
+        f"{o.spec} is synthetic ({o.source}), not real images: a sanity check, not a benchmark"
+        for o in oods.values()
+        if o.synthetic
+    ]
+    resolved = {**config.to_dict(), "runs_dir": str(runs_dir)}
+    return Report(
+        kind="benchmark",
+        tool_version=__version__,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        config=resolved,
+        environment=environment(device_used),
+        datasets=datasets,
+        methods=methods,
+        notes=tuple(notes),
+    )
+
+
+def _method_result(
+    method: str,
+    results: list[_SeedResult],
+    seeds: list[int],
+    softmax_throughput: list[float],
+    ensemble_size: int,
+) -> MethodResult:
+    def stats(dicts: list[dict[str, float]]) -> dict[str, Stat]:
+        return {k: Stat.of([d[k] for d in dicts]) for k in dicts[0]}
+
+    first = results[0]
+    ood = tuple(
+        OODResult(
+            ood=spec,
+            score=score,
+            n_id=first.n_id,
+            n_ood=first.n_ood[spec],
+            metrics=stats([r.ood[(spec, score)] for r in results]),
+        )
+        for (spec, score) in first.ood
+    )
+    efficiency = None
+    if all(math.isfinite(t) for t in softmax_throughput):
+        efficiency = Stat.of(
+            [r.throughput / t for r, t in zip(results, softmax_throughput, strict=True)]
+        )
+    is_ensemble = method == "ensemble"
+    return MethodResult(
+        method=method,
+        default_score="msp" if is_ensemble else get_method(method).default_score,
+        seeds=tuple(seeds),
+        runs=tuple(run for r in results for run in r.runs),
+        uses_fpr=False if is_ensemble else _uses_fpr(results[0].runs[0]),
+        temperature=Stat.of([r.temperature for r in results]),
+        id_before=stats([r.id_before for r in results]),
+        id_after=stats([r.id_after for r in results]),
+        n_id=first.n_id,
+        ood=ood,
+        throughput_per_s=Stat.of([r.throughput for r in results]),
+        efficiency=efficiency,
+        train_s=Stat.of([r.train_s for r in results]),
+        reused_runs=all(r.reused for r in results),
+        members=ensemble_size if is_ensemble else 1,
+    )
+
+
+def _uses_fpr(run_dir: str) -> bool:
+    return bool(load_checkpoint(Path(run_dir) / "checkpoint.pt").get("uses_fpr"))
+
+
+# --------------------------------------------------------------------------- score one checkpoint
+
+
+def write_scores_npz(path: str | Path, outputs: Outputs) -> None:
+    """Write per-sample scores atomically: ``id/<score>`` and ``ood/<set>/<score>`` arrays (N,).
+
+    Also ``id_logits`` (N, C) at T = 1.
+
+    Raises:
+        DismaxError: when the file cannot be written.
+    """
+    import io
+
+    import numpy as np
+
+    from dismax_cli.training import atomic_write_bytes
+
+    arrays = {"id_logits": outputs.id_logits.numpy()}
+    for score, values in outputs.id_scores.items():
+        arrays[f"id/{score}"] = values.numpy()
+    for spec, scores in outputs.ood_scores.items():
+        for score, values in scores.items():
+            arrays[f"ood/{spec}/{score}"] = values.numpy()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise DismaxError(f"cannot write scores to {str(path)!r}: {exc.strerror}") from None
+
+
+def score_checkpoint(
+    path: str | Path,
+    ood: Sequence[str],
+    *,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    score: str | None = None,
+    dump: str | Path | None = None,
+) -> Report:
+    """Evaluate one checkpoint on its ID test split and each OOD set (``dismax score``).
+
+    ACC/NLL/ECE are reported at T = 1 and at the checkpoint's stored temperature; OOD metrics for
+    every score (``score`` or the method's default is the one tables show).
+
+    Raises:
+        DismaxError: for an unreadable checkpoint, unknown sets or scores, or overlapping splits.
+    """
+    from dismax_cli.core.scores import SCORES
+    from dismax_cli.training import rebuild_run_data
+
+    if score is not None and score not in SCORES:
+        raise DismaxError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
+    if not ood:
+        raise DismaxError("no OOD sets given: name at least one with --ood")
+    bundle = load_bundle(path, device=device)
+    data = rebuild_run_data(bundle.meta, data_dir=data_dir)
+    oods: dict[str, ImageSet] = {}
+    for entry in ood:
+        label, spec = split_label(entry)
+        ood_set = load_ood(
+            spec, like=data.test, data_dir=data_dir or bundle.meta["config"].get("data_dir")
+        )
+        check_disjoint(data.test, ood_set)
+        oods[label] = ood_set
+    outputs = model_outputs([bundle], data.test, oods)
+    if dump is not None:
+        write_scores_npz(dump, outputs)
+    temperature = bundle.temperature
+    before, after, ood_results = _evaluate([bundle], temperature, data, oods, outputs)
+    result = _SeedResult(
+        temperature=temperature,
+        id_before=before,
+        id_after=after,
+        ood=ood_results,
+        n_id=len(data.test),
+        n_ood={s: len(o) for s, o in oods.items()},
+        throughput=float("nan"),
+        train_s=_train_seconds([Path(path) if Path(path).is_dir() else Path(path).parent]),
+        runs=[str(path)],
+        reused=True,
+    )
+    meta = bundle.meta
+    method_result = _method_result(
+        meta["method"], [result], [int(meta["config"]["seed"])], [float("nan")], 1
+    )
+    if score is not None:
+        method_result = dataclasses.replace(method_result, default_score=score)
+    method_result = dataclasses.replace(
+        method_result, throughput_per_s=None, uses_fpr=bool(meta.get("uses_fpr"))
+    )
+    notes = [
+        f"{o.spec} is synthetic ({o.source}), not real images: a sanity check, not a benchmark"
+        for o in oods.values()
+        if o.synthetic
+    ]
+    return Report(
+        kind="score",
+        tool_version=__version__,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        config={
+            "checkpoint": str(path),
+            "ood": list(ood),
+            "score": score or method_result.default_score,
+            "calibration": meta.get("calibration"),
+            "train_config": meta["config"],
+        },
+        environment=environment(bundle.device),
+        datasets=(
+            dataset_record("test", data.test),
+            *(dataset_record("ood", o, name=label) for label, o in oods.items()),
+        ),
+        methods=(method_result,),
+        notes=tuple(notes),
+    )
+
+
+__all__ = [
+    "BENCHMARK_METHODS",
+    "BenchmarkConfig",
+    "BenchmarkProgress",
+    "Requirement",
+    "check_requirements",
+    "default_runs_dir",
+    "parse_requirements",
+    "run_benchmark",
+    "score_checkpoint",
+]

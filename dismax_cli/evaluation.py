@@ -1,0 +1,176 @@
+"""Evaluation shared by ``dismax score`` and ``dismax benchmark``: logits -> metrics -> report rows.
+
+Definitions: METHOD.md §3 (scores), §4 (calibration), §5 (metrics).
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dismax_cli.core import metrics as M
+from dismax_cli.core.ensemble import mutual_information, predictive_log_probs
+from dismax_cli.core.scores import SCORES
+from dismax_cli.data import ImageSet
+from dismax_cli.reports import DatasetRecord
+from dismax_cli.training import ModelBundle, predict_logits
+
+#: Scores offered for a deep ensemble, computed on its averaged probabilities p̄ (METHOD.md §3).
+ENSEMBLE_SCORES = ("msp", "neg_entropy", "neg_mutual_information")
+
+
+def id_metrics(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """ACC, NLL and ECE (15 bins) of probabilities (N, C) against int64 targets (N,)."""
+    return {
+        "ACC": M.accuracy(probs, targets),
+        "NLL": M.nll(probs, targets),
+        "ECE": M.ece(probs, targets, num_bins=15),
+    }
+
+
+def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
+    """Every detection metric of METHOD.md §5 (higher score = more ID; ID positive)."""
+    return {
+        "AUROC": M.auroc(id_scores, ood_scores),
+        "AUPR-IN": M.aupr_in(id_scores, ood_scores),
+        "AUPR-OUT": M.aupr_out(id_scores, ood_scores),
+        "FPR@95TPR": M.fpr_at_95_tpr(id_scores, ood_scores),
+        "DETACC": M.detection_accuracy(id_scores, ood_scores),
+    }
+
+
+def single_model_scores(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every registered score of one model's logits (B, C) at T = 1 -> name: (B,) scores."""
+    return {name: fn(logits) for name, fn in SCORES.items()}
+
+
+def ensemble_scores(member_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scores of a deep ensemble from member logits (M, B, C): on p̄, and −mutual information."""
+    log_pbar = predictive_log_probs(member_logits)
+    return {
+        "msp": SCORES["msp"](log_pbar),
+        "neg_entropy": SCORES["neg_entropy"](log_pbar),
+        "neg_mutual_information": -mutual_information(member_logits),
+    }
+
+
+@dataclass
+class Outputs:
+    """What one model (or ensemble) produced on the ID test split and the OOD sets (T = 1)."""
+
+    id_logits: torch.Tensor  # (N, C); for an ensemble, log p̄
+    id_scores: dict[str, torch.Tensor]
+    ood_scores: dict[str, dict[str, torch.Tensor]]  # ood spec -> score -> (N_ood,)
+
+
+def model_outputs(
+    bundles: Sequence[ModelBundle],
+    test: ImageSet,
+    oods: dict[str, ImageSet],
+    *,
+    batch_size: int = 256,
+) -> Outputs:
+    """Run one model (or the members of an ensemble) over the ID test split and every OOD set."""
+
+    def logits_of(images: torch.Tensor) -> torch.Tensor:
+        return torch.stack(
+            [predict_logits(b, images, batch_size=batch_size, temperature=1.0) for b in bundles]
+        )
+
+    def scores_of(member_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        if len(bundles) == 1:
+            return single_model_scores(member_logits[0])
+        return ensemble_scores(member_logits)
+
+    id_member = logits_of(test.images)
+    id_logits = id_member[0] if len(bundles) == 1 else predictive_log_probs(id_member)
+    return Outputs(
+        id_logits=id_logits,
+        id_scores=scores_of(id_member),
+        ood_scores={spec: scores_of(logits_of(s.images)) for spec, s in oods.items()},
+    )
+
+
+def probs_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T) in float64."""
+    return F.softmax(logits.double() / float(temperature), dim=1)
+
+
+def measure_throughputs(
+    groups: dict[str, Sequence[ModelBundle]],
+    images: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    rounds: int = 7,
+) -> dict[str, float]:
+    """Inference images/s of each model or ensemble on the same ``images``.
+
+    Every group is warmed up first, then timed once per round with the groups interleaved (so
+    background load affects all alike); the median round counts. Every member of an ensemble
+    processes every image, so an ensemble of M costs about M single models.
+    """
+    for bundles in groups.values():  # warm-up: allocator, kernels, caches
+        for b in bundles:
+            predict_logits(b, images, batch_size=batch_size)
+    times: dict[str, list[float]] = {name: [] for name in groups}
+    for _ in range(rounds):
+        for name, bundles in groups.items():
+            start = time.perf_counter()
+            for b in bundles:
+                predict_logits(b, images, batch_size=batch_size)
+            if bundles and bundles[0].device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: len(images) / max(statistics.median(t), 1e-12) for name, t in times.items()}
+
+
+def dataset_record(role: str, data: ImageSet, *, name: str | None = None) -> DatasetRecord:
+    """Provenance of ``data`` for a report: spec, split, N, shape and sha256 of the pixels."""
+    return DatasetRecord(
+        role=role,
+        name=name or data.spec,
+        spec=data.spec,
+        split=data.split,
+        n=len(data),
+        image_shape=tuple(int(v) for v in data.image_shape),  # type: ignore[arg-type]
+        pixels_sha256=data.pixels_sha256(),
+        source=data.source,
+        synthetic=bool(data.synthetic),
+        num_classes=data.num_classes,
+    )
+
+
+def environment(device: torch.device) -> dict[str, object]:
+    """Python, torch, platform and device facts for a report."""
+    env: dict[str, object] = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+__all__ = [
+    "ENSEMBLE_SCORES",
+    "Outputs",
+    "dataset_record",
+    "ensemble_scores",
+    "environment",
+    "id_metrics",
+    "measure_throughputs",
+    "model_outputs",
+    "ood_metrics",
+    "probs_at",
+    "single_model_scores",
+]

@@ -1,0 +1,308 @@
+"""Reports as data: frozen dataclasses, metric metadata, and JSON round-trips with a schema version.
+
+``dismax score`` and ``dismax benchmark`` both produce a :class:`Report`; ``render`` draws it,
+``to_json``/``from_json`` store it. Values are fractions in [0, 1] (NLL in nats), times in
+seconds (``*_s``), throughput in images per second (``*_per_s``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dismax_cli.errors import DismaxError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric's key, Python name, direction and meaning (defined once, rendered from here)."""
+
+    key: str
+    name: str
+    higher_is_better: bool
+    kind: str  # "id" (classification) or "ood" (detection)
+    description: str
+    percent: bool = True
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.key: m
+    for m in (
+        MetricInfo("ACC", "accuracy", True, "id", "top-1 accuracy on the ID test split"),
+        MetricInfo("NLL", "nll", False, "id", "mean negative log-likelihood (nats)", percent=False),
+        MetricInfo("ECE", "ece", False, "id", "expected calibration error, 15 equal-width bins"),
+        MetricInfo("AUROC", "auroc", True, "ood", "area under ROC, ID positive, ties count 1/2"),
+        MetricInfo("AUPR-IN", "aupr_in", True, "ood", "average precision, ID positive"),
+        MetricInfo("AUPR-OUT", "aupr_out", True, "ood", "average precision, OOD positive"),
+        MetricInfo(
+            "FPR@95TPR",
+            "fpr_at_95_tpr",
+            False,
+            "ood",
+            "fraction of OOD scores >= the largest threshold keeping >= 95% of ID scores",
+        ),
+        MetricInfo(
+            "DETACC", "detection_accuracy", True, "ood", "max over thresholds of (TPR+TNR)/2"
+        ),
+    )
+}
+ID_METRICS = [k for k, m in METRICS.items() if m.kind == "id"]
+OOD_METRICS = [k for k, m in METRICS.items() if m.kind == "ood"]
+
+CONVENTIONS: dict[str, Any] = {
+    "score_direction": "higher score = more in-distribution",
+    "positive_class": "in-distribution for AUROC, AUPR-IN, FPR@95TPR and DETACC; OOD for AUPR-OUT",
+    "fpr_at_95_tpr_rule": (
+        "t* = the largest ID score such that at least 95% of ID scores are >= t*; "
+        "FPR@95TPR = fraction of OOD scores >= t* (exact, every threshold, no interpolation)"
+    ),
+    "ece_bins": "15 equal-width bins on [0, 1]; confidence 0 in the first bin, 1 in the last",
+    "ood_score_temperature": (
+        "OOD scores use T = 1 (paper parity); ACC/NLL/ECE are reported at T = 1 and at the "
+        "calibrated T"
+    ),
+    "calibration": (
+        "temperature fitted on a held-out validation split carved from train, never on a "
+        "scored split"
+    ),
+    "units": "fractions in [0, 1]; NLL in nats; times in seconds; throughput in images/s",
+}
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A metric over seeds: mean, sample standard deviation (None for one seed), the values."""
+
+    mean: float
+    std: float | None
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        vals = tuple(float(v) for v in values)
+        if not vals:
+            raise DismaxError("a statistic needs at least one value")
+        std = statistics.stdev(vals) if len(vals) > 1 else None
+        return cls(mean=float(statistics.fmean(vals)), std=std, values=vals)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """Provenance of one dataset used in a report."""
+
+    role: str  # "train", "val", "test" or "ood"
+    name: str  # the label used in tables and --require (the spec unless labelled NAME=SPEC)
+    spec: str
+    split: str
+    n: int
+    image_shape: tuple[int, int, int]
+    pixels_sha256: str
+    source: str
+    synthetic: bool
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class OODResult:
+    """Detection metrics of one score on one OOD set (ID test split positive)."""
+
+    ood: str
+    score: str
+    n_id: int
+    n_ood: int
+    metrics: dict[str, Stat]
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """Everything measured for one method (over all seeds)."""
+
+    method: str
+    default_score: str
+    seeds: tuple[int, ...]
+    runs: tuple[str, ...]
+    uses_fpr: bool
+    temperature: Stat
+    id_before: dict[str, Stat]  # ACC, NLL, ECE at T = 1
+    id_after: dict[str, Stat]  # at the calibrated temperature
+    n_id: int
+    ood: tuple[OODResult, ...]
+    throughput_per_s: Stat | None = None
+    efficiency: Stat | None = None  # throughput relative to SoftMax's, measured in the same run
+    train_s: Stat | None = None
+    reused_runs: bool = False
+    members: int = 1
+
+    def result(self, ood: str, score: str | None = None) -> OODResult:
+        """The result for ``ood`` with ``score`` (default: the method's default score)."""
+        wanted = score or self.default_score
+        for r in self.ood:
+            if r.ood == ood and r.score == wanted:
+                return r
+        raise DismaxError(
+            f"no result for OOD set {ood!r} and score {wanted!r} in method {self.method!r}"
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """A ``score`` or ``benchmark`` report."""
+
+    kind: str
+    tool_version: str
+    created: str
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    datasets: tuple[DatasetRecord, ...]
+    methods: tuple[MethodResult, ...]
+    conventions: dict[str, Any] = field(default_factory=lambda: dict(CONVENTIONS))
+    notes: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def ood_sets(self) -> list[str]:
+        return [d.name for d in self.datasets if d.role == "ood"]
+
+    def method(self, name: str) -> MethodResult:
+        for m in self.methods:
+            if m.method == name:
+                return m
+        raise DismaxError(
+            f"method {name!r} is not in this report: it has "
+            f"{', '.join(m.method for m in self.methods)}"
+        )
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The report as plain JSON-ready data (tuples become lists, NaN/inf become null)."""
+    return _clean(dataclasses.asdict(report))
+
+
+def to_json(report: Report, *, indent: int | None = 2) -> str:
+    """Serialise a report to JSON text."""
+    return json.dumps(to_dict(report), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def _stat(d: Any) -> Stat | None:
+    if d is None:
+        return None
+    return Stat(mean=d["mean"], std=d["std"], values=tuple(d["values"]))
+
+
+def _stats(d: dict[str, Any]) -> dict[str, Stat]:
+    return {k: _stat(v) for k, v in d.items()}  # type: ignore[misc]
+
+
+def from_dict(data: dict[str, Any]) -> Report:
+    """Rebuild a :class:`Report` from :func:`to_dict` output.
+
+    Raises:
+        DismaxError: for another schema version or a document that is not a dismax report.
+    """
+    if not isinstance(data, dict) or "schema_version" not in data or "methods" not in data:
+        raise DismaxError("this JSON is not a dismax report: pass a file written by --out")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise DismaxError(
+            f"report schema version {data['schema_version']!r} is not supported: this dismax "
+            f"reads version {SCHEMA_VERSION}"
+        )
+    try:
+        methods = tuple(
+            MethodResult(
+                method=m["method"],
+                default_score=m["default_score"],
+                seeds=tuple(m["seeds"]),
+                runs=tuple(m["runs"]),
+                uses_fpr=m["uses_fpr"],
+                temperature=_stat(m["temperature"]),  # type: ignore[arg-type]
+                id_before=_stats(m["id_before"]),
+                id_after=_stats(m["id_after"]),
+                n_id=m["n_id"],
+                ood=tuple(
+                    OODResult(
+                        ood=r["ood"],
+                        score=r["score"],
+                        n_id=r["n_id"],
+                        n_ood=r["n_ood"],
+                        metrics=_stats(r["metrics"]),
+                    )
+                    for r in m["ood"]
+                ),
+                throughput_per_s=_stat(m.get("throughput_per_s")),
+                efficiency=_stat(m.get("efficiency")),
+                train_s=_stat(m.get("train_s")),
+                reused_runs=m.get("reused_runs", False),
+                members=m.get("members", 1),
+            )
+            for m in data["methods"]
+        )
+        datasets = tuple(
+            DatasetRecord(**{**d, "image_shape": tuple(d["image_shape"])}) for d in data["datasets"]
+        )
+        return Report(
+            kind=data["kind"],
+            tool_version=data["tool_version"],
+            created=data["created"],
+            config=data["config"],
+            environment=data["environment"],
+            datasets=datasets,
+            methods=methods,
+            conventions=data["conventions"],
+            notes=tuple(data.get("notes", ())),
+            schema_version=data["schema_version"],
+        )
+    except (KeyError, TypeError) as exc:
+        raise DismaxError(f"this dismax report is incomplete or damaged (missing {exc})") from None
+
+
+def from_json(text: str) -> Report:
+    """Parse report JSON text.
+
+    Raises:
+        DismaxError: for invalid JSON or a document that is not a dismax report.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DismaxError(
+            f"the report is not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
+    return from_dict(data)
+
+
+__all__ = [
+    "CONVENTIONS",
+    "ID_METRICS",
+    "METRICS",
+    "OOD_METRICS",
+    "SCHEMA_VERSION",
+    "DatasetRecord",
+    "MethodResult",
+    "OODResult",
+    "Report",
+    "Stat",
+    "from_dict",
+    "from_json",
+    "to_dict",
+    "to_json",
+]

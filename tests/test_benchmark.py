@@ -1,0 +1,247 @@
+"""``dismax benchmark``: the offline default, reports, the CI gate, configs and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dismax_cli.benchmark import BenchmarkConfig, parse_requirements
+from dismax_cli.cli.app import app
+from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED
+from dismax_cli.errors import DismaxError
+from dismax_cli.reports import METRICS, from_json, to_json
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+runner = CliRunner()
+
+
+def dismax_command() -> list[str]:
+    exe = shutil.which("dismax")
+    return [exe] if exe else [sys.executable, "-m", "dismax_cli"]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``dismax benchmark --format json --out R`` with no other arguments, as a subprocess."""
+    home = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env.update(
+        DISMAX_RUNS_DIR=str(home / "runs"), DISMAX_DATA_DIR=str(home / "data"), DISMAX_OFFLINE="1"
+    )
+    out = home / "report.json"
+    proc = subprocess.run(
+        [*dismax_command(), "benchmark", "--format", "json", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=home,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {"stdout": proc.stdout, "stderr": proc.stderr, "out": out, "home": home, "env": env}
+
+
+def test_default_run_prints_valid_json_with_every_method_and_metric(default_run: dict) -> None:
+    report = json.loads(default_run["stdout"])  # stdout holds JSON only
+    assert report["schema_version"] == 1 and report["kind"] == "benchmark"
+    assert [m["method"] for m in report["methods"]] == [
+        "softmax",
+        "isomax_plus",
+        "dismax",
+        "ensemble",
+    ]
+    assert report["config"]["dataset"] == "digits[0-5]"
+    assert report["config"]["ood"] == ["digits[6-9]", "uniform"]
+    for key in ("tool_version", "environment", "conventions", "datasets", "created"):
+        assert report[key]
+    assert {"python", "torch", "device"} <= set(report["environment"])
+    assert "fpr_at_95_tpr_rule" in report["conventions"]
+    roles = [d["role"] for d in report["datasets"]]
+    assert roles == ["train", "val", "test", "ood", "ood"]
+    for d in report["datasets"]:
+        assert len(d["pixels_sha256"]) == 64 and d["n"] > 0 and len(d["image_shape"]) == 3
+    assert [d["synthetic"] for d in report["datasets"] if d["role"] == "ood"] == [False, True]
+    for m in report["methods"]:
+        for stage in ("id_before", "id_after"):
+            assert 0 <= m[stage]["ACC"]["mean"] <= 1 and 0 <= m[stage]["ECE"]["mean"] <= 1
+            assert m[stage]["NLL"]["mean"] >= 0
+        assert {(r["ood"], r["score"]) for r in m["ood"]} >= {
+            ("digits[6-9]", m["default_score"]),
+            ("uniform", m["default_score"]),
+        }
+        for r in m["ood"]:
+            assert r["n_id"] == m["n_id"] > 0 and r["n_ood"] > 0
+            assert set(r["metrics"]) == {"AUROC", "AUPR-IN", "AUPR-OUT", "FPR@95TPR", "DETACC"}
+            for stat in r["metrics"].values():
+                assert 0.0 <= stat["mean"] <= 1.0
+    by_name = {m["method"]: m for m in report["methods"]}
+    assert by_name["softmax"]["efficiency"]["mean"] == 1.0
+    # Ensemble of 3 vs SoftMax, measured in this run: about 1/3.
+    assert by_name["ensemble"]["efficiency"]["mean"] < 0.5
+    assert by_name["ensemble"]["members"] == 3
+    assert by_name["dismax"]["uses_fpr"] is True
+    assert 0.5 < by_name["dismax"]["efficiency"]["mean"] < 2.0
+    # --out holds the same report, written atomically (no temporary file left behind).
+    assert json.loads(default_run["out"].read_text()) == report
+    assert [p.name for p in default_run["out"].parent.glob(".report.json*")] == []
+
+
+def test_json_round_trips_through_the_dataclasses(default_run: dict) -> None:
+    report = from_json(default_run["out"].read_text())
+    assert from_json(to_json(report)) == report
+    assert json.loads(to_json(report)) == json.loads(default_run["out"].read_text())
+
+
+def test_show_reproduces_the_table(default_run: dict) -> None:
+    env = default_run["env"]
+    saved = default_run["home"] / "table-run.json"
+    again = subprocess.run(
+        [*dismax_command(), "benchmark", "--out", str(saved)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    shown = subprocess.run(
+        [*dismax_command(), "benchmark", "show", str(saved)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == again.stdout
+    assert "AUROC" in shown.stdout and "DisMax (FPR)" in shown.stdout
+    assert "reusing" in again.stderr  # the second run reused the finished runs
+
+
+def _invoke(default_run: dict, *args: str):
+    env = {
+        k: default_run["env"][k] for k in ("DISMAX_RUNS_DIR", "DISMAX_DATA_DIR", "DISMAX_OFFLINE")
+    }
+    return runner.invoke(app, ["benchmark", *args], env=env)
+
+
+def test_require_passes_and_fails_with_the_documented_exit_code(default_run: dict) -> None:
+    report = json.loads(default_run["stdout"])
+    dismax = next(m for m in report["methods"] if m["method"] == "dismax")
+    auroc = next(r for r in dismax["ood"] if r["ood"] == "uniform" and r["score"] == "mmles")
+    value = auroc["metrics"]["AUROC"]["mean"]
+    ok = _invoke(
+        default_run, "--format", "json", "--require", f"dismax:AUROC:uniform>={value - 0.01:.4f}"
+    )
+    assert ok.exit_code == 0, ok.output
+    failing = _invoke(
+        default_run,
+        "--format",
+        "json",
+        "--require",
+        f"dismax:AUROC:uniform>={min(value + 0.01, 1.0):.4f}",
+        "--require",
+        "softmax:ECE:id<=-1",
+    )
+    assert failing.exit_code == EXIT_REQUIREMENT_FAILED
+    assert "2 requirement(s) failed" in failing.output
+    assert "dismax:AUROC:uniform" in failing.output and "softmax:ECE:id<=-1" in failing.output
+
+
+@pytest.mark.parametrize(
+    ("require", "message"),
+    [
+        ("vit:AUROC:uniform>=0.5", "method 'vit'"),
+        ("dismax:AUC:uniform>=0.5", "unknown metric 'AUC'"),
+        ("dismax:AUROC:svhn>=0.5", "OOD set 'svhn'"),
+        ("dismax:AUROC:uniform", "malformed"),
+        ("dismax:ACC:uniform>=0.5", "in-distribution metric"),
+    ],
+)
+def test_bad_requirements_are_errors_before_training(require: str, message: str) -> None:
+    with pytest.raises(DismaxError, match=message):
+        parse_requirements([require], methods=["softmax", "dismax"], ood=["uniform"])
+
+
+def test_bad_inputs_are_one_clear_error_and_no_report(default_run: dict, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text("dataset: digits[0-5]\nepochz: 3\n")
+    cases = [
+        (["--methods", "softmax", "vit"], "unknown method 'vit'"),
+        (["--ood", "nosuchset"], "nosuchset"),
+        (["--ood", f"npz:{tmp_path / 'absent.npz'}"], "absent.npz"),
+        (["--config", str(bad_config)], "epochz"),
+        (["--config", str(tmp_path / "missing.yaml")], "does not exist"),
+        (["--seeds", "0"], "seeds=0"),
+    ]
+    for args, message in cases:
+        result = _invoke(default_run, *args, "--out", str(out))
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+        assert not out.exists()
+    unwritable = _invoke(default_run, "--out", str(tmp_path / "no" / "such" / "dir" / "r.json"))
+    assert unwritable.exit_code == 1 and "does not exist" in unwritable.output
+
+
+def test_config_keys_mirror_the_cli_and_unknown_keys_fail(tmp_path: Path) -> None:
+    for path in sorted(
+        (Path(__file__).resolve().parents[1] / "benchmarks" / "configs").glob("*.yaml")
+    ):
+        import yaml
+
+        values = yaml.safe_load(path.read_text())
+        BenchmarkConfig.from_dict({k.replace("-", "_"): v for k, v in values.items()})
+    with pytest.raises(DismaxError, match="unknown benchmark option"):
+        BenchmarkConfig.from_dict({"epocs": 1})
+    assert BenchmarkConfig().validate().methods == ("softmax", "isomax_plus", "dismax", "ensemble")
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10_test.npz").exists(), reason="../shared/data is absent")
+def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> None:
+    with np.load(SHARED / "cifar10_train_10k.npz") as d:
+        keep = np.concatenate([np.flatnonzero(d["y"] == c)[:60] for c in range(10)])
+        np.savez(tmp_path / "train.npz", x=d["x"][keep], y=d["y"][keep], classes=d["classes"])
+    with np.load(SHARED / "cifar10_test.npz") as d:
+        keep = np.concatenate([np.flatnonzero(d["y"] == c)[:20] for c in range(10)])
+        np.savez(tmp_path / "test.npz", x=d["x"][keep], y=d["y"][keep], classes=d["classes"])
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "--dataset",
+            f"npz:{tmp_path / 'train.npz'}",
+            "--test-dataset",
+            f"npz:{tmp_path / 'test.npz'}",
+            "--ood",
+            f"npz:{SHARED / 'tin_resize.npz'}",
+            "--epochs",
+            "1",
+            "--methods",
+            "softmax",
+            "dismax",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--format",
+            "json",
+        ],
+        env={"DISMAX_OFFLINE": "1", "DISMAX_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    test = next(d for d in report["datasets"] if d["role"] == "test")
+    ood = next(d for d in report["datasets"] if d["role"] == "ood")
+    assert test["n"] == 200 and test["image_shape"] == [32, 32, 3]
+    assert ood["n"] == 10000 and ood["image_shape"] == [32, 32, 3]
+    for m in report["methods"]:
+        r = next(r for r in m["ood"] if r["score"] == m["default_score"])
+        assert r["n_id"] == 200 and r["n_ood"] == 10000
+        for key in METRICS:
+            if METRICS[key].kind == "ood":
+                assert 0 <= r["metrics"][key]["mean"] <= 1

@@ -1,0 +1,193 @@
+"""The CLI through CliRunner and as a real subprocess: train -> calibrate -> score, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dismax_cli.cli.app import app
+from dismax_cli.cli.common import expand_multi_value_options
+
+runner = CliRunner()
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DISMAX_DATA_DIR=str(tmp_path / "data"),
+        DISMAX_RUNS_DIR=str(tmp_path / "runs"),
+        DISMAX_OFFLINE="1",
+        COLUMNS="160",
+    )
+    return env
+
+
+def dismax(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``dismax`` console script (``python -m dismax_cli`` if not on PATH)."""
+    exe = shutil.which("dismax")
+    command = [exe] if exe else [sys.executable, "-m", "dismax_cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_multi_value_options_expand() -> None:
+    assert expand_multi_value_options(
+        ["score", "ck", "--ood", "digits[6-9]", "uniform", "--format", "json"]
+    ) == ["score", "ck", "--ood", "digits[6-9]", "--ood", "uniform", "--format", "json"]
+    assert expand_multi_value_options(["--ood=a,digits[0,2]", "-x"]) == [
+        "--ood",
+        "a",
+        "--ood",
+        "digits[0,2]",
+        "-x",
+    ]
+    assert expand_multi_value_options(["--require", "dismax:AUROC:a>=0.5", "x:ACC:id>0"]) == [
+        "--require",
+        "dismax:AUROC:a>=0.5",
+        "--require",
+        "x:ACC:id>0",
+    ]
+
+
+def test_help_lists_only_existing_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "calibrate", "score", "benchmark", "datasets"):
+        assert command in result.output
+        sub = runner.invoke(app, [command, "--help"])
+        assert sub.exit_code == 0, (command, sub.output)
+
+
+def test_train_calibrate_score_as_a_subprocess(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    run = tmp_path / "run"
+    trained = dismax(
+        "train",
+        "--dataset",
+        "digits[0-5]",
+        "--method",
+        "dismax",
+        "--epochs",
+        "2",
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+        env=env,
+    )
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["epochs_run"] == 2 and Path(summary["checkpoint"]).is_file()
+    calibrated = dismax("calibrate", str(run), "--format", "json", env=env)
+    assert calibrated.returncode == 0, calibrated.stderr
+    temperature = json.loads(calibrated.stdout)["temperature"]
+    assert 1e-3 <= temperature <= 100
+    dump = tmp_path / "scores.npz"
+    scored = dismax(
+        "score",
+        str(run),
+        "--ood",
+        "digits[6-9]",
+        "uniform",
+        "--format",
+        "json",
+        "--dump",
+        str(dump),
+        env=env,
+    )
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    method = report["methods"][0]
+    assert method["method"] == "dismax" and method["default_score"] == "mmles"
+    assert method["temperature"]["mean"] == pytest.approx(temperature)
+    assert {r["ood"] for r in method["ood"]} == {"digits[6-9]", "uniform"}
+    for r in method["ood"]:
+        assert r["n_id"] == method["n_id"] > 0 and r["n_ood"] > 0
+        for key in ("AUROC", "AUPR-IN", "AUPR-OUT", "FPR@95TPR", "DETACC"):
+            assert 0.0 <= r["metrics"][key]["mean"] <= 1.0
+    with np.load(dump) as arrays:
+        assert arrays["id/mmles"].shape == (method["n_id"],)
+        assert arrays["id_logits"].shape == (method["n_id"], 6)
+        n_ood = next(r["n_ood"] for r in method["ood"] if r["ood"] == "uniform")
+        assert arrays["ood/uniform/msp"].shape == (n_ood,)
+    # The same report as a table on stdout.
+    table = dismax("score", str(run), "--ood", "uniform", env=env)
+    assert table.returncode == 0 and "AUROC" in table.stdout and "DisMax" in table.stdout
+
+
+def test_existing_out_without_resume_is_refused(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    run = tmp_path / "run"
+    args = (
+        "train",
+        "--dataset",
+        "digits",
+        "--method",
+        "softmax",
+        "--epochs",
+        "1",
+        "--out",
+        str(run),
+    )
+    assert dismax(*args, env=env).returncode == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    again = dismax(*args, env=env)
+    assert again.returncode == 1
+    assert "--resume" in again.stderr and "Traceback" not in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert (run / "checkpoint.pt").read_bytes() == before
+    resumed = dismax(*args, "--resume", env=env)
+    assert resumed.returncode == 0 and "already finished" in resumed.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["train", "--dataset", "digits", "--method", "isomax", "--out", "X"],
+            "unknown method 'isomax'",
+        ),
+        (["train", "--dataset", "nosuchset", "--out", "X"], "nosuchset"),
+        (["train", "--dataset", "digits", "--model", "vgg", "--out", "X"], "unknown model 'vgg'"),
+        (["calibrate", "missing.pt"], "does not exist"),
+        (["score", "missing.pt", "--ood", "uniform"], "does not exist"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISMAX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DISMAX_OFFLINE", "1")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "X").exists()
+
+
+def test_config_file_and_cli_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISMAX_OFFLINE", "1")
+    config = tmp_path / "train.yaml"
+    config.write_text("dataset: digits[0-2]\nmethod: isomax_plus\nepochs: 3\n")
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["train", "--config", str(config), "--epochs", "1", "--out", str(out), "--format", "json"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["method"] == "isomax_plus" and summary["epochs_run"] == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: digits\nepochz: 3\n")
+    result = runner.invoke(app, ["train", "--config", str(bad), "--out", str(tmp_path / "r2")])
+    assert result.exit_code == 1 and "epochz" in result.output
