@@ -43,9 +43,11 @@ from dismax_cli.data import (
     SplitRecord,
     augment_batch,
     check_disjoint,
-    compute_mean_std,
     load_id_splits,
     train_val_split,
+)
+from dismax_cli.data import (
+    make_transform as make_data_transform,
 )
 from dismax_cli.errors import DismaxError
 from dismax_cli.models import Classifier, build_backbone, list_backbones
@@ -320,12 +322,7 @@ def load_run_data(config: TrainConfig) -> RunData:
 
 def make_transform(train: ImageSet) -> ImageTransform:
     """The ID transform: the training images' size and channels, known or computed statistics."""
-    height, width, channels = train.image_shape
-    if train.mean is not None and train.std is not None:
-        mean, std = train.mean, train.std
-    else:
-        mean, std = compute_mean_std(train.images)
-    return ImageTransform(image_size=min(height, width), channels=channels, mean=mean, std=std)
+    return make_data_transform(train, channels=train.image_shape[2])
 
 
 # --------------------------------------------------------------------------- models
