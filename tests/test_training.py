@@ -278,3 +278,16 @@ def test_scoring_does_not_depend_on_batch_size_or_mutate_the_model(
     assert bundle.model.training
     for key, value in bundle.model.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run with -m gpu)")
+def test_cuda_training_bf16_channels_last_and_scoring(tmp_path: Path, digits_data) -> None:
+    cfg = TrainConfig(dataset="digits", method="dismax", epochs=2, device="cuda")
+    result = fit(cfg, tmp_path / "gpu", data=digits_data)
+    assert result.epochs_run == 2
+    bundle = load_bundle(tmp_path / "gpu", device="cuda")
+    logits = predict_logits(bundle, digits_data.test.images)
+    assert logits.shape == (len(digits_data.test), 10) and torch.isfinite(logits).all()
+    cpu = predict_logits(load_bundle(tmp_path / "gpu", device="cpu"), digits_data.test.images)
+    assert (cpu.argmax(1) == logits.argmax(1)).float().mean() > 0.95  # bf16 vs fp32

@@ -109,10 +109,12 @@ class _PrototypeLogits(torch.autograd.Function):
         ∂L/∂p = Aᵀ f − (Σ_b H_b c_b / ‖p‖²) p
 
     One node instead of about fifteen keeps the head within 2× the cost of a linear layer on
-    CPU (``benchmarks/speed/heads.py``); tests check it against float64 autograd.
+    CPU (``benchmarks/speed/heads.py``); tests check it against float64 autograd. Under CUDA
+    autocast the head runs in float32 (distances near 0 need the precision; it is cheap).
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx,
         features: torch.Tensor,
@@ -149,6 +151,7 @@ class _PrototypeLogits(torch.autograd.Function):
         return reduced * (-a)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
