@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
 import math
 import operator
@@ -21,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dismax_cli import __version__
+from dismax_cli.core.ensemble import predictive_log_probs
 from dismax_cli.core.methods import get_method, list_methods
+from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
 from dismax_cli.errors import DismaxError
 from dismax_cli.evaluation import (
@@ -53,13 +57,16 @@ from dismax_cli.training import (
     ProgressCallback,
     RunData,
     TrainConfig,
-    _read_log,
+    atomic_write_bytes,
     calibrate_bundle,
     fit,
     fit_temperature_noted,
     load_bundle,
     load_checkpoint,
     load_run_data,
+    predict_logits,
+    read_train_log,
+    rebuild_run_data,
 )
 
 BENCHMARK_METHODS = (*list_methods(), "ensemble")
@@ -386,11 +393,23 @@ def _train_or_reuse(
 
 
 def _train_seconds(run_dirs: Sequence[Path]) -> float:
-    return float(sum(e.seconds for d in run_dirs for e in _read_log(d / LOG_NAME)))
+    return float(sum(e.seconds for d in run_dirs for e in read_train_log(d / LOG_NAME)))
+
+
+def _calibrate_ensemble(
+    members: Sequence[ModelBundle], data: RunData, objective: str
+) -> tuple[float, str | None]:
+    """One temperature for the ensemble, fitted on log p̄ of the validation split."""
+    member_logits = torch.stack(
+        [predict_logits(b, data.val.images, temperature=1.0) for b in members]
+    )
+    assert data.val.labels is not None
+    return fit_temperature_noted(
+        predictive_log_probs(member_logits), data.val.labels, objective=objective
+    )
 
 
 def _evaluate(
-    bundles: Sequence[ModelBundle],
     temperature: float,
     data: RunData,
     oods: dict[str, ImageSet],
@@ -473,17 +492,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
             device_used = group[0].device
             bundles[method] = group
             if method == "ensemble":
-                from dismax_cli.core.ensemble import predictive_log_probs
-                from dismax_cli.training import predict_logits
-
-                val_logits = predictive_log_probs(
-                    torch.stack(
-                        [predict_logits(b, data.val.images, temperature=1.0) for b in group]
-                    )
-                )
-                temperatures[method], warning = fit_temperature_noted(
-                    val_logits, data.val.labels, objective=config.objective
-                )
+                temperatures[method], warning = _calibrate_ensemble(group, data, config.objective)
             else:
                 calibration = calibrate_bundle(group[0], data.val, objective=config.objective)
                 temperatures[method], warning = calibration.temperature, calibration.warning
@@ -500,9 +509,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
 
         for method in config.methods:
             outputs = model_outputs(bundles[method], data.test, oods)
-            before, after, ood = _evaluate(
-                bundles[method], temperatures[method], data, oods, outputs
-            )
+            before, after, ood = _evaluate(temperatures[method], data, oods, outputs)
             per_method[method].append(
                 _SeedResult(
                     temperature=temperatures[method],
@@ -608,12 +615,6 @@ def write_scores_npz(path: str | Path, outputs: Outputs) -> None:
     Raises:
         DismaxError: when the file cannot be written.
     """
-    import io
-
-    import numpy as np
-
-    from dismax_cli.training import atomic_write_bytes
-
     arrays = {"id_logits": outputs.id_logits.numpy()}
     for score, values in outputs.id_scores.items():
         arrays[f"id/{score}"] = values.numpy()
@@ -646,9 +647,6 @@ def score_checkpoint(
     Raises:
         DismaxError: for an unreadable checkpoint, unknown sets or scores, or overlapping splits.
     """
-    from dismax_cli.core.scores import SCORES
-    from dismax_cli.training import rebuild_run_data
-
     if score is not None and score not in SCORES:
         raise DismaxError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
     if not ood:
@@ -667,7 +665,7 @@ def score_checkpoint(
     if dump is not None:
         write_scores_npz(dump, outputs)
     temperature = bundle.temperature
-    before, after, ood_results = _evaluate([bundle], temperature, data, oods, outputs)
+    before, after, ood_results = _evaluate(temperature, data, oods, outputs)
     result = _SeedResult(
         temperature=temperature,
         id_before=before,

@@ -555,7 +555,7 @@ def fit(
             state = load_checkpoint(ckpt_file)
             _check_same_run(state, config, ckpt_file)
             if state["finished"]:
-                return TrainResult(run_dir, ckpt_file, 0, 0.0, _read_log(log_file), True)
+                return TrainResult(run_dir, ckpt_file, 0, 0.0, read_train_log(log_file), True)
     data = data if data is not None else load_run_data(config)
     device = resolve_device(config.device)
     transform = make_transform(data.train)
@@ -582,7 +582,7 @@ def fit(
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
-        history = [h for h in _read_log(log_file) if h.epoch <= start_epoch]
+        history = [h for h in read_train_log(log_file) if h.epoch <= start_epoch]
         _write_log(log_file, history)
     elif log_file.exists():
         log_file.unlink()
@@ -716,7 +716,7 @@ def _check_same_run(state: dict[str, Any], config: TrainConfig, path: Path) -> N
         )
 
 
-def _read_log(path: Path) -> list[EpochLog]:
+def read_train_log(path: Path) -> list[EpochLog]:
     if not path.exists():
         return []
     entries = []
