@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import math
 import operator
@@ -41,6 +40,7 @@ from dismax_cli.evaluation import (
     ood_metrics,
     probs_at,
 )
+from dismax_cli.fileio import atomic_write
 from dismax_cli.models import list_backbones
 from dismax_cli.reports import (
     ID_METRICS,
@@ -48,6 +48,7 @@ from dismax_cli.reports import (
     MethodResult,
     OODResult,
     Report,
+    RequirementResult,
     Stat,
 )
 from dismax_cli.training import (
@@ -57,7 +58,6 @@ from dismax_cli.training import (
     ProgressCallback,
     RunData,
     TrainConfig,
-    atomic_write_bytes,
     calibrate_bundle,
     fit,
     fit_temperature_noted,
@@ -318,15 +318,14 @@ def parse_requirements(
     return out
 
 
-def check_requirements(report: Report, texts: Sequence[str]) -> list[str]:
-    """Messages for every requirement that does not hold (empty when all pass)."""
+def check_requirements(report: Report, texts: Sequence[str]) -> Report:
+    """Evaluate ``--require`` texts against ``report``; return it with the results attached."""
     methods = [m.method for m in report.methods]
-    failed = []
+    results = []
     for req in parse_requirements(texts, methods=methods, ood=report.ood_sets):
         ok, value = req.check(report)
-        if not ok:
-            failed.append(f"{req.text} (measured {value:.4f})")
-    return failed
+        results.append(RequirementResult(text=req.text, passed=bool(ok), value=float(value)))
+    return dataclasses.replace(report, requirements=tuple(results))
 
 
 # --------------------------------------------------------------------------- running
@@ -405,7 +404,7 @@ def _calibrate_ensemble(
     )
     assert data.val.labels is not None
     return fit_temperature_noted(
-        predictive_log_probs(member_logits), data.val.labels, objective=objective
+        predictive_log_probs(member_logits), data.val.labels, objective=objective, fallback=1.0
     )
 
 
@@ -497,11 +496,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
                 calibration = calibrate_bundle(group[0], data.val, objective=config.objective)
                 temperatures[method], warning = calibration.temperature, calibration.warning
             if warning:
-                notes.append(
-                    f"calibration of {method} (seed {seed}): T = {temperatures[method]:g} is a "
-                    f"bound of the search, no finite optimum on the {len(data.val)}-image "
-                    "validation split (no errors, or no correct predictions, there)"
-                )
+                notes.append(f"calibration of {method} (seed {seed}): {warning}")
 
         # 3. Throughput on the same images for every method (SoftMax is the reference).
         timing_images = data.test.images[:THROUGHPUT_IMAGES]
@@ -621,11 +616,9 @@ def write_scores_npz(path: str | Path, outputs: Outputs) -> None:
     for spec, scores in outputs.ood_scores.items():
         for score, values in scores.items():
             arrays[f"ood/{spec}/{score}"] = values.numpy()
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
     path = Path(path)
     try:
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
     except OSError as exc:
         raise DismaxError(f"cannot write scores to {str(path)!r}: {exc.strerror}") from None
 

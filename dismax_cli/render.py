@@ -55,81 +55,108 @@ def _cell(stat: Stat | None, best: float | None, *, percent: bool) -> Text:
 
 
 def id_table(report: Report) -> Table:
-    """Classification and calibration: ACC, NLL, ECE before → after, T, efficiency, train time."""
+    """Classification and calibration: ACC, ECE and NLL at the fitted T and at T = 1, and T."""
     table = Table(title="In-distribution: classification and calibration", title_justify="left")
     table.add_column("method")
-    for key in ID_METRICS:
-        info = METRICS[key]
-        unit = " %" if info.percent else ""
-        table.add_column(f"{key}{unit}", justify="right")
-    table.add_column("ECE @T=1 %", justify="right")
+    columns = [
+        ("ACC %", "ACC", "after"),
+        ("ECE %", "ECE", "after"),
+        ("ECE T=1", "ECE", "before"),
+        ("NLL", "NLL", "after"),
+        ("NLL T=1", "NLL", "before"),
+    ]
+    for header, _, _ in columns:
+        table.add_column(header, justify="right")
     table.add_column("T", justify="right")
-    if report.kind == "benchmark":
-        table.add_column("efficiency", justify="right")
-        table.add_column("images/s", justify="right")
-        table.add_column("train s", justify="right")
     best = {
         key: _best([m.id_after[key].mean for m in report.methods], METRICS[key].higher_is_better)
         for key in ID_METRICS
     }
     for m in report.methods:
         row: list[Text | str] = [method_label(m)]
-        for key in ID_METRICS:
-            row.append(_cell(m.id_after[key], best[key], percent=METRICS[key].percent))
-        row.append(format_stat(m.id_before["ECE"], percent=True))
+        for _, key, stage in columns:
+            stat = m.id_after[key] if stage == "after" else m.id_before[key]
+            if stage == "after":
+                row.append(_cell(stat, best[key], percent=METRICS[key].percent))
+            else:
+                row.append(format_stat(stat, percent=METRICS[key].percent))
         row.append(format_stat(m.temperature, percent=False))
-        if report.kind == "benchmark":
-            row.append(format_stat(m.efficiency, percent=False) if m.efficiency else "–")
-            row.append("–" if m.throughput_per_s is None else f"{m.throughput_per_s.mean:,.0f}")
-            row.append("–" if m.train_s is None else f"{m.train_s.mean:,.1f}")
         table.add_row(*row)
     return table
 
 
-def ood_table(report: Report) -> Table:
-    """OOD detection with each method's default score, one block of rows per OOD set."""
+def cost_table(report: Report) -> Table:
+    """Inference efficiency (throughput relative to SoftMax, same run) and training time."""
+    table = Table(title="Cost", title_justify="left")
+    table.add_column("method")
+    table.add_column("efficiency", justify="right")
+    table.add_column("inference images/s", justify="right")
+    table.add_column("training s", justify="right")
+    for m in report.methods:
+        table.add_row(
+            method_label(m),
+            "–" if m.efficiency is None else format_stat(m.efficiency, percent=False),
+            "–" if m.throughput_per_s is None else f"{m.throughput_per_s.mean:,.0f}",
+            "–" if m.train_s is None else f"{m.train_s.mean:,.1f}",
+        )
+    return table
+
+
+def ood_table(report: Report, ood: str) -> Table:
+    """OOD detection on one set with each method's default score (values in %, ID positive)."""
+    rows = [(m, m.result(ood)) for m in report.methods]
+    n_id, n_ood = rows[0][1].n_id, rows[0][1].n_ood
     table = Table(
-        title="Out-of-distribution detection (each method's default score, ID positive)",
+        title=f"OOD: {ood}  (n_id {n_id:,}, n_ood {n_ood:,}; %, ID positive)",
         title_justify="left",
     )
-    table.add_column("OOD set")
     table.add_column("method")
     table.add_column("score")
     for key in OOD_METRICS:
         arrow = "↑" if METRICS[key].higher_is_better else "↓"
-        table.add_column(f"{key} % {arrow}", justify="right")
-    table.add_column("n_id / n_ood", justify="right")
-    for i, ood in enumerate(report.ood_sets):
-        rows = [(m, m.result(ood)) for m in report.methods]
-        best = {
-            key: _best([r.metrics[key].mean for _, r in rows], METRICS[key].higher_is_better)
-            for key in OOD_METRICS
-        }
-        for j, (m, r) in enumerate(rows):
-            cells: list[Text | str] = [ood if j == 0 else "", method_label(m), r.score]
-            cells += [_cell(r.metrics[key], best[key], percent=True) for key in OOD_METRICS]
-            cells.append(f"{r.n_id} / {r.n_ood}")
-            table.add_row(*cells, end_section=j == len(rows) - 1 and i < len(report.ood_sets) - 1)
+        table.add_column(f"{key} {arrow}", justify="right")
+    best = {
+        key: _best([r.metrics[key].mean for _, r in rows], METRICS[key].higher_is_better)
+        for key in OOD_METRICS
+    }
+    for m, r in rows:
+        cells: list[Text | str] = [method_label(m), r.score]
+        cells += [_cell(r.metrics[key], best[key], percent=True) for key in OOD_METRICS]
+        table.add_row(*cells)
     return table
 
 
 def report_renderable(report: Report) -> Group:
-    """Both tables plus the dataset line and notes."""
-    parts: list[Table | Text] = [id_table(report), ood_table(report)]
+    """All tables (ID, cost, one per OOD set) plus the dataset line, requirements and notes."""
+    parts: list[Table | Text] = [id_table(report)]
+    if report.kind == "benchmark":
+        parts.append(cost_table(report))
+    parts.extend(ood_table(report, ood) for ood in report.ood_sets)
     test = next((d for d in report.datasets if d.role == "test"), None)
     lines = []
     if test is not None:
         seeds = report.methods[0].seeds if report.methods else ()
+        seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
         lines.append(
-            f"ID: {test.spec} ({test.n} test images, {test.num_classes} classes); "
-            f"seeds: {', '.join(map(str, seeds))}; device: {report.environment.get('device')}"
+            f"ID: {test.name} ({test.n:,} test images, {test.num_classes} classes); "
+            f"{seed_text}; device: {report.environment.get('device')}"
         )
-    lines.extend(f"note: {n}" for n in report.notes)
     if any(m.seeds and len(m.seeds) > 1 for m in report.methods):
         lines.append("values: mean ± sample standard deviation over seeds")
+    for req in report.requirements:
+        verdict = "pass" if req.passed else "FAIL"
+        lines.append(f"require {req.text}: {verdict} (measured {req.value:.4f})")
+    lines.extend(f"note: {n}" for n in report.notes)
     if lines:
         parts.append(Text("\n".join(lines), style="dim"))
     return Group(*parts)
 
 
-__all__ = ["format_stat", "id_table", "method_label", "ood_table", "report_renderable"]
+__all__ = [
+    "cost_table",
+    "format_stat",
+    "id_table",
+    "method_label",
+    "ood_table",
+    "report_renderable",
+]

@@ -152,6 +152,15 @@ class MethodResult:
 
 
 @dataclass(frozen=True)
+class RequirementResult:
+    """The outcome of one ``--require`` check, kept in the report for CI."""
+
+    text: str
+    passed: bool
+    value: float
+
+
+@dataclass(frozen=True)
 class Report:
     """A ``score`` or ``benchmark`` report."""
 
@@ -164,6 +173,7 @@ class Report:
     methods: tuple[MethodResult, ...]
     conventions: dict[str, Any] = field(default_factory=lambda: dict(CONVENTIONS))
     notes: tuple[str, ...] = ()
+    requirements: tuple[RequirementResult, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -269,6 +279,7 @@ def from_dict(data: dict[str, Any]) -> Report:
             methods=methods,
             conventions=data["conventions"],
             notes=tuple(data.get("notes", ())),
+            requirements=tuple(RequirementResult(**r) for r in data.get("requirements", ())),
             schema_version=data["schema_version"],
         )
     except (KeyError, TypeError) as exc:
@@ -300,6 +311,7 @@ __all__ = [
     "MethodResult",
     "OODResult",
     "Report",
+    "RequirementResult",
     "Stat",
     "from_dict",
     "from_json",

@@ -18,9 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -50,6 +48,7 @@ from dismax_cli.data import (
     make_transform as make_data_transform,
 )
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import atomic_write, atomic_write_bytes
 from dismax_cli.models import Classifier, build_backbone, list_backbones
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -353,29 +352,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Serialise ``payload`` with ``torch.save`` and write it atomically."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(_canonical(payload), buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    atomic_write(path, lambda handle: torch.save(_canonical(payload), handle))
 
 
 def _canonical(value: Any) -> Any:
@@ -807,10 +786,24 @@ class CalibrationResult:
         return dataclasses.asdict(self)
 
 
+def training_temperature(method: str, entropic_scale: float) -> float:
+    """The temperature a model was trained at: 1 for SoftMax, 1/E for IsoMax+ and DisMax.
+
+    IsoMax+ and DisMax are trained on softmax(E · z) (METHOD.md §2), so T = 1/E reproduces the
+    training-time probabilities; METHOD.md §4 expects fitted temperatures of that order.
+    """
+    return 1.0 if method == "softmax" else 1.0 / float(entropic_scale)
+
+
 def calibrate_bundle(
     bundle: ModelBundle, val: ImageSet, *, objective: str = "ece"
 ) -> CalibrationResult:
     """Fit the temperature on ``val`` and set it in the model's head (predictions unchanged).
+
+    When the objective has no finite optimum on ``val`` (every prediction correct, or every one
+    wrong), the fitted value would be a bound of the search (T = 0.001 makes every later error
+    cost ~1,000 nats); the model then keeps its training temperature
+    (:func:`training_temperature`) and ``warning`` says so.
 
     Raises:
         DismaxError: for an unlabelled validation set or an unknown objective.
@@ -818,8 +811,14 @@ def calibrate_bundle(
     if val.labels is None or len(val) == 0:
         raise DismaxError("calibration needs a labelled, non-empty validation split")
     logits = predict_logits(bundle, val.images, temperature=1.0)
+    config = bundle.meta["config"]
+    temperature, warning = fit_temperature_noted(
+        logits,
+        val.labels,
+        objective=objective,
+        fallback=training_temperature(config["method"], config["entropic_scale"]),
+    )
     targets = val.labels
-    temperature, warning = fit_temperature_noted(logits, targets, objective=objective)
     before = F.softmax(logits.double(), dim=1)
     after = F.softmax(logits.double() / temperature, dim=1)
     bundle.model.head.temperature.fill_(temperature)
@@ -837,14 +836,32 @@ def calibrate_bundle(
 
 
 def fit_temperature_noted(
-    logits: torch.Tensor, targets: torch.Tensor, *, objective: str = "ece"
+    logits: torch.Tensor, targets: torch.Tensor, *, objective: str = "ece", fallback: float
 ) -> tuple[float, str | None]:
-    """:func:`fit_temperature`, returning its at-a-bound warning as text instead of printing it."""
+    """:func:`fit_temperature`, or ``fallback`` with a note when the optimum is a search bound.
+
+    Returns:
+        ``(temperature, note)``; ``note`` is None when the fit found a finite optimum.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TemperatureAtBoundWarning)
         temperature = fit_temperature(logits, targets, objective=objective)
-    notes = [str(w.message) for w in caught if issubclass(w.category, TemperatureAtBoundWarning)]
-    return float(temperature), (notes[0] if notes else None)
+    if not any(issubclass(w.category, TemperatureAtBoundWarning) for w in caught):
+        return float(temperature), None
+    predictions_right = int((logits.argmax(1) == targets).sum())
+    reason = (
+        "every validation prediction is correct"
+        if predictions_right == len(targets)
+        else "every validation prediction is wrong"
+        if predictions_right == 0
+        else "the objective keeps improving towards the search bound"
+    )
+    note = (
+        f"the {objective.upper()} fit has no finite optimum on the {len(targets):,}-image "
+        f"validation split ({reason}; it ran to T = {temperature:g}), so the training "
+        f"temperature T = {fallback:g} is kept"
+    )
+    return float(fallback), note
 
 
 def rebuild_run_data(meta: dict[str, Any], *, data_dir: str | None = None) -> RunData:
@@ -913,6 +930,7 @@ __all__ = [
     "load_run_data",
     "make_transform",
     "predict_logits",
+    "training_temperature",
     "rebuild_run_data",
     "resolve_device",
 ]

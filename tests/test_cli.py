@@ -191,3 +191,12 @@ def test_config_file_and_cli_override(tmp_path: Path, monkeypatch: pytest.Monkey
     bad.write_text("dataset: digits\nepochz: 3\n")
     result = runner.invoke(app, ["train", "--config", str(bad), "--out", str(tmp_path / "r2")])
     assert result.exit_code == 1 and "epochz" in result.output
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    plain = dismax("calibrate", str(tmp_path / "missing.pt"), env=env)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    debug = dismax("--debug", "calibrate", str(tmp_path / "missing.pt"), env=env)
+    assert debug.returncode != 0
+    assert "Traceback" in debug.stderr and "DismaxError" in debug.stderr

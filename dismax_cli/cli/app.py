@@ -7,6 +7,7 @@ import sys
 import typer
 
 from dismax_cli import __version__
+from dismax_cli.cli.common import set_debug
 
 app = typer.Typer(
     name="dismax",
@@ -29,13 +30,12 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    ctx.obj = {"debug": debug}
+    set_debug(debug)
 
 
 def _register() -> None:

@@ -114,11 +114,15 @@ def benchmark(
     cfg = BenchmarkConfig.from_dict(merge_options(file_values, cli_values)).validate()
     with training_bars() as bars:
         progress = BenchmarkProgress(
-            stage=lambda text: err_console.print(f"[dim]{text}[/]"), train=bars.callback
+            stage=lambda text: err_console.print(
+                text, style="dim", highlight=False, soft_wrap=True
+            ),
+            train=bars.callback,
         )
         report = run_benchmark(cfg, progress)
+    report = check_requirements(report, cfg.require)
     write_report_outputs(report, out=out, output_format=output_format)
-    failed = check_requirements(report, cfg.require)
+    failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
     if failed:
         err_console.print(
             f"[bold red]{len(failed)} requirement(s) failed:[/] " + "; ".join(failed),

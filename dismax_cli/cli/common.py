@@ -10,15 +10,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import atomic_write_bytes
 from dismax_cli.render import report_renderable
 from dismax_cli.reports import Report, to_json
-from dismax_cli.training import atomic_write_bytes
 
 #: Exit code for user errors (bad option values, missing files, bad checkpoints).
 EXIT_USER_ERROR = 1
@@ -39,6 +38,13 @@ class OutputFormat(StrEnum):
 
     table = "table"
     json = "json"
+
+
+class Objective(StrEnum):
+    """Temperature-calibration objective (METHOD.md §4)."""
+
+    ece = "ece"
+    nll = "nll"
 
 
 def expand_multi_value_options(args: Sequence[str]) -> list[str]:
@@ -100,24 +106,27 @@ def _split_commas(name: str, value: str) -> list[str]:
 class MultiValueCommand(TyperCommand):
     """A command whose multi-value options accept ``--ood a b c``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_multi_value_options(args))
 
 
 class MultiValueGroup(TyperGroup):
     """A group (``dismax benchmark [show]``) whose own options accept ``--ood a b c``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_multi_value_options(args))
 
 
+#: Set by the root ``--debug`` option: user errors then raise with their traceback.
+_STATE = {"debug": False}
+
+
+def set_debug(enabled: bool) -> None:
+    _STATE["debug"] = bool(enabled)
+
+
 def debug_enabled() -> bool:
-    ctx = click.get_current_context(silent=True)
-    while ctx is not None:
-        if ctx.obj and isinstance(ctx.obj, dict) and ctx.obj.get("debug"):
-            return True
-        ctx = ctx.parent
-    return False
+    return _STATE["debug"]
 
 
 def handle_errors(func: F) -> F:
@@ -127,8 +136,6 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.ClickException):
-            raise
         except DismaxError as exc:
             if debug_enabled():
                 raise

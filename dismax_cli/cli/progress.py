@@ -19,16 +19,30 @@ from dismax_cli.training import ProgressCallback, TrainProgress
 
 
 class TrainingBars:
-    """One bar per training run, advanced batch by batch."""
+    """One bar per training run, advanced batch by batch.
 
-    def __init__(self, progress: Progress) -> None:
+    When stderr is not a terminal (CI logs, pipes) there are no bars; each run prints one line
+    when it finishes instead.
+    """
+
+    def __init__(self, progress: Progress, *, live: bool) -> None:
         self.progress = progress
+        self.live = live
 
     def callback(self, label: str) -> ProgressCallback:
         task: TaskID | None = None
 
         def update(p: TrainProgress) -> None:
             nonlocal task
+            if not self.live:
+                if p.epoch_done and p.epoch == p.epochs:
+                    err_console.print(
+                        f"trained {label}: {p.epochs} epochs, loss {p.loss:.4f}, train accuracy "
+                        f"{p.accuracy * 100:.1f}%, {p.images_per_s:,.0f} img/s in the last epoch",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                return
             total = p.epochs * p.batches
             done = (p.epoch - 1) * p.batches + p.batch
             stats = (
@@ -43,8 +57,9 @@ class TrainingBars:
 
 
 @contextmanager
-def training_bars(enabled: bool = True) -> Iterator[TrainingBars]:
-    """A live progress display on stderr (disabled: a no-op display)."""
+def training_bars() -> Iterator[TrainingBars]:
+    """A live progress display on stderr when it is a terminal, one line per run otherwise."""
+    live = err_console.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -52,8 +67,8 @@ def training_bars(enabled: bool = True) -> Iterator[TrainingBars]:
         TextColumn("{task.fields[stats]}"),
         TimeElapsedColumn(),
         console=err_console,
-        disable=not enabled,
+        disable=not live,
         transient=False,
     )
     with progress:
-        yield TrainingBars(progress)
+        yield TrainingBars(progress, live=live)

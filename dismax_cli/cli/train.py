@@ -12,6 +12,7 @@ from dismax_cli.benchmark import score_checkpoint
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import (
     MultiValueCommand,
+    Objective,
     OutputFormat,
     check_writable,
     err_console,
@@ -118,8 +119,8 @@ def train(
 @handle_errors
 def calibrate(
     checkpoint: Path = typer.Argument(..., help="A run folder or its checkpoint.pt."),
-    objective: str = typer.Option(
-        "ece", "--objective", help="ece (the paper's) or nll (Guo et al.)."
+    objective: Objective = typer.Option(
+        Objective.ece, "--objective", help="ece (the paper's) or nll (Guo et al.)."
     ),
     data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     output_format: OutputFormat = typer.Option(
@@ -127,12 +128,14 @@ def calibrate(
     ),
 ) -> None:
     """Fit the temperature on the run's validation split and store it in the checkpoint."""
-    result = calibrate_checkpoint(checkpoint, objective=objective, data_dir=data_dir)
+    result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
     if output_format is OutputFormat.json:
         write_stdout(json.dumps(result.to_dict(), indent=2))
         return
     table = Table(
-        title=f"Temperature calibration ({result.n_val} validation images)", title_justify="left"
+        title="Temperature calibration",
+        caption=f"fitted on {result.n_val:,} validation images, objective {result.objective}",
+        title_justify="left",
     )
     table.add_column("")
     table.add_column("T", justify="right")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import atomic_write
 
 #: Environment variable that disables every download when set to 1/true/yes/on.
 OFFLINE_ENV = "DISMAX_OFFLINE"
@@ -244,14 +245,6 @@ def scratch_dir(parent: Path) -> Iterator[Path]:
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write an uncompressed ``.npz`` through a temporary file and :func:`os.replace`."""
+    """Write an uncompressed ``.npz`` atomically (temporary file + :func:`os.replace`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))

@@ -14,7 +14,6 @@ import gzip
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from dismax_cli.data.download import (
 )
 from dismax_cli.data.files import RawArrays, resize_short_center_crop
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import atomic_write
 
 #: Side of the square cache of Textures (DTD photos vary in size; resize shorter side + crop).
 TEXTURES_SIZE = 32
@@ -243,15 +243,8 @@ def _unpack_hand_files(name: str, part: str, data_dir: Path) -> None:
                     os.replace(child, target)
         elif path.suffix == ".gz" and not path.with_suffix("").exists():
             check_md5(path, md5, what=f"{path} (dataset '{name}')")
-            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as f:
-                    shutil.copyfileobj(f, out)
-                os.replace(tmp_name, path.with_suffix(""))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
-                raise
+            with gzip.open(path, "rb") as f:
+                atomic_write(path.with_suffix(""), lambda out: shutil.copyfileobj(f, out))
 
 
 def _not_available(name: str, part: str, data_dir: Path, reason: str) -> DismaxError:
