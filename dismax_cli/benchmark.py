@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from dismax_cli import __version__
+from dismax_cli.config import check_types
 from dismax_cli.core.ensemble import predictive_log_probs
 from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.core.scores import SCORES
@@ -121,11 +122,7 @@ class BenchmarkConfig:
                 )
         if len(set(self.methods)) != len(self.methods):
             raise DismaxError(f"methods {list(self.methods)} name one method twice: list each once")
-        if not self.ood:
-            raise DismaxError("no OOD sets given: name at least one with --ood")
-        labels = self.ood_labels()
-        if len(set(labels)) != len(labels):
-            raise DismaxError(f"OOD sets {list(self.ood)} name one set twice: list each once")
+        check_ood_labels(self.ood)
         if self.model not in list_backbones():
             raise DismaxError(
                 f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
@@ -190,30 +187,8 @@ class BenchmarkConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BenchmarkConfig:
-        """Build from a mapping (YAML or merged CLI options); unknown keys are errors."""
-        unknown = sorted(set(values) - set(cls.keys()))
-        if unknown:
-            raise DismaxError(
-                f"unknown benchmark option(s) {', '.join(unknown)}: valid keys are "
-                f"{', '.join(cls.keys())}"
-            )
-        values = dict(values)
-        for key in ("ood", "methods", "require"):
-            if key in values and values[key] is not None:
-                v = values[key]
-                values[key] = (v,) if isinstance(v, str) else tuple(str(x) for x in v)
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for key, value in values.items():
-            expected = str(types[key])
-            if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-                raise DismaxError(f"{key}={value!r} is invalid: use an integer")
-            if expected == "float" and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                raise DismaxError(f"{key}={value!r} is invalid: use a number")
-            if expected == "str" and not isinstance(value, str):
-                raise DismaxError(f"{key}={value!r} is invalid: use a string")
-        return cls(**values)
+        """Build from a mapping (YAML or merged CLI options); unknown keys and wrong types fail."""
+        return cls(**check_types(cls, values, what="benchmark"))
 
 
 _LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
@@ -228,6 +203,30 @@ def split_label(entry: str) -> tuple[str, str]:
     """
     match = _LABEL.match(entry)
     return (match.group(1), match.group(2)) if match else (entry, entry)
+
+
+def check_ood_labels(entries: Sequence[str]) -> list[str]:
+    """The labels of OOD entries; refuses duplicates and the reserved label ``id``.
+
+    Raises:
+        DismaxError: naming the offending entry.
+    """
+    if not entries:
+        raise DismaxError("no OOD sets given: name at least one with --ood")
+    labels = [split_label(entry)[0] for entry in entries]
+    for entry, label in zip(entries, labels, strict=True):
+        if label == "id":
+            raise DismaxError(
+                f"OOD set {entry!r} is named 'id', which --require reserves for the "
+                "in-distribution test split: label it otherwise, e.g. ood1=SPEC"
+            )
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise DismaxError(
+            f"OOD sets {list(entries)} use the name {duplicates[0]!r} twice: list each set once "
+            "or label them apart with NAME=SPEC"
+        )
+    return labels
 
 
 # --------------------------------------------------------------------------- requirements
@@ -314,6 +313,11 @@ def parse_requirements(
             ) from None
         if not math.isfinite(threshold):
             raise DismaxError(f"requirement {text!r} has a non-finite threshold")
+        if key != "NLL" and not 0.0 <= threshold <= 1.0:
+            raise DismaxError(
+                f"requirement {text!r}: {key} is a fraction in [0, 1], so write the threshold "
+                f"as one (e.g. 0.9 for 90 %)"
+            )
         out.append(Requirement(text, method, key, dataset, op, threshold))
     return out
 
@@ -642,8 +646,7 @@ def score_checkpoint(
     """
     if score is not None and score not in SCORES:
         raise DismaxError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
-    if not ood:
-        raise DismaxError("no OOD sets given: name at least one with --ood")
+    check_ood_labels(ood)
     bundle = load_bundle(path, device=device)
     data = rebuild_run_data(bundle.meta, data_dir=data_dir)
     oods: dict[str, ImageSet] = {}
@@ -685,6 +688,11 @@ def score_checkpoint(
         for o in oods.values()
         if o.synthetic
     ]
+    if not meta["finished"]:
+        notes.append(
+            f"the checkpoint is from an unfinished run (epoch {meta['epoch']} of "
+            f"{meta['epochs']}); finish it with dismax train --resume"
+        )
     return Report(
         kind="score",
         tool_version=__version__,

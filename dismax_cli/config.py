@@ -50,3 +50,59 @@ def merge_options(file_values: dict[str, Any], cli_values: dict[str, Any]) -> di
 
 
 __all__ = ["merge_options", "read_yaml_config"]
+
+
+def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, Any]:
+    """Check (and normalise) option values against a config dataclass's annotations.
+
+    Accepts ints for float fields; rejects bools where numbers are expected, strings where bools
+    are expected ("no" is not False), and non-strings where strings are expected. A tuple field
+    accepts one string or a list of strings.
+
+    Raises:
+        DismaxError: naming the key, the value and the expected type.
+    """
+    import dataclasses
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        expected = types.get(key)
+        if expected is None:
+            raise DismaxError(
+                f"unknown {what} option {key!r}: valid keys are {', '.join(sorted(types))}"
+            )
+        optional = expected.endswith("| None")
+        base = expected.replace("| None", "").strip()
+        if value is None and optional:
+            out[key] = None
+            continue
+        ok = False
+        if base == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif base == "float":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif base == "bool":
+            ok = isinstance(value, bool)
+        elif base == "str":
+            ok = isinstance(value, str)
+        elif base.startswith("tuple[str"):
+            if isinstance(value, str):
+                value = (value,)
+            ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+            value = tuple(value) if ok else value
+        else:  # pragma: no cover - a new field type must be added above
+            ok = True
+        if not ok:
+            shown = "null" if value is None else repr(value)
+            kind = {
+                "tuple[str, ...]": "a list of strings",
+                "bool": "true or false",
+                "float": "a number",
+                "int": "an integer",
+                "str": "a string",
+            }.get(base, base)
+            raise DismaxError(f"{what} option {key}={shown} is invalid: use {kind}")
+        out[key] = value
+    return out

@@ -231,6 +231,8 @@ def from_dict(data: dict[str, Any]) -> Report:
     """
     if not isinstance(data, dict) or "schema_version" not in data or "methods" not in data:
         raise DismaxError("this JSON is not a dismax report: pass a file written by --out")
+    if not data["methods"]:
+        raise DismaxError("this dismax report holds no methods: pass a report written by --out")
     if data["schema_version"] != SCHEMA_VERSION:
         raise DismaxError(
             f"report schema version {data['schema_version']!r} is not supported: this dismax "

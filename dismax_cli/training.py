@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dismax_cli import __version__
+from dismax_cli.config import check_types
 from dismax_cli.core.calibration import TemperatureAtBoundWarning, fit_temperature
 from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.core.metrics import accuracy, ece, nll
@@ -128,14 +129,15 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise DismaxError(f"{name}={value!r} is invalid: use a number >= 0")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
+                raise DismaxError(f"{name}={value!r} is invalid: use an integer in [0, 2^62)")
         if not 0 < self.val_fraction < 1:
             raise DismaxError(
                 f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), e.g. 0.1"
             )
-        if self.device not in DEVICES:
-            raise DismaxError(
-                f"device {self.device!r} is invalid: choose one of {', '.join(DEVICES)}"
-            )
+        resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
         if self.fpr and not spec.supports_fpr:
             raise DismaxError(
@@ -163,14 +165,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DismaxError(
-                f"unknown training option(s) {', '.join(unknown)}: valid keys are "
-                f"{', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        """Build from a mapping (YAML, CLI, checkpoint); unknown keys and wrong types are errors."""
+        return cls(**check_types(cls, values, what="training"))
 
     # Keys whose change makes an existing run a different run (everything but where it runs).
     def identity(self) -> dict[str, Any]:
@@ -406,7 +402,64 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{str(path)!r} has checkpoint format version {payload.get('format_version')!r}; "
             f"this dismax reads version {CHECKPOINT_FORMAT_VERSION}: retrain with this version"
         )
+    problem = _metadata_problem(payload)
+    if problem:
+        raise DismaxError(
+            f"{str(path)!r} has damaged metadata ({problem}); it was edited or corrupted: "
+            "retrain or restore it from a copy"
+        )
     return payload
+
+
+def _metadata_problem(payload: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's metadata, or None."""
+    expected: dict[str, type | tuple[type, ...]] = {
+        "method": str,
+        "model": str,
+        "num_classes": int,
+        "classes": list,
+        "image_size": int,
+        "channels": int,
+        "transform": dict,
+        "config": dict,
+        "split": dict,
+        "state_dict": dict,
+        "epoch": int,
+        "epochs": int,
+        "finished": bool,
+        "dataset": str,
+    }
+    for key, kind in expected.items():
+        if key not in payload:
+            return f"no {key!r}"
+        if not isinstance(payload[key], kind) or (kind is int and isinstance(payload[key], bool)):
+            return f"{key}={payload[key]!r}"
+    if payload["method"] not in list_methods():
+        return f"method={payload['method']!r}"
+    if payload["model"] not in list_backbones():
+        return f"model={payload['model']!r}"
+    if payload["num_classes"] < 2 or len(payload["classes"]) != payload["num_classes"]:
+        return f"num_classes={payload['num_classes']!r} with {len(payload['classes'])} class names"
+    if payload["channels"] not in (1, 3):
+        return f"channels={payload['channels']!r}"
+    transform = payload["transform"]
+    if (
+        transform.get("image_size") != payload["image_size"]
+        or transform.get("channels") != payload["channels"]
+    ):
+        return "transform does not match image_size/channels"
+    if "val_indices_sha256" not in payload["split"]:
+        return "split has no val_indices_sha256"
+    temperature = payload["state_dict"].get("head.temperature")
+    if not isinstance(temperature, torch.Tensor) or temperature.numel() != 1:
+        return "no head.temperature"
+    if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+        return f"temperature={float(temperature)!r}, it must be a positive number"
+    try:
+        TrainConfig.from_dict(payload["config"])
+    except DismaxError as exc:
+        return f"config: {exc}"
+    return None
 
 
 def checkpoint_path(run_dir_or_file: str | Path) -> Path:
@@ -485,6 +538,7 @@ def _metadata(
         "dataset": config.dataset,
         "test_dataset": config.test_dataset,
         "split": data.split.to_dict(),
+        "data_sha256": data_hashes(data),
         "split_seed": config.split_seed,
         "uses_fpr": config.uses_fpr,
         "config": config.to_dict(),
@@ -551,6 +605,7 @@ def fit(
     optimizer = make_optimizer(model, config)
     loss_fn = get_method(config.method).make_loss(config.entropic_scale, config.alpha)
     # Only now, with data and model ready, does the run folder appear.
+    created_dir = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -558,7 +613,11 @@ def fit(
     start_epoch = 0
     history: list[EpochLog] = []
     if state is not None:
+        _check_same_data(state, data, repr(str(ckpt_file)))
         model.load_state_dict(state["state_dict"])
+        # Training always runs at T = 1: a temperature stored by calibrating an unfinished
+        # run must not leak into the remaining epochs.
+        model.head.temperature.fill_(1.0)
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         history = [h for h in read_train_log(log_file) if h.epoch <= start_epoch]
@@ -617,13 +676,8 @@ def fit(
             loss_sum += loss.detach().double() * len(index)
             seen += len(index)
             report = progress is not None and (b % 10 == 9 or b == batches - 1)
-            if report or device.type == "cpu":
-                if not bool(torch.isfinite(loss_sum)):
-                    raise DismaxError(
-                        f"the training loss became non-finite in epoch {epoch + 1}: the run "
-                        f"stopped and {str(ckpt_file)!r} keeps the last good epoch "
-                        f"({epoch}); lower --lr and retrain"
-                    )
+            if (report or device.type == "cpu") and not bool(torch.isfinite(loss_sum)):
+                raise _non_finite_error(epoch, ckpt_file, run_dir, created_dir)
             if report:
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 progress(  # type: ignore[misc]
@@ -638,10 +692,7 @@ def fit(
                     )
                 )
         if not bool(torch.isfinite(loss_sum)):
-            raise DismaxError(
-                f"the training loss became non-finite in epoch {epoch + 1}: {str(ckpt_file)!r} "
-                f"keeps the last good epoch ({epoch}); lower --lr and retrain"
-            )
+            raise _non_finite_error(epoch, ckpt_file, run_dir, created_dir)
         seconds = time.perf_counter() - started
         total_seconds += seconds
         entry = EpochLog(
@@ -679,6 +730,22 @@ def fit(
     return TrainResult(run_dir, ckpt_file, epochs_run, total_seconds, history)
 
 
+def _non_finite_error(epoch: int, ckpt_file: Path, run_dir: Path, created_dir: bool) -> DismaxError:
+    if ckpt_file.exists():
+        kept = f"{str(ckpt_file)!r} keeps the last good epoch ({epoch})"
+    else:
+        kept = "no epoch finished, so no checkpoint was written"
+        if created_dir:
+            for leftover in (run_dir / LOG_NAME,):
+                leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+    return DismaxError(
+        f"the training loss became non-finite in epoch {epoch + 1}: the run stopped and "
+        f"{kept}; lower --lr and train again"
+    )
+
+
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
@@ -692,6 +759,28 @@ def _check_same_run(state: dict[str, Any], config: TrainConfig, path: Path) -> N
         raise DismaxError(
             f"{str(path)!r} belongs to another run: {shown}; resume with the same settings or "
             "choose another --out"
+        )
+
+
+def data_hashes(data: RunData) -> dict[str, str]:
+    """sha256 of the pixels of each split (stored in checkpoints to detect changed data)."""
+    return {
+        "train": data.train.pixels_sha256(),
+        "val": data.val.pixels_sha256(),
+        "test": data.test.pixels_sha256(),
+    }
+
+
+def _check_same_data(state: dict[str, Any], data: RunData, what: str) -> None:
+    saved = state.get("data_sha256")
+    if not saved:
+        return
+    changed = [k for k, v in data_hashes(data).items() if saved.get(k) != v]
+    if changed:
+        raise DismaxError(
+            f"the {', '.join(changed)} images differ from those {what} was trained on "
+            "(the dataset files changed): point --data-dir or the dataset spec at the original "
+            "data, or start a new run with another --out"
         )
 
 
@@ -882,6 +971,7 @@ def rebuild_run_data(meta: dict[str, Any], *, data_dir: str | None = None) -> Ru
             f"the checkpoint was trained on {list(meta['classes'])[:5]}...: point --data-dir at "
             "the data it was trained on"
         )
+    _check_same_data(meta, data, "the checkpoint")
     if data.split.val_indices_sha256 != meta["split"]["val_indices_sha256"]:
         raise DismaxError(
             f"the validation split of {config.dataset!r} differs from the one the checkpoint "
@@ -902,6 +992,12 @@ def calibrate_checkpoint(
         raise DismaxError(f"objective {objective!r} is invalid: choose ece or nll")
     file = checkpoint_path(path)
     payload = load_checkpoint(file)
+    if not payload["finished"]:
+        raise DismaxError(
+            f"{str(file)!r} is an unfinished run (epoch {payload['epoch']} of "
+            f"{payload['epochs']}): finish it with `dismax train --out {file.parent} --resume` "
+            "before calibrating"
+        )
     bundle = bundle_from_checkpoint(payload)
     data = rebuild_run_data(payload, data_dir=data_dir)
     check_disjoint(data.val, data.test)

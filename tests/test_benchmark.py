@@ -150,7 +150,7 @@ def test_require_passes_and_fails_with_the_documented_exit_code(default_run: dic
     )
     assert failing.exit_code == EXIT_REQUIREMENT_FAILED
     assert "2 requirement(s) failed" in failing.output
-    assert "dismax:AUROC:uniform" in failing.output and "softmax:ECE:id<=-1" in failing.output
+    assert "dismax:AUROC:uniform" in failing.output and "softmax:ECE:id<=0" in failing.output
 
 
 @pytest.mark.parametrize(
@@ -161,6 +161,7 @@ def test_require_passes_and_fails_with_the_documented_exit_code(default_run: dic
         ("dismax:AUROC:svhn>=0.5", "OOD set 'svhn'"),
         ("dismax:AUROC:uniform", "malformed"),
         ("dismax:ACC:uniform>=0.5", "in-distribution metric"),
+        ("dismax:AUROC:uniform>=90", "is a fraction"),
     ],
 )
 def test_bad_requirements_are_errors_before_training(require: str, message: str) -> None:

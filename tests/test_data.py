@@ -9,6 +9,8 @@ import json
 import struct
 import tarfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -446,6 +448,205 @@ def test_resolve_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyP
         resolve_data_dir(tmp_path / "file")
 
 
+# ----------------------------------------------------------------------------- bad input files
+
+
+def _err(spec: str, **kwargs: object) -> str:
+    """Load ``spec`` (split all) expecting a one-line DismaxError; return its message."""
+    kwargs.setdefault("split", "all")
+    with pytest.raises(DismaxError) as info:
+        load_dataset(spec, **kwargs)  # type: ignore[arg-type]
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _bytes_npz(path: Path, blobs: list[bytes] | bytes, offsets: list[int]) -> str:
+    data = blobs if isinstance(blobs, bytes) else b"".join(blobs)
+    np.savez(path, data=np.frombuffer(data, np.uint8), offsets=np.asarray(offsets, np.int64))
+    return f"npz:{path}"
+
+
+def test_encoded_npz_with_undecodable_image_or_bad_offsets_names_file_and_index(
+    tmp_path: Path,
+) -> None:
+    garbage = _bytes_npz(tmp_path / "garbage.npz", b"notanimage" * 10, [0, 50, 100])
+    msg = _err(garbage)
+    assert (
+        str(tmp_path / "garbage.npz") in msg and "image 0 " in msg and "not in a recognised" in msg
+    )
+    png = _png_bytes(np.full((4, 4, 3), 9, np.uint8))
+    second = _bytes_npz(tmp_path / "second.npz", [png, b"x" * 30], [0, len(png), len(png) + 30])
+    assert "image 1 " in _err(second)
+    back = _bytes_npz(tmp_path / "back.npz", [png, png], [0, len(png) * 2, len(png)])
+    msg = _err(back)
+    assert "go backwards at image 1" in msg and str(tmp_path / "back.npz") in msg
+    assert "image 0 is empty" in _err(_bytes_npz(tmp_path / "zero.npz", png, [0, 0, len(png)]))
+    beyond = _bytes_npz(tmp_path / "beyond.npz", png, [0, len(png) + 10])
+    assert f"holds {len(png)} bytes" in _err(beyond)
+    names = tmp_path / "names.npz"
+    np.savez(
+        names, data=np.frombuffer(b"junk" * 8, np.uint8), offsets=np.array([0, 32]),
+        filenames=np.array(["cat_001.jpg"]),
+    )  # fmt: skip
+    assert "image 0 (cat_001.jpg)" in _err(f"npz:{names}")
+    text_offsets = tmp_path / "text_offsets.npz"
+    np.savez(text_offsets, data=np.frombuffer(png, np.uint8), offsets=np.array(["0", "9"]))
+    assert "'offsets' <U1" in _err(f"npz:{text_offsets}")
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    body = kind + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_imagefolder_truncated_and_oversized_png_name_the_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    good = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    _save_png(tmp_path / "cut" / "a.png", good)
+    full = _png_bytes(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    (tmp_path / "cut" / "b.png").write_bytes(full[: len(full) // 2])
+    msg = _err(f"imagefolder:{tmp_path / 'cut'}")
+    assert str(tmp_path / "cut" / "b.png") in msg and "truncated" in msg
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
+    _save_png(tmp_path / "big" / "cls" / "a.png", good)
+    (tmp_path / "big" / "cls" / "bomb.png").write_bytes(bomb)
+    msg = _err(f"imagefolder:{tmp_path / 'big'}")
+    assert str(tmp_path / "big" / "cls" / "bomb.png") in msg and "too large" in msg
+    bomb_npz = _bytes_npz(tmp_path / "bomb.npz", bomb, [0, len(bomb)])
+    assert "image 0 is too large" in _err(bomb_npz)
+
+
+def test_empty_text_npy_and_pickle_npz_files_are_refused_plainly(tmp_path: Path) -> None:
+    (tmp_path / "empty.npz").write_bytes(b"")
+    msg = _err(f"npz:{tmp_path / 'empty.npz'}")
+    assert "is empty or not an npz file" in msg and str(tmp_path / "empty.npz") in msg
+    (tmp_path / "text.npz").write_text("hello, this is text\n")
+    np.save(tmp_path / "array.npy", np.zeros((2, 4, 4, 3), np.uint8))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    with zipfile.ZipFile(tmp_path / "zip.npz", "w") as z:
+        z.writestr("readme.txt", "not an array")
+    (tmp_path / "badzip.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    expected = {
+        "text.npz": "is not an npz archive of arrays",
+        "array.npz": "single .npy array",
+        "objects.npz": "holds Python objects",
+        "zip.npz": "not an npz archive of arrays",
+        "badzip.npz": "not a readable npz archive of arrays",
+    }
+    for name, fragment in expected.items():
+        msg = _err(f"npz:{tmp_path / name}")
+        assert fragment in msg and str(tmp_path / name) in msg, msg
+        assert "allow_pickle" not in msg and "trust" not in msg, msg
+
+
+def test_npz_labels_with_gaps_need_a_classes_array(tmp_path: Path) -> None:
+    x = np.zeros((60, 4, 4, 1), np.uint8)
+    y = np.repeat(np.array([0, 1, 2, 1_000_000]), 15)
+    np.savez(tmp_path / "gaps.npz", x=x, y=y)
+    msg = _err(f"npz:{tmp_path / 'gaps.npz'}")
+    for fragment in (str(tmp_path / "gaps.npz"), "4 distinct labels", "1000000", "relabel"):
+        assert fragment in msg, msg
+    assert "'classes'" in msg
+    np.savez(tmp_path / "no_zero.npz", x=x, y=np.arange(60) % 3 + 1)
+    assert "label 0 is unused" in _err(f"npz:{tmp_path / 'no_zero.npz'}")
+    np.savez(tmp_path / "named.npz", x=x, y=np.arange(60) % 3 + 1, classes=np.array(list("abcd")))
+    named = load_dataset(f"npz:{tmp_path / 'named.npz'}", split="all")
+    assert named.classes == ("a", "b", "c", "d")  # explicit names may leave a class empty
+    np.savez(tmp_path / "dense.npz", x=x, y=np.arange(60) % 4)
+    assert load_dataset(f"npz:{tmp_path / 'dense.npz'}", split="all").num_classes == 4
+
+
+def test_reversed_class_range_says_so() -> None:
+    msg = _err("digits[9-3]")
+    assert "reversed" in msg and "[3-9]" in msg and "outside" not in msg
+    assert "outside 0-9" in _err("digits[3-12]")
+
+
+def test_empty_selection_file_and_carve_say_what_is_empty(tmp_path: Path) -> None:
+    x = np.zeros((10, 4, 4, 3), np.uint8)
+    np.savez(tmp_path / "abc.npz", x=x, y=np.arange(10) % 2, classes=np.array(["a", "b", "c"]))
+    msg = _err(f"npz:{tmp_path / 'abc.npz'}[2]")
+    assert "keeps no images" in msg and "pick classes that have images: a, b" in msg, msg
+    assert "split 'all'" not in msg
+    assert "its test part has" in _err(f"npz:{tmp_path / 'abc.npz'}[c]", split="test")
+    np.savez(tmp_path / "none.npz", x=np.zeros((0, 4, 4, 3), np.uint8))
+    like = load_dataset("digits", split="test")
+    with pytest.raises(DismaxError) as info:
+        load_ood(f"npz:{tmp_path / 'none.npz'}", like=like)
+    msg = str(info.value)
+    assert "holds no images" in msg and "none.npz" in msg and "split 'all'" not in msg
+    np.savez(tmp_path / "one.npz", x=x[:1])
+    assert "too few to carve a test part" in _err(f"npz:{tmp_path / 'one.npz'}", split="test")
+    shared = SHARED_DATA / "cifar100_test_first20.npz"
+    if shared.is_file():
+        msg = _err(f"npz:{shared}[99]", split="test")
+        assert "keeps no images" in msg and "pick classes that have images" in msg
+
+
+def test_overlap_errors_are_user_facing() -> None:
+    _, id_test = load_id_splits("digits[0-5]")
+    with pytest.raises(DismaxError) as info:
+        load_ood("digits", like=id_test)
+    msg = str(info.value)
+    assert "the in-distribution test set 'digits[0-5]' and the OOD set 'digits' share" in msg
+    assert "choose an OOD set disjoint" in msg and "train_val_split" not in msg
+    train = load_dataset("digits", split="train")
+    _, val, _ = train_val_split(train, val_fraction=0.1)
+    with pytest.raises(DismaxError) as info:
+        check_disjoint(train, val)
+    msg = str(info.value)
+    assert "the training set 'digits' and the validation set 'digits' share" in msg
+    assert "train_val_split" not in msg and "load_dataset" not in msg
+
+
+def test_overlapping_test_file_is_refused_with_the_fix(tmp_path: Path) -> None:
+    np.savez(tmp_path / "a.npz", x=np.zeros((10, 4, 4, 1), np.uint8), y=np.arange(10) % 2)
+    spec = f"npz:{tmp_path / 'a.npz'}"
+    with pytest.raises(DismaxError) as info:
+        load_id_splits(spec, test_spec=spec)
+    msg = str(info.value)
+    assert "the training set" in msg and "the test set" in msg and "share 10 images" in msg
+    assert "separate test set" in msg and "train_val_split" not in msg
+
+
+def test_16_bit_grey_png_is_scaled_not_saturated(tmp_path: Path) -> None:
+    grad = np.tile(np.arange(256, dtype=np.uint16) * 257, (4, 1))  # 0..65535 in 257 steps
+    grad[0, :4] = [65535, 32768, 128, 0]  # 255, 128 (127.50 rounds up), 0 (0.50 rounds down), 0
+    expected = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
+    expected[0, :4] = [255, 128, 0, 0]
+    png = _png_bytes(grad)
+    assert Image.open(io.BytesIO(png)).mode.startswith("I")  # really a 16-bit file
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "g.png").write_bytes(png)
+    flat = load_dataset(f"imagefolder:{tmp_path / 'flat'}", split="all")
+    assert flat.image_shape == (4, 256, 1)
+    np.testing.assert_array_equal(flat.images[0, ..., 0].numpy(), expected)
+    (tmp_path / "mixed" / "grey").mkdir(parents=True)
+    (tmp_path / "mixed" / "grey" / "g.png").write_bytes(png)
+    _save_png(tmp_path / "mixed" / "rgb" / "c.png", np.zeros((4, 256, 3), np.uint8))
+    mixed = load_dataset(f"imagefolder:{tmp_path / 'mixed'}", split="all")
+    assert mixed.image_shape == (4, 256, 3)  # one colour file makes the set RGB
+    for c in range(3):
+        np.testing.assert_array_equal(mixed.images[0, ..., c].numpy(), expected)
+    packed = _bytes_npz(tmp_path / "g16.npz", [png, png], [0, len(png), 2 * len(png)])
+    s = load_dataset(packed, split="all")
+    np.testing.assert_array_equal(s.images[1, ..., 0].numpy(), expected)
+
+
 # ----------------------------------------------------------------------------- torchvision sets
 
 
@@ -554,7 +755,10 @@ def test_hand_fetched_dtd_archive_is_unpacked_and_resized(
     assert test.images[0].unique().tolist() == [25] and test.labels.tolist() == [0, 1]
     train = load_dataset("dtd", split="train", data_dir=tmp_path)
     assert len(train) == 2 and test.augment and test.mean is None
-    assert len(load_ood("textures", like=test, data_dir=tmp_path)) == 4  # all DTD images
+    like = load_dataset("digits", split="test")  # an ID test set: OOD must not overlap it
+    assert len(load_ood("textures", like=like, data_dir=tmp_path)) == 4  # all DTD images
+    with pytest.raises(DismaxError, match="the OOD set 'textures' share 2 images"):
+        load_ood("textures", like=test, data_dir=tmp_path)
 
 
 def test_missing_cifar10_offline_error_is_one_line_and_names_the_fix(

@@ -161,10 +161,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     fit(cfg, tmp_path / "r", data=digits_data, stop_after_epoch=1)
     good = (tmp_path / "r" / CHECKPOINT_NAME).read_bytes()
     bad = TrainConfig(dataset="digits", method="softmax", epochs=3, device="cpu", lr=1e30)
-    with pytest.raises(DismaxError, match="non-finite"):
+    with pytest.raises(DismaxError, match="no epoch finished, so no checkpoint was written"):
         fit(bad, tmp_path / "s", data=digits_data)
-    # A fresh run that diverges at once leaves no checkpoint at all; the good run is untouched.
-    assert not (tmp_path / "s" / CHECKPOINT_NAME).exists()
+    # A fresh run that diverges at once leaves nothing behind; the good run is untouched.
+    assert not (tmp_path / "s").exists()
     assert (tmp_path / "r" / CHECKPOINT_NAME).read_bytes() == good
 
 
@@ -205,10 +205,67 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path: Path, trained: Path) -> 
 def test_checkpoint_with_other_class_count_is_refused(tmp_path: Path, trained: Path) -> None:
     payload = load_checkpoint(trained)
     payload["num_classes"] = 7
+    payload["classes"] = [str(c) for c in range(7)]
     edited = tmp_path / "edited.pt"
     torch.save(payload, edited)
     with pytest.raises(DismaxError, match="do not fit a dismax convnet with 7 classes"):
         load_bundle(edited)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p.pop("method"), "no 'method'"),
+        (lambda p: p.pop("config"), "no 'config'"),
+        (lambda p: p.update(num_classes="three"), "num_classes='three'"),
+        (lambda p: p.update(split=None), "split=None"),
+        (lambda p: p.update(method="isomax"), "method='isomax'"),
+        (lambda p: p["state_dict"]["head.temperature"].fill_(-1.0), "temperature=-1.0"),
+        (lambda p: p["transform"].update(image_size=32), "transform does not match"),
+        (lambda p: p["config"].update(lr="fast"), "config: training option lr='fast'"),
+    ],
+)
+def test_damaged_checkpoint_metadata_is_one_clear_error(
+    tmp_path: Path, trained: Path, edit, message: str
+) -> None:
+    payload = load_checkpoint(trained)
+    edit(payload)
+    edited = tmp_path / "edited.pt"
+    torch.save(payload, edited)
+    with pytest.raises(DismaxError, match="damaged metadata") as info:
+        load_checkpoint(edited)
+    assert message in str(info.value)
+
+
+def test_calibrating_an_unfinished_run_is_refused_and_resume_trains_at_t1(
+    tmp_path: Path, digits_data
+) -> None:
+    cfg = TrainConfig(dataset="digits", method="dismax", epochs=3, device="cpu")
+    fit(cfg, tmp_path / "full", data=digits_data)
+    fit(cfg, tmp_path / "half", data=digits_data, stop_after_epoch=1)
+    with pytest.raises(DismaxError, match="unfinished run"):
+        calibrate_checkpoint(tmp_path / "half")
+    # Even a temperature written into an unfinished checkpoint does not leak into training.
+    payload = load_checkpoint(tmp_path / "half")
+    payload["state_dict"]["head.temperature"].fill_(0.05)
+    torch.save(payload, tmp_path / "half" / CHECKPOINT_NAME)
+    fit(cfg, tmp_path / "half", resume=True, data=digits_data)
+    full, half = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "half")
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, half["state_dict"][key]), key
+
+
+def test_resume_refuses_changed_training_data(tmp_path: Path, digits_data) -> None:
+    import dataclasses
+
+    cfg = TrainConfig(dataset="digits", method="softmax", epochs=2, device="cpu")
+    fit(cfg, tmp_path / "r", data=digits_data, stop_after_epoch=1)
+    flipped = dataclasses.replace(
+        digits_data.train, images=(255 - digits_data.train.images).contiguous()
+    )
+    changed = dataclasses.replace(digits_data, train=flipped)
+    with pytest.raises(DismaxError, match="train images differ"):
+        fit(cfg, tmp_path / "r", resume=True, data=changed)
 
 
 def test_checkpoint_carries_what_is_needed(trained: Path) -> None:

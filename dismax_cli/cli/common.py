@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.errors import DismaxError
@@ -139,7 +140,10 @@ def handle_errors(func: F) -> F:
         except DismaxError as exc:
             if debug_enabled():
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # User text (paths, specs like digits[0-5]) must not be read as rich markup.
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
@@ -156,15 +160,26 @@ def write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
-def check_writable(path: Path | None, what: str = "--out") -> None:
-    """Refuse early (before any work) an output path that cannot be written."""
+def check_writable(
+    path: Path | None, what: str = "--out", *, protected: tuple[Path, ...] = ()
+) -> None:
+    """Refuse early (before any work) an output path that cannot or must not be written.
+
+    ``protected`` lists files the command reads (a checkpoint, its log, another output): writing
+    over one of them would destroy it.
+    """
     if path is None:
         return
-    parent = path.expanduser().resolve().parent
     if path.is_dir():
-        raise DismaxError(
-            f"{what} {str(path)!r} is a folder: name a file, e.g. {path / 'report.json'}"
-        )
+        raise DismaxError(f"{what} {str(path)!r} is a folder: name a file inside it")
+    target = path.resolve()
+    for other in protected:
+        if other.resolve() == target:
+            raise DismaxError(
+                f"{what} {str(path)!r} would overwrite {str(other)!r}, which this command reads "
+                "or writes: choose another file name"
+            )
+    parent = target.parent
     if not parent.is_dir():
         raise DismaxError(
             f"cannot write {what} {str(path)!r}: folder {str(parent)!r} does not exist"

@@ -23,7 +23,14 @@ from dismax_cli.cli.common import (
 )
 from dismax_cli.cli.progress import training_bars
 from dismax_cli.config import merge_options, read_yaml_config
-from dismax_cli.training import TrainConfig, calibrate_checkpoint, fit
+from dismax_cli.training import (
+    LOG_NAME,
+    TrainConfig,
+    calibrate_checkpoint,
+    checkpoint_path,
+    fit,
+    load_checkpoint,
+)
 
 DATA_DIR_HELP = "Dataset folder (default: $DISMAX_DATA_DIR or the per-user cache)."
 
@@ -71,6 +78,9 @@ def train(
 ) -> None:
     """Train one model (paper recipe by default) and write its checkpoint every epoch."""
     file_values = read_yaml_config(config) if config is not None else {}
+    if resume and checkpoint_path(out).is_file():
+        # Resuming needs no options: the run's own settings come first, then the file, the CLI.
+        file_values = {**load_checkpoint(out)["config"], **file_values}
     values = merge_options(
         file_values,
         {
@@ -172,8 +182,10 @@ def score(
     ),
 ) -> None:
     """Evaluate a checkpoint: ID accuracy, NLL, ECE and OOD detection metrics per set."""
-    check_writable(dump, "--dump")
-    check_writable(out, "--out")
+    ckpt = checkpoint_path(checkpoint)
+    run_files = (ckpt, ckpt.parent / LOG_NAME)
+    check_writable(dump, "--dump", protected=run_files)
+    check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
     report = score_checkpoint(
         checkpoint, ood, data_dir=data_dir, device=device, score=score_name, dump=dump
     )

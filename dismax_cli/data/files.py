@@ -9,17 +9,21 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dismax_cli.data.download import one_line
 from dismax_cli.errors import DismaxError
 
 #: File name endings read as images (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+#: 16-bit grey modes: scaled to 8 bits (x * 255 / 65535, rounded); a plain convert("L") clips.
+_GREY16_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 #: Side of the square images that mixed-size folders are brought to when no target is given.
 DEFAULT_FOLDER_SIZE = 32
 
@@ -74,7 +78,7 @@ def _labels_and_classes(
     if "classes" in arrays:
         classes = tuple(str(c) for c in np.asarray(arrays["classes"]).reshape(-1))
     else:
-        classes = tuple(str(i) for i in range(int(y.max()) + 1 if n else 0))
+        classes = _classes_from_labels(y, where)
     if n and int(y.max()) >= len(classes):
         raise DismaxError(
             f"{where}: label {int(y.max())} has no entry in 'classes' ({len(classes)} names); "
@@ -83,33 +87,105 @@ def _labels_and_classes(
     return y, classes
 
 
-def _decode(blob: bytes, mode: str, where: str) -> np.ndarray:
+def _classes_from_labels(y: np.ndarray, where: str) -> tuple[str, ...]:
+    """Class names ``"0".."K-1"`` for labels without a ``classes`` array; refuse gaps.
+
+    Without names, every value up to the largest label becomes a class, so labels such as
+    {0, 1, 2, 1000000} would silently make a million-class problem.
+    """
+    if not len(y):
+        return ()
+    present = np.unique(y)
+    top = int(present[-1])
+    if len(present) != top + 1:
+        missing = int(np.setdiff1d(np.arange(min(top + 1, len(present) + 1)), present)[0])
+        raise DismaxError(
+            f"{where}: array 'y' has {len(present)} distinct labels but the largest is {top} "
+            f"(label {missing} is unused) and there is no 'classes' array; relabel to "
+            f"0..{len(present) - 1} (y = np.unique(y, return_inverse=True)[1]) or add a "
+            f"'classes' array of {top + 1} names"
+        )
+    return tuple(str(i) for i in range(top + 1))
+
+
+def _convert(im: Image.Image, mode: str) -> Image.Image:
+    """Return ``im`` in ``mode`` (``"L"`` or ``"RGB"``), scaling 16-bit grey to 8 bits.
+
+    Pillow's ``convert`` clips 16-bit values at 255, which turns a 16-bit photo almost white.
+    """
+    if im.mode in _GREY16_MODES or (im.mode == "I" and im.format == "PNG"):
+        wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
+        im = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+    return im if im.mode == mode else im.convert(mode)
+
+
+def _decode_error(where: str, what: str, exc: BaseException) -> DismaxError:
+    """A one-line error for an image Pillow could not decode."""
+    if isinstance(exc, Image.DecompressionBombError):
+        reason = f"is too large to decode ({one_line(exc, 120)})"
+        fix = "shrink it or remove it"
+    elif isinstance(exc, UnidentifiedImageError):
+        reason, fix = "is not in a recognised image format", "remove or replace it"
+    else:
+        reason, fix = f"is truncated or corrupt ({one_line(exc, 120)})", "remove or replace it"
+    return DismaxError(f"{where}: {what} {reason}; {fix}")
+
+
+def _decode(blob: bytes, mode: str | None, where: str, what: str) -> np.ndarray:
+    """Decode one encoded image; ``mode`` None keeps grey as ``"L"``, else ``"RGB"``."""
     try:
         with Image.open(io.BytesIO(blob)) as im:
-            arr = np.asarray(im if im.mode == mode else im.convert(mode), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DismaxError(f"{where}: cannot decode an image ({exc}); the file is corrupt") from None
-    return arr
+            if mode is None:
+                mode = "L" if im.mode in _GREY_MODES else "RGB"
+            return np.asarray(_convert(im, mode), dtype=np.uint8)
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...) on bad data
+        raise _decode_error(where, what, exc) from None
 
 
 def _decode_bytes_file(arrays: dict[str, np.ndarray], where: str) -> np.ndarray:
-    data = arrays["data"]
-    offsets = np.asarray(arrays["offsets"], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 1 or offsets.ndim != 1 or len(offsets) < 1:
+    data = np.asarray(arrays["data"])
+    offsets = np.asarray(arrays["offsets"])
+    if (
+        data.dtype != np.uint8
+        or data.ndim != 1
+        or offsets.ndim != 1
+        or len(offsets) < 1
+        or not np.issubdtype(offsets.dtype, np.integer)
+    ):
         raise DismaxError(
-            f"{where}: encoded-bytes layout needs 'data' uint8 (bytes) and 'offsets' int64 N+1"
+            f"{where}: encoded-bytes layout needs 'data' uint8 (bytes) and 'offsets' int64 N+1; "
+            f"got 'data' {data.dtype} {data.shape} and 'offsets' {offsets.dtype} {offsets.shape}"
         )
+    offsets = offsets.astype(np.int64)
     n = len(offsets) - 1
     if n == 0:
-        raise DismaxError(f"{where}: holds no images")
+        raise DismaxError(f"{where} holds no images; give a file with at least one image")
+    if offsets[0] < 0 or offsets[-1] > len(data):
+        raise DismaxError(
+            f"{where}: 'offsets' run from {int(offsets[0])} to {int(offsets[-1])} but 'data' "
+            f"holds {len(data)} bytes; rebuild the file (offsets[i]..offsets[i+1] = image i)"
+        )
+    steps = np.diff(offsets)
+    if (steps <= 0).any():
+        i = int(np.flatnonzero(steps <= 0)[0])
+        how = f"'offsets' go backwards at image {i}" if steps[i] < 0 else f"image {i} is empty"
+        raise DismaxError(
+            f"{where}: {how} (offsets[{i}] = {int(offsets[i])}, offsets[{i + 1}] = "
+            f"{int(offsets[i + 1])}); rebuild the file with increasing offsets "
+            "(offsets[i]..offsets[i+1] = the bytes of image i)"
+        )
+    names = np.asarray(arrays.get("filenames", np.zeros(0))).reshape(-1)
+
+    def what(i: int) -> str:
+        return f"image {i} ({names[i]})" if len(names) == n else f"image {i}"
+
     buf = data.tobytes()
-    with Image.open(io.BytesIO(buf[offsets[0] : offsets[1]])) as first:
-        mode = "L" if first.mode in _GREY_MODES else "RGB"
-    first_arr = _decode(buf[offsets[0] : offsets[1]], mode, where)
+    first_arr = _decode(buf[offsets[0] : offsets[1]], None, where, what(0))
+    mode = "L" if first_arr.ndim == 2 else "RGB"
     out = np.empty((n, *first_arr.shape), dtype=np.uint8)
     out[0] = first_arr
     for i in range(1, n):
-        arr = _decode(buf[offsets[i] : offsets[i + 1]], mode, where)
+        arr = _decode(buf[offsets[i] : offsets[i + 1]], mode, where, what(i))
         if arr.shape != first_arr.shape:
             raise DismaxError(
                 f"{where}: image {i} is {arr.shape[1]}x{arr.shape[0]}, image 0 is "
@@ -118,6 +194,49 @@ def _decode_bytes_file(arrays: dict[str, np.ndarray], where: str) -> np.ndarray:
             )
         out[i] = arr
     return out if out.ndim == 4 else out[..., None]
+
+
+def _load_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
+    """Every array of an npz archive; pickled (object) arrays are never loaded."""
+    fix = "write it with np.savez(path, x=images, y=labels)"
+    try:
+        with path.open("rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise DismaxError(f"{where} cannot be read ({one_line(exc, 120)}); check it") from None
+    if not head:
+        raise DismaxError(f"{where} is empty or not an npz file (0 bytes); {fix}")
+    if not head.startswith(b"PK"):
+        kind = " (it holds a single .npy array)" if head == b"\x93NUMPY" else ""
+        raise DismaxError(
+            f"{where} is not an npz archive of arrays{kind}; {fix} (pickles are never loaded)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {}
+            for key in npz.files:
+                try:
+                    value = npz[key]
+                except ValueError as exc:
+                    if "pickle" not in str(exc):
+                        raise
+                    raise DismaxError(
+                        f"{where}: array {key!r} holds Python objects (a pickle), which are "
+                        "never loaded; store plain numeric or string arrays"
+                    ) from None
+                if not isinstance(value, np.ndarray):
+                    raise DismaxError(
+                        f"{where}: member {key!r} is not a .npy array, so this is a zip file "
+                        f"but not an npz archive of arrays; {fix}"
+                    )
+                arrays[key] = value
+    except DismaxError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DismaxError(
+            f"{where} is not a readable npz archive of arrays ({one_line(exc, 120)}); {fix}"
+        ) from None
+    return arrays
 
 
 def read_npz(path: Path) -> RawArrays:
@@ -143,13 +262,7 @@ def read_npz(path: Path) -> RawArrays:
         raise DismaxError(
             f"{where} does not exist; check the path (relative paths start at the current folder)"
         )
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DismaxError(
-            f"{where} cannot be read as .npz ({exc}); write it with np.savez"
-        ) from None
+    arrays = _load_arrays(path, where)
     if "x" in arrays:
         images = _as_images(arrays["x"], where)
     elif "data" in arrays and "offsets" in arrays:
@@ -220,10 +333,8 @@ def decode_files(
             with Image.open(path) as im:
                 sizes.append(im.size)
                 modes.append(im.mode)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DismaxError(
-                f"{where}: cannot read image {path} ({exc}); remove or replace the file"
-            ) from None
+        except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...)
+            raise _decode_error(where, f"image {path}", exc) from None
     mode = "L" if all(m in _GREY_MODES for m in modes) else "RGB"
     same = len(set(sizes)) == 1 and not force_size
     side = size or DEFAULT_FOLDER_SIZE
@@ -234,11 +345,15 @@ def decode_files(
         else np.empty((len(files), h0, w0, 3), dtype=np.uint8)
     )
     for i, path in enumerate(files):
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if not same:
-                im = resize_short_center_crop(im, side)
-            out[i] = np.asarray(im, dtype=np.uint8)
+        try:
+            with Image.open(path) as im:
+                im = _convert(im, mode)
+                if not same:
+                    im = resize_short_center_crop(im, side)
+                arr = np.asarray(im, dtype=np.uint8)
+        except Exception as exc:  # truncated data surfaces only here, at decode time
+            raise _decode_error(where, f"image {path}", exc) from None
+        out[i] = arr
     return out[..., None] if mode == "L" else out
 
 

@@ -280,7 +280,31 @@ def train_val_split(
     return train_part, val_part, record
 
 
-def check_disjoint(a: ImageSet, b: ImageSet) -> None:
+#: How :func:`check_disjoint` names a set by its split when no role is given.
+_SPLIT_ROLES = {"train": "training set", "val": "validation set", "test": "test set", "all": "set"}
+
+
+def _overlap_fix(role_a: str, role_b: str) -> str:
+    roles = f"{role_a} {role_b}".lower()
+    if "ood" in roles:
+        return (
+            "choose an OOD set disjoint from the in-distribution data, e.g. other classes "
+            "(digits[0-5] vs digits[6-9]) or another file"
+        )
+    if "training" in roles and "test" in roles:
+        return (
+            "give a separate test set that shares no images with the training data, or none "
+            "to carve an 80/20 train/test split"
+        )
+    if "validation" in roles:
+        return (
+            "the validation split is carved from the training data, so give a test set that "
+            "shares no images with the training data"
+        )
+    return "use sets that share no images"
+
+
+def check_disjoint(a: ImageSet, b: ImageSet, *, roles: tuple[str, str] | None = None) -> None:
     """Refuse two sets that share samples (for example calibrating on the scored test split).
 
     Sets of the same ``origin`` overlap when their ``indices`` intersect; two sets with
@@ -289,29 +313,32 @@ def check_disjoint(a: ImageSet, b: ImageSet) -> None:
     Args:
         a: One set.
         b: The other set.
+        roles: What the two sets are, for the message (e.g. ``("test set", "OOD set")``);
+            default from their splits (``"training set"``, ``"test set"``, ...).
 
     Raises:
-        DismaxError: If the sets share samples, naming both and the number shared.
+        DismaxError: If the sets share samples, naming both, the number shared and the fix.
     """
     if len(a) == 0 or len(b) == 0:
         return
+    role_a, role_b = roles or (_SPLIT_ROLES.get(a.split, "set"), _SPLIT_ROLES.get(b.split, "set"))
+    both = f"the {role_a} '{a.spec}' and the {role_b} '{b.spec}'"
     if a.origin and a.origin == b.origin:
         if a.indices is None or b.indices is None:
             raise DismaxError(
-                f"cannot show that '{a.spec}' ({a.split}) and '{b.spec}' ({b.split}) are "
-                f"disjoint: both come from {a.origin} without sample indices; load them with "
-                "load_dataset/train_val_split so that their indices are recorded"
+                f"cannot tell whether {both} share images: both come from {a.origin} but "
+                "carry no sample positions; load both from dataset specs so that their "
+                "positions are recorded"
             )
         shared = np.intersect1d(a.indices, b.indices)
         if len(shared):
             raise DismaxError(
-                f"'{a.spec}' ({a.split}) and '{b.spec}' ({b.split}) share {len(shared)} of "
-                f"their images (origin {a.origin}); calibrate and score on disjoint splits, "
-                "e.g. a validation split from train_val_split and the test split"
+                f"{both} share {len(shared)} images (same source {a.origin}); "
+                f"{_overlap_fix(role_a, role_b)}"
             )
         return
     if a.images.shape == b.images.shape and a.pixels_sha256() == b.pixels_sha256():
         raise DismaxError(
-            f"'{a.spec}' ({a.split}) and '{b.spec}' ({b.split}) hold identical images; "
-            "calibrate and score on disjoint splits"
+            f"{both} hold identical images (the same {len(a)} pictures from different "
+            f"sources); {_overlap_fix(role_a, role_b)}"
         )

@@ -401,7 +401,12 @@ def _parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> lis
             )
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
-        if hi < lo or hi >= len(classes):
+        if hi < lo:
+            raise DismaxError(
+                f"class range {token!r} in {spec!r} is reversed; write the lower index first, "
+                f"[{hi}-{lo}]"
+            )
+        if hi >= len(classes):
             raise DismaxError(
                 f"class range {token!r} in {spec!r} is outside 0-{len(classes) - 1}; "
                 f"the set has {len(classes)} classes"
@@ -410,6 +415,13 @@ def _parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> lis
     if not chosen:
         raise DismaxError(f"class selection in {spec!r} names no class; write e.g. [0-5]")
     return sorted(chosen)
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(", ", 0, limit)
+    return (text[:cut] if cut > 0 else text[: limit - 4]) + ", ..."
 
 
 def _select_classes(s: ImageSet, selection: str) -> ImageSet:
@@ -422,6 +434,14 @@ def _select_classes(s: ImageSet, selection: str) -> ImageSet:
     mapping = torch.full((len(s.classes),), -1, dtype=torch.int64)
     mapping[torch.tensor(keep)] = torch.arange(len(keep))
     mask = mapping[s.labels] >= 0
+    if len(s) and not bool(mask.any()):
+        have = torch.unique(s.labels).tolist()
+        names = ", ".join(s.classes[i] if not s.classes[i].isdigit() else str(i) for i in have)
+        part = "it has" if s.split == "all" else f"its {s.split} part has"
+        raise DismaxError(
+            f"class selection {selection!r} in {s.spec!r} keeps no images: {part} none of "
+            f"those classes; pick classes that have images: {_shorten(names)}"
+        )
     sub = s.subset(mask.numpy(), split=s.split)
     assert sub.labels is not None
     return replace(
@@ -480,16 +500,27 @@ def load_dataset(
             result = _native_part(parsed, split, root, download)
     else:
         result = _whole(parsed, root, download, like)
+        if len(result) == 0:
+            raise DismaxError(
+                f"{spec!r} holds no images; give a file or folder with at least one image"
+            )
         if split != "all":
+            n_whole = len(result)
             labels = None if result.labels is None else result.labels.numpy()
             kept, held = stratified_holdout(
-                labels, len(result), fraction=TEST_FRACTION, seed=CARVE_SEED
+                labels, n_whole, fraction=TEST_FRACTION, seed=CARVE_SEED
             )
             result = result.subset(kept if split == "train" else held, split=split)
+            if len(result) == 0:
+                raise DismaxError(
+                    f"{spec!r} has only {n_whole} image(s), too few to carve a {split} part "
+                    f"({1 - TEST_FRACTION:.0%} train / {TEST_FRACTION:.0%} test); use a larger "
+                    "set, or give a separate test set"
+                )
     if parsed.selection is not None:
         result = _select_classes(result, parsed.selection)
     if len(result) == 0:
-        raise DismaxError(f"split {split!r} of {spec!r} is empty; use split 'all' or a larger set")
+        raise DismaxError(f"{spec!r} selects no images; pick a non-empty set")
     return result
 
 
@@ -541,7 +572,7 @@ def load_id_splits(
             f"{' ...' if len(test.classes) > 5 else ''}) differ; pass a test set with the same "
             "classes in the same order"
         )
-    check_disjoint(train, test)
+    check_disjoint(train, test, roles=("training set", "test set"))
     return train, test
 
 
@@ -570,7 +601,7 @@ def load_ood(
         The OOD set (its labels, if any, are not used for scoring).
 
     Raises:
-        DismaxError: As :func:`load_dataset`.
+        DismaxError: As :func:`load_dataset`, or if the set shares images with ``like``.
     """
     parsed = _parse(spec)
     if parsed.kind == "torchvision":
@@ -579,7 +610,9 @@ def load_ood(
         split = "test"
     else:
         split = "all"
-    return load_dataset(spec, split=split, data_dir=data_dir, download=download, like=like)
+    ood = load_dataset(spec, split=split, data_dir=data_dir, download=download, like=like)
+    check_disjoint(like, ood, roles=("in-distribution test set", "OOD set"))
+    return ood
 
 
 def is_native_split(spec: str) -> bool:
