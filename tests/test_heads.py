@@ -106,8 +106,8 @@ def test_initialisation_follows_method_md() -> None:
     assert float(soft.weight.detach().abs().max()) > 0.95 * bound  # uniform fills the range
     assert torch.equal(soft.bias, torch.zeros(300))
     dis = DisMaxHead(400, 300)
-    assert abs(float(dis.prototypes.mean())) < 0.01
-    assert abs(float(dis.prototypes.std()) - 1.0) < 0.01  # N(0, 1)
+    assert abs(float(dis.prototypes.detach().mean())) < 0.01
+    assert abs(float(dis.prototypes.detach().std()) - 1.0) < 0.01  # N(0, 1)
     assert float(dis.distance_scale) == 1.0
     for head in (soft, dis, IsoMaxPlusHead(4, 3)):
         assert float(head.temperature) == 1.0

@@ -3,7 +3,8 @@
 Usage: python benchmarks/speed/heads.py [--batch 128] [--features 512] [--classes 100]
        [--threads 2] [--runs 400]
 
-Prints the median time per forward+backward (after warm-up) of SoftMaxHead, IsoMaxPlusHead,
+Prints the median time per forward+backward (after warm-up; the heads are timed in interleaved
+blocks so background load affects them alike) of SoftMaxHead, IsoMaxPlusHead,
 DisMaxHead and a straightforward DisMax built on ``torch.cdist`` without the matrix-product
 shortcut, their ratios to SoftMaxHead, and the largest difference between DisMaxHead's logits
 and the exact-difference ones. Target (issue 2): DisMaxHead ≤ 2.0× SoftMaxHead, logits within
@@ -36,15 +37,25 @@ def exact_difference_dismax(head: DisMaxHead, features: torch.Tensor) -> torch.T
     return -(delta + delta.mean(dim=1, keepdim=True)) / head.temperature
 
 
-def median_seconds(step: Callable[[], None], *, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved_medians(
+    steps: dict[str, Callable[[], None]], *, rounds: int, block: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per step of each function, timed in interleaved rounds.
+
+    Each round times a block of ``block`` calls of every function in turn, so load from other
+    processes and CPU frequency changes affect all of them alike; the median over rounds counts.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(block):
+                step()
+            times[name].append((time.perf_counter() - start) / block)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> int:
@@ -71,13 +82,11 @@ def main() -> int:
     }
     forwards["DisMax exact-difference (cdist)"] = lambda: exact_difference_dismax(dismax, features)
 
-    timings = {}
-    for name, forward in forwards.items():
-
-        def step(forward: Callable[[], torch.Tensor] = forward) -> None:
-            forward().sum().backward()
-
-        timings[name] = median_seconds(step, runs=args.runs, warmup=args.warmup)
+    steps = {
+        name: (lambda forward=forward: forward().sum().backward())
+        for name, forward in forwards.items()
+    }
+    timings = interleaved_medians(steps, rounds=args.runs // 10, block=10, warmup=args.warmup)
 
     with torch.no_grad():
         max_diff = float((dismax(features) - exact_difference_dismax(dismax, features)).abs().max())
@@ -85,7 +94,8 @@ def main() -> int:
     base = timings["SoftMaxHead"]
     print(
         f"forward+backward, B={args.batch} D={args.features} C={args.classes}, "
-        f"{args.threads} CPU threads, median of {args.runs} runs after {args.warmup} warm-up"
+        f"{args.threads} CPU threads, {args.runs} runs each in interleaved blocks of 10, "
+        f"median block after {args.warmup} warm-up runs"
     )
     print(f"{'head':34s} {'median (us)':>12s} {'x SoftMax':>10s}")
     for name, seconds in timings.items():
