@@ -146,9 +146,9 @@ def test_require_passes_and_fails_with_the_documented_exit_code(default_run: dic
         "--require",
         f"dismax:AUROC:uniform>={min(value + 0.01, 1.0):.4f}",
         "--require",
-        "softmax:ECE:id<=-1",
+        "softmax:ECE:id<=0",
     )
-    assert failing.exit_code == EXIT_REQUIREMENT_FAILED
+    assert failing.exit_code == EXIT_REQUIREMENT_FAILED, failing.output[-400:]
     assert "2 requirement(s) failed" in failing.output
     assert "dismax:AUROC:uniform" in failing.output and "softmax:ECE:id<=0" in failing.output
 
