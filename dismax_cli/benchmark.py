@@ -182,10 +182,6 @@ class BenchmarkConfig:
         return values
 
     @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BenchmarkConfig:
         """Build from a mapping (YAML or merged CLI options); unknown keys and wrong types fail."""
         return cls(**check_types(cls, values, what="benchmark"))

@@ -22,9 +22,6 @@ from dismax_cli.data import ImageSet
 from dismax_cli.reports import DatasetRecord
 from dismax_cli.training import ModelBundle, predict_logits
 
-#: Scores offered for a deep ensemble, computed on its averaged probabilities p̄ (METHOD.md §3).
-ENSEMBLE_SCORES = ("msp", "neg_entropy", "neg_mutual_information")
-
 
 def id_metrics(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     """ACC, NLL and ECE (15 bins) of probabilities (N, C) against int64 targets (N,)."""
@@ -162,7 +159,6 @@ def environment(device: torch.device) -> dict[str, object]:
 
 
 __all__ = [
-    "ENSEMBLE_SCORES",
     "Outputs",
     "dataset_record",
     "ensemble_scores",

@@ -222,10 +222,6 @@ class ModelBundle:
     device: torch.device
 
     @property
-    def method(self) -> str:
-        return str(self.meta["method"])
-
-    @property
     def temperature(self) -> float:
         return float(self.model.head.temperature)
 

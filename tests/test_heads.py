@@ -108,7 +108,7 @@ def test_initialisation_follows_method_md() -> None:
     dis = DisMaxHead(400, 300)
     assert abs(float(dis.prototypes.detach().mean())) < 0.01
     assert abs(float(dis.prototypes.detach().std()) - 1.0) < 0.01  # N(0, 1)
-    assert float(dis.distance_scale) == 1.0
+    assert float(dis.distance_scale.detach()) == 1.0
     for head in (soft, dis, IsoMaxPlusHead(4, 3)):
         assert float(head.temperature) == 1.0
         assert "temperature" in head.state_dict()
