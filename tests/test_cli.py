@@ -200,3 +200,20 @@ def test_debug_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:
     debug = dismax("--debug", "calibrate", str(tmp_path / "missing.pt"), env=env)
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr and "DismaxError" in debug.stderr
+
+
+def test_checkpoint_after_the_ood_values_is_still_the_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"x")
+    args = ["score", "--ood", "digits[6-9]", "uniform", str(run), "--format", "json"]
+    assert expand_multi_value_options(args) == [
+        "score",
+        "--ood",
+        "digits[6-9]",
+        "--ood",
+        "uniform",
+        str(run),
+        "--format",
+        "json",
+    ]

@@ -69,7 +69,11 @@ def expand_multi_value_options(args: Sequence[str]) -> list[str]:
             if eq:
                 values.append(inline)
             i += 1
-            while i < len(args) and not (args[i].startswith("-") and args[i] != "-"):
+            while (
+                i < len(args)
+                and not (args[i].startswith("-") and args[i] != "-")
+                and not _is_checkpoint_path(args[i])
+            ):
                 values.append(args[i])
                 i += 1
             if not values:
@@ -82,6 +86,15 @@ def expand_multi_value_options(args: Sequence[str]) -> list[str]:
         out.append(token)
         i += 1
     return out
+
+
+def _is_checkpoint_path(token: str) -> bool:
+    """A run folder or ``.pt`` file given after ``--ood a b`` is the command's CHECKPOINT.
+
+    No dataset spec names one, so ``dismax score --ood uniform runs/x`` works too.
+    """
+    path = Path(token)
+    return (path.suffix == ".pt" and path.is_file()) or (path / "checkpoint.pt").is_file()
 
 
 def _split_commas(name: str, value: str) -> list[str]:
