@@ -382,7 +382,14 @@ def _train_or_reuse(
 ) -> tuple[Path, bool]:
     run_dir = run_dir_for(runs_dir, config, data_hash)
     ckpt = run_dir / "checkpoint.pt"
-    if ckpt.exists() and load_checkpoint(ckpt).get("finished"):
+    try:
+        finished = ckpt.exists() and bool(load_checkpoint(ckpt)["finished"])
+    except DismaxError as exc:
+        raise DismaxError(
+            f"{exc}; the benchmark cannot reuse or resume it: delete the folder {str(run_dir)!r} "
+            "and run again to retrain it"
+        ) from None
+    if finished:
         progress.say(f"reusing {config.method} seed {config.seed} from {run_dir}")
         return run_dir, True
     progress.say(f"training {config.method} seed {config.seed} ({config.epochs} epochs)")

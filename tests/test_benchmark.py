@@ -246,3 +246,15 @@ def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> 
         for key in METRICS:
             if METRICS[key].kind == "ood":
                 assert 0 <= r["metrics"][key]["mean"] <= 1
+
+
+def test_a_damaged_run_in_the_runs_dir_names_the_folder_to_delete(tmp_path: Path) -> None:
+    from dismax_cli.benchmark import BenchmarkProgress, _train_or_reuse, run_dir_for
+
+    config = BenchmarkConfig(dataset="digits[0-5]").train_config("softmax", 0)
+    run_dir = run_dir_for(tmp_path, config, "hash")
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"truncated")
+    with pytest.raises(DismaxError, match="delete the folder") as info:
+        _train_or_reuse(config, tmp_path, None, "hash", BenchmarkProgress())  # type: ignore[arg-type]
+    assert str(run_dir) in str(info.value)
