@@ -492,9 +492,13 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         # 2. Calibrate and evaluate.
         bundles: dict[str, list[ModelBundle]] = {}
         temperatures: dict[str, float] = {}
+        loaded: dict[Path, ModelBundle] = {}  # one model object per run (SoftMax = member 0)
         for method, dirs in run_dirs.items():
             progress.say(f"calibrating and scoring {method} seed {seed}")
-            group = [load_bundle(d, device=config.device) for d in dirs]
+            for d in dirs:
+                if d not in loaded:
+                    loaded[d] = load_bundle(d, device=config.device)
+            group = [loaded[d] for d in dirs]
             device_used = group[0].device
             bundles[method] = group
             if method == "ensemble":
@@ -509,8 +513,9 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         timing_images = data.test.images[:THROUGHPUT_IMAGES]
         throughput = measure_throughputs(bundles, timing_images)
 
+        logits_cache: dict[tuple[int, int], torch.Tensor] = {}
         for method in config.methods:
-            outputs = model_outputs(bundles[method], data.test, oods)
+            outputs = model_outputs(bundles[method], data.test, oods, cache=logits_cache)
             before, after, ood = _evaluate(temperatures[method], data, oods, outputs)
             per_method[method].append(
                 _SeedResult(

@@ -73,13 +73,23 @@ def model_outputs(
     oods: dict[str, ImageSet],
     *,
     batch_size: int = 256,
+    cache: dict[tuple[int, int], torch.Tensor] | None = None,
 ) -> Outputs:
-    """Run one model (or the members of an ensemble) over the ID test split and every OOD set."""
+    """Run one model (or the members of an ensemble) over the ID test split and every OOD set.
+
+    ``cache`` (keyed by the identities of bundle and image tensor) lets a model that serves
+    twice, SoftMax and ensemble member 0 in the benchmark, be run over each set once.
+    """
+    cache = {} if cache is None else cache
+
+    def member_logits(bundle: ModelBundle, images: torch.Tensor) -> torch.Tensor:
+        key = (id(bundle), id(images))
+        if key not in cache:
+            cache[key] = predict_logits(bundle, images, batch_size=batch_size, temperature=1.0)
+        return cache[key]
 
     def logits_of(images: torch.Tensor) -> torch.Tensor:
-        return torch.stack(
-            [predict_logits(b, images, batch_size=batch_size, temperature=1.0) for b in bundles]
-        )
+        return torch.stack([member_logits(b, images) for b in bundles])
 
     def scores_of(member_logits: torch.Tensor) -> dict[str, torch.Tensor]:
         if len(bundles) == 1:
