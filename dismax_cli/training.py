@@ -677,9 +677,13 @@ def fit(
         stop_after_epoch: stop (as if interrupted) once this many epochs are done.
 
     Raises:
-        DismaxError: for invalid settings, an existing run without ``resume``, a run folder whose
+        DismaxError: for invalid settings (``batch_size`` < 2 included), a training split of
+            fewer than 2 images, an existing run without ``resume``, a run folder whose
             checkpoint belongs to other settings, or a non-finite loss (the last good checkpoint
             is kept).
+
+    Batches follow :func:`batch_sizes` (a one-image remainder joins the previous batch) and the
+    learning rate :meth:`TrainConfig.lr_at` (METHOD.md §6).
     """
     config = config.validate()
     run_dir = Path(run_dir)

@@ -424,6 +424,19 @@ def test_resnet18_trains_with_a_one_image_remainder_through_the_cli(tmp_path: Pa
     refused = CliRunner().invoke(app, [*args[:-1], "1", "--out", str(tmp_path / "one")], env=env)
     assert refused.exit_code == 1 and "batch_size=1" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "one").exists()
+    # Eval mode (scoring, calibration) is fine with one image: same logits as in a batch.
+    bundle = load_bundle(out)
+    images = load_run_data(TrainConfig(dataset="digits[0-5]")).test.images[:5]
+    batched = predict_logits(bundle, images)
+    single = torch.cat([predict_logits(bundle, images[i : i + 1], batch_size=1) for i in range(5)])
+    assert torch.allclose(single, batched, atol=1e-5)
+
+
+def test_the_benchmark_refuses_batch_size_one_before_training() -> None:
+    from dismax_cli.benchmark import BenchmarkConfig
+
+    with pytest.raises(DismaxError, match=r"batch_size=1 is invalid"):
+        BenchmarkConfig(batch_size=1).validate()
 
 
 def test_resume_with_a_folded_remainder_is_byte_identical(tmp_path: Path, digits_data) -> None:
