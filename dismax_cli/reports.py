@@ -73,12 +73,28 @@ CONVENTIONS: dict[str, Any] = {
         "scored split"
     ),
     "units": "fractions in [0, 1]; NLL in nats; times in seconds; throughput in images/s",
+    "std": (
+        "sample standard deviation over seeds (ddof = 1: the sum of squared deviations divided "
+        "by n - 1); null for a single seed, with std_null_reason beside it"
+    ),
+    "nulls": (
+        "a null is never a value: every key whose value is null (or a list holding null) has a "
+        "sibling '<key>_null_reason' string saying why; test the type, not only the number "
+        "(in jq 1.6, null <= 0.05 is true)"
+    ),
 }
+#: The suffix of the key that explains a null: ``"std": null`` comes with ``"std_null_reason"``.
+NULL_REASON_SUFFIX = "_null_reason"
 
 
 @dataclass(frozen=True)
 class Stat:
-    """A metric over seeds: mean, sample standard deviation (None for one seed), the values."""
+    """A metric over seeds: mean, sample standard deviation (ddof = 1), the per-seed values.
+
+    ``std`` is None for a single seed (a sample standard deviation needs two values); in JSON it
+    is then ``null`` with ``std_null_reason`` beside it. Reported runs are mean ± sample std
+    (METHOD.md §6).
+    """
 
     mean: float
     std: float | None
@@ -192,20 +208,102 @@ class Report:
 
 # --------------------------------------------------------------------------- JSON
 
+_NOT_FINITE = "not a finite number (NaN or infinity), which JSON cannot hold"
+_NOT_TIMED_BY_SCORE = (
+    "not measured: `dismax score` does not time inference (`dismax benchmark` does)"
+)
+#: Why a key is None, for keys whose None has one meaning (config keys: "not set, default").
+_NONE_REASONS = {
+    "train_s": "not recorded: no train_log.jsonl was found beside the checkpoint",
+    "test_dataset": "not set: the dataset's own test split is used",
+    "data_dir": "not set: $DISMAX_DATA_DIR or the per-user cache is used",
+    "runs_dir": "not set: $DISMAX_RUNS_DIR or the per-user cache is used",
+    "fpr": "not set: the method's default applies (FPR on for dismax only)",
+    "augment": "not set: the dataset's default applies (crop + flip; off for digit sets)",
+    "calibration": (
+        "the checkpoint was never calibrated (run `dismax calibrate` on it): it keeps the "
+        "temperature T = 1 it was trained at"
+    ),
+    "warning": "no warning: the temperature fit found a finite optimum",
+}
 
-def _clean(value: Any) -> Any:
+
+def _none_reason(key: str, parent: dict[Any, Any], kind: str) -> str:
+    """Why ``parent[key]`` is None in a report of ``kind`` (``score`` or ``benchmark``)."""
+    if key == "std":
+        values = parent.get("values")
+        if isinstance(values, list | tuple) and len(values) == 1:
+            return (
+                "one seed: a sample standard deviation (ddof = 1) needs at least 2 seeds "
+                "(dismax benchmark --seeds 2 or more)"
+            )
+        return _NOT_FINITE
+    if key in ("throughput_per_s", "efficiency") and kind == "score":
+        return _NOT_TIMED_BY_SCORE
+    if key == "efficiency":
+        return (
+            "not measured: efficiency is throughput relative to SoftMax's in the same run, and "
+            "SoftMax was not timed (add softmax or ensemble to --methods)"
+        )
+    return _NONE_REASONS.get(key, "not set")
+
+
+def _holds_null(value: Any) -> bool:
+    """A null directly in ``value`` or in lists inside it (a dict explains its own nulls)."""
+    return value is None or (isinstance(value, list) and any(_holds_null(v) for v in value))
+
+
+def _clean(value: Any, kind: str) -> Any:
+    """JSON-ready data: tuples become lists, NaN/inf null, and every null gets its reason."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            out[key] = cleaned = _clean(v, kind)
+            if not _holds_null(cleaned) or key + NULL_REASON_SUFFIX in value:
+                continue
+            if v is None:
+                reason = _none_reason(key, value, kind)
+            elif cleaned is None:
+                reason = _NOT_FINITE
+            else:
+                reason = f"an entry is {_NOT_FINITE}"
+            out[key + NULL_REASON_SUFFIX] = reason
+        return out
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [_clean(v, kind) for v in value]
+    return value
+
+
+def _strip_reasons(value: Any) -> Any:
+    """Undo the reasons :func:`to_dict` adds (``<key>_null_reason`` beside a null ``key``)."""
+    if isinstance(value, dict):
+        return {
+            k: _strip_reasons(v)
+            for k, v in value.items()
+            if not (
+                isinstance(k, str)
+                and k.endswith(NULL_REASON_SUFFIX)
+                and k[: -len(NULL_REASON_SUFFIX)] in value
+                and _holds_null(value[k[: -len(NULL_REASON_SUFFIX)]])
+            )
+        }
+    if isinstance(value, list):
+        return [_strip_reasons(v) for v in value]
     return value
 
 
 def to_dict(report: Report) -> dict[str, Any]:
-    """The report as plain JSON-ready data (tuples become lists, NaN/inf become null)."""
-    return _clean(dataclasses.asdict(report))
+    """The report as plain JSON-ready data.
+
+    Tuples become lists and NaN/inf become null. No null stands alone: every key whose value is
+    null, or a list holding null, gets a sibling ``"<key>_null_reason"`` string right after it
+    (e.g. ``"std": null, "std_null_reason": "one seed: ..."``), so a CI gate cannot read a
+    missing number as a value. :func:`from_dict` drops those keys again.
+    """
+    return _clean(dataclasses.asdict(report), report.kind)
 
 
 def to_json(report: Report, *, indent: int | None = 2) -> str:
@@ -231,6 +329,7 @@ def from_dict(data: dict[str, Any]) -> Report:
     """
     if not isinstance(data, dict) or "schema_version" not in data or "methods" not in data:
         raise DismaxError("this JSON is not a dismax report: pass a file written by --out")
+    data = _strip_reasons(data)
     if not data["methods"]:
         raise DismaxError("this dismax report holds no methods: pass a report written by --out")
     if data["schema_version"] != SCHEMA_VERSION:
@@ -307,6 +406,7 @@ __all__ = [
     "CONVENTIONS",
     "ID_METRICS",
     "METRICS",
+    "NULL_REASON_SUFFIX",
     "OOD_METRICS",
     "SCHEMA_VERSION",
     "DatasetRecord",

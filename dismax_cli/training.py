@@ -23,6 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.jsonl"
 CHECKPOINT_FORMAT = "dismax-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
-#: Learning-rate milestones as fractions of the epochs (150/200/250 of 300 in the paper).
-MILESTONE_FRACTIONS = (1 / 2, 2 / 3, 5 / 6)
+#: Learning-rate milestones as fractions of the epochs (150/200/250 of 300 in the paper), exact.
+MILESTONE_FRACTIONS = (Fraction(1, 2), Fraction(2, 3), Fraction(5, 6))
+#: The smallest training batch: BatchNorm cannot estimate batch statistics from one image.
+MIN_BATCH = 2
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -117,10 +120,14 @@ class TrainConfig:
             raise DismaxError(
                 f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
             )
-        positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size}
-        for name, value in positive_ints.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DismaxError(f"{name}={value!r} is invalid: use an integer of at least 1")
+        positive_ints = {"epochs": 1, "batch_size": MIN_BATCH}
+        for name, least in positive_ints.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
+                raise DismaxError(
+                    f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
+                )
         for name in ("lr", "entropic_scale"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -152,11 +159,18 @@ class TrainConfig:
         return get_method(self.method).uses_fpr if self.fpr is None else bool(self.fpr)
 
     def milestones(self) -> list[int]:
-        """Epoch counts after which the learning rate is multiplied by ``lr_decay``."""
-        return [int(round(f * self.epochs)) for f in MILESTONE_FRACTIONS]
+        """Epoch counts after which the learning rate is multiplied by ``lr_decay`` (METHOD.md §6).
+
+        See :func:`lr_milestones`: ``[150, 200, 250]`` for 300 epochs, ``[30, 40, 50]`` for 60,
+        ``[]`` for 1 (its only epoch runs at ``lr``).
+        """
+        return lr_milestones(self.epochs)
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of (0-based) ``epoch``."""
+        """Learning rate of (0-based) ``epoch``: ``lr × lr_decay^(milestones <= epoch)``.
+
+        Epoch 0 always runs at ``lr``.
+        """
         drops = sum(1 for m in self.milestones() if epoch >= m)
         return self.lr * self.lr_decay**drops
 
@@ -503,16 +517,114 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
 # --------------------------------------------------------------------------- the loop
 
 
+def lr_milestones(epochs: int) -> list[int]:
+    """The learning-rate milestones of a run of ``epochs`` epochs (METHOD.md §6).
+
+    The paper decays after 1/2, 2/3 and 5/6 of the epochs (150, 200, 250 of 300). Each milestone
+    is that fraction of ``epochs``, rounded exactly (half to even), then kept inside
+    [1, epochs − 1] and pushed apart by one epoch where rounding makes two coincide, so every
+    milestone is a distinct epoch and epoch 0 runs at the initial learning rate. A run too short
+    for three decays (epochs <= 3) decays after each epoch but the last: ``[]`` for 1 epoch,
+    ``[1]`` for 2, ``[1, 2]`` for 3.
+
+    Returns:
+        ``min(3, epochs − 1)`` strictly increasing ints in [1, epochs − 1].
+    """
+    slots = epochs - 1
+    if slots <= len(MILESTONE_FRACTIONS):
+        return list(range(1, max(epochs, 1)))
+    wanted = [min(max(round(f * epochs), 1), slots) for f in MILESTONE_FRACTIONS]
+    for i in range(1, len(wanted)):
+        wanted[i] = max(wanted[i], wanted[i - 1] + 1)
+    wanted[-1] = min(wanted[-1], slots)
+    for i in range(len(wanted) - 2, -1, -1):
+        wanted[i] = min(wanted[i], wanted[i + 1] - 1)
+    return wanted
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     digest = hashlib.sha256(f"dismax-epoch:{seed}:{epoch}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
+def batch_sizes(n: int, batch_size: int) -> list[int]:
+    """The sizes of one epoch's training batches over ``n`` images; none is below 2.
+
+    Batches hold ``batch_size`` images and the last one the remainder, except that a remainder
+    of one image joins the batch before it (``batch_size + 1`` images): BatchNorm cannot train on
+    one image, and every image is still seen once per epoch. No random draw is involved, so the
+    batches of a resumed run are those of an uninterrupted one.
+
+    Raises:
+        DismaxError: when ``n`` or ``batch_size`` is below 2.
+    """
+    if batch_size < MIN_BATCH:
+        raise DismaxError(
+            f"batch_size={batch_size!r} is invalid: use an integer of at least {MIN_BATCH} "
+            "(BatchNorm cannot train on one image)"
+        )
+    if n < MIN_BATCH:
+        raise DismaxError(
+            f"the training split holds {n} image(s): training needs at least {MIN_BATCH} "
+            "(BatchNorm cannot train on one image); use a larger dataset"
+        )
+    sizes = [batch_size] * (n // batch_size)
+    rest = n % batch_size
+    if rest == 1 and sizes:
+        sizes[-1] += 1
+    elif rest:
+        sizes.append(rest)
+    return sizes
+
+
 def iterate_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Shuffled index batches covering ``range(n)`` once (the last one may be smaller)."""
+    """Shuffled index batches covering ``range(n)`` once, sized by :func:`batch_sizes`.
+
+    Yields:
+        int64 index tensors (b,) on the CPU, 2 <= b <= batch_size + 1.
+
+    Raises:
+        DismaxError: when ``n`` or ``batch_size`` is below 2.
+    """
+    sizes = batch_sizes(n, batch_size)
     order = torch.randperm(n, generator=generator)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+    start = 0
+    for size in sizes:
+        yield order[start : start + size]
+        start += size
+
+
+class LossMeter:
+    """Sums an epoch's per-batch losses without a float64 tensor on the training device.
+
+    MPS has no float64, so the device holds only a float32 buffer of the batch losses (B,),
+    written without a host synchronisation; :meth:`total` copies the new entries to the host and
+    adds ``loss × images`` in Python floats (float64), so the sum is as exact as before.
+
+    Args:
+        batches: the number of batches of the epoch (the buffer's length).
+        device: the training device.
+    """
+
+    def __init__(self, batches: int, device: torch.device) -> None:
+        self.losses = torch.zeros(batches, dtype=torch.float32, device=device)
+        self._sizes: list[int] = []
+        self._summed = 0
+        self._total = 0.0
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        """Record the mean loss (a 0-dim tensor on the device) of a batch of ``images``."""
+        self.losses[len(self._sizes)] = loss.detach().to(torch.float32)
+        self._sizes.append(int(images))
+
+    def total(self) -> float:
+        """Sum of ``loss × images`` over the batches added so far (NaN or inf if one was)."""
+        new = self._sizes[self._summed :]
+        if new:
+            values = self.losses[self._summed : len(self._sizes)].tolist()
+            self._total += sum(v * n for v, n in zip(values, new, strict=True))
+            self._summed = len(self._sizes)
+        return self._total
 
 
 def _metadata(
@@ -565,9 +677,13 @@ def fit(
         stop_after_epoch: stop (as if interrupted) once this many epochs are done.
 
     Raises:
-        DismaxError: for invalid settings, an existing run without ``resume``, a run folder whose
+        DismaxError: for invalid settings (``batch_size`` < 2 included), a training split of
+            fewer than 2 images, an existing run without ``resume``, a run folder whose
             checkpoint belongs to other settings, or a non-finite loss (the last good checkpoint
             is kept).
+
+    Batches follow :func:`batch_sizes` (a one-image remainder joins the previous batch) and the
+    learning rate :meth:`TrainConfig.lr_at` (METHOD.md §6).
     """
     config = config.validate()
     run_dir = Path(run_dir)
@@ -586,6 +702,12 @@ def fit(
             if state["finished"]:
                 return TrainResult(run_dir, ckpt_file, 0, 0.0, read_train_log(log_file), True)
     data = data if data is not None else load_run_data(config)
+    if len(data.train) < MIN_BATCH:
+        raise DismaxError(
+            f"the training split of {config.dataset!r} holds {len(data.train)} image(s) after "
+            f"the validation carve: training needs at least {MIN_BATCH} (BatchNorm cannot train "
+            "on one image); use a larger dataset"
+        )
     device = resolve_device(config.device)
     transform = make_transform(data.train)
     model = build_model(
@@ -637,8 +759,8 @@ def fit(
             group["lr"] = lr
         model.train()
         generator = _epoch_generator(config.seed, epoch)
-        batches = math.ceil(len(images) / config.batch_size)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        batches = len(batch_sizes(len(images), config.batch_size))
+        meter = LossMeter(batches, device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = clean_seen = 0
         started = time.perf_counter()
@@ -669,10 +791,10 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach().double() * len(index)
+            meter.add(loss, len(index))
             seen += len(index)
             report = progress is not None and (b % 10 == 9 or b == batches - 1)
-            if (report or device.type == "cpu") and not bool(torch.isfinite(loss_sum)):
+            if (report or device.type == "cpu") and not math.isfinite(meter.total()):
                 raise _non_finite_error(epoch, ckpt_file, run_dir, created_dir)
             if report:
                 elapsed = max(time.perf_counter() - started, 1e-9)
@@ -682,18 +804,19 @@ def fit(
                         epochs=config.epochs,
                         batch=b + 1,
                         batches=batches,
-                        loss=float(loss_sum) / seen,
+                        loss=meter.total() / seen,
                         accuracy=int(correct) / max(clean_seen, 1),
                         images_per_s=seen / elapsed,
                     )
                 )
-        if not bool(torch.isfinite(loss_sum)):
+        loss_total = meter.total()
+        if not math.isfinite(loss_total):
             raise _non_finite_error(epoch, ckpt_file, run_dir, created_dir)
         seconds = time.perf_counter() - started
         total_seconds += seconds
         entry = EpochLog(
             epoch=epoch + 1,
-            loss=float(loss_sum) / seen,
+            loss=loss_total / seen,
             accuracy=int(correct) / max(clean_seen, 1),
             lr=lr,
             seconds=seconds,
@@ -1012,6 +1135,8 @@ __all__ = [
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
+    "LossMeter",
+    "batch_sizes",
     "build_model",
     "bundle_from_checkpoint",
     "calibrate_bundle",
@@ -1020,6 +1145,7 @@ __all__ = [
     "load_bundle",
     "load_checkpoint",
     "load_run_data",
+    "lr_milestones",
     "make_transform",
     "predict_logits",
     "training_temperature",

@@ -100,6 +100,33 @@ def test_json_round_trips_through_the_dataclasses(default_run: dict) -> None:
     assert json.loads(to_json(report)) == json.loads(default_run["out"].read_text())
 
 
+def test_every_null_in_the_benchmark_json_has_a_reason(default_run: dict) -> None:
+    """One seed: every std is null, and each null says why (a jq gate cannot mistake it)."""
+
+    def holds_null(value: object) -> bool:
+        return value is None or (isinstance(value, list) and any(holds_null(v) for v in value))
+
+    def unexplained(node: object, path: str) -> list[str]:
+        bad = []
+        if isinstance(node, dict):
+            for key, value in node.items():
+                reason = node.get(f"{key}_null_reason")
+                if holds_null(value) and not (isinstance(reason, str) and reason):
+                    bad.append(f"{path}.{key}")
+                bad += unexplained(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                bad += unexplained(value, f"{path}[{i}]")
+        return bad
+
+    report = json.loads(default_run["out"].read_text())
+    assert unexplained(report, "$") == []
+    for m in report["methods"]:
+        for stat in (m["temperature"], m["id_after"]["ECE"], m["ood"][0]["metrics"]["AUROC"]):
+            assert stat["std"] is None and "one seed" in stat["std_null_reason"]
+    assert "ddof = 1" in report["conventions"]["std"]
+
+
 def test_show_reproduces_the_table(default_run: dict) -> None:
     env = default_run["env"]
     saved = default_run["home"] / "table-run.json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import subprocess
@@ -365,3 +367,180 @@ def test_calibration_without_a_finite_optimum_keeps_the_training_temperature() -
         torch.tensor([[2.0, 0.0]] * 4), torch.tensor([0, 0, 0, 1]), objective="nll", fallback=1.0
     )
     assert note is None and t == pytest.approx(1.820478, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- batches of one
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 7, 41, 64, 100])
+def test_no_training_batch_holds_fewer_than_two_images(batch_size: int) -> None:
+    """Every batch has 2 <= b <= batch_size + 1 images and the epoch covers each image once."""
+    from dismax_cli.training import iterate_batches
+
+    for n in range(2, 300):
+        batches = list(iterate_batches(n, batch_size, torch.Generator().manual_seed(n)))
+        sizes = [len(b) for b in batches]
+        assert min(sizes) >= 2, (n, sizes)
+        assert max(sizes) <= batch_size + 1, (n, sizes)
+        assert sorted(torch.cat(batches).tolist()) == list(range(n))
+        # Full batches stay full; only a one-image remainder changes the partition.
+        full = n // batch_size
+        if n % batch_size != 1 or full == 0:
+            assert sizes[:full] == [batch_size] * full
+        else:
+            assert sizes == [batch_size] * (full - 1) + [batch_size + 1]
+
+
+def test_batch_size_one_and_a_one_image_training_split_are_clear_errors(
+    tmp_path: Path, digits_data
+) -> None:
+    import dataclasses as dc
+
+    with pytest.raises(DismaxError, match=r"batch_size=1 is invalid.*at least 2"):
+        TrainConfig(batch_size=1).validate()
+    one = dc.replace(digits_data, train=digits_data.train.subset([0], split="train"))
+    with pytest.raises(DismaxError, match=r"holds 1 image\(s\).*at least 2"):
+        fit(DIGITS, tmp_path / "run", data=one)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resnet18_trains_with_a_one_image_remainder_through_the_cli(tmp_path: Path) -> None:
+    """The reported crash: 780 training images, batch 41 -> a last batch of 1 (BatchNorm)."""
+    from typer.testing import CliRunner
+
+    from dismax_cli.cli.app import app
+
+    out = tmp_path / "run"
+    env = {"DISMAX_DATA_DIR": str(tmp_path / "data"), "DISMAX_OFFLINE": "1"}
+    args = ["train", "--dataset", "digits[0-5]", "--model", "resnet18", "--batch-size", "41"]
+    result = CliRunner().invoke(
+        app, [*args, "--epochs", "1", "--device", "cpu", "--out", str(out)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    log = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1]
+    assert log[0]["lr"] == 0.1  # the only epoch runs at --lr (item: milestones)
+    refused = CliRunner().invoke(app, [*args[:-1], "1", "--out", str(tmp_path / "one")], env=env)
+    assert refused.exit_code == 1 and "batch_size=1" in refused.output
+    assert "Traceback" not in refused.output and not (tmp_path / "one").exists()
+    # Eval mode (scoring, calibration) is fine with one image: same logits as in a batch.
+    bundle = load_bundle(out)
+    images = load_run_data(TrainConfig(dataset="digits[0-5]")).test.images[:5]
+    batched = predict_logits(bundle, images)
+    single = torch.cat([predict_logits(bundle, images[i : i + 1], batch_size=1) for i in range(5)])
+    assert torch.allclose(single, batched, atol=1e-5)
+
+
+def test_the_benchmark_refuses_batch_size_one_before_training() -> None:
+    from dismax_cli.benchmark import BenchmarkConfig
+
+    with pytest.raises(DismaxError, match=r"batch_size=1 is invalid"):
+        BenchmarkConfig(batch_size=1).validate()
+
+
+def test_resume_with_a_folded_remainder_is_byte_identical(tmp_path: Path, digits_data) -> None:
+    n = len(digits_data.train)
+    batch_size = next(b for b in range(64, n) if n % b == 1)
+    config = TrainConfig(
+        dataset="digits", method="dismax", epochs=2, device="cpu", batch_size=batch_size
+    )
+    fit(config, tmp_path / "full", data=digits_data)
+    fit(config, tmp_path / "part", data=digits_data, stop_after_epoch=1)
+    fit(config, tmp_path / "part", data=digits_data, resume=True)
+    full = (tmp_path / "full" / CHECKPOINT_NAME).read_bytes()
+    assert (tmp_path / "part" / CHECKPOINT_NAME).read_bytes() == full
+
+
+# --------------------------------------------------------------------------- lr milestones
+
+
+def test_milestones_are_distinct_epochs_after_the_first_for_every_epoch_count() -> None:
+    """METHOD.md §6: decays at 1/2, 2/3, 5/6 of the epochs; never on epoch 0, never stacked."""
+    for epochs in range(1, 401):
+        cfg = TrainConfig(epochs=epochs, lr=0.1, lr_decay=0.1)
+        ms = cfg.milestones()
+        assert ms == sorted(set(ms)), (epochs, ms)
+        assert all(1 <= m <= epochs - 1 for m in ms), (epochs, ms)
+        assert len(ms) == min(3, epochs - 1), (epochs, ms)
+        assert cfg.lr_at(0) == 0.1
+        rates = [cfg.lr_at(e) for e in range(epochs)]
+        # Each decay is one factor of lr_decay between two consecutive epochs.
+        for a, b in zip(rates, rates[1:], strict=False):
+            assert b == a or b == pytest.approx(a * 0.1), (epochs, rates)
+        assert rates[-1] == pytest.approx(0.1 * 0.1 ** len(ms))
+        if epochs >= 12:  # long enough for every rounded fraction to be its own epoch
+            for m, f in zip(ms, (1 / 2, 2 / 3, 5 / 6), strict=True):
+                assert abs(m - f * epochs) <= 0.5, (epochs, ms)
+
+
+def test_milestones_of_the_paper_and_of_short_runs() -> None:
+    assert TrainConfig(epochs=300).milestones() == [150, 200, 250]
+    assert TrainConfig(epochs=60).milestones() == [30, 40, 50]  # 50 / 67 / 83 % (§6)
+    assert TrainConfig(epochs=1).milestones() == []
+    assert TrainConfig(epochs=2).milestones() == [1]
+    assert TrainConfig(epochs=4).milestones() == [1, 2, 3]
+    assert TrainConfig(epochs=1).lr_at(0) == TrainConfig().lr
+
+
+# --------------------------------------------------------------------------- no float64 on device
+
+
+def test_loss_meter_keeps_no_float64_on_the_device() -> None:
+    """MPS has no float64: the accumulator's device tensor is float32 on any device."""
+    from dismax_cli.training import LossMeter
+
+    meta = LossMeter(3, torch.device("meta"))
+    meta.add(torch.zeros((), device="meta"), 5)
+    assert meta.losses.device.type == "meta" and meta.losses.dtype == torch.float32
+    meter = LossMeter(3, torch.device("cpu"))
+    for loss, n in ((0.25, 4), (0.5, 4), (1.0, 3)):
+        meter.add(torch.tensor(loss), n)
+    assert meter.total() == 0.25 * 4 + 0.5 * 4 + 1.0 * 3
+    meter = LossMeter(2, torch.device("cpu"))
+    meter.add(torch.tensor(float("nan")), 2)
+    assert not math.isfinite(meter.total())
+
+
+@pytest.mark.parametrize("method", ["softmax", "dismax"])
+def test_the_training_loop_creates_no_float64_tensor(
+    method: str, tmp_path: Path, digits_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spy on every tensor op from the first epoch to the end of ``fit`` (on the CPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    import dismax_cli.training as training
+
+    class Float64Spy(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor) and t.dtype == torch.float64:
+                    self.ops.add(str(func))
+            return out
+
+    spy = Float64Spy()
+    original = training._epoch_generator
+    started: list[bool] = []
+
+    def start_spying(seed: int, epoch: int) -> torch.Generator:
+        if not started:
+            spy.__enter__()
+            started.append(True)
+        return original(seed, epoch)
+
+    monkeypatch.setattr(training, "_epoch_generator", start_spying)
+    config = TrainConfig(dataset="digits", method=method, epochs=2, device="cpu")
+    try:
+        result = fit(config, tmp_path / "run", data=digits_data)
+    finally:
+        if started:
+            spy.__exit__(None, None, None)
+    assert started and result.epochs_run == 2
+    assert math.isfinite(result.history[-1].loss) and result.history[-1].loss > 0
+    assert spy.ops == set()
