@@ -271,6 +271,7 @@ REFUSED = {
     "block-device": ([_member("data/sda", tarfile.BLKTYPE)], "device file"),
     "fifo": ([_member("data/pipe", tarfile.FIFOTYPE)], "FIFO"),
     "symlink-absolute": ([_member("data/l", tarfile.SYMTYPE, link="/etc/passwd")], "absolute"),
+    "symlink-windows": ([_member("data/l", tarfile.SYMTYPE, link="C:\\Windows")], "Windows"),
     "symlink-up": ([_member("data/l", tarfile.SYMTYPE, link="../../outside")], "outside"),
     "symlink-chain": (
         [  # each link stays inside read as text; followed, a leads out: data/p/.. /.. = ../

@@ -240,7 +240,9 @@ class _Tree:
                     raise _Refused("is a loop of symbolic links")
                 target = self.links[here]
                 if target.startswith("/") or _DRIVE.match(target) or "\\" in target:
-                    raise _Refused(f"leads through a link to the absolute path {target!r}")
+                    raise _Refused(
+                        f"leads through a link to the absolute or Windows path {target!r}"
+                    )
                 steps = tuple(p for p in target.split("/") if p not in ("", "."))
                 here = self.resolve((*here[:-1], *steps), hops)
             elif self.kinds.get(here) == "file" and i < len(parts) - 1:
