@@ -446,7 +446,7 @@ def _refused_global(message: str) -> str | None:
         match = pattern.search(clean)
         if match:
             name = match.group(1).rstrip(".,;:'\"`")
-            return f"the Python global {_printable(name)!r}"
+            return f"the Python global '{_printable(name)}'"
     return None
 
 

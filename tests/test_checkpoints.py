@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,6 +82,23 @@ def test_a_refused_global_is_named_on_one_line(
     assert "truncated or corrupted" not in message  # the file is intact: no wrong diagnosis
     assert "\n" not in message and "\x1b" not in message and "[1m" not in message
     assert message.endswith("writes")  # the sentence is whole, not cut at a character count
+
+
+def test_a_refused_global_with_escape_codes_in_its_name_prints_none(tmp_path: Path) -> None:
+    base = tmp_path / "base.pt"
+    torch.save({"format": "dismax-checkpoint"}, base)
+    crafted = tmp_path / "crafted.pt"
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("/data.pkl"):  # GLOBAL "ev<ESC>[31mil<BEL>" "fn"
+                data = b"\x80\x02cev\x1b[31mil\x07\nfn\n."
+            dst.writestr(info, data)
+    with pytest.raises(DismaxError, match="is not a dismax checkpoint") as info:
+        load_checkpoint(crafted)
+    message = str(info.value)
+    assert "\x1b" not in message and "\x07" not in message and "\n" not in message
+    assert "'evil\\x07.fn'" in message  # the control character shown escaped, once
 
 
 def test_a_refused_global_through_score_is_one_line(tmp_path: Path, runs: dict[str, Path]) -> None:
