@@ -136,7 +136,7 @@ def _not_available(name: str, data_dir: Path, reason: str) -> DismaxError:
 
 
 def _count_error(name: str, where: str, found: int, remove: Path, note: str = "") -> DismaxError:
-    """The error for an ODIN set whose image count is not the published archive's."""
+    """The error for an ODIN set whose image count is not its pinned one (METHOD.md §7)."""
     entry = ODIN_ARCHIVES[name]
     return DismaxError(
         f"{where} of dataset '{name}' holds {found:,} images{note}, but the published "
