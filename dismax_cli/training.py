@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -397,10 +398,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unreadable file
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        refused = _refused_global(str(exc))
+        if refused is not None:
+            raise DismaxError(
+                f"{str(path)!r} is not a dismax checkpoint: it holds {refused}, which the "
+                "weights-only loader refuses (a dismax checkpoint holds only tensors and plain "
+                f"Python values); use the {CHECKPOINT_NAME} that `dismax train` writes"
+            ) from None
         raise DismaxError(
             f"{str(path)!r} is not a readable dismax checkpoint (truncated or corrupted: "
-            f"{reason}); retrain or restore it from a copy"
+            f"{_exception_reason(exc)}); retrain or restore it from a copy"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise DismaxError(
@@ -419,6 +426,66 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "retrain or restore it from a copy"
         )
     return payload
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+#: How torch's weights-only unpickler words a refusal, with the refused name as group 1.
+_REFUSED_PATTERNS = (
+    re.compile(r"GLOBAL (\S+) was not an allowed global"),
+    re.compile(r"unsupported GLOBAL (\S+) whose module"),
+    re.compile(r"Unsupported (?:global|class):? (?:GLOBAL )?(\S+)"),
+    re.compile(r"(?:allowlisted|add_safe_globals)[^<]*but got <class '([^']+)'>"),
+    re.compile(r"unrecognized function <(?:built-in )?(?:function|method) (\S+?)[ >]"),
+    re.compile(r"unrecognized function (\S+)"),
+)
+
+
+def _printable(text: str, limit: int = 100) -> str:
+    """``text`` without ANSI escapes or control characters, at most ``limit`` characters."""
+    text = _ANSI.sub("", text)
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _refused_global(message: str) -> str | None:
+    """The global a weights-only load refused, named from torch's message, or None.
+
+    torch words the refusal differently across releases (and wraps it in advice with ANSI
+    bold codes); every wording names the global, so the name is searched for, not the layout.
+    """
+    if "Weights only load failed" not in message and "WeightsUnpickler" not in message:
+        return None
+    clean = _ANSI.sub("", message)
+    for pattern in _REFUSED_PATTERNS:
+        match = pattern.search(clean)
+        if match:
+            name = match.group(1).rstrip(".,;:'\"`")
+            return f"the Python global '{_printable(name)}'"
+    return None
+
+
+def _first_sentence(message: str) -> str:
+    """The first sentence of an exception message on one line, without ANSI escapes.
+
+    Cut at a sentence end, never mid-sentence; torch's advice before ``WeightsUnpickler
+    error:`` is dropped, so the sentence is the reason itself.
+    """
+    message = _ANSI.sub("", message)
+    if "WeightsUnpickler error:" in message:  # torch's advice comes first, the reason after it
+        message = message.split("WeightsUnpickler error:", 1)[1]
+    text = " ".join(message.split())
+    text = _printable(text, limit=len(text) + 1)
+    match = re.search(r"(?<=[.!?])\s", text)
+    sentence = text[: match.start()] if match else text
+    return sentence.rstrip(".")
+
+
+def _exception_reason(exc: BaseException) -> str:
+    """``exc`` as one sentence, with its type where the message alone says nothing."""
+    sentence = _first_sentence(str(exc))
+    if not any(c.isalpha() for c in sentence):
+        sentence = f"{type(exc).__name__} {sentence}".strip()
+    return sentence
 
 
 def _metadata_problem(payload: dict[str, Any]) -> str | None:
@@ -477,13 +544,84 @@ def checkpoint_path(run_dir_or_file: str | Path) -> Path:
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
 
+def _keys_shown(keys: list[str], limit: int = 4) -> str:
+    shown = ", ".join(_printable(k, 60) for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def state_dict_problem(model: nn.Module, state_dict: dict[str, Any]) -> str | None:
+    """What keeps ``state_dict`` from loading into ``model``, naming the keys, or None.
+
+    Compares names and shapes itself (torch's ``load_state_dict`` error names the keys only on
+    later lines of a multi-line message): missing keys, unexpected keys, values that are not
+    tensors, and tensors whose shape differs from the model's.
+    """
+    expected = model.state_dict()
+    given = {str(k): v for k, v in state_dict.items()}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    not_tensors = [k for k in expected if k in given and not isinstance(given[k], torch.Tensor)]
+    misshaped = [
+        f"{_printable(k, 60)} {tuple(given[k].shape)} (the model needs {tuple(v.shape)})"
+        for k, v in expected.items()
+        if isinstance(given.get(k), torch.Tensor) and given[k].shape != v.shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {_keys_shown(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_keys_shown(unexpected)}")
+    if not_tensors:
+        parts.append(f"not a tensor: {_keys_shown(not_tensors)}")
+    if misshaped:
+        parts.append("wrong shape " + "; ".join(misshaped[:4]))
+        if len(misshaped) > 4:
+            parts[-1] += f" and {len(misshaped) - 4} more"
+    return "; ".join(parts) or None
+
+
+def load_model_state(
+    model: nn.Module, payload: dict[str, Any], *, path: str | Path | None = None
+) -> None:
+    """Load ``payload["state_dict"]`` into ``model``, or raise one line naming the bad keys.
+
+    Every command that loads a checkpoint (score, calibrate, train --resume, benchmark reuse)
+    goes through here.
+
+    Raises:
+        DismaxError: naming the missing, unexpected, non-tensor or mis-shaped keys.
+    """
+    problem = state_dict_problem(model, payload["state_dict"])
+    if problem is None:
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            problem = _first_sentence(str(exc))
+    if problem is not None:
+        where = f"{str(path)!r}: the" if path is not None else "the checkpoint's"
+        raise DismaxError(
+            f"{where} weights do not fit a {payload['method']} {payload['model']} with "
+            f"{payload['num_classes']} classes ({problem}); the file is damaged or was edited: "
+            "retrain or restore it from a copy"
+        )
+
+
 def bundle_from_checkpoint(
-    payload: dict[str, Any], *, device: torch.device | str = "cpu"
+    payload: dict[str, Any],
+    *,
+    device: torch.device | str = "cpu",
+    path: str | Path | None = None,
 ) -> ModelBundle:
     """Rebuild the classifier and its transform from a loaded checkpoint.
 
+    Args:
+        payload: what :func:`load_checkpoint` returned.
+        device: where the model goes.
+        path: the checkpoint's file, named in errors.
+
     Raises:
-        DismaxError: when the weights do not fit the model the metadata describes.
+        DismaxError: when the weights do not fit the model the metadata describes (the missing,
+            unexpected or mis-shaped keys are named).
     """
     device = torch.device(device) if isinstance(device, str) else device
     model = build_model(
@@ -494,14 +632,7 @@ def bundle_from_checkpoint(
         image_size=int(payload["image_size"]),
         seed=0,
     )
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        first = str(exc).splitlines()[0][:160]
-        raise DismaxError(
-            f"the checkpoint's weights do not fit a {payload['method']} {payload['model']} with "
-            f"{payload['num_classes']} classes ({first}); the file is damaged or was edited"
-        ) from None
+    load_model_state(model, payload, path=path)
     model.to(device)
     model.eval()
     transform = ImageTransform.from_dict(payload["transform"])
@@ -510,8 +641,15 @@ def bundle_from_checkpoint(
 
 
 def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
-    """Load a checkpoint file or run folder into a :class:`ModelBundle` on ``device``."""
-    return bundle_from_checkpoint(load_checkpoint(path), device=resolve_device(device))
+    """Load a checkpoint file or run folder into a :class:`ModelBundle` on ``device``.
+
+    Raises:
+        DismaxError: for an unreadable checkpoint or weights that do not fit its model.
+    """
+    payload = load_checkpoint(path)
+    return bundle_from_checkpoint(
+        payload, device=resolve_device(device), path=checkpoint_path(path)
+    )
 
 
 # --------------------------------------------------------------------------- the loop
@@ -732,7 +870,7 @@ def fit(
     history: list[EpochLog] = []
     if state is not None:
         _check_same_data(state, data, repr(str(ckpt_file)))
-        model.load_state_dict(state["state_dict"])
+        load_model_state(model, state, path=ckpt_file)
         # Training always runs at T = 1: a temperature stored by calibrating an unfinished
         # run must not leak into the remaining epochs.
         model.head.temperature.fill_(1.0)
@@ -1117,7 +1255,7 @@ def calibrate_checkpoint(
             f"{payload['epochs']}): finish it with `dismax train --out {file.parent} --resume` "
             "before calibrating"
         )
-    bundle = bundle_from_checkpoint(payload)
+    bundle = bundle_from_checkpoint(payload, path=file)
     data = rebuild_run_data(payload, data_dir=data_dir)
     check_disjoint(data.val, data.test)
     result = calibrate_bundle(bundle, data.val, objective=objective)
@@ -1144,6 +1282,7 @@ __all__ = [
     "fit",
     "load_bundle",
     "load_checkpoint",
+    "load_model_state",
     "load_run_data",
     "lr_milestones",
     "make_transform",

@@ -810,3 +810,106 @@ def data_closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# ----------------------------------------------------------------------------- pinned counts
+
+
+def _save_jpegs(folder: Path, n: int, seed: int = 0) -> np.ndarray:
+    images = np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(folder / f"{i:05d}.jpg", format="JPEG")
+    return images
+
+
+@pytest.mark.parametrize(("name", "pinned"), [("lsun_resize", "10,000"), ("isun", "8,925")])
+def test_odin_folder_with_another_image_count_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, pinned: str
+) -> None:
+    monkeypatch.setenv("DISMAX_OFFLINE", "1")
+    clear_cache()
+    _save_jpegs(tmp_path / "odin" / name / "test", 3)
+    with pytest.raises(DismaxError) as info:
+        load_dataset(name, split="all", data_dir=tmp_path)
+    message = str(info.value)
+    assert "holds 3 images" in message and pinned in message and "\n" not in message
+    assert not (tmp_path / "odin" / f"{name}.npz").exists()  # no 3-image cache was written
+
+
+def test_odin_cache_with_another_image_count_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISMAX_OFFLINE", "1")
+    clear_cache()
+    (tmp_path / "odin").mkdir()
+    cache = tmp_path / "odin" / "tin_crop.npz"
+    np.savez(cache, x=np.zeros((7, 32, 32, 3), np.uint8), source=np.array(["x"]))
+    with pytest.raises(DismaxError) as info:
+        load_dataset("tin_crop", split="all", data_dir=tmp_path)
+    message = str(info.value)
+    assert "holds 7 images" in message and "10,000" in message and str(cache) in message
+
+
+def test_odin_folder_with_the_pinned_count_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dismax_cli.data.odin import ODIN_ARCHIVES
+
+    monkeypatch.setenv("DISMAX_OFFLINE", "1")
+    clear_cache()
+    entry = ODIN_ARCHIVES["lsun_crop"]
+    monkeypatch.setitem(
+        ODIN_ARCHIVES, "lsun_crop", type(entry)(**{**entry.__dict__, "n_images": 4})
+    )
+    _save_jpegs(tmp_path / "odin" / "lsun_crop", 4)
+    (tmp_path / "odin" / "lsun_crop" / "README.txt").write_text("not an image")
+    assert len(load_dataset("lsun_crop", split="all", data_dir=tmp_path)) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "part", "pinned"), [("svhn", "test", "26,032"), ("cifar10", "train", "50,000")]
+)
+def test_torchvision_cache_with_another_count_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, part: str, pinned: str
+) -> None:
+    monkeypatch.setenv("DISMAX_OFFLINE", "1")
+    clear_cache()
+    cache = tvs.cache_path(name, part, tmp_path)
+    cache.parent.mkdir(parents=True)
+    np.savez(
+        cache, x=np.zeros((3, 32, 32, 3), np.uint8), y=np.arange(3), classes=np.array(DIGITS),
+        source=np.array(["x"]),
+    )  # fmt: skip
+    with pytest.raises(DismaxError) as info:
+        load_dataset(name, split=part, data_dir=tmp_path)
+    message = str(info.value)
+    assert "holds 3 images" in message and pinned in message and str(cache) in message
+
+
+def test_image_folder_says_how_many_entries_it_skipped(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    _save_jpegs(flat, 2)
+    (flat / ".DS_Store").write_bytes(b"\0")
+    (flat / "notes.txt").write_text("x")
+    (flat / "labels.csv").write_text("x")
+    s = load_dataset(f"imagefolder:{flat}", split="all")
+    assert len(s) == 2
+    assert "skipped 3 entries: 1 hidden, 2 not image files" in s.source
+    labelled = tmp_path / "labelled"
+    _save_jpegs(labelled / "a", 2)
+    _save_jpegs(labelled / "b", 1)
+    (labelled / "a" / ".hidden.jpg").write_bytes(b"")
+    (labelled / ".git").mkdir()
+    (labelled / "top.jpg").write_bytes(b"")
+    s = load_dataset(f"imagefolder:{labelled}", split="all")
+    assert len(s) == 3 and s.classes == ("a", "b")
+    assert "skipped 3 entries: 2 hidden, 1 outside the class folders" in s.source
+    clean = tmp_path / "clean"
+    _save_jpegs(clean, 2)
+    assert load_dataset(f"imagefolder:{clean}", split="all").source == str(clean)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.txt").write_text("x")
+    with pytest.raises(DismaxError, match="skipped 1 entry: 1 not an image file"):
+        load_dataset(f"imagefolder:{empty}", split="all")

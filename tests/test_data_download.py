@@ -236,3 +236,126 @@ def test_hand_fetched_archive_is_verified_and_used_offline(
     clear_cache()
     with pytest.raises(DismaxError, match=md5):
         load_dataset("isun", split="all", data_dir=data_dir)
+
+
+# ------------------------------------------------------- safe_extract: every member checked first
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = ""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def _tar(tmp_path: Path, members: list) -> Path:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(buf.getvalue())
+    return archive
+
+
+GOOD = _member("data/ok.png", data=b"fine")  # written first: refusals must not keep it
+
+REFUSED = {
+    "absolute": ([_member("/tmp/abs.txt", data=b"x")], "absolute"),
+    "parent": ([_member("data/../../up.txt", data=b"x")], "'..'"),
+    "drive-letter": ([_member("C:/evil.txt", data=b"x")], "drive letter"),
+    "drive-relative": ([_member("C:evil.txt", data=b"x")], "drive letter"),
+    "backslash": ([_member("data\\..\\..\\evil.txt", data=b"x")], "backslash"),
+    "char-device": ([_member("data/null", tarfile.CHRTYPE)], "device file"),
+    "block-device": ([_member("data/sda", tarfile.BLKTYPE)], "device file"),
+    "fifo": ([_member("data/pipe", tarfile.FIFOTYPE)], "FIFO"),
+    "symlink-absolute": ([_member("data/l", tarfile.SYMTYPE, link="/etc/passwd")], "absolute"),
+    "symlink-windows": ([_member("data/l", tarfile.SYMTYPE, link="C:\\Windows")], "Windows"),
+    "symlink-up": ([_member("data/l", tarfile.SYMTYPE, link="../../outside")], "outside"),
+    "symlink-chain": (
+        [  # each link stays inside read as text; followed, a leads out: data/p/.. /.. = ../
+            _member("data/p", tarfile.SYMTYPE, link="."),
+            _member("data/a", tarfile.SYMTYPE, link="p/../.."),
+        ],
+        "outside",
+    ),
+    "symlink-chain-forward": (
+        [  # the first link only escapes through a link defined after it
+            _member("data/first", tarfile.SYMTYPE, link="later/../x"),
+            _member("data/later", tarfile.SYMTYPE, link="../.."),
+        ],
+        "outside",
+    ),
+    "symlink-loop": (
+        [
+            _member("data/a", tarfile.SYMTYPE, link="b"),
+            _member("data/b", tarfile.SYMTYPE, link="a"),
+        ],
+        "loop",
+    ),
+    "written-through-symlink": (
+        [
+            _member("data/dir", tarfile.SYMTYPE, link="."),  # points inside: fine by itself
+            _member("data/dir/evil.txt", data=b"x"),
+        ],
+        "through the symbolic link",
+    ),
+    "written-through-symlink-out": (
+        [
+            _member("data/escape", tarfile.SYMTYPE, link="/tmp"),
+            _member("data/escape/evil.txt", data=b"x"),
+        ],
+        "symbolic link",
+    ),
+    "hardlink-out": ([_member("data/h", tarfile.LNKTYPE, link="/etc/passwd")], "absolute"),
+    "hardlink-up": ([_member("data/h", tarfile.LNKTYPE, link="../../etc/passwd")], "'..'"),
+    "hardlink-to-missing": ([_member("data/h", tarfile.LNKTYPE, link="nowhere")], "hard link"),
+    "hardlink-through-symlink": (
+        [
+            _member("data/up", tarfile.SYMTYPE, link=".."),
+            _member("data/h", tarfile.LNKTYPE, link="data/up/data/ok.png"),
+        ],
+        "hard link",
+    ),
+    "duplicate-file-then-link": (
+        [_member("data/ok.png", tarfile.SYMTYPE, link="/etc/passwd")],
+        "twice",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_safe_extract_refuses_unsafe_members_and_writes_nothing(tmp_path: Path, case: str) -> None:
+    members, reason = REFUSED[case]
+    archive = _tar(tmp_path, [GOOD, *members])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DismaxError, match="refused") as info:
+        safe_extract(archive, out)
+    message = str(info.value)
+    assert reason in message and "\n" not in message
+    assert list(out.iterdir()) == []  # not even the good member written before the bad one
+    assert not list(tmp_path.rglob("evil.txt")) and not list(tmp_path.rglob("up.txt"))
+
+
+def test_safe_extract_keeps_safe_links_and_files(tmp_path: Path) -> None:
+    archive = _tar(
+        tmp_path,
+        [
+            _member("data/", tarfile.DIRTYPE),
+            GOOD,
+            _member("data/sub/b.png", data=b"second"),
+            _member("data/alias.png", tarfile.SYMTYPE, link="sub/../ok.png"),
+            _member("data/copy.png", tarfile.LNKTYPE, link="data/sub/b.png"),
+            _member("./", tarfile.DIRTYPE),
+        ],
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    safe_extract(archive, out)
+    assert (out / "data" / "ok.png").read_bytes() == b"fine"
+    assert (out / "data" / "alias.png").is_symlink()
+    assert (out / "data" / "alias.png").read_bytes() == b"fine"
+    assert (out / "data" / "copy.png").read_bytes() == b"second"
+    assert not (out / "data" / "copy.png").is_symlink()

@@ -2,8 +2,9 @@
 
 Everything here either finishes completely or leaves nothing behind: downloads stream into a
 temporary folder inside the data directory, are checked against a pinned MD5, are unpacked
-with tarfile's ``"data"`` filter (no path traversal, no links out, no device files) and are
-only then moved into place with :func:`os.replace`; caches are written through a temporary
+by :func:`safe_extract` (every member checked by this module before anything is written: no
+path traversal, no links out, no device files) and are only then moved into place with
+:func:`os.replace`; caches are written through a temporary
 file and :func:`os.replace` as well.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import socket
 import tarfile
@@ -20,6 +22,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,38 +186,213 @@ def check_md5(path: Path, expected: str, *, what: str) -> None:
         )
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Unpack a tar archive into ``dest`` with path-traversal protection.
+#: Links followed at most while resolving one path inside an archive (as the kernel's 40).
+_MAX_LINK_HOPS = 40
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
-    Every member is checked with tarfile's ``"data"`` filter before anything is written
-    (absolute paths are made relative; ``..`` escapes, links leading outside, device files and
-    special bits are refused), then the archive is extracted with the same filter.
+
+class _Refused(Exception):
+    """A member that must not be extracted; the message says why."""
+
+
+def _parts(name: str, what: str) -> tuple[str, ...]:
+    """Split an archive path into components, refusing anything that is not plainly relative."""
+    if not name:
+        raise _Refused(f"{what} is empty")
+    if "\x00" in name:
+        raise _Refused(f"{what} holds a NUL character")
+    if "\\" in name:
+        raise _Refused(f"{what} holds a backslash (a Windows-style path)")
+    if _DRIVE.match(name):
+        raise _Refused(f"{what} starts with a drive letter (a Windows-style absolute path)")
+    if name.startswith("/"):
+        raise _Refused(f"{what} is absolute")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise _Refused(f"{what} contains '..'")
+    return parts
+
+
+class _Tree:
+    """The folder tree the archive would create, to resolve links before anything is written."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[tuple[str, ...], str] = {(): "dir"}
+        self.links: dict[tuple[str, ...], str] = {}
+
+    def resolve(self, parts: tuple[str, ...], hops: int = 0) -> tuple[str, ...]:
+        """Where ``parts`` leads inside the destination, following the archive's symlinks.
+
+        Raises:
+            _Refused: if the path leaves the destination, or the links loop.
+        """
+        here: tuple[str, ...] = ()
+        for i, part in enumerate(parts):
+            if part == "..":
+                if not here:
+                    raise _Refused("resolves outside the destination")
+                here = here[:-1]
+                continue
+            here = (*here, part)
+            if here in self.links:
+                hops += 1
+                if hops > _MAX_LINK_HOPS:
+                    raise _Refused("is a loop of symbolic links")
+                target = self.links[here]
+                if target.startswith("/") or _DRIVE.match(target) or "\\" in target:
+                    raise _Refused(
+                        f"leads through a link to the absolute or Windows path {target!r}"
+                    )
+                steps = tuple(p for p in target.split("/") if p not in ("", "."))
+                here = self.resolve((*here[:-1], *steps), hops)
+            elif self.kinds.get(here) == "file" and i < len(parts) - 1:
+                raise _Refused("goes through a regular file")
+        return here
+
+
+def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
+    """Check every member before anything is written; return the regular files by name.
+
+    Refused: absolute, drive-letter, backslash or ``..`` names; device files, FIFOs and other
+    special members; a name used twice (except folders); a member written through a symbolic
+    link; symbolic links whose target (after following the archive's other links) is absolute or
+    outside the destination, or that loop; hard links to anything but an earlier regular file.
+
+    Raises:
+        _Refused: naming the member and the reason.
+    """
+    tree = _Tree()
+    files: dict[str, tarfile.TarInfo] = {}
+    for member in members:
+        what = f"member {member.name!r}"
+        parts = _parts(member.name, what)
+        if not parts:
+            if member.isdir():
+                continue  # "." or "./": the destination itself
+            raise _Refused(f"{what} names the destination folder itself")
+        if member.isdir():
+            kind = "dir"
+        elif member.isreg():
+            kind = "file"
+        elif member.issym():
+            kind = "symlink"
+        elif member.islnk():
+            kind = "hardlink"
+        elif member.ischr() or member.isblk():
+            raise _Refused(f"{what} is a device file")
+        elif member.isfifo():
+            raise _Refused(f"{what} is a FIFO (named pipe)")
+        else:
+            raise _Refused(f"{what} is a special file (tar type {member.type!r})")
+        previous = tree.kinds.get(parts)
+        if previous is not None and not (previous == kind == "dir"):
+            raise _Refused(f"{what} appears twice in the archive")
+        for depth in range(1, len(parts)):
+            parent = parts[:depth]
+            if parent in tree.links:
+                raise _Refused(f"{what} is written through the symbolic link {'/'.join(parent)!r}")
+            if tree.kinds.get(parent) == "file":
+                raise _Refused(f"{what} is written inside the file {'/'.join(parent)!r}")
+            tree.kinds.setdefault(parent, "dir")
+        if kind == "hardlink":
+            target = "/".join(_parts(member.linkname, f"the target of {what}"))
+            if files.get(target) is None:
+                raise _Refused(
+                    f"{what} is a hard link to {member.linkname!r}, which is not an earlier "
+                    "regular file of the archive"
+                )
+            files["/".join(parts)] = files[target]
+            kind = "file"
+        elif kind == "file":
+            files["/".join(parts)] = member
+        elif kind == "symlink":
+            if not member.linkname:
+                raise _Refused(f"{what} is a symbolic link with an empty target")
+            tree.links[parts] = member.linkname
+        tree.kinds[parts] = kind
+    # Links are judged on the finished tree: a link may point through links defined later.
+    for parts in list(tree.links):
+        try:
+            tree.resolve(parts)
+        except _Refused as exc:
+            target = tree.links[parts]
+            raise _Refused(
+                f"member {'/'.join(parts)!r} is a link to {target!r}, which {exc}"
+            ) from None
+    return files
+
+
+def _write_members(
+    tar: tarfile.TarFile,
+    members: list[tarfile.TarInfo],
+    dest: Path,
+    files: dict[str, tarfile.TarInfo],
+) -> None:
+    """Write checked members under ``dest``: folders, regular files, then symbolic links."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    links: list[tuple[Path, str]] = []
+    for member in members:
+        parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
+        if not parts:
+            continue
+        path = dest.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if member.isdir():
+            path.mkdir(exist_ok=True)
+        elif member.issym():
+            links.append((path, member.linkname))
+        else:
+            source = files["/".join(parts)]
+            handle = tar.extractfile(source)
+            if handle is None:
+                raise _Refused(f"member {member.name!r} has no data")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow, 0o644)
+            with handle, os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(handle, out, _CHUNK)
+    for path, target in links:  # last, so no file is ever written through one
+        os.symlink(target, path)
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Unpack a tar archive into ``dest``, checking every member before writing anything.
+
+    The checks are this module's own (tarfile's ``"data"`` filter has published bypasses on
+    the Python versions the project allows, e.g. CVE-2025-4517): absolute, drive-letter,
+    backslash and ``..`` names, device files, FIFOs and other special members, names used twice,
+    members written through a symbolic link, symbolic links (also chains of them) whose target
+    is absolute or resolves outside ``dest``, and hard links to anything but an earlier regular
+    file of the archive are all refused. Members are then written by this function (regular
+    files with ``O_EXCL | O_NOFOLLOW``, mode 0644; symbolic links last); ownership, modes and
+    times from the archive are not applied.
 
     Args:
         archive: A ``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2`` or ``.tar.xz`` file.
         dest: An existing, empty folder.
 
     Raises:
-        DismaxError: If the archive is unreadable or a member would escape ``dest``.
+        DismaxError: If the archive is unreadable or a member is refused; nothing is written
+            in either case (a failure while writing removes what was written).
     """
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            for member in members:
-                try:
-                    tarfile.data_filter(member, str(dest))
-                except tarfile.FilterError as exc:
-                    raise DismaxError(
-                        f"archive {archive.name} refused: member {member.name!r} is unsafe "
-                        f"({one_line(exc, 120)}); fetch the published archive instead"
-                    ) from None
-            tar.extractall(dest, members=members, filter="data")
-    except tarfile.FilterError as exc:
-        raise DismaxError(
-            f"archive {archive.name} refused: {one_line(exc, 150)}; fetch the published "
-            "archive instead"
-        ) from None
-    except (tarfile.TarError, EOFError, OSError) as exc:
+            try:
+                files = _check_members(members)
+            except _Refused as exc:
+                raise DismaxError(
+                    f"archive {archive.name} refused: {' '.join(str(exc).split())}; nothing was "
+                    "extracted, fetch the published archive instead"
+                ) from None
+            try:
+                _write_members(tar, members, dest, files)
+            except BaseException:
+                for child in list(dest.iterdir()):
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+                raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error, _Refused) as exc:
         raise DismaxError(
             f"archive {archive.name} cannot be unpacked ({one_line(exc, 120)}); delete it and "
             "fetch it again"

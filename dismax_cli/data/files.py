@@ -279,26 +279,88 @@ def read_npz(path: Path) -> RawArrays:
     return RawArrays(images=images, labels=labels, classes=classes, source=source)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Entries of an image folder that were not read, by reason.
+
+    Attributes:
+        hidden: Files and folders whose name starts with ``.`` (a folder counts once).
+        not_images: Files whose name does not end in one of :data:`IMAGE_EXTENSIONS`.
+        outside_classes: Files directly in the root of a ``folder/<class>/<image>`` layout
+            (torchvision's ImageFolder ignores them too).
+    """
+
+    hidden: int = 0
+    not_images: int = 0
+    outside_classes: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.hidden + self.not_images + self.outside_classes
+
+    def __add__(self, other: Skipped) -> Skipped:
+        return Skipped(
+            self.hidden + other.hidden,
+            self.not_images + other.not_images,
+            self.outside_classes + other.outside_classes,
+        )
+
+    def describe(self) -> str:
+        """``"skipped 3 entries: 2 hidden, 1 not an image file"``, or ``""`` when none."""
+        if not self.total:
+            return ""
+        reasons = [
+            f"{n:,} {what}"
+            for n, what in (
+                (self.hidden, "hidden"),
+                (
+                    self.not_images,
+                    "not an image file" if self.not_images == 1 else "not image files",
+                ),
+                (self.outside_classes, "outside the class folders"),
+            )
+            if n
+        ]
+        noun = "entry" if self.total == 1 else "entries"
+        return f"skipped {self.total:,} {noun}: {', '.join(reasons)}"
+
+
+def scan_image_files(folder: Path, *, recursive: bool) -> tuple[list[Path], Skipped]:
+    """Return the image files under ``folder`` sorted by relative path, and what was skipped.
+
+    Hidden names (``.``-prefixed files and folders; a hidden folder is not entered) and files
+    without an image extension are skipped and counted.
+    """
+    found: list[Path] = []
+    hidden = not_images = 0
+    if recursive:
+        for root, dirs, names in os.walk(folder):
+            hidden += sum(d.startswith(".") for d in dirs)
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in names:
+                if name.startswith("."):
+                    hidden += 1
+                elif not name.lower().endswith(IMAGE_EXTENSIONS):
+                    not_images += 1
+                else:
+                    found.append(Path(root) / name)
+    else:
+        for p in folder.iterdir():
+            if not p.is_file():
+                continue
+            if p.name.startswith("."):
+                hidden += 1
+            elif not p.name.lower().endswith(IMAGE_EXTENSIONS):
+                not_images += 1
+            else:
+                found.append(p)
+    found.sort(key=lambda p: p.relative_to(folder).as_posix())
+    return found, Skipped(hidden=hidden, not_images=not_images)
+
+
 def list_image_files(folder: Path, *, recursive: bool) -> list[Path]:
     """Return image files under ``folder`` sorted by relative path (hidden names skipped)."""
-    if recursive:
-        found = [
-            Path(root) / name
-            for root, dirs, files in os.walk(folder)
-            for name in files
-            if not name.startswith(".")
-            and name.lower().endswith(IMAGE_EXTENSIONS)
-            and not any(part.startswith(".") for part in Path(root).relative_to(folder).parts)
-        ]
-    else:
-        found = [
-            p
-            for p in folder.iterdir()
-            if p.is_file()
-            and not p.name.startswith(".")
-            and p.name.lower().endswith(IMAGE_EXTENSIONS)
-        ]
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+    return scan_image_files(folder, recursive=recursive)[0]
 
 
 def resize_short_center_crop(im: Image.Image, size: int) -> Image.Image:
@@ -371,7 +433,9 @@ def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
         size: Target side for mixed-size folders (see :func:`decode_files`).
 
     Returns:
-        The arrays (files in sorted order of their relative path).
+        The arrays (files in sorted order of their relative path); when hidden or non-image
+        entries were skipped, ``source`` says how many, e.g. ``"DIR (skipped 2 entries: 1
+        hidden, 1 not an image file)"``.
 
     Raises:
         DismaxError: If the folder is missing or holds no images.
@@ -379,22 +443,34 @@ def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
     where = f"image folder {folder}"
     if not folder.is_dir():
         raise DismaxError(f"{where} does not exist; check the path given to imagefolder:")
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    per_class = [(d.name, list_image_files(d, recursive=True)) for d in class_dirs]
-    per_class = [(name, files) for name, files in per_class if files]
+    entries = list(folder.iterdir())
+    class_dirs = sorted(p for p in entries if p.is_dir() and not p.name.startswith("."))
+    skipped = Skipped(hidden=sum(p.is_dir() and p.name.startswith(".") for p in entries))
+    scanned = [(d.name, *scan_image_files(d, recursive=True)) for d in class_dirs]
+    per_class = [(name, files) for name, files, _ in scanned if files]
     if per_class:
+        for _, _, more in scanned:
+            skipped = skipped + more
+        top = [p for p in entries if p.is_file()]
+        skipped = skipped + Skipped(
+            hidden=sum(p.name.startswith(".") for p in top),
+            outside_classes=sum(not p.name.startswith(".") for p in top),
+        )
         files = [f for _, fs in per_class for f in fs]
         labels = np.concatenate(
             [np.full(len(fs), i, dtype=np.int64) for i, (_, fs) in enumerate(per_class)]
         )
         classes: tuple[str, ...] = tuple(name for name, _ in per_class)
     else:
-        files = list_image_files(folder, recursive=False)
+        files, flat_skipped = scan_image_files(folder, recursive=False)
+        skipped = skipped + flat_skipped
         labels, classes = None, ()
     if not files:
+        note = f"; {skipped.describe()}" if skipped.total else ""
         raise DismaxError(
-            f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS)}); use folder/<class>/*.png "
-            "or a flat folder of images"
+            f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS)}{note}); use "
+            "folder/<class>/*.png or a flat folder of images"
         )
     images = decode_files(files, size=size, where=where)
-    return RawArrays(images=images, labels=labels, classes=classes, source=str(folder))
+    source = f"{folder} ({skipped.describe()})" if skipped.total else str(folder)
+    return RawArrays(images=images, labels=labels, classes=classes, source=source)

@@ -6,7 +6,8 @@ Networks" (ODIN), arXiv:1706.02690; archives released with github.com/facebookre
 Layout inside the data directory (``DATA_DIR/odin/``):
 
 * ``<Archive>.tar.gz`` - an archive fetched by hand (verified against the MD5 below, unpacked);
-* ``<name>/`` - the unpacked archive (JPEG/PNG files, found recursively);
+* ``<name>/`` - the unpacked archive (JPEG/PNG files, found recursively; their number must be
+  the archive's pinned ``n_images``, 10,000 or 8,925 for iSUN, else loading is an error);
 * ``<name>.npz`` - the uint8 cache built once from the unpacked images (``x``, ``filenames``,
   ``source``), written atomically.
 """
@@ -30,7 +31,7 @@ from dismax_cli.data.download import (
     scratch_dir,
     stream_download,
 )
-from dismax_cli.data.files import RawArrays, decode_files, list_image_files
+from dismax_cli.data.files import RawArrays, decode_files, scan_image_files
 from dismax_cli.errors import DismaxError
 
 
@@ -134,13 +135,21 @@ def _not_available(name: str, data_dir: Path, reason: str) -> DismaxError:
     )
 
 
+def _count_error(name: str, where: str, found: int, remove: Path, note: str = "") -> DismaxError:
+    """The error for an ODIN set whose image count is not its pinned one (METHOD.md §7)."""
+    entry = ODIN_ARCHIVES[name]
+    return DismaxError(
+        f"{where} of dataset '{name}' holds {found:,} images{note}, but the published "
+        f"{entry.filename} holds {entry.n_images:,}: it is incomplete or another set; delete "
+        f"{remove} and fetch {entry.filename} again (or load these images as imagefolder:PATH)"
+    )
+
+
 def _build_cache(name: str, folder: Path, cache: Path) -> RawArrays:
-    files = list_image_files(folder, recursive=True)
-    if not files:
-        raise DismaxError(
-            f"unpacked folder {folder} of dataset '{name}' holds no images; delete it and "
-            f"fetch {ODIN_ARCHIVES[name].filename} again"
-        )
+    files, skipped = scan_image_files(folder, recursive=True)
+    if len(files) != ODIN_ARCHIVES[name].n_images:
+        note = f" ({skipped.describe()})" if skipped.total else ""
+        raise _count_error(name, f"unpacked folder {folder}", len(files), folder, note)
     images = decode_files(files, size=32, where=f"dataset '{name}' in {folder}")
     source = ODIN_ARCHIVES[name].url
     filenames = np.array([f.relative_to(folder).as_posix() for f in files])
@@ -178,24 +187,33 @@ def load_odin(name: str, data_dir: Path, *, download: bool) -> RawArrays:
 
     Raises:
         DismaxError: If the set is absent and cannot be downloaded (one line naming the set,
-            the folder searched, the URL to fetch by hand), or if a checksum or archive member
-            is wrong.
+            the folder searched, the URL to fetch by hand), if a checksum or archive member
+            is wrong, or if the cache or unpacked folder does not hold the pinned number of
+            images (both counts are named).
     """
     entry = ODIN_ARCHIVES[name]
     cache, folder, archive = odin_paths(name, data_dir)
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as npz:
-                return RawArrays(
+                raw = RawArrays(
                     images=npz["x"], labels=None, classes=(), source=str(npz["source"][0])
                 )
         except (OSError, ValueError, KeyError):
             cache.unlink(missing_ok=True)  # a broken cache is rebuilt below
+        else:
+            if len(raw.images) != entry.n_images:
+                raise _count_error(name, f"cache {cache}", len(raw.images), cache)
+            return raw
     if folder.is_dir():
         return _build_cache(name, folder, cache)
     if archive.is_file():
         _unpack(name, archive, folder)
-        return _build_cache(name, folder, cache)
+        try:
+            return _build_cache(name, folder, cache)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # unpacked here: leave nothing half-done
+            raise
     if not downloads_enabled(download):
         reason = "DISMAX_OFFLINE=1" if offline() else "downloads disabled"
         raise _not_available(name, data_dir, reason)

@@ -65,6 +65,10 @@ class TorchvisionSource:
         mean: Known per-channel mean (0..1 scale) or ``None``.
         std: Known per-channel std or ``None``.
         augment: Whether random crop and flip suit the set.
+        sizes_pinned: True where torchvision verifies the files' MD5s on every load (CIFAR,
+            SVHN), so ``sizes`` is exact and data of any other count (a stale or edited cache)
+            is refused; False where torchvision reads unverified raw files (MNIST,
+            Fashion-MNIST, DTD), whose counts are not checked.
     """
 
     name: str
@@ -79,6 +83,7 @@ class TorchvisionSource:
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
     augment: bool
+    sizes_pinned: bool = False
 
 
 TORCHVISION_SOURCES: dict[str, TorchvisionSource] = {
@@ -99,6 +104,7 @@ TORCHVISION_SOURCES: dict[str, TorchvisionSource] = {
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
         augment=True,
+        sizes_pinned=True,
     ),
     "cifar100": TorchvisionSource(
         name="cifar100",
@@ -114,6 +120,7 @@ TORCHVISION_SOURCES: dict[str, TorchvisionSource] = {
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
         augment=True,
+        sizes_pinned=True,
     ),
     "svhn": TorchvisionSource(
         name="svhn",
@@ -129,6 +136,7 @@ TORCHVISION_SOURCES: dict[str, TorchvisionSource] = {
         mean=(0.4377, 0.4438, 0.4728),
         std=(0.1980, 0.2010, 0.1970),
         augment=False,
+        sizes_pinned=True,
     ),
     "mnist": TorchvisionSource(
         name="mnist",
@@ -321,6 +329,22 @@ def _to_arrays(name: str, datasets: list[Any]) -> tuple[np.ndarray, np.ndarray, 
     return np.stack(images), np.asarray(labels, np.int64), classes
 
 
+def _check_count(name: str, part: str, found: int, where: str, remove: Path) -> None:
+    """Refuse a part of a set with pinned sizes whose image count is not the published one.
+
+    Raises:
+        DismaxError: naming both counts and what to delete.
+    """
+    src = TORCHVISION_SOURCES[name]
+    expected = src.sizes[part]
+    if src.sizes_pinned and found != expected:
+        raise DismaxError(
+            f"{where} holds {found:,} images for the {part} split of dataset '{name}', but that "
+            f"split has {expected:,}: it is incomplete or another set; delete {remove} and load "
+            "it again (or pass the images as npz:PATH)"
+        )
+
+
 def load_torchvision(name: str, part: str, data_dir: Path, *, download: bool) -> RawArrays:
     """Return one part (``"train"`` or ``"test"``) of a torchvision dataset as uint8 arrays.
 
@@ -340,14 +364,15 @@ def load_torchvision(name: str, part: str, data_dir: Path, *, download: bool) ->
         uint8 ``(N, H, W, C)`` images, int64 labels and class names.
 
     Raises:
-        DismaxError: One line naming the set, the folder searched and how to supply it.
+        DismaxError: One line naming the set, the folder searched and how to supply it; or,
+            for a set with ``sizes_pinned``, naming the image count found and the pinned one.
     """
     src = TORCHVISION_SOURCES[name]
     cache = cache_path(name, part, data_dir)
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as npz:
-                return RawArrays(
+                raw = RawArrays(
                     images=npz["x"],
                     labels=npz["y"],
                     classes=tuple(str(c) for c in npz["classes"]),
@@ -355,6 +380,9 @@ def load_torchvision(name: str, part: str, data_dir: Path, *, download: bool) ->
                 )
         except (OSError, ValueError, KeyError):
             cache.unlink(missing_ok=True)  # a broken cache is rebuilt below
+        else:
+            _check_count(name, part, len(raw.images), f"cache {cache}", cache)
+            return raw
     _unpack_hand_files(name, part, data_dir)
     try:
         datasets = _instantiate(name, part, data_dir, download=False)
@@ -376,6 +404,7 @@ def load_torchvision(name: str, part: str, data_dir: Path, *, download: bool) ->
             reason = f"download failed: {one_line(exc, 120)}"
             raise _not_available(name, part, data_dir, reason) from None
     images, labels, classes = _to_arrays(name, datasets)
+    _check_count(name, part, len(images), f"the files in {data_dir}", data_dir)
     source = f"torchvision.datasets ({src.url})"
     atomic_save_npz(cache, x=images, y=labels, classes=np.array(classes), source=np.array([source]))
     return RawArrays(images=images, labels=labels, classes=classes, source=source)

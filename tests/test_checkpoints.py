@@ -1,0 +1,236 @@
+"""Checkpoint loading faults: refused pickles and state dicts that do not fit the model.
+
+Every command that reads a checkpoint (score, calibrate, train --resume, benchmark reuse) must
+answer a damaged one with one line that names what is wrong, never a traceback.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dismax_cli.cli.app import app
+from dismax_cli.errors import DismaxError
+from dismax_cli.training import CHECKPOINT_NAME, TrainConfig, fit, load_checkpoint
+
+runner = CliRunner()
+SPEC = "digits[0-5]"
+
+
+class _Custom:
+    """A class of this test module: weights-only loading must refuse it."""
+
+
+class _OrderedSub(collections.OrderedDict):
+    """An OrderedDict subclass: weights-only loading allows OrderedDict, not its subclasses."""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A finished and an unfinished tiny real DisMax run on the digits."""
+    root = tmp_path_factory.mktemp("ckpt")
+    cfg = TrainConfig(dataset=SPEC, method="dismax", model="convnet", epochs=2, device="cpu")
+    fit(cfg, root / "finished")
+    fit(cfg, root / "unfinished", stop_after_epoch=1)
+    return {"finished": root / "finished", "unfinished": root / "unfinished"}
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert "Traceback" not in text and "\x1b" not in text
+    return lines[0]
+
+
+# --------------------------------------------------------------------- item 8: refused pickles
+
+
+@pytest.mark.parametrize(
+    ("value", "global_name"),
+    [
+        (np.float64(0.5), "numpy._core.multiarray.scalar"),
+        (np.zeros(3), "numpy._core.multiarray._reconstruct"),
+        (_Custom(), f"{__name__}._Custom"),
+        (_OrderedSub(a=1), f"{__name__}._OrderedSub"),
+        (print, "print"),
+    ],
+    ids=["numpy-scalar", "numpy-array", "custom-class", "ordereddict-subclass", "builtin"],
+)
+def test_a_refused_global_is_named_on_one_line(
+    tmp_path: Path, runs: dict[str, Path], value: object, global_name: str
+) -> None:
+    payload = load_checkpoint(runs["finished"])
+    payload["extra"] = value
+    path = tmp_path / "refused.pt"
+    torch.save(payload, path)
+    with pytest.raises(DismaxError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    if global_name.startswith("numpy._core") and np.__version__.startswith("1."):
+        global_name = global_name.replace("numpy._core", "numpy.core")
+    assert f"'{global_name}'" in message
+    assert "is not a dismax checkpoint" in message
+    assert "truncated or corrupted" not in message  # the file is intact: no wrong diagnosis
+    assert "\n" not in message and "\x1b" not in message and "[1m" not in message
+    assert message.endswith("writes")  # the sentence is whole, not cut at a character count
+
+
+def test_a_refused_global_with_escape_codes_in_its_name_prints_none(tmp_path: Path) -> None:
+    base = tmp_path / "base.pt"
+    torch.save({"format": "dismax-checkpoint"}, base)
+    crafted = tmp_path / "crafted.pt"
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("/data.pkl"):  # GLOBAL "ev<ESC>[31mil<BEL>" "fn"
+                data = b"\x80\x02cev\x1b[31mil\x07\nfn\n."
+            dst.writestr(info, data)
+    with pytest.raises(DismaxError, match="is not a dismax checkpoint") as info:
+        load_checkpoint(crafted)
+    message = str(info.value)
+    assert "\x1b" not in message and "\x07" not in message and "\n" not in message
+    assert "'evil\\x07.fn'" in message  # the control character shown escaped, once
+
+
+def test_a_refused_global_through_score_is_one_line(tmp_path: Path, runs: dict[str, Path]) -> None:
+    payload = load_checkpoint(runs["finished"])
+    payload["calibration"] = {"temperature": np.float32(0.1)}
+    path = tmp_path / "refused.pt"
+    torch.save(payload, path)
+    result = runner.invoke(app, ["score", str(path), "--ood", "uniform"])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr)
+    assert "numpy" in line and "scalar" in line and "not a dismax checkpoint" in line
+
+
+def test_an_unreadable_file_keeps_a_whole_sentence_without_escape_codes(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(b"PK\x03\x04" + bytes(64))
+    with pytest.raises(DismaxError, match="not a readable dismax checkpoint") as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "\n" not in message and "\x1b" not in message
+    reason = re.search(r"corrupted: (.*)\); retrain", message)
+    assert reason is not None and reason.group(1).strip()
+
+
+def test_the_torch_floor_has_a_safe_weights_only_loader() -> None:
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    floor = re.search(r'"torch>=(\d+)\.(\d+)', text)
+    vision = re.search(r'"torchvision>=0\.(\d+)', text)
+    assert floor is not None and vision is not None
+    # CVE-2025-32434: torch.load(weights_only=True) could run code up to torch 2.5.1.
+    assert (int(floor.group(1)), int(floor.group(2))) >= (2, 6)
+    assert int(vision.group(1)) >= 21  # the torchvision release built for torch 2.6
+
+
+# --------------------------------------------------------------- item 9: state-dict mismatches
+
+
+def _drop_prototypes(state: dict[str, torch.Tensor]) -> None:
+    del state["head.prototypes"]
+
+
+def _add_key(state: dict[str, torch.Tensor]) -> None:
+    state["head.extra_bias"] = torch.zeros(6)
+
+
+def _reshape(state: dict[str, torch.Tensor]) -> None:
+    state["head.prototypes"] = state["head.prototypes"][:, :-1].clone()
+
+
+EDITS: list[tuple[str, Callable[[dict[str, torch.Tensor]], None], tuple[str, ...]]] = [
+    ("missing", _drop_prototypes, ("missing", "head.prototypes")),
+    ("unexpected", _add_key, ("unexpected", "head.extra_bias")),
+    ("misshaped", _reshape, ("wrong shape", "head.prototypes")),
+]
+
+
+def _edited_copy(run: Path, dest: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> Path:
+    shutil.copytree(run, dest)
+    payload = load_checkpoint(dest)
+    edit(payload["state_dict"])
+    torch.save(payload, dest / CHECKPOINT_NAME)
+    return dest
+
+
+def _check_message(line: str, fragments: tuple[str, ...], payload_shape: tuple[int, ...]) -> None:
+    for fragment in fragments:
+        assert fragment in line, line
+    if fragments[0] == "wrong shape":
+        wanted = (payload_shape[0], payload_shape[1] - 1)
+        assert f"{wanted}" in line and f"{payload_shape}" in line, line
+
+
+@pytest.mark.parametrize(("kind", "edit", "fragments"), EDITS, ids=[e[0] for e in EDITS])
+def test_score_names_the_bad_keys(
+    tmp_path: Path, runs: dict[str, Path], kind: str, edit, fragments: tuple[str, ...]
+) -> None:
+    shape = tuple(load_checkpoint(runs["finished"])["state_dict"]["head.prototypes"].shape)
+    run = _edited_copy(runs["finished"], tmp_path / kind, edit)
+    result = runner.invoke(app, ["score", str(run), "--ood", "uniform"])
+    assert result.exit_code == 1, result.output
+    _check_message(_one_line(result.stderr), fragments, shape)
+
+
+@pytest.mark.parametrize(("kind", "edit", "fragments"), EDITS, ids=[e[0] for e in EDITS])
+def test_calibrate_names_the_bad_keys_and_leaves_the_file(
+    tmp_path: Path, runs: dict[str, Path], kind: str, edit, fragments: tuple[str, ...]
+) -> None:
+    shape = tuple(load_checkpoint(runs["finished"])["state_dict"]["head.prototypes"].shape)
+    run = _edited_copy(runs["finished"], tmp_path / kind, edit)
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    result = runner.invoke(app, ["calibrate", str(run)])
+    assert result.exit_code == 1, result.output
+    _check_message(_one_line(result.stderr), fragments, shape)
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+
+
+@pytest.mark.parametrize(("kind", "edit", "fragments"), EDITS, ids=[e[0] for e in EDITS])
+def test_train_resume_names_the_bad_keys(
+    tmp_path: Path, runs: dict[str, Path], kind: str, edit, fragments: tuple[str, ...]
+) -> None:
+    shape = tuple(load_checkpoint(runs["unfinished"])["state_dict"]["head.prototypes"].shape)
+    run = _edited_copy(runs["unfinished"], tmp_path / kind, edit)
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 1, result.output
+    line = _one_line(result.stderr)
+    _check_message(line, fragments, shape)
+    assert str(run / CHECKPOINT_NAME) in line
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_benchmark_reuse_names_the_bad_keys(tmp_path: Path) -> None:
+    args = [
+        "benchmark", "--dataset", SPEC, "--ood", "uniform", "--methods", "dismax",
+        "--epochs", "1", "--seeds", "1", "--device", "cpu", "--runs-dir", str(tmp_path / "runs"),
+        "--format", "json",
+    ]  # fmt: skip
+    env = {"DISMAX_OFFLINE": "1", "DISMAX_DATA_DIR": str(tmp_path / "data")}
+    first = runner.invoke(app, args, env=env)
+    assert first.exit_code == 0, first.output
+    (run,) = (tmp_path / "runs").iterdir()
+    shape = tuple(load_checkpoint(run)["state_dict"]["head.prototypes"].shape)
+    pristine = (run / CHECKPOINT_NAME).read_bytes()
+    for kind, edit, fragments in EDITS:
+        (run / CHECKPOINT_NAME).write_bytes(pristine)
+        payload = load_checkpoint(run)
+        edit(payload["state_dict"])
+        torch.save(payload, run / CHECKPOINT_NAME)
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 1, (kind, result.output)
+        assert "Traceback" not in result.output
+        line = result.stderr.strip().splitlines()[-1]  # after the benchmark's progress lines
+        assert line.startswith("error"), line
+        _check_message(line, fragments, shape)
+        assert str(run) in line, line
