@@ -606,6 +606,47 @@ def load_model_state(
         )
 
 
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, payload: dict[str, Any], *, path: str | Path
+) -> None:
+    """Load ``payload["optimizer"]`` into ``optimizer`` for ``train --resume``, or raise one line.
+
+    Checks what torch's ``load_state_dict`` does not: every per-parameter buffer (SGD's
+    ``momentum_buffer``) has its parameter's shape, so a damaged file fails here rather than at
+    the first training step.
+
+    Raises:
+        DismaxError: naming the problem when the optimizer state is missing, of another layout,
+            or holds a buffer whose shape differs from its parameter's.
+    """
+    state = payload.get("optimizer")
+    problem: str | None = None
+    if not isinstance(state, dict):
+        problem = "it holds no optimizer state"
+    else:
+        try:
+            optimizer.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            problem = f"its optimizer state does not fit ({_first_sentence(str(exc))})"
+    if problem is None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for index, param in enumerate(params):
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
+                    problem = (
+                        f"its optimizer {name} of parameter {index} has shape "
+                        f"{tuple(value.shape)}, not {tuple(param.shape)}"
+                    )
+                    break
+            if problem:
+                break
+    if problem is not None:
+        raise DismaxError(
+            f"{str(path)!r} cannot be resumed: {problem}; the file is damaged or was edited: "
+            "start a new run with another --out"
+        )
+
+
 def bundle_from_checkpoint(
     payload: dict[str, Any],
     *,
@@ -874,7 +915,7 @@ def fit(
         # Training always runs at T = 1: a temperature stored by calibrating an unfinished
         # run must not leak into the remaining epochs.
         model.head.temperature.fill_(1.0)
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state, path=ckpt_file)
         start_epoch = int(state["epoch"])
         history = [h for h in read_train_log(log_file) if h.epoch <= start_epoch]
         _write_log(log_file, history)

@@ -210,6 +210,45 @@ def test_train_resume_names_the_bad_keys(
     assert (run / CHECKPOINT_NAME).read_bytes() == before
 
 
+def _drop_optimizer(payload: dict) -> None:
+    del payload["optimizer"]
+
+
+def _shrink_momentum(payload: dict) -> None:
+    buffers = [v for v in payload["optimizer"]["state"].values() if "momentum_buffer" in v]
+    buffers[0]["momentum_buffer"] = buffers[0]["momentum_buffer"].flatten()[:3].clone()
+
+
+def _drop_param_group(payload: dict) -> None:
+    payload["optimizer"]["param_groups"] = []
+
+
+OPTIMIZER_EDITS = [
+    ("no-optimizer", _drop_optimizer, "holds no optimizer state"),
+    ("momentum-shape", _shrink_momentum, "momentum_buffer of parameter"),
+    ("no-param-groups", _drop_param_group, "optimizer state does not fit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit", "fragment"), OPTIMIZER_EDITS, ids=[e[0] for e in OPTIMIZER_EDITS]
+)
+def test_train_resume_names_a_damaged_optimizer_state(
+    tmp_path: Path, runs: dict[str, Path], kind: str, edit, fragment: str
+) -> None:
+    run = tmp_path / kind
+    shutil.copytree(runs["unfinished"], run)
+    payload = load_checkpoint(run)
+    edit(payload)
+    torch.save(payload, run / CHECKPOINT_NAME)
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 1, result.output
+    line = _one_line(result.stderr)
+    assert fragment in line and "cannot be resumed" in line, line
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+
+
 def test_benchmark_reuse_names_the_bad_keys(tmp_path: Path) -> None:
     args = [
         "benchmark", "--dataset", SPEC, "--ood", "uniform", "--methods", "dismax",
