@@ -30,6 +30,23 @@ from dismax_cli.core.ensemble import predictive_log_probs
 from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
+from dismax_cli.engine import (
+    DEVICES,
+    LOG_NAME,
+    ModelBundle,
+    ProgressCallback,
+    RunData,
+    TrainConfig,
+    calibrate_bundle,
+    fit,
+    fit_temperature_noted,
+    load_bundle,
+    load_checkpoint,
+    load_run_data,
+    predict_images,
+    read_train_log,
+    rebuild_run_data,
+)
 from dismax_cli.errors import DismaxError
 from dismax_cli.evaluation import (
     Outputs,
@@ -52,23 +69,6 @@ from dismax_cli.reports import (
     RequirementResult,
     Stat,
 )
-from dismax_cli.training import (
-    DEVICES,
-    LOG_NAME,
-    ModelBundle,
-    ProgressCallback,
-    RunData,
-    TrainConfig,
-    calibrate_bundle,
-    fit,
-    fit_temperature_noted,
-    load_bundle,
-    load_checkpoint,
-    load_run_data,
-    predict_logits,
-    read_train_log,
-    rebuild_run_data,
-)
 
 BENCHMARK_METHODS = (*list_methods(), "ensemble")
 DEFAULT_OOD = ("digits[6-9]", "uniform")
@@ -80,7 +80,7 @@ THROUGHPUT_IMAGES = 1024
 class BenchmarkConfig:
     """A benchmark run (the keys of ``dismax benchmark`` and of ``benchmarks/configs/*.yaml``).
 
-    Training keys mean what they mean in :class:`~dismax_cli.training.TrainConfig`; ``seeds`` is
+    Training keys mean what they mean in :class:`~dismax_cli.engine.TrainConfig`; ``seeds`` is
     the number of seeds (``seed``, ``seed + 1``, ...), ``ensemble_size`` the number of SoftMax
     members of the deep ensemble (member m trained with seed ``seed + 1000 m``; member 0 is the
     SoftMax run itself).
@@ -383,7 +383,7 @@ def _train_or_reuse(
     run_dir = run_dir_for(runs_dir, config, data_hash)
     ckpt = run_dir / "checkpoint.pt"
     try:
-        finished = ckpt.exists() and bool(load_checkpoint(ckpt)["finished"])
+        finished = ckpt.exists() and load_checkpoint(ckpt).meta.finished
     except DismaxError as exc:
         raise DismaxError(
             f"{exc}; the benchmark cannot reuse or resume it: delete the folder {str(run_dir)!r} "
@@ -407,7 +407,7 @@ def _calibrate_ensemble(
 ) -> tuple[float, str | None]:
     """One temperature for the ensemble, fitted on log p̄ of the validation split."""
     member_logits = torch.stack(
-        [predict_logits(b, data.val.images, temperature=1.0) for b in members]
+        [predict_images(b, data.val.images) for b in members]
     )
     assert data.val.labels is not None
     return fit_temperature_noted(
@@ -608,7 +608,7 @@ def _method_result(
 
 
 def _uses_fpr(run_dir: str) -> bool:
-    return bool(load_checkpoint(Path(run_dir) / "checkpoint.pt").get("uses_fpr"))
+    return load_checkpoint(Path(run_dir) / "checkpoint.pt").meta.uses_fpr
 
 
 # --------------------------------------------------------------------------- score one checkpoint
@@ -661,7 +661,7 @@ def score_checkpoint(
     for entry in ood:
         label, spec = split_label(entry)
         ood_set = load_ood(
-            spec, like=data.test, data_dir=data_dir or bundle.meta["config"].get("data_dir")
+            spec, like=data.test, data_dir=data_dir or bundle.meta.config.data_dir
         )
         check_disjoint(data.test, ood_set)
         oods[label] = ood_set
@@ -684,22 +684,22 @@ def score_checkpoint(
     )
     meta = bundle.meta
     method_result = _method_result(
-        meta["method"], [result], [int(meta["config"]["seed"])], [float("nan")], 1
+        meta.method, [result], [meta.config.seed], [float("nan")], 1
     )
     if score is not None:
         method_result = dataclasses.replace(method_result, default_score=score)
     method_result = dataclasses.replace(
-        method_result, throughput_per_s=None, uses_fpr=bool(meta.get("uses_fpr"))
+        method_result, throughput_per_s=None, uses_fpr=meta.uses_fpr
     )
     notes = [
         f"{o.spec} is synthetic ({o.source}), not real images: a sanity check, not a benchmark"
         for o in oods.values()
         if o.synthetic
     ]
-    if not meta["finished"]:
+    if not meta.finished:
         notes.append(
-            f"the checkpoint is from an unfinished run (epoch {meta['epoch']} of "
-            f"{meta['epochs']}); finish it with dismax train --resume"
+            f"the checkpoint is from an unfinished run (epoch {meta.epoch} of "
+            f"{meta.epochs}); finish it with dismax train --resume"
         )
     return Report(
         kind="score",
@@ -709,8 +709,8 @@ def score_checkpoint(
             "checkpoint": str(path),
             "ood": list(ood),
             "score": score or method_result.default_score,
-            "calibration": meta.get("calibration"),
-            "train_config": meta["config"],
+            "calibration": meta.calibration,
+            "train_config": meta.config.to_dict(),
         },
         environment=environment(bundle.device),
         datasets=(

@@ -19,8 +19,9 @@ from dismax_cli.core import metrics as M
 from dismax_cli.core.ensemble import mutual_information, predictive_log_probs
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet
+from dismax_cli.engine.checkpoint import ModelBundle
+from dismax_cli.engine.predict import predict_images
 from dismax_cli.reports import DatasetRecord
-from dismax_cli.training import ModelBundle, predict_logits
 
 
 def id_metrics(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
@@ -85,7 +86,7 @@ def model_outputs(
     def member_logits(bundle: ModelBundle, images: torch.Tensor) -> torch.Tensor:
         key = (id(bundle), id(images))
         if key not in cache:
-            cache[key] = predict_logits(bundle, images, batch_size=batch_size, temperature=1.0)
+            cache[key] = predict_images(bundle, images, batch_size=batch_size)
         return cache[key]
 
     def logits_of(images: torch.Tensor) -> torch.Tensor:
@@ -125,13 +126,13 @@ def measure_throughputs(
     """
     for bundles in groups.values():  # warm-up: allocator, kernels, caches
         for b in bundles:
-            predict_logits(b, images, batch_size=batch_size)
+            predict_images(b, images, batch_size=batch_size)
     times: dict[str, list[float]] = {name: [] for name in groups}
     for _ in range(rounds):
         for name, bundles in groups.items():
             start = time.perf_counter()
             for b in bundles:
-                predict_logits(b, images, batch_size=batch_size)
+                predict_images(b, images, batch_size=batch_size)
             if bundles and bundles[0].device.type == "cuda":
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)

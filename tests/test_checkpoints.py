@@ -19,8 +19,8 @@ import torch
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
+from dismax_cli.engine import CHECKPOINT_NAME, TrainConfig, fit, load_payload
 from dismax_cli.errors import DismaxError
-from dismax_cli.training import CHECKPOINT_NAME, TrainConfig, fit, load_checkpoint
 
 runner = CliRunner()
 SPEC = "digits[0-5]"
@@ -68,12 +68,12 @@ def _one_line(text: str) -> str:
 def test_a_refused_global_is_named_on_one_line(
     tmp_path: Path, runs: dict[str, Path], value: object, global_name: str
 ) -> None:
-    payload = load_checkpoint(runs["finished"])
+    payload = load_payload(runs["finished"])
     payload["extra"] = value
     path = tmp_path / "refused.pt"
     torch.save(payload, path)
     with pytest.raises(DismaxError) as info:
-        load_checkpoint(path)
+        load_payload(path)
     message = str(info.value)
     if global_name.startswith("numpy._core") and np.__version__.startswith("1."):
         global_name = global_name.replace("numpy._core", "numpy.core")
@@ -95,14 +95,14 @@ def test_a_refused_global_with_escape_codes_in_its_name_prints_none(tmp_path: Pa
                 data = b"\x80\x02cev\x1b[31mil\x07\nfn\n."
             dst.writestr(info, data)
     with pytest.raises(DismaxError, match="is not a dismax checkpoint") as info:
-        load_checkpoint(crafted)
+        load_payload(crafted)
     message = str(info.value)
     assert "\x1b" not in message and "\x07" not in message and "\n" not in message
     assert "'evil\\x07.fn'" in message  # the control character shown escaped, once
 
 
 def test_a_refused_global_through_score_is_one_line(tmp_path: Path, runs: dict[str, Path]) -> None:
-    payload = load_checkpoint(runs["finished"])
+    payload = load_payload(runs["finished"])
     payload["calibration"] = {"temperature": np.float32(0.1)}
     path = tmp_path / "refused.pt"
     torch.save(payload, path)
@@ -116,7 +116,7 @@ def test_an_unreadable_file_keeps_a_whole_sentence_without_escape_codes(tmp_path
     path = tmp_path / "bad.pt"
     path.write_bytes(b"PK\x03\x04" + bytes(64))
     with pytest.raises(DismaxError, match="not a readable dismax checkpoint") as info:
-        load_checkpoint(path)
+        load_payload(path)
     message = str(info.value)
     assert "\n" not in message and "\x1b" not in message
     reason = re.search(r"corrupted: (.*)\); retrain", message)
@@ -157,7 +157,7 @@ EDITS: list[tuple[str, Callable[[dict[str, torch.Tensor]], None], tuple[str, ...
 
 def _edited_copy(run: Path, dest: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> Path:
     shutil.copytree(run, dest)
-    payload = load_checkpoint(dest)
+    payload = load_payload(dest)
     edit(payload["state_dict"])
     torch.save(payload, dest / CHECKPOINT_NAME)
     return dest
@@ -175,7 +175,7 @@ def _check_message(line: str, fragments: tuple[str, ...], payload_shape: tuple[i
 def test_score_names_the_bad_keys(
     tmp_path: Path, runs: dict[str, Path], kind: str, edit, fragments: tuple[str, ...]
 ) -> None:
-    shape = tuple(load_checkpoint(runs["finished"])["state_dict"]["head.prototypes"].shape)
+    shape = tuple(load_payload(runs["finished"])["state_dict"]["head.prototypes"].shape)
     run = _edited_copy(runs["finished"], tmp_path / kind, edit)
     result = runner.invoke(app, ["score", str(run), "--ood", "uniform"])
     assert result.exit_code == 1, result.output
@@ -186,7 +186,7 @@ def test_score_names_the_bad_keys(
 def test_calibrate_names_the_bad_keys_and_leaves_the_file(
     tmp_path: Path, runs: dict[str, Path], kind: str, edit, fragments: tuple[str, ...]
 ) -> None:
-    shape = tuple(load_checkpoint(runs["finished"])["state_dict"]["head.prototypes"].shape)
+    shape = tuple(load_payload(runs["finished"])["state_dict"]["head.prototypes"].shape)
     run = _edited_copy(runs["finished"], tmp_path / kind, edit)
     before = (run / CHECKPOINT_NAME).read_bytes()
     result = runner.invoke(app, ["calibrate", str(run)])
@@ -199,7 +199,7 @@ def test_calibrate_names_the_bad_keys_and_leaves_the_file(
 def test_train_resume_names_the_bad_keys(
     tmp_path: Path, runs: dict[str, Path], kind: str, edit, fragments: tuple[str, ...]
 ) -> None:
-    shape = tuple(load_checkpoint(runs["unfinished"])["state_dict"]["head.prototypes"].shape)
+    shape = tuple(load_payload(runs["unfinished"])["state_dict"]["head.prototypes"].shape)
     run = _edited_copy(runs["unfinished"], tmp_path / kind, edit)
     before = (run / CHECKPOINT_NAME).read_bytes()
     result = runner.invoke(app, ["train", "--out", str(run), "--resume"])
@@ -238,7 +238,7 @@ def test_train_resume_names_a_damaged_optimizer_state(
 ) -> None:
     run = tmp_path / kind
     shutil.copytree(runs["unfinished"], run)
-    payload = load_checkpoint(run)
+    payload = load_payload(run)
     edit(payload)
     torch.save(payload, run / CHECKPOINT_NAME)
     before = (run / CHECKPOINT_NAME).read_bytes()
@@ -259,11 +259,11 @@ def test_benchmark_reuse_names_the_bad_keys(tmp_path: Path) -> None:
     first = runner.invoke(app, args, env=env)
     assert first.exit_code == 0, first.output
     (run,) = (tmp_path / "runs").iterdir()
-    shape = tuple(load_checkpoint(run)["state_dict"]["head.prototypes"].shape)
+    shape = tuple(load_payload(run)["state_dict"]["head.prototypes"].shape)
     pristine = (run / CHECKPOINT_NAME).read_bytes()
     for kind, edit, fragments in EDITS:
         (run / CHECKPOINT_NAME).write_bytes(pristine)
-        payload = load_checkpoint(run)
+        payload = load_payload(run)
         edit(payload["state_dict"])
         torch.save(payload, run / CHECKPOINT_NAME)
         result = runner.invoke(app, args, env=env)

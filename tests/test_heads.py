@@ -21,18 +21,17 @@ def reference_logits(head: torch.nn.Module, features: torch.Tensor) -> torch.Ten
 
 def _reference_logits(head: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
     f = features.double()
-    t = float(head.temperature)
     if isinstance(head, SoftMaxHead):
-        return (f @ head.weight.double().t() + head.bias.double()) / t
+        return f @ head.weight.double().t() + head.bias.double()
     p = head.prototypes.double()
     s = abs(float(head.distance_scale))
     f_hat = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
     p_hat = p / p.norm(dim=1, keepdim=True).clamp_min(1e-12)
     dist = (f_hat[:, None, :] - p_hat[None, :, :]).pow(2).sum(-1).sqrt()  # (B, C)
     if isinstance(head, IsoMaxPlusHead):
-        return -s * dist / t
+        return -s * dist
     delta = s * dist / math.sqrt(2.0)
-    return -(delta + delta.mean(dim=1, keepdim=True)) / t
+    return -(delta + delta.mean(dim=1, keepdim=True))
 
 
 HEADS = [SoftMaxHead, IsoMaxPlusHead, DisMaxHead]
@@ -46,7 +45,6 @@ def test_logits_match_float64_reference(head_cls: type, scale: float) -> None:
     if hasattr(head, "distance_scale"):
         with torch.no_grad():
             head.distance_scale.fill_(-2.5)  # used as |s|
-    head.temperature.fill_(0.5)
     features = torch.randn(32, D) * scale
     got = head(features).double()
     want = reference_logits(head, features)
@@ -77,7 +75,6 @@ def test_hand_written_backward_matches_float64_autograd(head_cls: type) -> None:
     head = head_cls(D, C).double()
     with torch.no_grad():
         head.distance_scale.fill_(-1.7)
-    head.temperature.fill_(0.8)
     features = torch.randn(7, D, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(head, (features,))
     # Gradient for the parameters too, against autograd through the reference formula.
@@ -89,10 +86,10 @@ def test_hand_written_backward_matches_float64_autograd(head_cls: type) -> None:
     f_hat = features.detach() / features.detach().norm(dim=1, keepdim=True)
     dist = (f_hat[:, None] - (p / p.norm(dim=1, keepdim=True))[None]).pow(2).sum(-1).sqrt()
     if head_cls is IsoMaxPlusHead:
-        ref = -s.abs() * dist / 0.8
+        ref = -s.abs() * dist
     else:
         delta = s.abs() * dist / math.sqrt(2.0)
-        ref = -(delta + delta.mean(1, keepdim=True)) / 0.8
+        ref = -(delta + delta.mean(1, keepdim=True))
     (ref * weights).sum().backward()
     assert torch.allclose(got[0], p.grad, atol=1e-10)
     assert torch.allclose(got[1], s.grad, atol=1e-10)
@@ -109,20 +106,18 @@ def test_initialisation_follows_method_md() -> None:
     assert abs(float(dis.prototypes.detach().mean())) < 0.01
     assert abs(float(dis.prototypes.detach().std()) - 1.0) < 0.01  # N(0, 1)
     assert float(dis.distance_scale.detach()) == 1.0
-    for head in (soft, dis, IsoMaxPlusHead(4, 3)):
-        assert float(head.temperature) == 1.0
-        assert "temperature" in head.state_dict()
-        assert all(p is not head.temperature for p in head.parameters())
 
 
-def test_temperature_divides_the_output() -> None:
+@pytest.mark.parametrize("head_cls", HEADS)
+def test_heads_hold_no_temperature_and_return_raw_logits(head_cls: type) -> None:
+    """METHOD.md §3-§4: heads give logits at T = 1; the fitted T lives with the run."""
     torch.manual_seed(4)
+    head = head_cls(D, C)
+    assert not any("temperature" in name for name in head.state_dict())
+    assert not hasattr(head, "temperature")
     features = torch.randn(4, D)
-    for head_cls in HEADS:
-        head = head_cls(D, C)
-        before = head(features).detach()
-        head.temperature.fill_(0.25)
-        assert torch.allclose(head(features).detach(), before * 4, atol=1e-5)
+    want = reference_logits(head, features)
+    assert torch.allclose(head(features).double(), want, atol=1e-5, rtol=0)
 
 
 def test_dismax_mean_term_shifts_max_and_mean_logits_by_the_method_md_amounts() -> None:

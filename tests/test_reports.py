@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dismax_cli.benchmark import score_checkpoint
+from dismax_cli.engine import TrainConfig, fit
 from dismax_cli.reports import (
     MethodResult,
     OODResult,
@@ -22,7 +23,6 @@ from dismax_cli.reports import (
     to_dict,
     to_json,
 )
-from dismax_cli.training import TrainConfig, fit
 
 SUFFIX = "_null_reason"
 

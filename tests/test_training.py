@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dismax_cli.errors import DismaxError
-from dismax_cli.training import (
+from dismax_cli.engine import (
     CHECKPOINT_NAME,
     LOG_NAME,
     TrainConfig,
@@ -25,9 +24,11 @@ from dismax_cli.training import (
     fit,
     load_bundle,
     load_checkpoint,
+    load_payload,
     load_run_data,
-    predict_logits,
+    predict_images,
 )
+from dismax_cli.errors import DismaxError
 
 DIGITS = TrainConfig(dataset="digits", method="dismax", model="convnet", epochs=4, device="cpu")
 
@@ -73,7 +74,7 @@ def digits_data():
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)["state_dict"]
+    return load_checkpoint(path).state_dict
 
 
 def test_resume_after_epoch_2_is_bit_identical(tmp_path: Path, digits_data) -> None:
@@ -81,7 +82,7 @@ def test_resume_after_epoch_2_is_bit_identical(tmp_path: Path, digits_data) -> N
     assert full.epochs_run == 4
     part = fit(DIGITS, tmp_path / "part", data=digits_data, stop_after_epoch=2)
     assert part.epochs_run == 2
-    assert load_checkpoint(part.checkpoint)["finished"] is False
+    assert load_checkpoint(part.checkpoint).meta.finished is False
     resumed = fit(DIGITS, tmp_path / "part", resume=True, data=digits_data)
     assert resumed.epochs_run == 2
     assert (tmp_path / "full" / CHECKPOINT_NAME).read_bytes() == (
@@ -124,7 +125,7 @@ def test_existing_run_is_refused_without_resume(tmp_path: Path, digits_data) -> 
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys
-    from dismax_cli.training import TrainConfig, fit
+    from dismax_cli.engine import TrainConfig, fit
     cfg = TrainConfig(dataset="digits", method="dismax", model="convnet", epochs=4, device="cpu")
     def progress(p):
         if p.epoch_done:
@@ -149,7 +150,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path, digits_d
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     state = load_checkpoint(run)
-    assert 2 <= state["epoch"] <= 4
+    assert 2 <= state.meta.epoch <= 4
     fit(DIGITS, run, resume=True, data=digits_data)
     assert (tmp_path / "full" / CHECKPOINT_NAME).read_bytes() == (
         run / CHECKPOINT_NAME
@@ -205,7 +206,7 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path: Path, trained: Path) -> 
 
 
 def test_checkpoint_with_other_class_count_is_refused(tmp_path: Path, trained: Path) -> None:
-    payload = load_checkpoint(trained)
+    payload = load_payload(trained)
     payload["num_classes"] = 7
     payload["classes"] = [str(c) for c in range(7)]
     edited = tmp_path / "edited.pt"
@@ -222,7 +223,9 @@ def test_checkpoint_with_other_class_count_is_refused(tmp_path: Path, trained: P
         (lambda p: p.update(num_classes="three"), "num_classes='three'"),
         (lambda p: p.update(split=None), "split=None"),
         (lambda p: p.update(method="isomax"), "method='isomax'"),
-        (lambda p: p["state_dict"]["head.temperature"].fill_(-1.0), "temperature=-1.0"),
+        (lambda p: p.update(temperature=-1.0), "temperature=-1.0"),
+        (lambda p: p.update(temperature=float("nan")), "temperature=nan"),
+        (lambda p: p.pop("temperature"), "no 'temperature'"),
         (lambda p: p["transform"].update(image_size=32), "transform does not match"),
         (lambda p: p["config"].update(lr="fast"), "config: training option lr='fast'"),
     ],
@@ -230,7 +233,7 @@ def test_checkpoint_with_other_class_count_is_refused(tmp_path: Path, trained: P
 def test_damaged_checkpoint_metadata_is_one_clear_error(
     tmp_path: Path, trained: Path, edit, message: str
 ) -> None:
-    payload = load_checkpoint(trained)
+    payload = load_payload(trained)
     edit(payload)
     edited = tmp_path / "edited.pt"
     torch.save(payload, edited)
@@ -248,13 +251,14 @@ def test_calibrating_an_unfinished_run_is_refused_and_resume_trains_at_t1(
     with pytest.raises(DismaxError, match="unfinished run"):
         calibrate_checkpoint(tmp_path / "half")
     # Even a temperature written into an unfinished checkpoint does not leak into training.
-    payload = load_checkpoint(tmp_path / "half")
-    payload["state_dict"]["head.temperature"].fill_(0.05)
+    payload = load_payload(tmp_path / "half")
+    payload["temperature"] = 0.05
     torch.save(payload, tmp_path / "half" / CHECKPOINT_NAME)
     fit(cfg, tmp_path / "half", resume=True, data=digits_data)
     full, half = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "half")
-    for key, value in full["state_dict"].items():
-        assert torch.equal(value, half["state_dict"][key]), key
+    assert half.meta.temperature == 1.0
+    for key, value in full.state_dict.items():
+        assert torch.equal(value, half.state_dict[key]), key
 
 
 def test_resume_refuses_changed_training_data(tmp_path: Path, digits_data) -> None:
@@ -271,7 +275,7 @@ def test_resume_refuses_changed_training_data(tmp_path: Path, digits_data) -> No
 
 
 def test_checkpoint_carries_what_is_needed(trained: Path) -> None:
-    meta = load_checkpoint(trained)
+    meta = load_payload(trained)
     for key in (
         "method",
         "model",
@@ -286,25 +290,29 @@ def test_checkpoint_carries_what_is_needed(trained: Path) -> None:
         "config",
         "tool_version",
         "transform",
+        "temperature",
     ):
         assert key in meta, key
     assert meta["method"] == "dismax" and meta["num_classes"] == 10
     assert meta["image_size"] == 8 and meta["channels"] == 1
-    assert float(meta["state_dict"]["head.temperature"]) == 1.0
+    # The temperature lives in the metadata, not in the weights (heads return raw logits).
+    assert meta["temperature"] == 1.0 and meta["format_version"] == 2
+    assert not any("temperature" in key for key in meta["state_dict"])
 
 
 def test_calibration_keeps_predictions_and_model_state(trained: Path, digits_data) -> None:
     bundle = load_bundle(trained)
     state = {k: v.clone() for k, v in bundle.model.state_dict().items()}
-    before = predict_logits(bundle, digits_data.test.images)
+    before = predict_images(bundle, digits_data.test.images)
     result = calibrate_bundle(bundle, digits_data.val)
-    after = predict_logits(bundle, digits_data.test.images)
-    assert torch.equal(before.argmax(1), after.argmax(1))
-    assert result.temperature == pytest.approx(float(bundle.model.head.temperature))
-    assert torch.allclose(after, before / result.temperature, rtol=1e-5, atol=1e-6)
+    after = predict_images(bundle, digits_data.test.images)
+    # Logits stay raw (T = 1, METHOD.md §3); the fitted T is recorded with the run.
+    assert torch.equal(before, after)
+    assert result.temperature != 1.0
+    assert bundle.temperature == result.temperature == bundle.meta.temperature
+    assert bundle.meta.calibration["temperature"] == result.temperature
     for key, value in bundle.model.state_dict().items():
-        if key != "head.temperature":
-            assert torch.equal(value, state[key]), key  # BatchNorm statistics included
+        assert torch.equal(value, state[key]), key  # BatchNorm statistics included
     assert result.ece_after <= result.ece_before
 
 
@@ -314,9 +322,13 @@ def test_calibrate_checkpoint_stores_the_temperature(tmp_path: Path, trained: Pa
     (run / CHECKPOINT_NAME).write_bytes((trained / CHECKPOINT_NAME).read_bytes())
     result = calibrate_checkpoint(run)
     stored = load_checkpoint(run)
-    assert float(stored["state_dict"]["head.temperature"]) == pytest.approx(result.temperature)
-    assert stored["calibration"]["temperature"] == pytest.approx(result.temperature)
-    assert float(load_bundle(run).model.head.temperature) == pytest.approx(result.temperature)
+    assert stored.meta.temperature == result.temperature != 1.0
+    assert stored.meta.calibration["temperature"] == result.temperature
+    assert load_bundle(run).temperature == result.temperature
+    original = load_checkpoint(trained)
+    assert original.meta.temperature == 1.0
+    for key, value in original.state_dict.items():  # the weights are not touched
+        assert torch.equal(value, stored.state_dict[key]), key
     with pytest.raises(DismaxError, match="objective 'mse'"):
         calibrate_checkpoint(run, objective="mse")
 
@@ -325,10 +337,10 @@ def test_scoring_does_not_depend_on_batch_size_or_mutate_the_model(
     trained: Path, digits_data
 ) -> None:
     bundle = load_bundle(trained)
-    bundle.model.train()  # predict_logits must switch to eval and back
+    bundle.model.train()  # predict_images must switch to eval and back
     state = {k: v.clone() for k, v in bundle.model.state_dict().items()}
     images = digits_data.test.images
-    outs = [predict_logits(bundle, images, batch_size=b) for b in (1, 7, 256)]
+    outs = [predict_images(bundle, images, batch_size=b) for b in (1, 7, 256)]
     assert torch.allclose(outs[0], outs[1], rtol=0, atol=1e-5)
     assert torch.allclose(outs[0], outs[2], rtol=0, atol=1e-5)
     # Equal to float32 rounding (BLAS blocking differs with the batch size); predictions equal.
@@ -346,14 +358,14 @@ def test_cuda_training_bf16_channels_last_and_scoring(tmp_path: Path, digits_dat
     result = fit(cfg, tmp_path / "gpu", data=digits_data)
     assert result.epochs_run == 2
     bundle = load_bundle(tmp_path / "gpu", device="cuda")
-    logits = predict_logits(bundle, digits_data.test.images)
+    logits = predict_images(bundle, digits_data.test.images)
     assert logits.shape == (len(digits_data.test), 10) and torch.isfinite(logits).all()
-    cpu = predict_logits(load_bundle(tmp_path / "gpu", device="cpu"), digits_data.test.images)
+    cpu = predict_images(load_bundle(tmp_path / "gpu", device="cpu"), digits_data.test.images)
     assert (cpu.argmax(1) == logits.argmax(1)).float().mean() > 0.95  # bf16 vs fp32
 
 
 def test_calibration_without_a_finite_optimum_keeps_the_training_temperature() -> None:
-    from dismax_cli.training import fit_temperature_noted, training_temperature
+    from dismax_cli.engine import fit_temperature_noted, training_temperature
 
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     assert training_temperature("dismax", 10.0) == pytest.approx(0.1)
@@ -375,7 +387,7 @@ def test_calibration_without_a_finite_optimum_keeps_the_training_temperature() -
 @pytest.mark.parametrize("batch_size", [2, 3, 7, 41, 64, 100])
 def test_no_training_batch_holds_fewer_than_two_images(batch_size: int) -> None:
     """Every batch has 2 <= b <= batch_size + 1 images and the epoch covers each image once."""
-    from dismax_cli.training import iterate_batches
+    from dismax_cli.engine.loop import iterate_batches
 
     for n in range(2, 300):
         batches = list(iterate_batches(n, batch_size, torch.Generator().manual_seed(n)))
@@ -427,8 +439,8 @@ def test_resnet18_trains_with_a_one_image_remainder_through_the_cli(tmp_path: Pa
     # Eval mode (scoring, calibration) is fine with one image: same logits as in a batch.
     bundle = load_bundle(out)
     images = load_run_data(TrainConfig(dataset="digits[0-5]")).test.images[:5]
-    batched = predict_logits(bundle, images)
-    single = torch.cat([predict_logits(bundle, images[i : i + 1], batch_size=1) for i in range(5)])
+    batched = predict_images(bundle, images)
+    single = torch.cat([predict_images(bundle, images[i : i + 1], batch_size=1) for i in range(5)])
     assert torch.allclose(single, batched, atol=1e-5)
 
 
@@ -488,7 +500,7 @@ def test_milestones_of_the_paper_and_of_short_runs() -> None:
 
 def test_loss_meter_keeps_no_float64_on_the_device() -> None:
     """MPS has no float64: the accumulator's device tensor is float32 on any device."""
-    from dismax_cli.training import LossMeter
+    from dismax_cli.engine.loop import LossMeter
 
     meta = LossMeter(3, torch.device("meta"))
     meta.add(torch.zeros((), device="meta"), 5)
@@ -510,7 +522,7 @@ def test_the_training_loop_creates_no_float64_tensor(
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
-    import dismax_cli.training as training
+    import dismax_cli.engine.run as training
 
     class Float64Spy(TorchDispatchMode):
         def __init__(self) -> None:
@@ -525,7 +537,7 @@ def test_the_training_loop_creates_no_float64_tensor(
             return out
 
     spy = Float64Spy()
-    original = training._epoch_generator
+    original = training.epoch_generator
     started: list[bool] = []
 
     def start_spying(seed: int, epoch: int) -> torch.Generator:
@@ -534,7 +546,7 @@ def test_the_training_loop_creates_no_float64_tensor(
             started.append(True)
         return original(seed, epoch)
 
-    monkeypatch.setattr(training, "_epoch_generator", start_spying)
+    monkeypatch.setattr(training, "epoch_generator", start_spying)
     config = TrainConfig(dataset="digits", method=method, epochs=2, device="cpu")
     try:
         result = fit(config, tmp_path / "run", data=digits_data)

@@ -1,48 +1,41 @@
-"""Images/s of the real training loop against a bare forward+backward+step of the same model.
+"""Images/s of ``train_one_epoch`` on a DataLoader against a bare PyTorch loop, same batches.
 
 Usage: python benchmarks/speed/train_throughput.py [--device cpu|cuda|auto] [--model convnet]
-       [--method dismax] [--images 4096] [--epochs 3] [--batch-size 64] [--threads 2]
+       [--method dismax] [--images 2048] [--batch-size 64] [--threads 1] [--repeats 7]
 
-The loop is :func:`dismax_cli.training.fit` as ``dismax train`` runs it: batches drawn from the
-uint8 tensor on the device, augmentation (random crop + flip), normalisation, FPR mosaics for
-DisMax, the loss, the optimiser step, the non-finite check, the per-epoch log line and the atomic
-checkpoint. It is timed by wall clock over whole runs (minus the setup cost of a run with no
-epochs), after a warm-up run. The bare loop feeds the same model, optimiser and batch size with
-one pre-normalised float batch already on the device (no batching, augmentation, FPR, logging or
-checkpoints). The overhead is ``1 − loop / bare``; target (issue 5): at most 10 %. Data are
-random uint8 32×32×3 images with 10 classes (the speed does not depend on the pixel values).
+Both loops train the same model (built by :func:`dismax_cli.engine.build_training`, as ``fit``
+builds it) with the same optimiser and loss on the same ``DataLoader`` of pre-normalised float
+batches, FPR mosaics included for DisMax (:func:`dismax_cli.engine.fpr_mix`, as
+``train_one_epoch(mix=...)`` uses it). The bare loop is forward, loss, backward, step; the engine
+adds its bookkeeping: device placement, the float32 loss meter, the clean-accuracy count and the
+non-finite check. Epochs of the two alternate (engine, bare, engine, ...), so background load hits
+both alike; the median epoch of each counts. The overhead is ``1 − engine / bare``; target
+(issue 11): at most 5 % on CPU. Data are random uint8 32×32×3 images with 10 classes.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from dismax_cli.data import ImageSet, train_val_split
-from dismax_cli.training import (
-    RunData,
-    TrainConfig,
-    build_model,
-    fit,
-    make_optimizer,
-    make_transform,
-    resolve_device,
-)
+from dismax_cli.data import ImageSet
+from dismax_cli.engine import TrainConfig, build_training, fpr_mix, resolve_device, train_one_epoch
+from dismax_cli.engine.devices import autocast
+
+TARGET = 0.05
 
 
-def synthetic_run_data(n: int, seed: int = 0) -> RunData:
+def synthetic_train_set(n: int, seed: int = 0) -> ImageSet:
     rng = np.random.default_rng(seed)
     images = torch.from_numpy(rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8))
     labels = torch.from_numpy(rng.integers(0, 10, size=n).astype(np.int64))
-    full = ImageSet(
+    return ImageSet(
         images=images,
         labels=labels,
         classes=tuple(str(c) for c in range(10)),
@@ -52,66 +45,31 @@ def synthetic_run_data(n: int, seed: int = 0) -> RunData:
         origin="random-uint8",
         indices=np.arange(n, dtype=np.int64),
     )
-    train, val, split = train_val_split(full, val_fraction=0.1, seed=0)
-    test = val  # not used by fit
-    return RunData(train=train, val=val, test=test, split=split)
 
 
-def time_fit(
-    config: TrainConfig, data: RunData, root: Path, name: str, epochs: int | None
-) -> float:
-    start = time.perf_counter()
-    fit(config, root / name, data=data, stop_after_epoch=epochs)
-    if config.device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def bare_images_per_s(config: TrainConfig, data: RunData, steps: int) -> float:
-    device = resolve_device(config.device)
-    transform = make_transform(data.train)
-    model = build_model(
-        method=config.method,
-        model=config.model,
-        num_classes=10,
-        channels=transform.channels,
-        image_size=transform.image_size,
-        seed=config.seed,
-    ).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+def bare_epoch(model, loss_fn, loader, optimizer, mix, device) -> None:  # noqa: ANN001
+    """The plain PyTorch loop: forward, loss, backward, step (FPR mixing when the engine mixes)."""
     model.train()
-    optimizer = make_optimizer(model, config)
-    from dismax_cli.core.methods import get_method
-
-    loss_fn = get_method(config.method).make_loss(config.entropic_scale, config.alpha)
-    inputs = transform(data.train.images[: config.batch_size].to(device))
-    if device.type == "cuda":
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    targets = data.train.labels[: config.batch_size].to(device)  # type: ignore[index]
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-
-    def step() -> None:
-        with autocast:
-            loss = loss_fn(model(inputs).float(), targets)
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device), targets.to(device)
+        with autocast(device):
+            if mix is not None:
+                batch = mix(inputs, targets)
+                loss = loss_fn(model(batch.images).float(), batch)
+            else:
+                loss = loss_fn(model(inputs).float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    for _ in range(10):
-        step()
+
+def timed(fn, device: torch.device) -> tuple[float, float]:  # noqa: ANN001
+    """(wall-clock seconds, this process's CPU seconds) of ``fn()``."""
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * config.batch_size / (time.perf_counter() - start)
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> int:
@@ -119,48 +77,63 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="convnet")
     parser.add_argument("--method", default="dismax")
-    parser.add_argument("--images", type=int, default=4096)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = synthetic_run_data(args.images)
     config = TrainConfig(
         dataset="random-uint8",
         method=args.method,
         model=args.model,
-        epochs=args.epochs,
         batch_size=args.batch_size,
         device=args.device,
-        augment=True,
     ).validate()
-    n_train = len(data.train)
-    steps = args.epochs * -(-n_train // args.batch_size)
-    loops, bares = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        time_fit(config, data, root, "warmup", 1)
-        for r in range(args.repeats):
-            setup = time_fit(config, data, root, f"setup{r}", 0)
-            total = time_fit(config, data, root, f"run{r}", None)
-            loops.append(args.epochs * n_train / max(total - setup, 1e-9))
-            bares.append(bare_images_per_s(config, data, steps))
-    loop, bare = statistics.median(loops), statistics.median(bares)
-    overhead = 1.0 - loop / bare
+    device = resolve_device(config.device)
+    train = synthetic_train_set(args.images)
+    setup = build_training(config, train, device)
+    dataset = TensorDataset(setup.transform(train.images), train.labels)  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=True)
+    generator = torch.Generator().manual_seed(0)
+    mix = fpr_mix(train.num_classes, generator=generator) if config.uses_fpr else None
+    model, loss_fn, optimizer = setup.model, setup.loss_fn, setup.optimizer
+
+    def engine() -> None:
+        train_one_epoch(model, loss_fn, loader, optimizer, mix=mix, device=device)
+
+    def bare() -> None:
+        bare_epoch(model, loss_fn, loader, optimizer, mix, device)
+
+    engine()  # warm-up: allocator, kernels, caches
+    bare()
+    engines, bares = [], []
+    for _ in range(args.repeats):
+        engines.append(timed(engine, device))
+        bares.append(timed(bare, device))
+    images = len(loader) * config.batch_size
+    # On CPU the process's CPU time is the measure: other processes on a shared machine stretch
+    # the wall clock of both loops but not the work each one does. On CUDA: the wall clock.
+    which = 1 if device.type == "cpu" else 0
+    rates = {}
+    for name, runs in (("engine", engines), ("bare", bares)):
+        rates[name] = [images / statistics.median(r[k] for r in runs) for k in (0, 1)]
+    overhead = 1.0 - rates["engine"][which] / rates["bare"][which]
     print(
-        f"{args.method} + {args.model}, batch {args.batch_size}, {n_train} train images x "
-        f"{args.epochs} epochs, device {config.device}, {args.threads} CPU threads, "
-        f"median of {args.repeats}"
+        f"{args.method} + {args.model}, batch {args.batch_size}, {images} images per epoch, "
+        f"device {device}, {args.threads} CPU thread(s), median of {args.repeats} interleaved "
+        "epochs each"
     )
-    runs_loop = ", ".join(f"{v:.0f}" for v in loops)
-    runs_bare = ", ".join(f"{v:.0f}" for v in bares)
-    verdict = "met" if overhead <= 0.10 else "MISSED"
-    print(f"training loop (fit): {loop:10.1f} images/s   runs: {runs_loop}")
-    print(f"bare fwd+bwd+step:   {bare:10.1f} images/s   runs: {runs_bare}")
-    print(f"loop overhead: {overhead * 100:.1f} % (target <= 10 %): {verdict}")
-    return 0 if overhead <= 0.10 else 1
+    for name, label in (("engine", "train_one_epoch (DataLoader)"), ("bare", "bare PyTorch loop")):
+        wall, cpu = rates[name]
+        print(f"{label:29s} {wall:9.1f} images/s wall clock, {cpu:9.1f} images/CPU-s")
+    verdict = "met" if overhead <= TARGET else "MISSED"
+    measure = "CPU time" if which else "wall clock"
+    print(
+        f"engine overhead ({measure}): {overhead * 100:.1f} % "
+        f"(target <= {TARGET * 100:.0f} %): {verdict}"
+    )
+    return 0 if overhead <= TARGET else 1
 
 
 if __name__ == "__main__":

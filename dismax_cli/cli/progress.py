@@ -15,7 +15,7 @@ from rich.progress import (
 )
 
 from dismax_cli.cli.common import err_console
-from dismax_cli.training import ProgressCallback, TrainProgress
+from dismax_cli.engine.config import ProgressCallback, TrainProgress
 
 
 class TrainingBars:

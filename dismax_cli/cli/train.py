@@ -23,7 +23,7 @@ from dismax_cli.cli.common import (
 )
 from dismax_cli.cli.progress import training_bars
 from dismax_cli.config import merge_options, read_yaml_config
-from dismax_cli.training import (
+from dismax_cli.engine import (
     LOG_NAME,
     TrainConfig,
     calibrate_checkpoint,
@@ -80,7 +80,7 @@ def train(
     file_values = read_yaml_config(config) if config is not None else {}
     if resume and checkpoint_path(out).is_file():
         # Resuming needs no options: the run's own settings come first, then the file, the CLI.
-        file_values = {**load_checkpoint(out)["config"], **file_values}
+        file_values = {**load_checkpoint(out).meta.config.to_dict(), **file_values}
     values = merge_options(
         file_values,
         {

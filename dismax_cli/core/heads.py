@@ -1,7 +1,9 @@
 """Classification heads: SoftMax (linear), IsoMax+ and DisMax (distances to class prototypes).
 
-Each head maps penultimate ``features (B, D)`` to ``logits (B, C)`` and divides them by a saved,
-non-trainable ``temperature`` buffer (1.0 during training, set by calibration, METHOD.md §4).
+Each head maps penultimate ``features (B, D)`` to raw ``logits (B, C)`` (temperature 1). A fitted
+temperature is not part of the model: it lives with the run (the checkpoint's metadata) and is
+applied only where probabilities are computed, ``softmax(logits / T)``; OOD scores use the raw
+logits (METHOD.md §3, §4).
 
 References:
     Macêdo, Zanchettin, Ludermir. "Distinction Maximization Loss: Efficiently Improving
@@ -35,8 +37,8 @@ def _check_sizes(num_features: int, num_classes: int) -> None:
         )
 
 
-class _TemperatureHead(nn.Module):
-    """Common part: the ``temperature`` buffer and input validation."""
+class _Head(nn.Module):
+    """Common part: sizes and input validation."""
 
     num_features: int
     num_classes: int
@@ -46,8 +48,6 @@ class _TemperatureHead(nn.Module):
         _check_sizes(num_features, num_classes)
         self.num_features = int(num_features)
         self.num_classes = int(num_classes)
-        # Saved in the state dict, never trained (METHOD.md §1, §4).
-        self.register_buffer("temperature", torch.ones(()))
 
     def _check_features(self, features: torch.Tensor) -> None:
         if features.ndim != 2 or features.shape[1] != self.num_features:
@@ -60,8 +60,8 @@ class _TemperatureHead(nn.Module):
         return f"num_features={self.num_features}, num_classes={self.num_classes}"
 
 
-class SoftMaxHead(_TemperatureHead):
-    """The usual linear head: ``logits = (W f + b) / T``.
+class SoftMaxHead(_Head):
+    """The usual linear head: ``logits = W f + b``.
 
     Weights are initialised U(−1/√D, 1/√D) and the bias to 0 (METHOD.md §1).
 
@@ -88,19 +88,19 @@ class SoftMaxHead(_TemperatureHead):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         self._check_features(features)
-        return F.linear(features, self.weight, self.bias) / self.temperature
+        return F.linear(features, self.weight, self.bias)
 
 
 class _PrototypeLogits(torch.autograd.Function):
     """Fused IsoMax+/DisMax logits with a hand-written backward (one autograd node).
 
-    Forward, with ``a = |s| · factor / T`` and cosines ``c = f̂ p̂ᵀ``::
+    Forward, with ``a = |s| · factor`` and cosines ``c = f̂ p̂ᵀ``::
 
         d = sqrt(max(2 − 2c, 0))                    # = ‖f̂ − p̂‖₂, (B, C)
         r = d + mean_k d_k   (DisMax)   or   d      # (IsoMax+)
         z = −a r
 
-    Backward, with ``G = ∂L/∂z``: ``∂L/∂s = −sign(s) · factor/T · Σ G r``;
+    Backward, with ``G = ∂L/∂z``: ``∂L/∂s = −sign(s) · factor · Σ G r``;
     ``∂L/∂d = −a (G + mean_k G_k)`` (DisMax) or ``−a G``; ``H = ∂L/∂c = −∂L/∂d / d``, set to 0
     where ``d == 0`` (a sub-gradient: a feature on a prototype's direction keeps finite
     gradients); with ``A = H / (‖f‖ ‖p‖ᵀ)``::
@@ -120,7 +120,6 @@ class _PrototypeLogits(torch.autograd.Function):
         features: torch.Tensor,
         prototypes: torch.Tensor,
         distance_scale: torch.Tensor,
-        temperature: torch.Tensor,
         factor: float,
         mean_term: bool,
     ) -> torch.Tensor:
@@ -131,8 +130,7 @@ class _PrototypeLogits(torch.autograd.Function):
         inv_outer = inv_f * inv_p
         cosines = (features @ prototypes.t()).mul_(inv_outer)
         distances = torch.rsub(cosines, 2.0, alpha=2.0).clamp_min_(0.0).sqrt_()
-        ratio = factor / temperature
-        a = distance_scale.abs() * ratio
+        a = distance_scale.abs() * factor
         reduced = distances + distances.mean(dim=1, keepdim=True) if mean_term else distances
         ctx.save_for_backward(
             features,
@@ -145,9 +143,9 @@ class _PrototypeLogits(torch.autograd.Function):
             distances,
             reduced,
             a,
-            ratio,
         )
         ctx.mean_term = mean_term
+        ctx.factor = factor
         return reduced * (-a)
 
     @staticmethod
@@ -166,11 +164,10 @@ class _PrototypeLogits(torch.autograd.Function):
             distances,
             reduced,
             a,
-            ratio,
         ) = ctx.saved_tensors
         grad_f = grad_p = grad_s = None
         if ctx.needs_input_grad[2]:
-            grad_s = -(grad * reduced).sum().reshape(1) * ratio * distance_scale.sign()
+            grad_s = -(grad * reduced).sum().reshape(1) * ctx.factor * distance_scale.sign()
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             grad_d = grad + grad.mean(dim=1, keepdim=True) if ctx.mean_term else grad
             # H = ∂L/∂c = a · grad_d / d, with 0 where d == 0.
@@ -183,21 +180,18 @@ class _PrototypeLogits(torch.autograd.Function):
             if ctx.needs_input_grad[1]:
                 coef = hc.sum(dim=0, keepdim=True).mul_(inv_p).mul_(inv_p).neg_().t()
                 grad_p = torch.addmm(prototypes * coef, scaled.t(), features)
-        return grad_f, grad_p, grad_s, None, None, None
+        return grad_f, grad_p, grad_s, None, None
 
 
 def _prototype_logits(
     features: torch.Tensor,
     prototypes: torch.Tensor,
     distance_scale: torch.Tensor,
-    temperature: torch.Tensor,
     *,
     factor: float,
     mean_term: bool,
 ) -> torch.Tensor:
-    return _PrototypeLogits.apply(
-        features, prototypes, distance_scale, temperature, factor, mean_term
-    )
+    return _PrototypeLogits.apply(features, prototypes, distance_scale, factor, mean_term)
 
 
 def normalized_distances(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
@@ -218,10 +212,10 @@ def normalized_distances(features: torch.Tensor, prototypes: torch.Tensor) -> to
         METHOD.md §1 (IsoMax+/DisMax distances; normalisation eps 1e-12).
     """
     one = torch.ones(1, dtype=features.dtype, device=features.device)
-    return -_prototype_logits(features, prototypes, one, one[0], factor=1.0, mean_term=False)
+    return -_prototype_logits(features, prototypes, one, factor=1.0, mean_term=False)
 
 
-class _PrototypeHead(_TemperatureHead):
+class _PrototypeHead(_Head):
     """Prototypes (C, D) ~ N(0, 1) and a learnable distance scale initialised to 1 (used as |s|)."""
 
     def __init__(self, num_features: int, num_classes: int) -> None:
@@ -232,14 +226,14 @@ class _PrototypeHead(_TemperatureHead):
 
 
 class IsoMaxPlusHead(_PrototypeHead):
-    """IsoMax+ head: ``logits_j = −|s| · ‖f̂ − p̂_j‖₂ / T``.
+    """IsoMax+ head: ``logits_j = −|s| · ‖f̂ − p̂_j‖₂``.
 
     Args:
         num_features: D.
         num_classes: C.
 
     Shape:
-        features (B, D) -> logits (B, C), each in [−2|s|/T, 0].
+        features (B, D) -> logits (B, C), each in [−2|s|, 0].
 
     Raises:
         DismaxError: for invalid sizes or features of the wrong shape.
@@ -255,14 +249,13 @@ class IsoMaxPlusHead(_PrototypeHead):
             features,
             self.prototypes,
             self.distance_scale,
-            self.temperature,
             factor=1.0,
             mean_term=False,
         )
 
 
 class DisMaxHead(_PrototypeHead):
-    """DisMax head: ``logits_j = −(δ_j + mean_k δ_k) / T`` with ``δ_j = |s| ‖f̂ − p̂_j‖₂ / √2``.
+    """DisMax head: ``logits_j = −(δ_j + mean_k δ_k)`` with ``δ_j = |s| ‖f̂ − p̂_j‖₂ / √2``.
 
     The per-sample mean term is the same for every class, so softmax (and hence the loss without
     FPR, the predictions, ECE and MSP) ignores it; it only shifts raw-logit scores:
@@ -273,7 +266,7 @@ class DisMaxHead(_PrototypeHead):
         num_classes: C.
 
     Shape:
-        features (B, D) -> logits (B, C), each in [−2|s|/T, 0].
+        features (B, D) -> logits (B, C), each in [−2|s|, 0].
 
     Raises:
         DismaxError: for invalid sizes or features of the wrong shape.
@@ -289,7 +282,6 @@ class DisMaxHead(_PrototypeHead):
             features,
             self.prototypes,
             self.distance_scale,
-            self.temperature,
             factor=1.0 / math.sqrt(2.0),
             mean_term=True,
         )

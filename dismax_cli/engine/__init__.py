@@ -1,0 +1,97 @@
+"""The engine: train, predict and calibrate any ``nn.Module``; the CLI's run folders on top.
+
+Modules, one concern each: :mod:`.config` (``TrainConfig``), :mod:`.devices`, :mod:`.data`
+(``RunData``), :mod:`.build` (model, optimiser, loss), :mod:`.checkpoint` (typed, versioned
+metadata), :mod:`.loop` (``train_one_epoch``), :mod:`.predict` (``predict_logits``),
+:mod:`.calibrate`, :mod:`.run` (``fit``). Imports point down that list; none points up.
+"""
+
+from __future__ import annotations
+
+from dismax_cli.engine.build import build_model, build_training, make_optimizer, make_transform
+from dismax_cli.engine.calibrate import (
+    CalibrationResult,
+    calibrate_bundle,
+    calibrate_checkpoint,
+    fit_temperature_noted,
+    training_temperature,
+)
+from dismax_cli.engine.checkpoint import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    Checkpoint,
+    CheckpointMeta,
+    ModelBundle,
+    bundle_from_checkpoint,
+    checkpoint_path,
+    load_bundle,
+    load_checkpoint,
+    load_payload,
+    read_train_log,
+    save_checkpoint,
+)
+from dismax_cli.engine.config import (
+    EpochLog,
+    ProgressCallback,
+    TrainConfig,
+    TrainProgress,
+    TrainResult,
+    lr_milestones,
+)
+from dismax_cli.engine.data import RunData, load_run_data, rebuild_run_data
+from dismax_cli.engine.devices import DEVICES, resolve_device
+from dismax_cli.engine.loop import (
+    EpochStats,
+    InMemoryBatches,
+    batch_sizes,
+    epoch_generator,
+    fpr_mix,
+    train_one_epoch,
+)
+from dismax_cli.engine.predict import predict_features_logits, predict_images, predict_logits
+from dismax_cli.engine.run import fit
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "DEVICES",
+    "LOG_NAME",
+    "CalibrationResult",
+    "Checkpoint",
+    "CheckpointMeta",
+    "EpochLog",
+    "EpochStats",
+    "InMemoryBatches",
+    "ModelBundle",
+    "ProgressCallback",
+    "RunData",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "batch_sizes",
+    "build_model",
+    "build_training",
+    "bundle_from_checkpoint",
+    "calibrate_bundle",
+    "calibrate_checkpoint",
+    "checkpoint_path",
+    "epoch_generator",
+    "fit",
+    "fit_temperature_noted",
+    "fpr_mix",
+    "load_bundle",
+    "load_checkpoint",
+    "load_payload",
+    "load_run_data",
+    "lr_milestones",
+    "make_optimizer",
+    "make_transform",
+    "predict_features_logits",
+    "predict_images",
+    "predict_logits",
+    "read_train_log",
+    "rebuild_run_data",
+    "resolve_device",
+    "save_checkpoint",
+    "train_one_epoch",
+    "training_temperature",
+]

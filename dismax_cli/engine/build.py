@@ -1,0 +1,96 @@
+"""What a run is built from: the classifier, its ID transform, the optimiser and the loss.
+
+METHOD.md §1 (heads), §2 (losses), §6 (SGD with Nesterov momentum, weight decay on all weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dismax_cli.core.methods import get_method
+from dismax_cli.data import ImageSet, ImageTransform
+from dismax_cli.data import make_transform as make_data_transform
+from dismax_cli.engine.config import TrainConfig
+from dismax_cli.models import Classifier, build_backbone
+
+
+def build_model(
+    *, method: str, model: str, num_classes: int, channels: int, image_size: int, seed: int
+) -> Classifier:
+    """Build backbone + the method's head, weights drawn from ``seed`` (global RNG untouched).
+
+    Raises:
+        DismaxError: for an unknown method or backbone.
+    """
+    spec = get_method(method)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = build_backbone(model, in_channels=channels, image_size=image_size)
+        head = spec.make_head(backbone.num_features, num_classes)
+    return Classifier(backbone, head)
+
+
+def make_transform(train: ImageSet) -> ImageTransform:
+    """The ID transform: the training images' size and channels, known or computed statistics."""
+    return make_data_transform(train, channels=train.image_shape[2])
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD over all of ``model``'s parameters with the run's lr, momentum (Nesterov) and decay."""
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+
+
+def make_loss(config: TrainConfig) -> nn.Module:
+    """The method's loss with the run's entropic scale and FPR weight (METHOD.md §2)."""
+    return get_method(config.method).make_loss(config.entropic_scale, config.alpha)
+
+
+@dataclass
+class TrainingSetup:
+    """What one training run needs before its first batch (shared by ``fit`` and speed scripts)."""
+
+    model: Classifier
+    transform: ImageTransform
+    optimizer: torch.optim.SGD
+    loss_fn: nn.Module
+    device: torch.device
+
+
+def build_training(config: TrainConfig, train: ImageSet, device: torch.device) -> TrainingSetup:
+    """Model (seeded, on ``device``), transform, optimiser and loss of a run on ``train``.
+
+    Raises:
+        DismaxError: for an unknown method or backbone.
+    """
+    transform = make_transform(train)
+    model = build_model(
+        method=config.method,
+        model=config.model,
+        num_classes=train.num_classes,
+        channels=transform.channels,
+        image_size=transform.image_size,
+        seed=config.seed,
+    ).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    return TrainingSetup(model, transform, optimizer, make_loss(config), device)
+
+
+__all__ = [
+    "TrainingSetup",
+    "build_model",
+    "build_training",
+    "make_loss",
+    "make_optimizer",
+    "make_transform",
+]

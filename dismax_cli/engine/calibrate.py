@@ -1,0 +1,177 @@
+"""Calibration: fit the temperature on a run's validation split and store it with the run.
+
+The temperature lives in the run's metadata (:attr:`CheckpointMeta.temperature`), never in the
+model: heads return raw logits, scores use them at T = 1 and probabilities are
+``softmax(logits / T)`` (METHOD.md §3, §4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dismax_cli.core.calibration import TemperatureAtBoundWarning, fit_temperature
+from dismax_cli.core.metrics import accuracy, ece, nll
+from dismax_cli.data import ImageSet, check_disjoint
+from dismax_cli.engine.checkpoint import (
+    ModelBundle,
+    bundle_from_checkpoint,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
+from dismax_cli.engine.data import rebuild_run_data
+from dismax_cli.engine.predict import predict_images
+from dismax_cli.errors import DismaxError
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Temperature and validation metrics before/after (METHOD.md §4)."""
+
+    temperature: float
+    objective: str
+    n_val: int
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+    accuracy: float
+    warning: str | None = None  # set when the optimum sits at a bound (METHOD.md §4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def training_temperature(method: str, entropic_scale: float) -> float:
+    """The temperature a model was trained at: 1 for SoftMax, 1/E for IsoMax+ and DisMax.
+
+    IsoMax+ and DisMax are trained on softmax(E · z) (METHOD.md §2), so T = 1/E reproduces the
+    training-time probabilities; METHOD.md §4 expects fitted temperatures of that order.
+    """
+    return 1.0 if method == "softmax" else 1.0 / float(entropic_scale)
+
+
+def calibrate_bundle(
+    bundle: ModelBundle, val: ImageSet, *, objective: str = "ece"
+) -> CalibrationResult:
+    """Fit the temperature on ``val`` and record it in ``bundle.meta`` (the model is untouched).
+
+    When the objective has no finite optimum on ``val`` (every prediction correct, or every one
+    wrong), the fitted value would be a bound of the search (T = 0.001 makes every later error
+    cost ~1,000 nats); the run then keeps its training temperature
+    (:func:`training_temperature`) and ``warning`` says so.
+
+    Raises:
+        DismaxError: for an unlabelled validation set or an unknown objective.
+    """
+    if val.labels is None or len(val) == 0:
+        raise DismaxError("calibration needs a labelled, non-empty validation split")
+    logits = predict_images(bundle, val.images)
+    config = bundle.meta.config
+    temperature, warning = fit_temperature_noted(
+        logits,
+        val.labels,
+        objective=objective,
+        fallback=training_temperature(config.method, config.entropic_scale),
+    )
+    result = _result(logits, val.labels, temperature, objective, warning)
+    bundle.meta = dataclasses.replace(
+        bundle.meta, temperature=result.temperature, calibration=result.to_dict()
+    )
+    return result
+
+
+def _result(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    objective: str,
+    warning: str | None,
+) -> CalibrationResult:
+    before = F.softmax(logits.double(), dim=1)
+    after = F.softmax(logits.double() / temperature, dim=1)
+    return CalibrationResult(
+        temperature=float(temperature),
+        objective=objective,
+        n_val=len(targets),
+        ece_before=ece(before, targets),
+        ece_after=ece(after, targets),
+        nll_before=nll(before, targets),
+        nll_after=nll(after, targets),
+        accuracy=accuracy(after, targets),
+        warning=warning,
+    )
+
+
+def fit_temperature_noted(
+    logits: torch.Tensor, targets: torch.Tensor, *, objective: str = "ece", fallback: float
+) -> tuple[float, str | None]:
+    """:func:`fit_temperature`, or ``fallback`` with a note when the optimum is a search bound.
+
+    Returns:
+        ``(temperature, note)``; ``note`` is None when the fit found a finite optimum.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TemperatureAtBoundWarning)
+        temperature = fit_temperature(logits, targets, objective=objective)
+    if not any(issubclass(w.category, TemperatureAtBoundWarning) for w in caught):
+        return float(temperature), None
+    predictions_right = int((logits.argmax(1) == targets).sum())
+    reason = (
+        "every validation prediction is correct"
+        if predictions_right == len(targets)
+        else "every validation prediction is wrong"
+        if predictions_right == 0
+        else "the objective keeps improving towards the search bound"
+    )
+    note = (
+        f"the {objective.upper()} fit has no finite optimum on the {len(targets):,}-image "
+        f"validation split ({reason}; it ran to T = {temperature:g}), so the training "
+        f"temperature T = {fallback:g} is kept"
+    )
+    return float(fallback), note
+
+
+
+def calibrate_checkpoint(
+    path: str | Path, *, objective: str = "ece", data_dir: str | None = None
+) -> CalibrationResult:
+    """Fit the temperature on the run's validation split and store it in the checkpoint atomically.
+
+    Only the metadata changes (``temperature`` and ``calibration``); the weights stay as trained.
+
+    Raises:
+        DismaxError: for unreadable checkpoints, changed data or a bad objective.
+    """
+    if objective not in ("ece", "nll"):
+        raise DismaxError(f"objective {objective!r} is invalid: choose ece or nll")
+    file = checkpoint_path(path)
+    checkpoint = load_checkpoint(file)
+    meta = checkpoint.meta
+    if not meta.finished:
+        raise DismaxError(
+            f"{str(file)!r} is an unfinished run (epoch {meta.epoch} of {meta.epochs}): finish "
+            f"it with `dismax train --out {file.parent} --resume` before calibrating"
+        )
+    bundle = bundle_from_checkpoint(checkpoint, path=file)
+    data = rebuild_run_data(meta, data_dir=data_dir)
+    check_disjoint(data.val, data.test)
+    result = calibrate_bundle(bundle, data.val, objective=objective)
+    save_checkpoint(file, dataclasses.replace(checkpoint, meta=bundle.meta))
+    return result
+
+
+__all__ = [
+    "CalibrationResult",
+    "calibrate_bundle",
+    "calibrate_checkpoint",
+    "fit_temperature_noted",
+    "training_temperature",
+]

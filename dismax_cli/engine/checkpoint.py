@@ -1,0 +1,560 @@
+"""Checkpoints: typed, versioned metadata (:class:`CheckpointMeta`), atomic save, checked load.
+
+A checkpoint is one ``torch.save`` dict: the metadata's :meth:`CheckpointMeta.to_dict` keys, the
+model's ``state_dict`` and the optimiser's. Format 2 keeps the fitted temperature in the
+metadata (``temperature``); heads hold no temperature (they return raw logits, METHOD.md §3–§4).
+Format-1 files (the temperature as the ``head.temperature`` buffer) are migrated on load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dismax_cli import __version__
+from dismax_cli.core.methods import list_methods
+from dismax_cli.data import ImageTransform
+from dismax_cli.engine._messages import (
+    exception_reason,
+    first_sentence,
+    keys_shown,
+    printable,
+    refused_global,
+)
+from dismax_cli.engine.build import build_model
+from dismax_cli.engine.config import EpochLog, TrainConfig
+from dismax_cli.engine.data import RunData, data_hashes
+from dismax_cli.engine.devices import resolve_device
+from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import atomic_write, atomic_write_bytes
+from dismax_cli.models import Classifier, list_backbones
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "train_log.jsonl"
+CHECKPOINT_FORMAT = "dismax-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 2
+#: Versions :func:`load_checkpoint` reads (older ones are migrated to the current one).
+READABLE_VERSIONS = (1, 2)
+_TEMPERATURE_KEY = "head.temperature"  # format 1 kept T as a head buffer
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about its run, besides the weights (format 2).
+
+    Attributes:
+        method, model: the method and backbone names.
+        num_classes, classes: C and the class names (C of them).
+        image_size, channels: the model's input (pixels, 1 or 3).
+        transform: :meth:`ImageTransform.to_dict` of the ID transform (mean/std included).
+        dataset, test_dataset: the ID dataset specs.
+        split: the validation carve (:class:`SplitRecord` dict, ``val_indices_sha256`` in it).
+        data_sha256: sha256 of each split's pixels, or None (not recorded).
+        config: the run's :class:`TrainConfig`.
+        epoch, epochs, finished: epochs done, epochs asked, whether they are all done.
+        temperature: the temperature probabilities are computed at (1 until calibrated, §4).
+        calibration: :meth:`CalibrationResult.to_dict` once calibrated, else None.
+        tool_version: the dismax version that wrote it.
+    """
+
+    method: str
+    model: str
+    num_classes: int
+    classes: tuple[str, ...]
+    image_size: int
+    channels: int
+    transform: dict[str, Any]
+    dataset: str
+    test_dataset: str | None
+    split: dict[str, Any]
+    data_sha256: dict[str, str] | None
+    config: TrainConfig
+    epoch: int
+    epochs: int
+    finished: bool
+    temperature: float = 1.0
+    calibration: dict[str, Any] | None = None
+    tool_version: str = __version__
+
+    @classmethod
+    def for_run(
+        cls, config: TrainConfig, data: RunData, transform: ImageTransform, epoch: int
+    ) -> CheckpointMeta:
+        """The metadata of ``config``'s run on ``data`` after ``epoch`` epochs (uncalibrated)."""
+        return cls(
+            method=config.method,
+            model=config.model,
+            num_classes=data.train.num_classes,
+            classes=tuple(data.train.classes),
+            image_size=transform.image_size,
+            channels=transform.channels,
+            transform=transform.to_dict(),
+            dataset=config.dataset,
+            test_dataset=config.test_dataset,
+            split=data.split.to_dict(),
+            data_sha256=data_hashes(data),
+            config=config,
+            epoch=epoch,
+            epochs=config.epochs,
+            finished=epoch >= config.epochs,
+        )
+
+    @property
+    def uses_fpr(self) -> bool:
+        """Whether the run mixed FPR mosaics into its batches (METHOD.md §2)."""
+        return self.config.uses_fpr
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's metadata keys (plain Python values, in a fixed order)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "tool_version": self.tool_version,
+            "method": self.method,
+            "model": self.model,
+            "num_classes": self.num_classes,
+            "classes": list(self.classes),
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "mean": list(self.transform.get("mean", ())),
+            "std": list(self.transform.get("std", ())),
+            "transform": dict(self.transform),
+            "dataset": self.dataset,
+            "test_dataset": self.test_dataset,
+            "split": dict(self.split),
+            "data_sha256": None if self.data_sha256 is None else dict(self.data_sha256),
+            "split_seed": self.config.split_seed,
+            "uses_fpr": self.uses_fpr,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "finished": self.finished,
+            "temperature": float(self.temperature),
+            "calibration": self.calibration,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CheckpointMeta:
+        """Read (and check) the metadata of a format-2 payload; other keys are ignored.
+
+        Raises:
+            DismaxError: naming the first missing or invalid key.
+        """
+        problem = metadata_problem(values)
+        if problem:
+            raise DismaxError(f"the checkpoint metadata is damaged ({problem})")
+        names = {f.name for f in dataclasses.fields(cls)} - {"config", "classes"}
+        return cls(
+            **{k: values[k] for k in names if k in values},
+            classes=tuple(values["classes"]),
+            config=TrainConfig.from_dict(values["config"]),
+        )
+
+
+_EXPECTED: dict[str, type | tuple[type, ...]] = {
+    "method": str,
+    "model": str,
+    "num_classes": int,
+    "classes": list,
+    "image_size": int,
+    "channels": int,
+    "transform": dict,
+    "config": dict,
+    "split": dict,
+    "epoch": int,
+    "epochs": int,
+    "finished": bool,
+    "dataset": str,
+    "temperature": (int, float),
+}
+
+
+def metadata_problem(payload: dict[str, Any]) -> str | None:
+    """What is wrong with a (format-2) checkpoint's metadata, or None."""
+    for key, kind in _EXPECTED.items():
+        if key not in payload:
+            return f"no {key!r}"
+        value = payload[key]
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            return f"{key}={value!r}"
+    if payload["method"] not in list_methods():
+        return f"method={payload['method']!r}"
+    if payload["model"] not in list_backbones():
+        return f"model={payload['model']!r}"
+    if payload["num_classes"] < 2 or len(payload["classes"]) != payload["num_classes"]:
+        return f"num_classes={payload['num_classes']!r} with {len(payload['classes'])} class names"
+    if payload["channels"] not in (1, 3):
+        return f"channels={payload['channels']!r}"
+    transform = payload["transform"]
+    if (
+        transform.get("image_size") != payload["image_size"]
+        or transform.get("channels") != payload["channels"]
+    ):
+        return "transform does not match image_size/channels"
+    if "val_indices_sha256" not in payload["split"]:
+        return "split has no val_indices_sha256"
+    temperature = float(payload["temperature"])
+    if not (math.isfinite(temperature) and temperature > 0):
+        return f"temperature={temperature!r}, it must be a positive number"
+    try:
+        TrainConfig.from_dict(payload["config"])
+    except DismaxError as exc:
+        return f"config: {exc}"
+    return None
+
+
+def migrate_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 payload as format 2: ``head.temperature`` moves from the weights to the metadata.
+
+    Returns a new dict (``payload`` is not changed); a format-2 payload comes back as it is.
+
+    Raises:
+        DismaxError: when a format-1 file has no usable ``head.temperature``.
+    """
+    if payload.get("format_version") != 1:
+        return payload
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise DismaxError("the checkpoint metadata is damaged (no 'state_dict')")
+    state = dict(state)
+    temperature = state.pop(_TEMPERATURE_KEY, None)
+    if not isinstance(temperature, torch.Tensor) or temperature.numel() != 1:
+        raise DismaxError("the checkpoint metadata is damaged (no head.temperature)")
+    return {
+        **payload,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "temperature": float(temperature),
+        "state_dict": state,
+    }
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: typed metadata, the weights and the optimiser state (or None)."""
+
+    meta: CheckpointMeta
+    state_dict: dict[str, Any]
+    optimizer: Any = None  # as stored; load_optimizer_state checks it
+
+    def to_payload(self) -> dict[str, Any]:
+        """The dict :func:`save_checkpoint` writes."""
+        payload = {**self.meta.to_dict(), "state_dict": self.state_dict}
+        if self.optimizer is not None:
+            payload["optimizer"] = self.optimizer
+        return payload
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint | dict[str, Any]) -> None:
+    """Serialise ``checkpoint`` (or a raw payload) with ``torch.save`` and write it atomically."""
+    payload = checkpoint.to_payload() if isinstance(checkpoint, Checkpoint) else checkpoint
+    atomic_write(path, lambda handle: torch.save(_canonical(payload), handle))
+
+
+def _canonical(value: Any) -> Any:
+    """Rebuild containers with interned strings so pickling does not depend on object identity.
+
+    Pickle memoises by object: a key loaded from a checkpoint is a different string object than
+    the same key created in code, which changes the bytes. Interning makes a resumed run's
+    checkpoint byte-identical to an uninterrupted one's.
+    """
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return type(value)((_canonical(k), _canonical(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_canonical(v) for v in value)
+    return value
+
+
+def checkpoint_path(run_dir_or_file: str | Path) -> Path:
+    """``run_dir/checkpoint.pt`` for a folder, the path itself for a file."""
+    path = Path(run_dir_or_file)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+def _unpickle(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unreadable file
+        refused = refused_global(str(exc))
+        if refused is not None:
+            raise DismaxError(
+                f"{str(path)!r} is not a dismax checkpoint: it holds {refused}, which the "
+                "weights-only loader refuses (a dismax checkpoint holds only tensors and plain "
+                f"Python values); use the {CHECKPOINT_NAME} that `dismax train` writes"
+            ) from None
+        raise DismaxError(
+            f"{str(path)!r} is not a readable dismax checkpoint (truncated or corrupted: "
+            f"{exception_reason(exc)}); retrain or restore it from a copy"
+        ) from None
+
+
+def load_payload(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, checked and migrated to the current format (for tools and tests).
+
+    Raises:
+        DismaxError: when the file is missing, truncated, corrupted, or not a dismax checkpoint.
+    """
+    path = checkpoint_path(path)
+    if not path.is_file():
+        raise DismaxError(
+            f"checkpoint {str(path)!r} does not exist: pass a run folder or its {CHECKPOINT_NAME}"
+        )
+    payload = _unpickle(path)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise DismaxError(
+            f"{str(path)!r} is not a dismax checkpoint: use the {CHECKPOINT_NAME} that "
+            "`dismax train` writes into its run folder"
+        )
+    if payload.get("format_version") not in READABLE_VERSIONS:
+        raise DismaxError(
+            f"{str(path)!r} has checkpoint format version {payload.get('format_version')!r}; "
+            f"this dismax reads versions {', '.join(map(str, READABLE_VERSIONS))}: retrain "
+            "with this version"
+        )
+    try:
+        payload = migrate_payload(payload)
+        problem = metadata_problem(payload)
+    except DismaxError as exc:
+        problem = str(exc).split("(", 1)[-1].rstrip(")")
+    if problem is None and not isinstance(payload.get("state_dict"), dict):
+        problem = "no 'state_dict'"
+    if problem:
+        raise DismaxError(
+            f"{str(path)!r} has damaged metadata ({problem}); it was edited or corrupted: "
+            "retrain or restore it from a copy"
+        )
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a dismax checkpoint (file or run folder) with ``weights_only=True``, typed.
+
+    Raises:
+        DismaxError: when the file is missing, truncated, corrupted, or not a dismax checkpoint.
+    """
+    payload = load_payload(path)
+    return Checkpoint(
+        meta=CheckpointMeta.from_dict(payload),
+        state_dict=payload["state_dict"],
+        optimizer=payload.get("optimizer"),
+    )
+
+
+def state_dict_problem(model: nn.Module, state_dict: dict[str, Any]) -> str | None:
+    """What keeps ``state_dict`` from loading into ``model``, naming the keys, or None.
+
+    Compares names and shapes itself (torch's ``load_state_dict`` error names the keys only on
+    later lines of a multi-line message): missing keys, unexpected keys, values that are not
+    tensors, and tensors whose shape differs from the model's.
+    """
+    expected = model.state_dict()
+    given = {str(k): v for k, v in state_dict.items()}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    not_tensors = [k for k in expected if k in given and not isinstance(given[k], torch.Tensor)]
+    misshaped = [
+        f"{printable(k, 60)} {tuple(given[k].shape)} (the model needs {tuple(v.shape)})"
+        for k, v in expected.items()
+        if isinstance(given.get(k), torch.Tensor) and given[k].shape != v.shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {keys_shown(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {keys_shown(unexpected)}")
+    if not_tensors:
+        parts.append(f"not a tensor: {keys_shown(not_tensors)}")
+    if misshaped:
+        parts.append("wrong shape " + "; ".join(misshaped[:4]))
+        if len(misshaped) > 4:
+            parts[-1] += f" and {len(misshaped) - 4} more"
+    return "; ".join(parts) or None
+
+
+def load_model_state(
+    model: nn.Module, checkpoint: Checkpoint, *, path: str | Path | None = None
+) -> None:
+    """Load ``checkpoint.state_dict`` into ``model``, or raise one line naming the bad keys.
+
+    Every command that loads a checkpoint (score, calibrate, train --resume, benchmark reuse)
+    goes through here.
+
+    Raises:
+        DismaxError: naming the missing, unexpected, non-tensor or mis-shaped keys.
+    """
+    problem = state_dict_problem(model, checkpoint.state_dict)
+    if problem is None:
+        try:
+            model.load_state_dict(checkpoint.state_dict)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            problem = first_sentence(str(exc))
+    if problem is not None:
+        meta = checkpoint.meta
+        where = f"{str(path)!r}: the" if path is not None else "the checkpoint's"
+        raise DismaxError(
+            f"{where} weights do not fit a {meta.method} {meta.model} with "
+            f"{meta.num_classes} classes ({problem}); the file is damaged or was edited: "
+            "retrain or restore it from a copy"
+        )
+
+
+def _optimizer_problem(optimizer: torch.optim.Optimizer, state: Any) -> str | None:
+    if not isinstance(state, dict):
+        return "it holds no optimizer state"
+    try:
+        optimizer.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        return f"its optimizer state does not fit ({first_sentence(str(exc))})"
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, param in enumerate(params):
+        for name, value in optimizer.state.get(param, {}).items():
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
+                return (
+                    f"its optimizer {name} of parameter {index} has shape "
+                    f"{tuple(value.shape)}, not {tuple(param.shape)}"
+                )
+    return None
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, checkpoint: Checkpoint, *, path: str | Path
+) -> None:
+    """Load ``checkpoint.optimizer`` into ``optimizer`` for ``train --resume``, or raise one line.
+
+    Checks what torch's ``load_state_dict`` does not: every per-parameter buffer (SGD's
+    ``momentum_buffer``) has its parameter's shape, so a damaged file fails here rather than at
+    the first training step.
+
+    Raises:
+        DismaxError: naming the problem when the optimizer state is missing, of another layout,
+            or holds a buffer whose shape differs from its parameter's.
+    """
+    problem = _optimizer_problem(optimizer, checkpoint.optimizer)
+    if problem is not None:
+        raise DismaxError(
+            f"{str(path)!r} cannot be resumed: {problem}; the file is damaged or was edited: "
+            "start a new run with another --out"
+        )
+
+
+@dataclass
+class ModelBundle:
+    """A classifier with everything needed to feed it and to describe it.
+
+    Attributes:
+        model: backbone + head, on ``device``; returns raw logits (T = 1).
+        transform: the ID test transform (resize, channels, normalisation).
+        meta: the checkpoint's metadata (method, model, classes, config, temperature ...).
+        device: where the model lives.
+    """
+
+    model: Classifier
+    transform: ImageTransform
+    meta: CheckpointMeta
+    device: torch.device
+
+    @property
+    def temperature(self) -> float:
+        """The run's temperature: probabilities are ``softmax(logits / T)`` (METHOD.md §4)."""
+        return float(self.meta.temperature)
+
+
+def bundle_from_checkpoint(
+    checkpoint: Checkpoint,
+    *,
+    device: torch.device | str = "cpu",
+    path: str | Path | None = None,
+) -> ModelBundle:
+    """Rebuild the classifier and its transform from a loaded checkpoint (eval mode).
+
+    Raises:
+        DismaxError: when the weights do not fit the model the metadata describes (the missing,
+            unexpected or mis-shaped keys are named).
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    meta = checkpoint.meta
+    model = build_model(
+        method=meta.method,
+        model=meta.model,
+        num_classes=meta.num_classes,
+        channels=meta.channels,
+        image_size=meta.image_size,
+        seed=0,
+    )
+    load_model_state(model, checkpoint, path=path)
+    model.to(device)
+    model.eval()
+    transform = ImageTransform.from_dict(meta.transform)
+    return ModelBundle(model=model, transform=transform, meta=meta, device=device)
+
+
+def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
+    """Load a checkpoint file or run folder into a :class:`ModelBundle` on ``device``.
+
+    Raises:
+        DismaxError: for an unreadable checkpoint or weights that do not fit its model.
+    """
+    checkpoint = load_checkpoint(path)
+    return bundle_from_checkpoint(
+        checkpoint, device=resolve_device(device), path=checkpoint_path(path)
+    )
+
+
+def read_train_log(path: Path) -> list[EpochLog]:
+    """The epochs of ``train_log.jsonl`` (unreadable lines skipped; [] when it is missing)."""
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError, TypeError):
+            entries.append(EpochLog(**json.loads(line)))
+    return entries
+
+
+def write_train_log(path: Path, entries: list[EpochLog]) -> None:
+    """Rewrite ``train_log.jsonl`` atomically with ``entries``."""
+    text = "".join(json.dumps(dataclasses.asdict(e)) + "\n" for e in entries)
+    atomic_write_bytes(path, text.encode())
+
+
+def append_train_log(path: Path, entry: EpochLog) -> None:
+    """Add one epoch's line to ``train_log.jsonl``."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(dataclasses.asdict(entry)) + "\n")
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "CHECKPOINT_NAME",
+    "LOG_NAME",
+    "Checkpoint",
+    "CheckpointMeta",
+    "ModelBundle",
+    "append_train_log",
+    "bundle_from_checkpoint",
+    "checkpoint_path",
+    "load_bundle",
+    "load_checkpoint",
+    "load_model_state",
+    "load_optimizer_state",
+    "load_payload",
+    "metadata_problem",
+    "migrate_payload",
+    "read_train_log",
+    "save_checkpoint",
+    "state_dict_problem",
+    "write_train_log",
+]

@@ -1,0 +1,232 @@
+"""What defines a training run and what it reports: ``TrainConfig``, milestones, logs, progress.
+
+The paper's recipe (METHOD.md §6) is the default: SGD with Nesterov momentum 0.9, learning rate
+0.1, weight decay 1e-4 on all parameters, batch 64, learning rate ×0.1 after 1/2, 2/3 and 5/6 of
+the epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from dismax_cli.config import check_types
+from dismax_cli.core.methods import get_method, list_methods
+from dismax_cli.engine.devices import resolve_device
+from dismax_cli.errors import DismaxError
+from dismax_cli.models import list_backbones
+
+#: Learning-rate milestones as fractions of the epochs (150/200/250 of 300 in the paper), exact.
+MILESTONE_FRACTIONS = (Fraction(1, 2), Fraction(2, 3), Fraction(5, 6))
+#: The smallest training batch: BatchNorm cannot estimate batch statistics from one image.
+MIN_BATCH = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (the keys of ``dismax train`` and YAML configs).
+
+    Attributes:
+        dataset: ID dataset spec (``digits[0-5]``, ``cifar10``, ``npz:PATH`` ...).
+        test_dataset: a separate test-set spec (for single-file sources), or None.
+        method: ``softmax``, ``isomax_plus`` or ``dismax``.
+        model: backbone name (``convnet``, ``resnet18`` ...).
+        epochs: number of epochs (300 in the paper).
+        batch_size: training batch size (64).
+        lr: initial learning rate (0.1).
+        momentum: SGD momentum (0.9, Nesterov).
+        weight_decay: L2 weight decay on all parameters (1e-4).
+        lr_decay: learning-rate factor at each milestone (0.1).
+        entropic_scale: E for IsoMax+/DisMax (10).
+        alpha: weight of the FPR term (1.0).
+        fpr: fractional probability regularization on/off; None = the method's default.
+        augment: random crop + flip on/off; None = the dataset's default.
+        seed: seed of weights, batch order, augmentation and FPR.
+        val_fraction: stratified share of the training split held out for calibration.
+        split_seed: seed of that split.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        data_dir: dataset folder (None: ``DISMAX_DATA_DIR`` or the user cache).
+    """
+
+    dataset: str = "digits[0-5]"
+    test_dataset: str | None = None
+    method: str = "dismax"
+    model: str = "convnet"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_decay: float = 0.1
+    entropic_scale: float = 10.0
+    alpha: float = 1.0
+    fpr: bool | None = None
+    augment: bool | None = None
+    seed: int = 0
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+
+    def validate(self) -> TrainConfig:
+        """Return self after checking every value; raise DismaxError naming the bad one."""
+        if self.method not in list_methods():
+            raise DismaxError(
+                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}"
+            )
+        if self.model not in list_backbones():
+            raise DismaxError(
+                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
+            )
+        positive_ints = {"epochs": 1, "batch_size": MIN_BATCH}
+        for name, least in positive_ints.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
+                raise DismaxError(
+                    f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
+                )
+        for name in ("lr", "entropic_scale"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise DismaxError(f"{name}={value!r} is invalid: use a positive number")
+        for name in ("momentum", "weight_decay", "alpha", "lr_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise DismaxError(f"{name}={value!r} is invalid: use a number >= 0")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
+                raise DismaxError(f"{name}={value!r} is invalid: use an integer in [0, 2^62)")
+        if not 0 < self.val_fraction < 1:
+            raise DismaxError(
+                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), e.g. 0.1"
+            )
+        resolve_device(self.device)  # unknown or unavailable devices fail before any work
+        spec = get_method(self.method)
+        if self.fpr and not spec.supports_fpr:
+            raise DismaxError(
+                f"FPR (fractional probability regularization) applies to dismax only, not "
+                f"{self.method!r}: drop --fpr"
+            )
+        return self
+
+    @property
+    def uses_fpr(self) -> bool:
+        """Whether this run mixes FPR mosaics into its batches."""
+        return get_method(self.method).uses_fpr if self.fpr is None else bool(self.fpr)
+
+    def milestones(self) -> list[int]:
+        """Epoch counts after which the learning rate is multiplied by ``lr_decay`` (METHOD.md §6).
+
+        See :func:`lr_milestones`: ``[150, 200, 250]`` for 300 epochs, ``[30, 40, 50]`` for 60,
+        ``[]`` for 1 (its only epoch runs at ``lr``).
+        """
+        return lr_milestones(self.epochs)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of (0-based) ``epoch``: ``lr × lr_decay^(milestones <= epoch)``.
+
+        Epoch 0 always runs at ``lr``.
+        """
+        drops = sum(1 for m in self.milestones() if epoch >= m)
+        return self.lr * self.lr_decay**drops
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping (YAML, CLI, checkpoint); unknown keys and wrong types are errors."""
+        return cls(**check_types(cls, values, what="training"))
+
+    # Keys whose change makes an existing run a different run (everything but where it runs).
+    def identity(self) -> dict[str, Any]:
+        values = self.to_dict()
+        for key in ("device", "data_dir"):
+            values.pop(key)
+        return values
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """One line of ``train_log.jsonl``."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    lr: float
+    seconds: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the progress callback receives after every few batches and at the end of an epoch."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+    accuracy: float
+    images_per_s: float
+    epoch_done: bool = False
+
+
+ProgressCallback = Callable[[TrainProgress], None]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns."""
+
+    run_dir: Path
+    checkpoint: Path
+    epochs_run: int
+    train_seconds: float
+    history: list[EpochLog] = field(default_factory=list)
+    already_finished: bool = False
+
+
+def lr_milestones(epochs: int) -> list[int]:
+    """The learning-rate milestones of a run of ``epochs`` epochs (METHOD.md §6).
+
+    The paper decays after 1/2, 2/3 and 5/6 of the epochs (150, 200, 250 of 300). Each milestone
+    is that fraction of ``epochs``, rounded exactly (half to even), then kept inside
+    [1, epochs − 1] and pushed apart by one epoch where rounding makes two coincide, so every
+    milestone is a distinct epoch and epoch 0 runs at the initial learning rate. A run too short
+    for three decays (epochs <= 3) decays after each epoch but the last: ``[]`` for 1 epoch,
+    ``[1]`` for 2, ``[1, 2]`` for 3.
+
+    Returns:
+        ``min(3, epochs − 1)`` strictly increasing ints in [1, epochs − 1].
+    """
+    slots = epochs - 1
+    if slots <= len(MILESTONE_FRACTIONS):
+        return list(range(1, max(epochs, 1)))
+    wanted = [min(max(round(f * epochs), 1), slots) for f in MILESTONE_FRACTIONS]
+    for i in range(1, len(wanted)):
+        wanted[i] = max(wanted[i], wanted[i - 1] + 1)
+    wanted[-1] = min(wanted[-1], slots)
+    for i in range(len(wanted) - 2, -1, -1):
+        wanted[i] = min(wanted[i], wanted[i + 1] - 1)
+    return wanted
+
+
+
+__all__ = [
+    "MILESTONE_FRACTIONS",
+    "MIN_BATCH",
+    "EpochLog",
+    "ProgressCallback",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "lr_milestones",
+]

@@ -1,0 +1,62 @@
+"""Where a run computes: device names, and the mixed precision used there.
+
+CUDA runs under bfloat16 autocast; CPU and MPS run in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from dismax_cli.errors import DismaxError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``auto|cpu|cuda|mps`` to a torch device.
+
+    Raises:
+        DismaxError: for an unknown name or a device this machine does not have.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise DismaxError(
+                "--device cuda was asked for but no CUDA GPU is available: use --device cpu"
+            )
+        return torch.device("cuda")
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DismaxError(
+                "--device mps was asked for but MPS is not available: use --device cpu"
+            )
+        return torch.device("mps")
+    raise DismaxError(f"device {name!r} is invalid: choose one of {', '.join(DEVICES)}")
+
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The autocast context of ``device``: bfloat16 on CUDA, none (float32) elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device_layout(inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``inputs`` (B, C, H, W) in the layout ``device`` runs fastest (channels-last on CUDA)."""
+    if device.type == "cuda":
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+__all__ = ["DEVICES", "autocast", "resolve_device", "to_device_layout"]

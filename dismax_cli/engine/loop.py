@@ -1,0 +1,337 @@
+"""The training epoch: ``train_one_epoch`` over any iterable of batches, and the in-memory batches.
+
+:func:`train_one_epoch` trains any ``nn.Module`` that maps images to logits on a torch
+``DataLoader`` or any iterable of ``(images, targets)`` float batches, optionally mixing FPR
+mosaics (METHOD.md §2). :class:`InMemoryBatches` is the CLI's fast path as one such iterable:
+seeded batch order over a uint8 tensor on the device, device-side augmentation (random crop with
+4-pixel padding and horizontal flip), normalisation. Every random draw of an epoch comes from one
+generator, seeded by ``(seed, epoch)`` (:func:`epoch_generator`), so a resumed run repeats an
+uninterrupted one bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dismax_cli.core.mixing import FractionalMix, fractional_probability_mix
+from dismax_cli.data import ImageTransform, augment_batch
+from dismax_cli.engine.config import MIN_BATCH
+from dismax_cli.engine.devices import autocast, to_device_layout
+from dismax_cli.errors import DismaxError
+
+#: ``mix(images, targets) -> FractionalMix``: how a batch becomes an FPR batch (METHOD.md §2).
+MixFn = Callable[[torch.Tensor, torch.Tensor], FractionalMix]
+
+
+def fpr_mix(num_classes: int, *, generator: torch.Generator | None = None) -> MixFn:
+    """The FPR mixer of ``num_classes`` classes for :func:`train_one_epoch` (METHOD.md §2).
+
+    Args:
+        num_classes: C.
+        generator: source of the mosaics' random draws (None: torch's global generator).
+
+    Returns:
+        ``mix(images (B, C, H, W), targets (B,)) -> FractionalMix``.
+    """
+
+    def mix(images: torch.Tensor, targets: torch.Tensor) -> FractionalMix:
+        return fractional_probability_mix(images, targets, num_classes, generator=generator)
+
+    return mix
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator of every random draw in (0-based) ``epoch`` of a run seeded ``seed``."""
+    digest = hashlib.sha256(f"dismax-epoch:{seed}:{epoch}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def batch_sizes(n: int, batch_size: int) -> list[int]:
+    """The sizes of one epoch's training batches over ``n`` images; none is below 2.
+
+    Batches hold ``batch_size`` images and the last one the remainder, except that a remainder
+    of one image joins the batch before it (``batch_size + 1`` images): BatchNorm cannot train on
+    one image, and every image is still seen once per epoch. No random draw is involved, so the
+    batches of a resumed run are those of an uninterrupted one.
+
+    Raises:
+        DismaxError: when ``n`` or ``batch_size`` is below 2.
+    """
+    if batch_size < MIN_BATCH:
+        raise DismaxError(
+            f"batch_size={batch_size!r} is invalid: use an integer of at least {MIN_BATCH} "
+            "(BatchNorm cannot train on one image)"
+        )
+    if n < MIN_BATCH:
+        raise DismaxError(
+            f"the training split holds {n} image(s): training needs at least {MIN_BATCH} "
+            "(BatchNorm cannot train on one image); use a larger dataset"
+        )
+    sizes = [batch_size] * (n // batch_size)
+    rest = n % batch_size
+    if rest == 1 and sizes:
+        sizes[-1] += 1
+    elif rest:
+        sizes.append(rest)
+    return sizes
+
+
+def iterate_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches covering ``range(n)`` once, sized by :func:`batch_sizes`.
+
+    Yields:
+        int64 index tensors (b,) on the CPU, 2 <= b <= batch_size + 1.
+
+    Raises:
+        DismaxError: when ``n`` or ``batch_size`` is below 2.
+    """
+    sizes = batch_sizes(n, batch_size)
+    order = torch.randperm(n, generator=generator)
+    start = 0
+    for size in sizes:
+        yield order[start : start + size]
+        start += size
+
+
+class LossMeter:
+    """Sums an epoch's per-batch losses without a float64 tensor on the training device.
+
+    MPS has no float64, so the device holds only a float32 buffer of the batch losses (B,),
+    written without a host synchronisation; :meth:`total` copies the new entries to the host and
+    adds ``loss × images`` in Python floats (float64), so the sum is as exact as before.
+
+    Args:
+        batches: the expected number of batches of the epoch (the buffer grows past it).
+        device: the training device.
+    """
+
+    def __init__(self, batches: int, device: torch.device) -> None:
+        self.losses = torch.zeros(max(batches, 1), dtype=torch.float32, device=device)
+        self._sizes: list[int] = []
+        self._summed = 0
+        self._total = 0.0
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        """Record the mean loss (a 0-dim tensor on the device) of a batch of ``images``."""
+        if len(self._sizes) == len(self.losses):  # an iterable longer than announced: grow
+            self.losses = torch.cat([self.losses, torch.zeros_like(self.losses)])
+        self.losses[len(self._sizes)] = loss.detach().to(torch.float32)
+        self._sizes.append(int(images))
+
+    def total(self) -> float:
+        """Sum of ``loss × images`` over the batches added so far (NaN or inf if one was)."""
+        new = self._sizes[self._summed :]
+        if new:
+            values = self.losses[self._summed : len(self._sizes)].tolist()
+            self._total += sum(v * n for v, n in zip(values, new, strict=True))
+            self._summed = len(self._sizes)
+        return self._total
+
+
+
+class InMemoryBatches:
+    """One epoch of training batches drawn from a uint8 image tensor (the CLI's fast path).
+
+    Iterating draws a seeded order (:func:`iterate_batches`), then per batch: gathers the images
+    on their device, augments them there (when ``augment``), normalises them with ``transform``
+    and yields ``(inputs, targets)``. All draws use ``generator``; pass the same generator to
+    :func:`fpr_mix` to keep an epoch's draws in one stream.
+
+    Args:
+        images: uint8 (N, H, W, C), on the training device.
+        labels: int64 (N,), on the same device.
+        batch_size: images per batch (a one-image remainder joins the previous batch).
+        transform: the ID transform (uint8 NHWC -> float NCHW, normalised).
+        generator: the epoch's generator (:func:`epoch_generator`).
+        augment: random crop with 4-pixel padding and horizontal flip.
+
+    Yields:
+        float (B, C, H, W) inputs and int64 (B,) targets on ``images``' device.
+
+    Raises:
+        DismaxError: when ``N`` or ``batch_size`` is below 2.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        transform: ImageTransform,
+        generator: torch.Generator,
+        augment: bool,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.transform = batch_size, transform
+        self.generator, self.augment = generator, augment
+        self.sizes = batch_sizes(len(images), batch_size)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device = self.images.device
+        for index in iterate_batches(len(self.images), self.batch_size, self.generator):
+            index = index.to(device)
+            batch = self.images[index]
+            if self.augment:
+                batch = augment_batch(batch, generator=self.generator)
+            yield self.transform(batch), self.labels[index]
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What :func:`train_one_epoch` did (so far, when given to ``on_batch``).
+
+    Attributes:
+        batches: batches trained on.
+        images: input images seen (before FPR mixing).
+        loss: mean training loss per image.
+        accuracy: the fraction of clean images (all of them without FPR) predicted right.
+        seconds: wall-clock time since the epoch started.
+    """
+
+    batches: int
+    images: int
+    loss: float
+    accuracy: float
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+class NonFiniteLossError(DismaxError):
+    """The training loss became NaN or infinite (the weights are no longer usable)."""
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _step(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    mix: MixFn | None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One optimiser step; returns (loss, correct clean predictions, clean images), on device."""
+    with autocast(inputs.device):
+        if mix is not None:
+            batch = mix(inputs, targets)
+            logits = model(batch.images).float()
+            loss = loss_fn(logits, batch)
+            clean = slice(0, batch.num_clean)
+            correct = (logits[clean].argmax(1) == batch.targets[clean]).sum()
+            clean_seen = batch.num_clean
+        else:
+            logits = model(inputs).float()
+            loss = loss_fn(logits, targets)
+            correct = (logits.argmax(1) == targets).sum()
+            clean_seen = len(targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, correct, clean_seen
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    mix: MixFn | None = None,
+    device: torch.device | str | None = None,
+    on_batch: Callable[[EpochStats], None] | None = None,
+    report_every: int = 10,
+) -> EpochStats:
+    """Train ``model`` for one pass over ``batches`` (train mode; one step per batch).
+
+    Args:
+        model: any module mapping images (B, C, H, W) to logits (B, C).
+        loss_fn: ``loss_fn(logits, targets)``, or ``loss_fn(logits, FractionalMix)`` with ``mix``
+            (e.g. :class:`~dismax_cli.core.losses.DisMaxLoss`).
+        batches: a ``DataLoader`` or any iterable of ``(images, targets)``: float (B, C, H, W)
+            and int64 (B,), B >= 2 (BatchNorm); moved to ``device`` when elsewhere.
+        optimizer: stepped once per batch.
+        mix: FPR mixer (:func:`fpr_mix`, METHOD.md §2) or None for clean batches.
+        device: where to train (default: the device of the model's parameters).
+        on_batch: called with the running :class:`EpochStats` every ``report_every`` batches
+            and after the last one.
+        report_every: batches between ``on_batch`` calls.
+
+    Returns:
+        The epoch's :class:`EpochStats` (mean loss per image, clean accuracy, time).
+
+    Raises:
+        NonFiniteLossError: (a :class:`DismaxError`) when the loss becomes NaN or infinite
+            (checked every batch on CPU, at every report and at the end elsewhere).
+    """
+    device = _device_of(model) if device is None else torch.device(device)
+    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+    model.train()
+    meter = LossMeter(total or 64, device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = clean_seen = count = 0
+    started = time.perf_counter()
+
+    def stats() -> EpochStats:
+        return EpochStats(
+            batches=count,
+            images=seen,
+            loss=meter.total() / max(seen, 1),
+            accuracy=int(correct) / max(clean_seen, 1),
+            seconds=time.perf_counter() - started,
+        )
+
+    for inputs, targets in batches:
+        inputs = to_device_layout(inputs.to(device, non_blocking=True), device)
+        targets = targets.to(device, non_blocking=True)
+        loss, right, clean = _step(model, loss_fn, optimizer, inputs, targets, mix)
+        correct += right
+        clean_seen += clean
+        meter.add(loss, len(targets))
+        seen += len(targets)
+        count += 1
+        report = on_batch is not None and (count % report_every == 0 or count == total)
+        if (report or device.type == "cpu") and not math.isfinite(meter.total()):
+            raise NonFiniteLossError(f"the training loss became non-finite in batch {count}")
+        if report:
+            on_batch(stats())  # type: ignore[misc]
+    if not math.isfinite(meter.total()):
+        raise NonFiniteLossError(f"the training loss became non-finite in batch {count}")
+    return stats()
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached, contiguous CPU copy of ``model.state_dict()`` (what checkpoints store)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+__all__ = [
+    "EpochStats",
+    "InMemoryBatches",
+    "LossMeter",
+    "MixFn",
+    "NonFiniteLossError",
+    "batch_sizes",
+    "cpu_state",
+    "epoch_generator",
+    "fpr_mix",
+    "iterate_batches",
+    "train_one_epoch",
+]

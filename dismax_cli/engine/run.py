@@ -1,0 +1,256 @@
+"""``fit``: the CLI's run-folder training with resume, composed of the engine's pieces.
+
+A run folder holds ``checkpoint.pt`` (written atomically after every epoch) and
+``train_log.jsonl``. Every random draw of epoch ``e`` comes from a generator seeded by
+``(seed, e)``, so a run interrupted anywhere and resumed ends with bit-identical weights and
+checkpoint bytes on CPU. The recipe is METHOD.md §6.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from dismax_cli.engine.build import TrainingSetup, build_training
+from dismax_cli.engine.checkpoint import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    Checkpoint,
+    CheckpointMeta,
+    append_train_log,
+    load_checkpoint,
+    load_model_state,
+    load_optimizer_state,
+    read_train_log,
+    save_checkpoint,
+    write_train_log,
+)
+from dismax_cli.engine.config import (
+    MIN_BATCH,
+    EpochLog,
+    ProgressCallback,
+    TrainConfig,
+    TrainProgress,
+    TrainResult,
+)
+from dismax_cli.engine.data import RunData, check_same_data, load_run_data
+from dismax_cli.engine.devices import resolve_device
+from dismax_cli.engine.loop import (
+    EpochStats,
+    InMemoryBatches,
+    NonFiniteLossError,
+    cpu_state,
+    epoch_generator,
+    fpr_mix,
+    train_one_epoch,
+)
+from dismax_cli.errors import DismaxError
+
+
+@dataclasses.dataclass
+class _Run:
+    """A run being trained: its folder, data, setup and what is already done."""
+
+    config: TrainConfig
+    run_dir: Path
+    data: RunData
+    setup: TrainingSetup
+    created_dir: bool
+    images: torch.Tensor  # uint8 (N, H, W, C) on the training device
+    labels: torch.Tensor  # int64 (N,) on the training device
+    start_epoch: int = 0
+    history: list[EpochLog] = dataclasses.field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir / LOG_NAME
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    data: RunData | None = None,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
+    """Train one model and write its checkpoint and log into ``run_dir``.
+
+    Args:
+        config: the run's settings (validated here).
+        run_dir: folder for ``checkpoint.pt`` and ``train_log.jsonl``.
+        resume: continue the run in ``run_dir`` (a finished run returns at once).
+        progress: called with a :class:`TrainProgress` every few batches.
+        data: pre-loaded splits (the benchmark shares them between methods).
+        stop_after_epoch: stop (as if interrupted) once this many epochs are done.
+
+    Raises:
+        DismaxError: for invalid settings (``batch_size`` < 2 included), a training split of
+            fewer than 2 images, an existing run without ``resume``, a run folder whose
+            checkpoint belongs to other settings, or a non-finite loss (the last good checkpoint
+            is kept).
+
+    Batches follow :func:`~dismax_cli.engine.loop.batch_sizes` (a one-image remainder joins the
+    previous batch) and the learning rate :meth:`TrainConfig.lr_at` (METHOD.md §6).
+    """
+    config = config.validate()
+    run_dir = Path(run_dir)
+    saved = _existing_run(config, run_dir, resume)
+    if saved is not None and saved.meta.finished:
+        log = read_train_log(run_dir / LOG_NAME)
+        return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, 0, 0.0, log, True)
+    run = _prepare(config, run_dir, data if data is not None else load_run_data(config), saved)
+    last = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
+    epochs_run = 0
+    for epoch in range(run.start_epoch, last):
+        run.history.append(_train_epoch(run, epoch, progress))
+        epochs_run += 1
+    total_seconds = sum(h.seconds for h in run.history)
+    return TrainResult(run_dir, run.checkpoint, epochs_run, total_seconds, run.history)
+
+
+def _existing_run(config: TrainConfig, run_dir: Path, resume: bool) -> Checkpoint | None:
+    """The run folder's checkpoint when resuming it (checked to be this run's), else None."""
+    ckpt_file = run_dir / CHECKPOINT_NAME
+    if not (ckpt_file.exists() or (run_dir.is_dir() and any(run_dir.iterdir()))):
+        return None
+    if not resume:
+        raise DismaxError(
+            f"run folder {str(run_dir)!r} already holds a run: pass --resume to continue it "
+            "or choose another --out"
+        )
+    if not ckpt_file.exists():
+        return None
+    saved = load_checkpoint(ckpt_file)
+    _check_same_run(saved.meta.config, config, ckpt_file)
+    return saved
+
+
+def _prepare(
+    config: TrainConfig, run_dir: Path, data: RunData, saved: Checkpoint | None
+) -> _Run:
+    """Build the model, create the folder and load the saved state (if resuming)."""
+    if len(data.train) < MIN_BATCH:
+        raise DismaxError(
+            f"the training split of {config.dataset!r} holds {len(data.train)} image(s) after "
+            f"the validation carve: training needs at least {MIN_BATCH} (BatchNorm cannot train "
+            "on one image); use a larger dataset"
+        )
+    setup = build_training(config, data.train, resolve_device(config.device))
+    # Only now, with data and model ready, does the run folder appear.
+    created_dir = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DismaxError(f"cannot create run folder {str(run_dir)!r}: {exc.strerror}") from None
+    images, labels = data.train.images.to(setup.device), data.train.labels.to(setup.device)  # type: ignore[union-attr]
+    run = _Run(config, run_dir, data, setup, created_dir, images, labels)
+    if saved is not None:
+        check_same_data(saved.meta.data_sha256, data, repr(str(run.checkpoint)))
+        load_model_state(setup.model, saved, path=run.checkpoint)
+        load_optimizer_state(setup.optimizer, saved, path=run.checkpoint)
+        run.start_epoch = saved.meta.epoch
+        run.history = [h for h in read_train_log(run.log) if h.epoch <= run.start_epoch]
+        write_train_log(run.log, run.history)
+    elif run.log.exists():
+        run.log.unlink()
+    return run
+
+
+def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> EpochLog:
+    """Train (0-based) ``epoch``, then log it and write the checkpoint."""
+    config, setup, train = run.config, run.setup, run.data.train
+    lr = config.lr_at(epoch)
+    for group in setup.optimizer.param_groups:
+        group["lr"] = lr
+    generator = epoch_generator(config.seed, epoch)
+    batches = InMemoryBatches(
+        run.images,
+        run.labels,
+        batch_size=config.batch_size,
+        transform=setup.transform,
+        generator=generator,
+        augment=train.augment if config.augment is None else config.augment,
+    )
+    mix = fpr_mix(train.num_classes, generator=generator) if config.uses_fpr else None
+
+    def report(stats: EpochStats, done: bool = False) -> None:
+        if progress is not None:
+            progress(_progress(config, epoch, len(batches), stats, done))
+
+    try:
+        stats = train_one_epoch(
+            setup.model, setup.loss_fn, batches, setup.optimizer, mix=mix,
+            device=setup.device, on_batch=report if progress is not None else None,
+        )  # fmt: skip
+    except NonFiniteLossError:
+        raise _non_finite_error(run, epoch) from None
+    entry = EpochLog(
+        epoch=epoch + 1,
+        loss=stats.loss,
+        accuracy=stats.accuracy,
+        lr=lr,
+        seconds=stats.seconds,
+        images_per_s=stats.images_per_s,
+    )
+    # Log first, checkpoint second: a resume drops log lines past the checkpoint's epoch.
+    # The checkpoint holds no timings, so identical training gives identical files.
+    append_train_log(run.log, entry)
+    meta = CheckpointMeta.for_run(config, run.data, setup.transform, epoch + 1)
+    state = Checkpoint(meta, cpu_state(setup.model), setup.optimizer.state_dict())
+    save_checkpoint(run.checkpoint, state)
+    report(stats, done=True)
+    return entry
+
+
+def _progress(
+    config: TrainConfig, epoch: int, batches: int, stats: EpochStats, done: bool
+) -> TrainProgress:
+    return TrainProgress(
+        epoch=epoch + 1,
+        epochs=config.epochs,
+        batch=batches if done else stats.batches,
+        batches=batches,
+        loss=stats.loss,
+        accuracy=stats.accuracy,
+        images_per_s=stats.images_per_s,
+        epoch_done=done,
+    )
+
+
+def _non_finite_error(run: _Run, epoch: int) -> DismaxError:
+    if run.checkpoint.exists():
+        kept = f"{str(run.checkpoint)!r} keeps the last good epoch ({epoch})"
+    else:
+        kept = "no epoch finished, so no checkpoint was written"
+        if run.created_dir:
+            run.log.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run.run_dir.rmdir()
+    return DismaxError(
+        f"the training loss became non-finite in epoch {epoch + 1}: the run stopped and "
+        f"{kept}; lower --lr and train again"
+    )
+
+
+def _check_same_run(saved_config: TrainConfig, config: TrainConfig, path: Path) -> None:
+    saved = saved_config.identity()
+    wanted = config.identity()
+    diff = [k for k in wanted if saved.get(k) != wanted[k]]
+    if diff:
+        shown = ", ".join(f"{k}={saved.get(k)!r} (asked {wanted[k]!r})" for k in diff)
+        raise DismaxError(
+            f"{str(path)!r} belongs to another run: {shown}; resume with the same settings or "
+            "choose another --out"
+        )
+
+
+__all__ = ["fit"]
