@@ -10,10 +10,10 @@ says nothing about the spread over training seeds, which is reported separately.
 indices for both), so their shared sample noise cancels and the interval of a method against
 itself is exactly ``[0, 0]``.
 
-The resample indices depend only on ``(seed, n_id, n_ood, resamples)``: one
-``numpy.random.Generator`` (PCG64) seeded with ``seed`` draws them in blocks of
-:data:`RESAMPLE_BLOCK` resamples, first the block's ID indices ``(b, n_id)`` and then its OOD
-indices ``(b, n_ood)``, so the first ``r`` resamples are the same for any ``resamples >= r``.
+The resample indices depend only on ``(seed, n_id, n_ood)``: ``SeedSequence(seed).spawn(2)``
+seeds two ``numpy.random.Generator`` streams (PCG64), one drawing the ID indices and one the OOD
+indices, resample after resample (row-major), in blocks of :data:`RESAMPLE_BLOCK` resamples; so
+resample ``r`` is the same for any ``resamples > r`` and any block size.
 
 AUROC, AUPR-IN, AUPR-OUT, FPR@95TPR and the detection accuracy are computed for a whole block of
 resamples at once from the multiplicities of the pooled sample's distinct scores (one
@@ -49,7 +49,7 @@ class BootstrapInterval:
         low: The ``(1 - level) / 2`` quantile of the resampled values.
         high: The ``(1 + level) / 2`` quantile of the resampled values.
         resamples: The number of bootstrap resamples.
-        seed: The seed of the ``numpy.random.Generator`` that drew the resample indices.
+        seed: The seed of the generators that drew the resample indices (see the module).
         level: The interval's coverage, e.g. 0.95.
     """
 
@@ -176,11 +176,13 @@ def _index_blocks(
     n_id: int, n_ood: int, resamples: int, seed: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield the resample indices block by block: ``(b, n_id)`` and ``(b, n_ood)`` int64."""
-    generator = np.random.default_rng(int(seed))
+    id_stream, ood_stream = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(int(seed)).spawn(2)
+    )
     for start in range(0, resamples, RESAMPLE_BLOCK):
         block = min(RESAMPLE_BLOCK, resamples - start)
-        id_indices = generator.integers(0, n_id, size=(block, n_id))
-        ood_indices = generator.integers(0, n_ood, size=(block, n_ood))
+        id_indices = id_stream.integers(0, n_id, size=(block, n_id))
+        ood_indices = ood_stream.integers(0, n_ood, size=(block, n_ood))
         yield id_indices, ood_indices
 
 
@@ -193,11 +195,11 @@ def resample_indices(
         n_id: The number of ID test samples.
         n_ood: The number of OOD samples.
         resamples: The number of resamples R.
-        seed: The seed of the ``numpy.random.Generator``.
+        seed: The seed of the ``SeedSequence`` behind the two index streams (ID, OOD).
 
     Returns:
         ``(id_indices, ood_indices)``: row ``r`` indexes the ID (OOD) samples of resample ``r``,
-        drawn uniformly with replacement.
+        drawn uniformly with replacement; row ``r`` does not depend on R.
 
     Shape:
         id_indices: ``(R, n_id)``; ood_indices: ``(R, n_ood)``; int64.
@@ -297,7 +299,7 @@ def bootstrap_distribution(
         id_scores: Scores of the in-distribution test samples (higher = more ID).
         ood_scores: Scores of the OOD samples.
         resamples: The number of resamples R.
-        seed: The seed of the ``numpy.random.Generator`` that draws the indices.
+        seed: The seed of the generators that draw the indices (see the module docstring).
 
     Returns:
         The metric on each resample, float64.
