@@ -403,6 +403,24 @@ def test_odin_perturbation_raises_every_max_softmax() -> None:
     assert not any(p.grad is not None for p in model.parameters())
 
 
+def test_odin_steps_a_zero_gradient_pixel_by_minus_epsilon() -> None:
+    """The reference code's sign is ``torch.ge(grad, 0)``: a zero gradient steps by −ε."""
+
+    def model(images: torch.Tensor) -> torch.Tensor:
+        x = images.flatten(1)
+        # Pixel 0 enters through a ReLU at 0 (gradient exactly 0); pixel 1 fixes the class.
+        return torch.stack([x[:, 1] + 3.0 * torch.relu(-x[:, 0]), -x[:, 1]], dim=1)
+
+    images = torch.tensor([[[0.0, 2.0]], [[0.0, 1.0]]], dtype=torch.float64)  # (2, 1, 2)
+    temperature, epsilon = 1.0, 0.1
+    got = odin_scores(model, images, temperature=temperature, epsilon=epsilon)
+    # Pixel 1: d(−log p_0)/dx1 < 0, so it steps by +ε; pixel 0 steps to −ε and adds 3ε.
+    expected = [
+        _softmax(np.array([v + epsilon + 3 * epsilon, -(v + epsilon)])).max() for v in (2.0, 1.0)
+    ]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- direction
 
 
@@ -490,6 +508,14 @@ def test_statistics_survive_a_weights_only_round_trip(name: str) -> None:
     )
     with pytest.raises(AttributeError):
         fresh.statistics.detector = "other"  # type: ignore[misc]
+    mine = torch.ones(3, dtype=torch.float64)
+    own = DetectorStatistics(detector=name, tensors={"a": mine}, values={"b": 1})
+    mine.zero_()
+    loaded["tensors"][next(iter(loaded["tensors"]))].zero_() if loaded["tensors"] else None
+    assert torch.equal(own.tensors["a"], torch.ones(3, dtype=torch.float64))
+    assert torch.equal(
+        fresh.score(toy["ood"], logits, head=head), detector.score(toy["ood"], logits, head=head)
+    )
     with pytest.raises(TypeError):
         fresh.statistics.tensors["x"] = torch.zeros(1)  # type: ignore[index]
 
