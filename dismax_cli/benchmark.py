@@ -649,7 +649,7 @@ def _method_result(
 
 
 def _uses_fpr(run_dir: str) -> bool:
-    return bool(load_checkpoint(Path(run_dir) / "checkpoint.pt").get("uses_fpr"))
+    return bool(load_checkpoint(run_dir).get("uses_fpr"))
 
 
 # --------------------------------------------------------------------------- score one checkpoint

@@ -196,12 +196,16 @@ def canonical_spec(entry: str) -> str:
     return f"{label}{eq}{name}{match.group('count') or ''}{match.group('sel') or ''}"
 
 
-def canonical_requirement(text: str) -> str:
-    """Rewrite the SET of ``METHOD:METRIC:SET>=VALUE`` with :func:`canonical_name`."""
-    match = re.fullmatch(
-        r"(?P<head>\s*[^:]+:[^:]+:\s*)(?P<set>[^<>=\s]+)(?P<tail>\s*[<>=].*)", text
-    )
-    if match is None or match.group("set") == "id":
+_REQUIREMENT_SET = re.compile(r"(?P<head>\s*[^:]+:[^:]+:\s*)(?P<set>[^<>=\s]+)(?P<tail>\s*[<>=].*)")
+
+
+def canonical_requirement(text: str, labels: tuple[str, ...] | list[str] = ()) -> str:
+    """Rewrite the SET of ``METHOD:METRIC:SET>=VALUE`` with :func:`canonical_name`.
+
+    A SET that is ``id`` or one of the OOD ``labels`` in use is kept as written.
+    """
+    match = _REQUIREMENT_SET.fullmatch(text)
+    if match is None or match.group("set") == "id" or match.group("set") in labels:
         return text
     return f"{match.group('head')}{canonical_name(match.group('set'))}{match.group('tail')}"
 
