@@ -99,3 +99,17 @@ def test_a_config_works_from_another_folder(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["dataset"] == f"npz:{tmp_path / 'project' / 'small.npz'}"
+
+
+def test_the_shipped_cifar10_config_finds_its_files_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo.parent / "shared" / "data" / "cifar10_test.npz").is_file():
+        pytest.skip("../shared/data beside the repository is absent")
+    monkeypatch.chdir(tmp_path)
+    values = read_yaml_config(repo / "benchmarks" / "configs" / "cifar10-cpu.yaml")
+    specs = [values["dataset"], values["test_dataset"], *values["ood"]]
+    for spec in specs:
+        path = Path(spec.split("npz:", 1)[1])
+        assert path.is_absolute() and path.is_file(), spec
