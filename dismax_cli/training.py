@@ -112,12 +112,12 @@ class TrainConfig:
         if self.method not in list_methods():
             raise InvalidValueError(
                 "method",
-                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}"
+                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
             )
         if self.model not in list_backbones():
             raise InvalidValueError(
                 "model",
-                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
+                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}",
             )
         positive_ints = {"epochs": self.epochs, "batch_size": self.batch_size}
         for name, value in positive_ints.items():
@@ -142,7 +142,8 @@ class TrainConfig:
         if not 0 < self.val_fraction < 1:
             raise InvalidValueError(
                 "val_fraction",
-                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), e.g. 0.1"
+                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), "
+                "e.g. 0.1",
             )
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
@@ -150,7 +151,7 @@ class TrainConfig:
             raise InvalidValueError(
                 "fpr",
                 f"FPR (fractional probability regularization) applies to dismax only, not "
-                f"{self.method!r}: drop --fpr"
+                f"{self.method!r}: drop --fpr",
             )
         return self
 
