@@ -59,6 +59,7 @@ def test_option_choices_match_the_registries() -> None:
     from dismax_cli.benchmark import BENCHMARK_METHODS
     from dismax_cli.cli import options
     from dismax_cli.core.methods import list_methods
+    from dismax_cli.core.scores import SCORES
     from dismax_cli.data import DATA_DIR_ENV
     from dismax_cli.models import list_backbones
 
@@ -66,6 +67,7 @@ def test_option_choices_match_the_registries() -> None:
     assert list(options.BENCHMARK_METHOD_NAMES) == list(BENCHMARK_METHODS)
     assert list(options.BACKBONE_NAMES) == list_backbones()
     assert options.DATA_DIR_ENV == DATA_DIR_ENV
+    assert list(options.SCORE_NAMES) == list(SCORES)
 
 
 def test_benchmark_seed_is_the_first_seed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,6 +141,8 @@ def test_debug_is_accepted_after_the_subcommand(tmp_path: Path) -> None:
         (["benchmark", "--require", "dismax:AUROC:nosuchset>=0.5"], "--require"),
         (["benchmark", "--ood", "a=uniform", "a=gaussian"], "--ood"),
         (["score", "X", "--ood", "uniform", "--device", "cuda:-1"], "--device"),
+        (["score", "X", "--ood", "uniform", "--score", "softmax"], "--score"),
+        (["calibrate", "X", "--objective", "brier"], "--objective"),
     ],
 )
 def test_invalid_option_values_exit_2_naming_the_option(

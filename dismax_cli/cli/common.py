@@ -10,11 +10,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer._click.exceptions import ClickException as _TyperClickException
 from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.config import InvalidValueError
@@ -195,14 +193,12 @@ def error_exit_code(exc: BaseException) -> int:
     return code
 
 
-#: Exceptions that are Click's control flow: typer's (it vendors Click) and Click's own.
+#: Exceptions that are Click's control flow (typer vendors Click): exit, abort, usage errors.
+#: (Found through typer's public BadParameter, whichever Click it uses.)
 _CLICK_FLOW = (
     typer.Exit,
     typer.Abort,
-    _TyperClickException,
-    click.exceptions.Exit,
-    click.ClickException,
-    click.Abort,
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
 )
 
 

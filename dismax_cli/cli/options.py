@@ -23,6 +23,8 @@ METHOD_NAMES = ("softmax", "isomax_plus", "dismax")
 BENCHMARK_METHOD_NAMES = ("softmax", "isomax_plus", "dismax", "ensemble")
 #: Backbones (``dismax_cli.models.list_backbones()``).
 BACKBONE_NAMES = ("convnet", "resnet18", "resnet34", "densenet_bc_100", "wrn_28_10")
+#: OOD scores (``dismax_cli.core.scores.SCORES``).
+SCORE_NAMES = ("msp", "max_logit", "mds", "neg_entropy", "energy", "mmles")
 #: The environment variable of the data folder (``dismax_cli.data.DATA_DIR_ENV``).
 DATA_DIR_ENV = "DISMAX_DATA_DIR"
 
@@ -100,6 +102,7 @@ METHOD = ChoiceParser(METHOD_NAMES)
 BENCHMARK_METHOD = ChoiceParser(BENCHMARK_METHOD_NAMES)
 BACKBONE = ChoiceParser(BACKBONE_NAMES)
 OBJECTIVE = ChoiceParser(("ece", "nll"))
+SCORE = ChoiceParser(SCORE_NAMES)
 
 DATA_DIR_HELP = "Dataset folder (default: $DISMAX_DATA_DIR or the per-user cache)."
 
@@ -266,6 +269,7 @@ __all__ = [
     "BENCHMARK_METHOD_NAMES",
     "DATA_DIR_ENV",
     "METHOD_NAMES",
+    "SCORE_NAMES",
     "TRAINING_KNOBS",
     "ChoiceParser",
     "NumberParser",

@@ -172,7 +172,11 @@ def score(
     checkpoint: Path = opt.checkpoint_argument(),
     ood: list[str] = typer.Option(..., "--ood", metavar="SET", help=opt.OOD_HELP),
     score_name: str = typer.Option(
-        None, "--score", help="Score shown in the table (default: the method's)."
+        None,
+        "--score",
+        parser=opt.SCORE,
+        metavar="SCORE",
+        help=f"Score shown in the table: {', '.join(opt.SCORE_NAMES)} (default: the method's).",
     ),
     dump: Path = typer.Option(None, "--dump", help="Write per-sample scores to this .npz file."),
     out: Path = typer.Option(
