@@ -32,7 +32,7 @@ DATA_DIR_ENV = "DISMAX_DATA_DIR"
 class NumberParser:
     """Parse an int or a finite float within bounds; a bad value's error names the rule.
 
-    Used as a typer ``parser``: a ``ValueError`` becomes Click's usage error (exit 2) that names
+    Used as a typer ``parser``: its ``BadParameter`` is Click's usage error (exit 2), which names
     the option.
     """
 
@@ -57,9 +57,9 @@ class NumberParser:
             try:
                 number = self.kind(str(value).strip())
             except ValueError:
-                raise ValueError(f"{value!r} is not {self.what}") from None
+                raise typer.BadParameter(f"{value!r} is not {self.what}") from None
         if isinstance(number, float) and not math.isfinite(number):
-            raise ValueError(f"{value!r} is not {self.what}")
+            raise typer.BadParameter(f"{value!r} is not {self.what}")
         too_low = self.low is not None and (
             number <= self.low if self.low_open else number < self.low
         )
@@ -67,7 +67,7 @@ class NumberParser:
             number >= self.high if self.high_open else number > self.high
         )
         if too_low or too_high:
-            raise ValueError(f"{value!r} is not {self.what}")
+            raise typer.BadParameter(f"{value!r} is not {self.what}")
         return number
 
 
@@ -80,7 +80,7 @@ class ChoiceParser:
     def __call__(self, value: Any) -> str:
         if value in self.choices:
             return str(value)
-        raise ValueError(f"{value!r} is not one of {', '.join(self.choices)}")
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(self.choices)}")
 
 
 def parse_device(value: Any) -> str:
@@ -88,7 +88,7 @@ def parse_device(value: Any) -> str:
     try:
         return check_device_name(value)
     except InvalidValueError as exc:
-        raise ValueError(str(exc)) from None
+        raise typer.BadParameter(str(exc)) from None
 
 
 POSITIVE_INT = NumberParser(int, low=1, what="an integer of at least 1")
