@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dismax_cli import __version__
-from dismax_cli.config import check_types
+from dismax_cli.config import InvalidValueError, check_device_name, check_types
 from dismax_cli.core.calibration import TemperatureAtBoundWarning, fit_temperature
 from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.core.metrics import accuracy, ece, nll
@@ -114,43 +114,50 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Return self after checking every value; raise DismaxError naming the bad one."""
         if self.method not in list_methods():
-            raise DismaxError(
-                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}"
+            raise InvalidValueError(
+                "method",
+                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
             )
         if self.model not in list_backbones():
-            raise DismaxError(
-                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
+            raise InvalidValueError(
+                "model",
+                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}",
             )
         positive_ints = {"epochs": 1, "batch_size": MIN_BATCH}
         for name, least in positive_ints.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
-                raise DismaxError(
-                    f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
+                raise InvalidValueError(
+                    name, f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
                 )
         for name in ("lr", "entropic_scale"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise DismaxError(f"{name}={value!r} is invalid: use a positive number")
+                raise InvalidValueError(name, f"{name}={value!r} is invalid: use a positive number")
         for name in ("momentum", "weight_decay", "alpha", "lr_decay"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise DismaxError(f"{name}={value!r} is invalid: use a number >= 0")
+                raise InvalidValueError(name, f"{name}={value!r} is invalid: use a number >= 0")
         for name in ("seed", "split_seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
-                raise DismaxError(f"{name}={value!r} is invalid: use an integer in [0, 2^62)")
+                raise InvalidValueError(
+                    name, f"{name}={value!r} is invalid: use an integer in [0, 2^62)"
+                )
         if not 0 < self.val_fraction < 1:
-            raise DismaxError(
-                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), e.g. 0.1"
+            raise InvalidValueError(
+                "val_fraction",
+                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), "
+                "e.g. 0.1",
             )
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
         if self.fpr and not spec.supports_fpr:
-            raise DismaxError(
+            raise InvalidValueError(
+                "fpr",
                 f"FPR (fractional probability regularization) applies to dismax only, not "
-                f"{self.method!r}: drop --fpr"
+                f"{self.method!r}: drop --fpr",
             )
         return self
 
@@ -267,10 +274,11 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """Map ``auto|cpu|cuda|mps`` to a torch device.
+    """Map ``auto|cpu|cuda|cuda:N|mps`` to a torch device.
 
     Raises:
-        DismaxError: for an unknown name or a device this machine does not have.
+        InvalidValueError: for a name that is no device (``gpu``, ``cuda:x``).
+        DismaxError: for a device this machine does not have.
     """
     if name == "auto":
         if torch.cuda.is_available():
@@ -280,19 +288,29 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda":
+    name = check_device_name(name)
+    if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise DismaxError(
-                "--device cuda was asked for but no CUDA GPU is available: use --device cpu"
+                f"--device {name} was asked for but no CUDA GPU is available: use --device cpu"
             )
-        return torch.device("cuda")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DismaxError(
+                f"--device {name} was asked for but this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s): use cuda:0 .. "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
+        return torch.device(name)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise DismaxError(
                 "--device mps was asked for but MPS is not available: use --device cpu"
             )
         return torch.device("mps")
-    raise DismaxError(f"device {name!r} is invalid: choose one of {', '.join(DEVICES)}")
+    raise InvalidValueError(  # pragma: no cover - check_device_name admits only the above
+        "device", f"device {name!r} is invalid: choose one of {', '.join(DEVICES)}"
+    )
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -540,6 +558,7 @@ def _metadata_problem(payload: dict[str, Any]) -> str | None:
 
 
 def checkpoint_path(run_dir_or_file: str | Path) -> Path:
+    """The checkpoint file of a run folder or of the checkpoint file itself (idempotent)."""
     path = Path(run_dir_or_file)
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
