@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from dismax_cli import __version__
-from dismax_cli.config import check_types
+from dismax_cli.config import InvalidValueError, check_device_name, check_types
 from dismax_cli.core.ensemble import predictive_log_probs
 from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
 from dismax_cli.engine import (
-    DEVICES,
     LOG_NAME,
     ModelBundle,
     ProgressCallback,
@@ -102,6 +101,7 @@ class BenchmarkConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    lr_decay: float = 0.1
     entropic_scale: float = 10.0
     alpha: float = 1.0
     fpr: bool | None = None
@@ -114,34 +114,41 @@ class BenchmarkConfig:
     def validate(self) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains)."""
         if not self.methods:
-            raise DismaxError(f"no methods given: choose from {', '.join(BENCHMARK_METHODS)}")
+            raise InvalidValueError(
+                "methods", f"no methods given: choose from {', '.join(BENCHMARK_METHODS)}"
+            )
         for m in self.methods:
             if m not in BENCHMARK_METHODS:
-                raise DismaxError(
-                    f"unknown method {m!r}: choose from {', '.join(BENCHMARK_METHODS)}"
+                raise InvalidValueError(
+                    "methods", f"unknown method {m!r}: choose from {', '.join(BENCHMARK_METHODS)}"
                 )
         if len(set(self.methods)) != len(self.methods):
-            raise DismaxError(f"methods {list(self.methods)} name one method twice: list each once")
+            raise InvalidValueError(
+                "methods", f"methods {list(self.methods)} name one method twice: list each once"
+            )
         check_ood_labels(self.ood)
         if self.model not in list_backbones():
-            raise DismaxError(
-                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
+            raise InvalidValueError(
+                "model",
+                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}",
             )
         for name in ("seeds", "ensemble_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DismaxError(f"{name}={value!r} is invalid: use an integer of at least 1")
+                raise InvalidValueError(
+                    name, f"{name}={value!r} is invalid: use an integer of at least 1"
+                )
         if "ensemble" in self.methods and self.ensemble_size < 2:
-            raise DismaxError(
+            raise InvalidValueError(
+                "ensemble_size",
                 f"ensemble_size={self.ensemble_size} is too small: a deep ensemble needs at "
-                "least 2 members"
+                "least 2 members",
             )
         if self.objective not in ("ece", "nll"):
-            raise DismaxError(f"objective {self.objective!r} is invalid: choose ece or nll")
-        if self.device not in DEVICES:
-            raise DismaxError(
-                f"device {self.device!r} is invalid: choose one of {', '.join(DEVICES)}"
+            raise InvalidValueError(
+                "objective", f"objective {self.objective!r} is invalid: choose ece or nll"
             )
+        check_device_name(self.device)
         self.train_config("softmax", self.seed).validate()
         if "dismax" in self.methods:
             self.train_config("dismax", self.seed).validate()
@@ -164,6 +171,7 @@ class BenchmarkConfig:
             lr=self.lr,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
+            lr_decay=self.lr_decay,
             entropic_scale=self.entropic_scale,
             alpha=self.alpha,
             fpr=self.fpr if method == "dismax" else None,
@@ -208,19 +216,21 @@ def check_ood_labels(entries: Sequence[str]) -> list[str]:
         DismaxError: naming the offending entry.
     """
     if not entries:
-        raise DismaxError("no OOD sets given: name at least one with --ood")
+        raise InvalidValueError("ood", "no OOD sets given: name at least one with --ood")
     labels = [split_label(entry)[0] for entry in entries]
     for entry, label in zip(entries, labels, strict=True):
         if label == "id":
-            raise DismaxError(
+            raise InvalidValueError(
+                "ood",
                 f"OOD set {entry!r} is named 'id', which --require reserves for the "
-                "in-distribution test split: label it otherwise, e.g. ood1=SPEC"
+                "in-distribution test split: label it otherwise, e.g. ood1=SPEC",
             )
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
-        raise DismaxError(
+        raise InvalidValueError(
+            "ood",
             f"OOD sets {list(entries)} use the name {duplicates[0]!r} twice: list each set once "
-            "or label them apart with NAME=SPEC"
+            "or label them apart with NAME=SPEC",
         )
     return labels
 
@@ -267,52 +277,58 @@ def parse_requirements(
     """Parse and check ``--require`` strings against the run's methods, metrics and sets.
 
     Raises:
-        DismaxError: for malformed text or an unknown method, metric or set.
+        InvalidValueError: for malformed text or an unknown method, metric or set.
     """
     out = []
     metric_keys = {k.upper(): k for k in METRICS}
     for text in texts:
         match = _REQUIREMENT.match(text)
         if not match:
-            raise DismaxError(
+            raise InvalidValueError(
+                "require",
                 f"requirement {text!r} is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
-                "dismax:AUROC:uniform>=0.9"
+                "dismax:AUROC:uniform>=0.9",
             )
         method, metric, dataset, op, value = match.groups()
         if method not in methods:
-            raise DismaxError(
+            raise InvalidValueError(
+                "require",
                 f"requirement {text!r} names method {method!r}, which this run does not have: "
-                f"use one of {', '.join(methods)}"
+                f"use one of {', '.join(methods)}",
             )
         key = metric_keys.get(metric.upper())
         if key is None:
-            raise DismaxError(
+            raise InvalidValueError(
+                "require",
                 f"requirement {text!r} names unknown metric {metric!r}: use one of "
-                f"{', '.join(METRICS)}"
+                f"{', '.join(METRICS)}",
             )
         if key in ID_METRICS:
             if dataset != "id":
-                raise DismaxError(
+                raise InvalidValueError(
+                    "require",
                     f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
-                    f"'id' (e.g. {method}:{key}:id>=0.9)"
+                    f"'id' (e.g. {method}:{key}:id>=0.9)",
                 )
         elif dataset not in ood:
-            raise DismaxError(
+            raise InvalidValueError(
+                "require",
                 f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
-                f"use one of {', '.join(ood)}"
+                f"use one of {', '.join(ood)}",
             )
         try:
             threshold = float(value)
         except ValueError:
-            raise DismaxError(
-                f"requirement {text!r} has threshold {value!r}, which is not a number"
+            raise InvalidValueError(
+                "require", f"requirement {text!r} has threshold {value!r}, which is not a number"
             ) from None
         if not math.isfinite(threshold):
-            raise DismaxError(f"requirement {text!r} has a non-finite threshold")
+            raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
         if key != "NLL" and not 0.0 <= threshold <= 1.0:
-            raise DismaxError(
+            raise InvalidValueError(
+                "require",
                 f"requirement {text!r}: {key} is a fraction in [0, 1], so write the threshold "
-                f"as one (e.g. 0.9 for 90 %)"
+                f"as one (e.g. 0.9 for 90 %)",
             )
         out.append(Requirement(text, method, key, dataset, op, threshold))
     return out
@@ -432,6 +448,36 @@ def _evaluate(
     return before, after, ood
 
 
+def load_ood_sets(
+    entries: Sequence[str], *, like: ImageSet, data_dir: str | None
+) -> dict[str, ImageSet]:
+    """Load every OOD entry (``SPEC`` or ``LABEL=SPEC``) by its label, checked against ``like``.
+
+    Every entry is tried before anything fails, so one message names all the sets that cannot
+    be loaded (each with its own fix), not only the first.
+
+    Raises:
+        DismaxError: the one error, or ``N OOD sets cannot be used: (1) ...; (2) ...``.
+    """
+    oods: dict[str, ImageSet] = {}
+    problems: list[str] = []
+    for entry in entries:
+        label, spec = split_label(entry)
+        try:
+            ood_set = load_ood(spec, like=like, data_dir=data_dir)
+            check_disjoint(like, ood_set)
+        except DismaxError as exc:
+            problems.append(str(exc))
+            continue
+        oods[label] = ood_set
+    if len(problems) == 1:
+        raise DismaxError(problems[0])
+    if problems:
+        listed = "; ".join(f"({i}) {text}" for i, text in enumerate(problems, 1))
+        raise DismaxError(f"{len(problems)} OOD sets cannot be used: {listed}")
+    return oods
+
+
 def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = None) -> Report:
     """Train (or reuse), calibrate and evaluate every method; return the report.
 
@@ -444,12 +490,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
     progress.say(f"loading {config.dataset} and {len(config.ood)} OOD set(s)")
     base = config.train_config("softmax", config.seed)
     data = load_run_data(base)
-    oods: dict[str, ImageSet] = {}
-    for entry in config.ood:
-        label, spec = split_label(entry)
-        ood_set = load_ood(spec, like=data.test, data_dir=config.data_dir)
-        check_disjoint(data.test, ood_set)
-        oods[label] = ood_set
+    oods = load_ood_sets(config.ood, like=data.test, data_dir=config.data_dir)
     data_hash = hashlib.sha256(
         (data.train.pixels_sha256() + data.split.val_indices_sha256).encode()
     ).hexdigest()
@@ -608,7 +649,7 @@ def _method_result(
 
 
 def _uses_fpr(run_dir: str) -> bool:
-    return load_checkpoint(Path(run_dir) / "checkpoint.pt").meta.uses_fpr
+    return load_checkpoint(run_dir).meta.uses_fpr
 
 
 # --------------------------------------------------------------------------- score one checkpoint
@@ -657,14 +698,7 @@ def score_checkpoint(
     check_ood_labels(ood)
     bundle = load_bundle(path, device=device)
     data = rebuild_run_data(bundle.meta, data_dir=data_dir)
-    oods: dict[str, ImageSet] = {}
-    for entry in ood:
-        label, spec = split_label(entry)
-        ood_set = load_ood(
-            spec, like=data.test, data_dir=data_dir or bundle.meta.config.data_dir
-        )
-        check_disjoint(data.test, ood_set)
-        oods[label] = ood_set
+    oods = load_ood_sets(ood, like=data.test, data_dir=data_dir or bundle.meta.config.data_dir)
     outputs = model_outputs([bundle], data.test, oods)
     if dump is not None:
         write_scores_npz(dump, outputs)

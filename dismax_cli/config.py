@@ -1,10 +1,17 @@
 """YAML config files for ``dismax train`` and ``dismax benchmark`` (keys mirror the CLI options).
 
-Unknown keys are errors; options given on the command line override the file.
+Unknown keys are errors; options given on the command line override the file. Files are read
+with the YAML 1.2 core schema (``5e-4`` is a number, ``on``/``no`` are strings, only
+``true``/``false`` are booleans), and relative paths inside a file are relative to the file's
+folder. This module imports neither torch nor the rest of the library, so the CLI can check
+option values before it loads them.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +19,173 @@ import yaml
 
 from dismax_cli.errors import DismaxError
 
+#: Devices every command accepts (plus ``cuda:N`` for the N-th CUDA GPU).
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+_CUDA_INDEX = re.compile(r"^cuda:(.*)$")
+
+#: Config keys that hold a dataset spec (``npz:PATH`` and ``imagefolder:PATH`` are paths).
+SPEC_KEYS = ("dataset", "test_dataset", "ood")
+#: Config keys that are folders.
+PATH_KEYS = ("data_dir", "runs_dir")
+_FILE_SPEC = re.compile(
+    r"^(?P<label>[A-Za-z_][\w.\-]*=)?(?P<prefix>npz:|imagefolder:)(?P<rest>.+)$", re.IGNORECASE
+)
+_SELECTION = re.compile(r"^(?P<path>.*?)(?P<sel>\[[^\[\]]*\])?$")
+
+
+class InvalidValueError(DismaxError):
+    """A value that is wrong whatever the machine holds (not a choice, out of range, a bad type).
+
+    The CLI exits with status 2 for it (a usage error), like Click's own errors, and names the
+    option (``--epochs``) or the config key (``epochs`` in FILE) the value came from.
+
+    Attributes:
+        key: the config key / option name with underscores (``batch_size``).
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def check_device_name(name: object, *, key: str = "device") -> str:
+    """Return ``name`` if it names a device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Only the spelling is checked here (no torch import); whether this machine has the device is
+    checked when it is used.
+
+    Raises:
+        InvalidValueError: for any other value (``gpu``, ``cuda:x``, ``cuda:-1``).
+    """
+    if isinstance(name, str):
+        if name in DEVICE_NAMES:
+            return name
+        match = _CUDA_INDEX.match(name)
+        if match and match.group(1).isdigit() and match.group(1).isascii():
+            return f"cuda:{int(match.group(1))}"
+    raise InvalidValueError(
+        key,
+        f"device {name!r} is invalid: choose one of {', '.join(DEVICE_NAMES)} or cuda:N "
+        "(N = 0, 1, ...)",
+    )
+
+
+# ----------------------------------------------------------------------------- YAML 1.2
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with the YAML 1.2 core schema's implicit types (no timestamps, no yes/no/on)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {}
+_RESOLVERS: tuple[tuple[str, str, str], ...] = (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+)
+for _tag, _pattern, _first in _RESOLVERS:
+    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+_Yaml12Loader.add_implicit_resolver(  # the empty scalar is null
+    "tag:yaml.org,2002:null", re.compile(r"^$"), [""]
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = str(loader.construct_scalar(node)).lower()  # type: ignore[arg-type]
+    if text.endswith(".inf"):
+        return -math.inf if text.startswith("-") else math.inf
+    if text == ".nan":
+        return math.nan
+    return float(text)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with the YAML 1.2 core schema.
+
+    ``5e-4``, ``1E-3``, ``.5``, ``10`` are numbers; only ``true``/``false`` (any of three
+    capitalisations) are booleans, so ``on``, ``no``, ``y`` stay strings; dates stay strings.
+
+    Raises:
+        yaml.YAMLError: for invalid syntax.
+    """
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _resolve_path_text(text: str, base: Path) -> str:
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return text
+    return os.path.normpath(base / path)
+
+
+def resolve_spec_paths(spec: str, base: Path) -> str:
+    """Make the path of an ``npz:``/``imagefolder:`` spec absolute, relative to ``base``.
+
+    Keeps a ``NAME=`` label and a ``[SEL]`` class subset; named sets are returned unchanged.
+    """
+    match = _FILE_SPEC.match(spec.strip()) if isinstance(spec, str) else None
+    if match is None:
+        return spec
+    parts = _SELECTION.match(match.group("rest"))
+    assert parts is not None  # the pattern matches every string
+    path = parts.group("path").strip()
+    if not path:
+        return spec
+    return (
+        f"{match.group('label') or ''}{match.group('prefix')}"
+        f"{_resolve_path_text(path, base)}{parts.group('sel') or ''}"
+    )
+
+
+def resolve_config_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Return ``values`` with relative paths made relative to ``base`` (the config's folder).
+
+    Paths are the ``npz:``/``imagefolder:`` specs in ``dataset``, ``test_dataset`` and ``ood``
+    (``NAME=SPEC`` entries too) and the folders ``data_dir`` and ``runs_dir``. Values of the
+    wrong type are left alone for the type check to report.
+    """
+    out = dict(values)
+    for key in SPEC_KEYS:
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = resolve_spec_paths(value, base)
+        elif isinstance(value, list):
+            out[key] = [resolve_spec_paths(v, base) if isinstance(v, str) else v for v in value]
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value.strip():
+            out[key] = _resolve_path_text(value.strip(), base)
+    return out
+
 
 def read_yaml_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping of option names (dashes or underscores) to values.
+
+    The file is read with the YAML 1.2 core schema (:func:`load_yaml`); relative paths in it are
+    made relative to the file's folder (:func:`resolve_config_paths`), so a config works from
+    any current folder.
 
     Raises:
         DismaxError: for a missing file, invalid YAML, or a document that is not a mapping.
@@ -23,7 +194,7 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DismaxError(f"config file {str(path)!r} does not exist: check the --config path")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -39,7 +210,8 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
             f"config file {str(path)!r} must hold a mapping of option: value, not a "
             f"{type(data).__name__}"
         )
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    values = {str(k).replace("-", "_"): v for k, v in data.items()}
+    return resolve_config_paths(values, path.resolve().parent)
 
 
 def merge_options(file_values: dict[str, Any], cli_values: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +221,57 @@ def merge_options(file_values: dict[str, Any], cli_values: dict[str, Any]) -> di
     return merged
 
 
-__all__ = ["merge_options", "read_yaml_config"]
+def option_name(key: str) -> str:
+    """The command-line spelling of a config key: ``batch_size`` -> ``--batch-size``."""
+    return "--" + key.replace("_", "-")
+
+
+def build_config(
+    cls: Any,
+    cli_values: dict[str, Any],
+    file_values: dict[str, Any],
+    *,
+    config: str | Path | None = None,
+    base_values: dict[str, Any] | None = None,
+) -> Any:
+    """Merge ``base_values`` < ``file_values`` < given CLI options, build ``cls`` and validate it.
+
+    ``cls`` is a config dataclass with ``from_dict`` and ``validate`` (``TrainConfig``,
+    ``BenchmarkConfig``).
+
+    Raises:
+        InvalidValueError: naming where the bad value came from: the option (``--epochs``) or
+            the key in the config file.
+        DismaxError: for values that are valid but cannot be used here (no CUDA, ...).
+    """
+    merged = merge_options({**(base_values or {}), **file_values}, cli_values)
+    try:
+        return cls.from_dict(merged).validate()
+    except InvalidValueError as exc:
+        key = exc.key
+        if cli_values.get(key) is not None:
+            source = f"invalid value for {option_name(key)}"
+        elif key in file_values and config is not None:
+            source = f"invalid value for key {key!r} in config file {str(config)!r}"
+        elif base_values and key in base_values:
+            source = f"invalid value for {key!r} in the run's stored settings"
+        else:
+            source = "invalid value"
+        raise InvalidValueError(key, f"{source}: {exc}") from None
+
+
+__all__ = [
+    "DEVICE_NAMES",
+    "build_config",
+    "option_name",
+    "InvalidValueError",
+    "check_device_name",
+    "check_types",
+    "load_yaml",
+    "merge_options",
+    "read_yaml_config",
+    "resolve_config_paths",
+]
 
 
 def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, Any]:
@@ -60,7 +282,7 @@ def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, An
     accepts one string or a list of strings.
 
     Raises:
-        DismaxError: naming the key, the value and the expected type.
+        InvalidValueError: naming the key, the value and the expected type.
     """
     import dataclasses
 
@@ -69,8 +291,9 @@ def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, An
     for key, value in values.items():
         expected = types.get(key)
         if expected is None:
-            raise DismaxError(
-                f"unknown {what} option {key!r}: valid keys are {', '.join(sorted(types))}"
+            raise InvalidValueError(
+                key,
+                f"unknown {what} option {key!r}: valid keys are {', '.join(sorted(types))}",
             )
         optional = expected.endswith("| None")
         base = expected.replace("| None", "").strip()
@@ -103,6 +326,6 @@ def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, An
                 "int": "an integer",
                 "str": "a string",
             }.get(base, base)
-            raise DismaxError(f"{what} option {key}={shown} is invalid: use {kind}")
+            raise InvalidValueError(key, f"{what} option {key}={shown} is invalid: use {kind}")
         out[key] = value
     return out

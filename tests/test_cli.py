@@ -150,26 +150,31 @@ def test_existing_out_without_resume_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
         (
             ["train", "--dataset", "digits", "--method", "isomax", "--out", "X"],
-            "unknown method 'isomax'",
+            "'isomax' is not one of softmax, isomax_plus, dismax",
+            2,
         ),
-        (["train", "--dataset", "nosuchset", "--out", "X"], "nosuchset"),
-        (["train", "--dataset", "digits", "--model", "vgg", "--out", "X"], "unknown model 'vgg'"),
-        (["calibrate", "missing.pt"], "does not exist"),
-        (["score", "missing.pt", "--ood", "uniform"], "does not exist"),
+        (["train", "--dataset", "nosuchset", "--out", "X"], "nosuchset", 1),
+        (
+            ["train", "--dataset", "digits", "--model", "vgg", "--out", "X"],
+            "Invalid value for '--model'",
+            2,
+        ),
+        (["calibrate", "missing.pt"], "does not exist", 1),
+        (["score", "missing.pt", "--ood", "uniform"], "does not exist", 1),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str, code: int
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DISMAX_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DISMAX_OFFLINE", "1")
     result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "X").exists()
@@ -190,7 +195,7 @@ def test_config_file_and_cli_override(tmp_path: Path, monkeypatch: pytest.Monkey
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: digits\nepochz: 3\n")
     result = runner.invoke(app, ["train", "--config", str(bad), "--out", str(tmp_path / "r2")])
-    assert result.exit_code == 1 and "epochz" in result.output
+    assert result.exit_code == 2 and "epochz" in result.output
 
 
 def test_debug_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:

@@ -434,7 +434,9 @@ def test_resnet18_trains_with_a_one_image_remainder_through_the_cli(tmp_path: Pa
     assert [e["epoch"] for e in log] == [1]
     assert log[0]["lr"] == 0.1  # the only epoch runs at --lr (item: milestones)
     refused = CliRunner().invoke(app, [*args[:-1], "1", "--out", str(tmp_path / "one")], env=env)
-    assert refused.exit_code == 1 and "batch_size=1" in refused.output
+    # An invalid option value: a usage error (exit 2) naming the option and the rule.
+    assert refused.exit_code == 2 and "--batch-size" in refused.output
+    assert "at least 2" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "one").exists()
     # Eval mode (scoring, calibration) is fine with one image: same logits as in a batch.
     bundle = load_bundle(out)

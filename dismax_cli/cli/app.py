@@ -1,4 +1,9 @@
-"""The ``dismax`` Typer application; each command lives in its own module and is registered here."""
+"""The ``dismax`` Typer application; each command lives in its own module and is registered here.
+
+Start-up stays light: this module and the command modules import only typer, click, rich and
+yaml; torch, torchvision and scikit-learn load inside a command's body when it runs, so every
+``--help`` and every usage error answers at once (``benchmarks/speed/cli_startup.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,25 @@ import sys
 import typer
 
 from dismax_cli import __version__
-from dismax_cli.cli.common import set_debug
+from dismax_cli.cli.common import DismaxGroup
 
 app = typer.Typer(
     name="dismax",
+    cls=DismaxGroup,
     help=(
         "DisMax: classifiers that know what they do not know. Train with the DisMax loss, "
         "calibrate, score out-of-distribution sets and benchmark against SoftMax, IsoMax+ and "
         "deep ensembles."
     ),
+    epilog=(
+        "Exit codes: 0 success, 1 an error (one line on stderr), 2 a usage error or an invalid "
+        "option value, 3 a failed --require."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -30,12 +42,17 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show the full traceback of an error (accepted anywhere on the command line).",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    set_debug(debug)
+    # DismaxGroup.main takes --debug off the command line wherever it is, before parsing.
+    del debug, version
 
 
 def _register() -> None:

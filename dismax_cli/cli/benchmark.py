@@ -6,12 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dismax_cli.benchmark import (
-    BenchmarkConfig,
-    BenchmarkProgress,
-    check_requirements,
-    run_benchmark,
-)
+from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import (
     EXIT_REQUIREMENT_FAILED,
@@ -24,11 +19,8 @@ from dismax_cli.cli.common import (
     write_report_outputs,
     write_stdout,
 )
-from dismax_cli.cli.progress import training_bars
-from dismax_cli.config import merge_options, read_yaml_config
+from dismax_cli.config import build_config, read_yaml_config
 from dismax_cli.errors import DismaxError
-from dismax_cli.render import report_renderable
-from dismax_cli.reports import from_json, to_json
 
 benchmark_app = typer.Typer(
     cls=MultiValueGroup,
@@ -47,54 +39,97 @@ app.add_typer(benchmark_app, name="benchmark")
 @handle_errors
 def benchmark(
     ctx: typer.Context,
-    config: Path = typer.Option(
-        None, "--config", help="YAML file of benchmark options (CLI options override it)."
-    ),
-    dataset: str = typer.Option(None, "--dataset", help="ID dataset spec (default digits[0-5])."),
-    test_dataset: str = typer.Option(
-        None, "--test-dataset", help="Separate ID test set (npz:/imagefolder:)."
-    ),
+    config: Path = opt.CONFIG,
+    dataset: str = opt.DATASET,
+    test_dataset: str = opt.TEST_DATASET,
     ood: list[str] = typer.Option(
-        None, "--ood", help="OOD sets: --ood SET [SET ...] (default digits[6-9] uniform)."
+        None,
+        "--ood",
+        metavar="SET",
+        help=f"{opt.OOD_HELP} Default: digits[6-9] uniform.",
     ),
     methods: list[str] = typer.Option(
-        None, "--methods", help="Any of softmax isomax_plus dismax ensemble (default all)."
+        None,
+        "--methods",
+        parser=opt.BENCHMARK_METHOD,
+        metavar="METHOD",
+        help="Any of softmax isomax_plus dismax ensemble (default all).",
     ),
-    model: str = typer.Option(None, "--model", help="Backbone for every method (default convnet)."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 20)."),
+    model: str = opt.MODEL,
+    epochs: int = opt.EPOCHS,
+    seed: int = opt.SEED,
     seeds: int = typer.Option(
-        None, "--seeds", help="Number of seeds; >1 reports mean ± sample std."
+        None,
+        "--seeds",
+        parser=opt.POSITIVE_INT,
+        metavar="N",
+        help="Number of seeds (SEED, SEED+1, ...); >1 reports mean ± sample std.",
     ),
     ensemble_size: int = typer.Option(
-        None, "--ensemble-size", help="SoftMax members of the deep ensemble (default 3)."
+        None,
+        "--ensemble-size",
+        parser=opt.POSITIVE_INT,
+        metavar="N",
+        help="SoftMax members of the deep ensemble (default 3).",
+    ),
+    batch_size: int = opt.BATCH_SIZE,
+    lr: float = opt.LR,
+    momentum: float = opt.MOMENTUM,
+    weight_decay: float = opt.WEIGHT_DECAY,
+    lr_decay: float = opt.LR_DECAY,
+    entropic_scale: float = opt.ENTROPIC_SCALE,
+    alpha: float = opt.ALPHA,
+    fpr: bool = opt.FPR,
+    augment: bool = opt.AUGMENT,
+    val_fraction: float = opt.VAL_FRACTION,
+    split_seed: int = opt.SPLIT_SEED,
+    objective: str = typer.Option(
+        None,
+        "--objective",
+        parser=opt.OBJECTIVE,
+        metavar="ece|nll",
+        help=opt.OBJECTIVE_HELP,
     ),
     runs_dir: str = typer.Option(
         None,
         "--runs-dir",
+        metavar="DIR",
         help="Where runs are trained and reused (default $DISMAX_RUNS_DIR or the user cache).",
     ),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
-    data_dir: str = typer.Option(
-        None, "--data-dir", help="Dataset folder (default $DISMAX_DATA_DIR or the user cache)."
-    ),
+    device: str = opt.DEVICE,
+    data_dir: str = opt.DATA_DIR,
     require: list[str] = typer.Option(
         None,
         "--require",
+        metavar="REQ",
         help=(
             "CI gate, repeatable: METHOD:METRIC:SET>=VALUE (SET 'id' for ACC/NLL/ECE). "
             "Exit 3 if any fails."
         ),
     ),
     output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", help="table or json (JSON only on stdout)."
+        OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
     out: Path = typer.Option(
-        None, "--out", help="Also write the JSON report to this file (atomically)."
+        None,
+        "--out",
+        metavar="FILE",
+        help="Also write the JSON report to this file (atomically).",
     ),
 ) -> None:
     """Run the benchmark (see ``dismax benchmark --help``)."""
     if ctx.invoked_subcommand is not None:
         return
+    from dismax_cli.benchmark import (
+        BenchmarkConfig,
+        BenchmarkProgress,
+        check_requirements,
+        run_benchmark,
+        split_label,
+    )
+    from dismax_cli.cli.progress import training_bars
+    from dismax_cli.data.registry import canonical_requirement, canonical_spec
+
     check_writable(out, "--out")
     file_values = read_yaml_config(config) if config is not None else {}
     cli_values = {
@@ -104,14 +139,42 @@ def benchmark(
         "methods": methods or None,
         "model": model,
         "epochs": epochs,
+        "seed": seed,
         "seeds": seeds,
         "ensemble_size": ensemble_size,
+        "batch_size": batch_size,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "lr_decay": lr_decay,
+        "entropic_scale": entropic_scale,
+        "alpha": alpha,
+        "fpr": fpr,
+        "augment": augment,
+        "val_fraction": val_fraction,
+        "split_seed": split_seed,
+        "objective": objective,
         "runs_dir": runs_dir,
         "device": device,
         "data_dir": data_dir,
         "require": require or None,
     }
-    cfg = BenchmarkConfig.from_dict(merge_options(file_values, cli_values)).validate()
+    # The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize),
+    # in --ood and in the SET of --require alike, from the command line and from a config.
+    for values in (cli_values, file_values):
+        if isinstance(values.get("ood"), str):
+            values["ood"] = [values["ood"]]
+        if isinstance(values.get("ood"), list | tuple):
+            values["ood"] = [canonical_spec(v) if isinstance(v, str) else v for v in values["ood"]]
+    entries = cli_values["ood"] or file_values.get("ood") or BenchmarkConfig.ood
+    labels = [split_label(e)[0] for e in entries if isinstance(e, str)]
+    for values in (cli_values, file_values):
+        if isinstance(values.get("require"), list | tuple):
+            values["require"] = [
+                canonical_requirement(v, labels) if isinstance(v, str) else v
+                for v in values["require"]
+            ]
+    cfg = build_config(BenchmarkConfig, cli_values, file_values, config=config)
     with training_bars() as bars:
         progress = BenchmarkProgress(
             stage=lambda text: err_console.print(
@@ -137,12 +200,17 @@ def benchmark(
 @benchmark_app.command("show")
 @handle_errors
 def show(
-    report_path: Path = typer.Argument(..., help="A JSON report written by --out."),
+    report_path: Path = typer.Argument(
+        ..., metavar="REPORT.json", help="A JSON report written by --out."
+    ),
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="table or json."
     ),
 ) -> None:
     """Re-render a saved benchmark or score report."""
+    from dismax_cli.render import report_renderable
+    from dismax_cli.reports import from_json, to_json
+
     if not report_path.is_file():
         raise DismaxError(
             f"report {str(report_path)!r} does not exist: pass a file written by --out"

@@ -8,20 +8,25 @@ import sys
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
+from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import atomic_write_bytes
-from dismax_cli.render import report_renderable
-from dismax_cli.reports import Report, to_json
 
-#: Exit code for user errors (bad option values, missing files, bad checkpoints).
+if TYPE_CHECKING:  # the report modules load only when a command writes a report
+    from dismax_cli.reports import Report
+
+#: Exit code for user errors (missing files, bad checkpoints, unavailable data or devices) and,
+#: with an ``internal error:`` line, for bugs.
 EXIT_USER_ERROR = 1
+#: Exit code for usage errors: an unknown option, a missing argument or an invalid value of any
+#: option, given on the command line or in a ``--config`` file (Click uses 2 as well).
+EXIT_USAGE_ERROR = 2
 #: Exit code when ``dismax benchmark --require`` finds a requirement that does not hold.
 EXIT_REQUIREMENT_FAILED = 3
 
@@ -91,10 +96,14 @@ def expand_multi_value_options(args: Sequence[str]) -> list[str]:
 def _is_checkpoint_path(token: str) -> bool:
     """A run folder or ``.pt`` file given after ``--ood a b`` is the command's CHECKPOINT.
 
-    No dataset spec names one, so ``dismax score --ood uniform runs/x`` works too.
+    No dataset spec names one (a spec is a name or ``npz:``/``imagefolder:PATH``), so
+    ``dismax score --ood uniform runs/x`` and ``... --ood uniform runs/x/checkpoint.pt`` work;
+    a ``.pt`` path counts even when it does not exist, so the error says that it is missing.
     """
+    if ":" in token.split("/", 1)[0] or "=" in token:
+        return False
     path = Path(token)
-    return (path.suffix == ".pt" and path.is_file()) or (path / "checkpoint.pt").is_file()
+    return path.suffix == ".pt" or (path / "checkpoint.pt").is_file()
 
 
 def _split_commas(name: str, value: str) -> list[str]:
@@ -131,7 +140,7 @@ class MultiValueGroup(TyperGroup):
         return super().parse_args(ctx, expand_multi_value_options(args))
 
 
-#: Set by the root ``--debug`` option: user errors then raise with their traceback.
+#: Set by ``--debug`` (accepted anywhere on the command line): errors then show their traceback.
 _STATE = {"debug": False}
 
 
@@ -143,26 +152,97 @@ def debug_enabled() -> bool:
     return _STATE["debug"]
 
 
+def take_debug_flag(args: Sequence[str]) -> tuple[list[str], bool]:
+    """Remove every ``--debug`` before a ``--`` from ``args``; return the rest and whether found.
+
+    ``--debug`` is a global flag: ``dismax --debug train ...`` and ``dismax train ... --debug``
+    mean the same, for every command, also when parsing fails.
+    """
+    out: list[str] = []
+    found = False
+    for i, token in enumerate(args):
+        if token == "--":
+            out.extend(args[i:])
+            break
+        if token == "--debug":
+            found = True
+        else:
+            out.append(token)
+    return out, found
+
+
+def error_exit_code(exc: BaseException) -> int:
+    """Print one line for ``exc`` on stderr and return the exit code (no traceback).
+
+    :class:`InvalidValueError` (a bad option or config value) exits 2, any other
+    :class:`DismaxError` 1, ``KeyboardInterrupt`` 130; any other exception is a bug and prints
+    ``internal error: <type>: <message>; rerun with --debug for the traceback`` (exit 1).
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        err_console.print("[bold red]interrupted[/]")
+        return 130
+    if isinstance(exc, DismaxError):
+        line, code = str(exc), EXIT_USAGE_ERROR if isinstance(exc, InvalidValueError) else 1
+        label = "error:"
+    else:
+        message = " ".join(str(exc).split()) or "(no message)"
+        line = f"{type(exc).__name__}: {message}; rerun with --debug for the traceback"
+        code, label = EXIT_USER_ERROR, "internal error:"
+    # User text (paths, specs like digits[0-5]) must not be read as rich markup.
+    err_console.print(f"[bold red]{label}[/] {escape(line)}", highlight=False, soft_wrap=True)
+    return code
+
+
+#: Exceptions that are Click's control flow (typer vendors Click): exit, abort, usage errors.
+#: (Found through typer's public BadParameter, whichever Click it uses.)
+_CLICK_FLOW = (
+    typer.Exit,
+    typer.Abort,
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+)
+
+
+def _passes_through(exc: BaseException) -> bool:
+    """Click's own control flow (exit, abort, usage errors) is not an error to report here."""
+    return isinstance(exc, _CLICK_FLOW)
+
+
 def handle_errors(func: F) -> F:
-    """Turn :class:`DismaxError` (and unreadable user files) into one line on stderr and exit 1."""
+    """Turn every exception of a command into one line on stderr and an exit code.
+
+    See :func:`error_exit_code`; with ``--debug`` the exception propagates with its traceback.
+    The root group (:class:`DismaxGroup`) applies the same handler to errors raised while the
+    command line is parsed (option callbacks, parameter types).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except DismaxError as exc:
-            if debug_enabled():
+        except (Exception, KeyboardInterrupt) as exc:
+            if _passes_through(exc) or debug_enabled():
                 raise
-            # User text (paths, specs like digits[0-5]) must not be read as rich markup.
-            err_console.print(
-                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(EXIT_USER_ERROR) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]")
-            raise typer.Exit(130) from None
+            raise typer.Exit(error_exit_code(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class DismaxGroup(TyperGroup):
+    """The root ``dismax`` group: global ``--debug`` and one error handler for everything."""
+
+    def main(self, args: Sequence[str] | None = None, *pargs: Any, **kwargs: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        argv, debug = take_debug_flag(argv)
+        set_debug(debug)
+        try:
+            return super().main(argv, *pargs, **kwargs)
+        except (Exception, KeyboardInterrupt) as exc:
+            if _passes_through(exc) or debug:
+                raise
+            code = error_exit_code(exc)
+        if kwargs.get("standalone_mode", True):
+            sys.exit(code)
+        raise typer.Exit(code)
 
 
 def write_stdout(text: str) -> None:
@@ -205,6 +285,10 @@ def check_writable(
 
 def write_report_outputs(report: Report, *, out: Path | None, output_format: OutputFormat) -> None:
     """Write the report atomically to ``out`` (if given), then JSON or tables to stdout."""
+    from dismax_cli.fileio import atomic_write_bytes
+    from dismax_cli.render import report_renderable
+    from dismax_cli.reports import to_json
+
     text = to_json(report)
     if out is not None:
         try:

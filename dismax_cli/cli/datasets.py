@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,7 +12,10 @@ from rich.table import Table
 
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import OutputFormat, handle_errors, write_stdout
-from dismax_cli.data import DATA_DIR_ENV, DatasetInfo, list_datasets, resolve_data_dir
+from dismax_cli.cli.options import DATA_DIR_ENV
+
+if TYPE_CHECKING:  # the data layer (torch) loads only when the command runs
+    from dismax_cli.data import DatasetInfo
 
 
 def _present_text(info: DatasetInfo) -> str:
@@ -57,6 +61,8 @@ def datasets(
     Named sets download into the data dir on first use (never with DISMAX_OFFLINE=1);
     npz:PATH and imagefolder:PATH load local files; synthetic sets are generated.
     """
+    from dismax_cli.data import list_datasets, resolve_data_dir
+
     root = resolve_data_dir(data_dir)
     rows = list_datasets(root)
     if output_format == OutputFormat.json:

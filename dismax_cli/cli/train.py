@@ -1,4 +1,8 @@
-"""``dismax train``, ``dismax calibrate`` and ``dismax score``."""
+"""``dismax train``, ``dismax calibrate`` and ``dismax score``.
+
+Option declarations only import the light modules (:mod:`dismax_cli.cli.options`); the library
+(torch) loads in each command's body.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from dismax_cli.benchmark import score_checkpoint
+from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import (
     MultiValueCommand,
@@ -21,83 +24,81 @@ from dismax_cli.cli.common import (
     write_report_outputs,
     write_stdout,
 )
-from dismax_cli.cli.progress import training_bars
-from dismax_cli.config import merge_options, read_yaml_config
-from dismax_cli.engine import (
-    LOG_NAME,
-    TrainConfig,
-    calibrate_checkpoint,
-    checkpoint_path,
-    fit,
-    load_checkpoint,
-)
+from dismax_cli.config import build_config, read_yaml_config
 
-DATA_DIR_HELP = "Dataset folder (default: $DISMAX_DATA_DIR or the per-user cache)."
+DATA_DIR_HELP = opt.DATA_DIR_HELP
 
 
 @app.command(cls=MultiValueCommand)
 @handle_errors
 def train(
-    dataset: str = typer.Option(
-        None, "--dataset", help="ID dataset spec, e.g. digits[0-5], cifar10, npz:PATH."
-    ),
-    test_dataset: str = typer.Option(
-        None, "--test-dataset", help="Separate test set (for npz:/imagefolder: sources)."
-    ),
+    dataset: str = opt.DATASET,
+    test_dataset: str = opt.TEST_DATASET,
     method: str = typer.Option(
-        None, "--method", help="softmax, isomax_plus or dismax (default dismax)."
-    ),
-    model: str = typer.Option(
-        None, "--model", help="Backbone: convnet, resnet18, resnet34, densenet_bc_100, wrn_28_10."
-    ),
-    epochs: int = typer.Option(None, "--epochs", help="Number of epochs (default 10)."),
-    out: Path = typer.Option(
-        ..., "--out", help="Run folder for checkpoint.pt and train_log.jsonl."
-    ),
-    seed: int = typer.Option(
-        None, "--seed", help="Seed of weights, batches, augmentation and FPR."
-    ),
-    fpr: bool = typer.Option(
         None,
-        "--fpr/--no-fpr",
-        help="Fractional probability regularization (DisMax; on by default).",
+        "--method",
+        parser=opt.METHOD,
+        metavar="METHOD",
+        help="softmax, isomax_plus or dismax (default dismax).",
     ),
-    config: Path = typer.Option(
-        None, "--config", help="YAML file of training options (CLI options override it)."
+    model: str = opt.MODEL,
+    epochs: int = opt.EPOCHS,
+    out: Path = typer.Option(
+        ..., "--out", metavar="DIR", help="Run folder for checkpoint.pt and train_log.jsonl."
     ),
+    seed: int = opt.SEED,
+    fpr: bool = opt.FPR,
+    config: Path = opt.CONFIG,
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out (a finished run: nothing to do)."
     ),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Training batch size (default 64)."),
-    lr: float = typer.Option(None, "--lr", help="Initial learning rate (default 0.1)."),
-    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    device: str = opt.DEVICE,
+    batch_size: int = opt.BATCH_SIZE,
+    lr: float = opt.LR,
+    momentum: float = opt.MOMENTUM,
+    weight_decay: float = opt.WEIGHT_DECAY,
+    lr_decay: float = opt.LR_DECAY,
+    entropic_scale: float = opt.ENTROPIC_SCALE,
+    alpha: float = opt.ALPHA,
+    augment: bool = opt.AUGMENT,
+    val_fraction: float = opt.VAL_FRACTION,
+    split_seed: int = opt.SPLIT_SEED,
+    data_dir: str = opt.DATA_DIR,
     output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", help="table or json (stdout)."
+        OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
 ) -> None:
     """Train one model (paper recipe by default) and write its checkpoint every epoch."""
+    from dismax_cli.cli.progress import training_bars
+    from dismax_cli.engine import TrainConfig, checkpoint_path, fit, load_checkpoint
+
     file_values = read_yaml_config(config) if config is not None else {}
+    run_values = {}
     if resume and checkpoint_path(out).is_file():
         # Resuming needs no options: the run's own settings come first, then the file, the CLI.
-        file_values = {**load_checkpoint(out).meta.config.to_dict(), **file_values}
-    values = merge_options(
-        file_values,
-        {
-            "dataset": dataset,
-            "test_dataset": test_dataset,
-            "method": method,
-            "model": model,
-            "epochs": epochs,
-            "seed": seed,
-            "fpr": fpr,
-            "device": device,
-            "batch_size": batch_size,
-            "lr": lr,
-            "data_dir": data_dir,
-        },
-    )
-    cfg = TrainConfig.from_dict(values).validate()
+        run_values = load_checkpoint(out).meta.config.to_dict()
+    cli_values = {
+        "dataset": dataset,
+        "test_dataset": test_dataset,
+        "method": method,
+        "model": model,
+        "epochs": epochs,
+        "seed": seed,
+        "fpr": fpr,
+        "device": device,
+        "batch_size": batch_size,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "lr_decay": lr_decay,
+        "entropic_scale": entropic_scale,
+        "alpha": alpha,
+        "augment": augment,
+        "val_fraction": val_fraction,
+        "split_seed": split_seed,
+        "data_dir": data_dir,
+    }
+    cfg = build_config(TrainConfig, cli_values, file_values, config=config, base_values=run_values)
     with training_bars() as bars:
         result = fit(cfg, out, resume=resume, progress=bars.callback(f"{cfg.method} {cfg.model}"))
     summary = {
@@ -128,16 +129,18 @@ def train(
 @app.command()
 @handle_errors
 def calibrate(
-    checkpoint: Path = typer.Argument(..., help="A run folder or its checkpoint.pt."),
-    objective: Objective = typer.Option(
-        Objective.ece, "--objective", help="ece (the paper's) or nll (Guo et al.)."
-    ),
-    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    checkpoint: Path = opt.checkpoint_argument(),
+    objective: Objective = typer.Option(Objective.ece, "--objective", help=opt.OBJECTIVE_HELP),
+    data_dir: str = opt.DATA_DIR,
     output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", help="table or json (stdout)."
+        OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
 ) -> None:
     """Fit the temperature on the run's validation split and store it in the checkpoint."""
+    from rich.table import Table
+
+    from dismax_cli.engine import calibrate_checkpoint
+
     result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
     if output_format is OutputFormat.json:
         write_stdout(json.dumps(result.to_dict(), indent=2))
@@ -166,27 +169,41 @@ def calibrate(
 @app.command(cls=MultiValueCommand)
 @handle_errors
 def score(
-    checkpoint: Path = typer.Argument(..., help="A run folder or its checkpoint.pt."),
-    ood: list[str] = typer.Option(..., "--ood", help="OOD sets: --ood SET [SET ...]."),
+    checkpoint: Path = opt.checkpoint_argument(),
+    ood: list[str] = typer.Option(..., "--ood", metavar="SET", help=opt.OOD_HELP),
     score_name: str = typer.Option(
-        None, "--score", help="Score shown in the table (default: the method's)."
+        None,
+        "--score",
+        parser=opt.SCORE,
+        metavar="SCORE",
+        help=f"Score shown in the table: {', '.join(opt.SCORE_NAMES)} (default: the method's).",
     ),
     dump: Path = typer.Option(None, "--dump", help="Write per-sample scores to this .npz file."),
     out: Path = typer.Option(
         None, "--out", help="Write the JSON report to this file (atomically)."
     ),
-    device: str = typer.Option("cpu", "--device", help="auto, cpu, cuda or mps."),
-    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    device: str = opt.DEVICE,
+    data_dir: str = opt.DATA_DIR,
     output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", help="table or json (stdout)."
+        OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
 ) -> None:
     """Evaluate a checkpoint: ID accuracy, NLL, ECE and OOD detection metrics per set."""
+    from dismax_cli.benchmark import score_checkpoint
+    from dismax_cli.data.registry import canonical_spec
+    from dismax_cli.engine import LOG_NAME, checkpoint_path
+
+    ood = [canonical_spec(entry) for entry in ood]
     ckpt = checkpoint_path(checkpoint)
     run_files = (ckpt, ckpt.parent / LOG_NAME)
     check_writable(dump, "--dump", protected=run_files)
     check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
     report = score_checkpoint(
-        checkpoint, ood, data_dir=data_dir, device=device, score=score_name, dump=dump
+        checkpoint,
+        ood,
+        data_dir=data_dir,
+        device=device or "auto",
+        score=score_name,
+        dump=dump,
     )
     write_report_outputs(report, out=out, output_format=output_format)

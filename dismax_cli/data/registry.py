@@ -58,11 +58,24 @@ SYNTHETIC_DEFAULT_SHAPE = (32, 32, 3)
 #: Provenance of the digits set (sklearn's 0..16 values scaled by 255/16, rounded; 8x8x1).
 DIGITS_SOURCE = "scikit-learn bundled digits (UCI Optical Recognition of Handwritten Digits)"
 
+#: Other names of registry sets, matched case-insensitively with ``-`` read as ``_``. The paper
+#: (METHOD.md §7) and the ODIN release call the resized sets "LSUN" and "TinyImageNet".
 ALIASES = {
     "imagenet_resize": "tin_resize",
     "imagenet_crop": "tin_crop",
+    "tinyimagenet": "tin_resize",
+    "tiny_imagenet": "tin_resize",
+    "tinyimagenet_resize": "tin_resize",
+    "tin": "tin_resize",
+    "imagenet": "tin_resize",
+    "tinyimagenet_crop": "tin_crop",
+    "lsun": "lsun_resize",
+    "lsun_r": "lsun_resize",
+    "lsun_c": "lsun_crop",
     "dtd": "textures",
     "fashionmnist": "fashion_mnist",
+    "cifar_10": "cifar10",
+    "cifar_100": "cifar100",
 }
 SYNTHETIC_NAMES = ("gaussian", "uniform")
 _SPLITS = ("train", "test", "all")
@@ -153,6 +166,48 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 # ----------------------------------------------------------------------------- spec parsing
+
+
+def canonical_name(name: str) -> str:
+    """The registry name of a set name as a person types it (``LSUN`` -> ``lsun_resize``).
+
+    Case-insensitive, ``-`` reads as ``_``; names that are no registry name or alias are
+    returned unchanged.
+    """
+    key = name.strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    return key if key in _known_names() else name
+
+
+def canonical_spec(entry: str) -> str:
+    """Rewrite the set name of a spec or ``LABEL=SPEC`` entry to its registry name.
+
+    ``LSUN`` -> ``lsun_resize``, ``TinyImageNet[0-9]`` -> ``tin_resize[0-9]``, ``Uniform:500``
+    -> ``uniform:500``; ``npz:``/``imagefolder:`` specs, labels and unknown names are kept (an
+    unknown name fails later with the list of names).
+    """
+    label, eq, spec = entry.partition("=")
+    if not eq or not re.fullmatch(r"[A-Za-z_][\w.\-]*", label):
+        label, eq, spec = "", "", entry
+    match = re.fullmatch(r"(?P<name>[A-Za-z][\w\-]*)(?P<count>:\d+)?(?P<sel>\[[^\[\]]*\])?", spec)
+    if match is None:
+        return entry
+    name = canonical_name(match.group("name"))
+    return f"{label}{eq}{name}{match.group('count') or ''}{match.group('sel') or ''}"
+
+
+_REQUIREMENT_SET = re.compile(r"(?P<head>\s*[^:]+:[^:]+:\s*)(?P<set>[^<>=\s]+)(?P<tail>\s*[<>=].*)")
+
+
+def canonical_requirement(text: str, labels: tuple[str, ...] | list[str] = ()) -> str:
+    """Rewrite the SET of ``METHOD:METRIC:SET>=VALUE`` with :func:`canonical_name`.
+
+    A SET that is ``id`` or one of the OOD ``labels`` in use is kept as written.
+    """
+    match = _REQUIREMENT_SET.fullmatch(text)
+    if match is None or match.group("set") == "id" or match.group("set") in labels:
+        return text
+    return f"{match.group('head')}{canonical_name(match.group('set'))}{match.group('tail')}"
 
 
 def _known_names() -> list[str]:

@@ -15,10 +15,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from dismax_cli.config import check_types
+from dismax_cli.config import InvalidValueError, check_types
 from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.engine.devices import resolve_device
-from dismax_cli.errors import DismaxError
 from dismax_cli.models import list_backbones
 
 #: Learning-rate milestones as fractions of the epochs (150/200/250 of 300 in the paper), exact.
@@ -76,43 +75,50 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Return self after checking every value; raise DismaxError naming the bad one."""
         if self.method not in list_methods():
-            raise DismaxError(
-                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}"
+            raise InvalidValueError(
+                "method",
+                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
             )
         if self.model not in list_backbones():
-            raise DismaxError(
-                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}"
+            raise InvalidValueError(
+                "model",
+                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}",
             )
         positive_ints = {"epochs": 1, "batch_size": MIN_BATCH}
         for name, least in positive_ints.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
-                raise DismaxError(
-                    f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
+                raise InvalidValueError(
+                    name, f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
                 )
         for name in ("lr", "entropic_scale"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise DismaxError(f"{name}={value!r} is invalid: use a positive number")
+                raise InvalidValueError(name, f"{name}={value!r} is invalid: use a positive number")
         for name in ("momentum", "weight_decay", "alpha", "lr_decay"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise DismaxError(f"{name}={value!r} is invalid: use a number >= 0")
+                raise InvalidValueError(name, f"{name}={value!r} is invalid: use a number >= 0")
         for name in ("seed", "split_seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
-                raise DismaxError(f"{name}={value!r} is invalid: use an integer in [0, 2^62)")
+                raise InvalidValueError(
+                    name, f"{name}={value!r} is invalid: use an integer in [0, 2^62)"
+                )
         if not 0 < self.val_fraction < 1:
-            raise DismaxError(
-                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), e.g. 0.1"
+            raise InvalidValueError(
+                "val_fraction",
+                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), "
+                "e.g. 0.1",
             )
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
         if self.fpr and not spec.supports_fpr:
-            raise DismaxError(
+            raise InvalidValueError(
+                "fpr",
                 f"FPR (fractional probability regularization) applies to dismax only, not "
-                f"{self.method!r}: drop --fpr"
+                f"{self.method!r}: drop --fpr",
             )
         return self
 

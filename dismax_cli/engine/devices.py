@@ -10,16 +10,18 @@ from typing import Any
 
 import torch
 
+from dismax_cli.config import InvalidValueError, check_device_name
 from dismax_cli.errors import DismaxError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str) -> torch.device:
-    """Map ``auto|cpu|cuda|mps`` to a torch device.
+    """Map ``auto|cpu|cuda|cuda:N|mps`` to a torch device.
 
     Raises:
-        DismaxError: for an unknown name or a device this machine does not have.
+        InvalidValueError: for a name that is no device (``gpu``, ``cuda:x``).
+        DismaxError: for a device this machine does not have.
     """
     if name == "auto":
         if torch.cuda.is_available():
@@ -29,20 +31,29 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda":
+    name = check_device_name(name)
+    if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise DismaxError(
-                "--device cuda was asked for but no CUDA GPU is available: use --device cpu"
+                f"--device {name} was asked for but no CUDA GPU is available: use --device cpu"
             )
-        return torch.device("cuda")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DismaxError(
+                f"--device {name} was asked for but this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s): use cuda:0 .. "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
+        return torch.device(name)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise DismaxError(
                 "--device mps was asked for but MPS is not available: use --device cpu"
             )
         return torch.device("mps")
-    raise DismaxError(f"device {name!r} is invalid: choose one of {', '.join(DEVICES)}")
-
+    raise InvalidValueError(  # pragma: no cover - check_device_name admits only the above
+        "device", f"device {name!r} is invalid: choose one of {', '.join(DEVICES)}"
+    )
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:

@@ -1,0 +1,281 @@
+"""Every CLI option that two commands share, defined once (name, type, help text).
+
+The training knobs (:class:`~dismax_cli.engine.TrainConfig`'s fields, the keys a YAML config
+accepts) are options of both ``dismax train`` and ``dismax benchmark`` with the same name and
+help text. Values are checked while the command line is parsed (choices, ranges, device names),
+so a bad value exits 2 (a usage error) in well under a second: this module imports neither
+torch nor the library. ``tests/test_cli_options.py`` checks that the choices below match the
+registries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import typer
+
+from dismax_cli.config import InvalidValueError, check_device_name
+
+#: Training methods (``dismax_cli.core.methods.list_methods()``; a test keeps them equal).
+METHOD_NAMES = ("softmax", "isomax_plus", "dismax")
+#: Methods a benchmark compares (``dismax_cli.benchmark.BENCHMARK_METHODS``).
+BENCHMARK_METHOD_NAMES = ("softmax", "isomax_plus", "dismax", "ensemble")
+#: Backbones (``dismax_cli.models.list_backbones()``).
+BACKBONE_NAMES = ("convnet", "resnet18", "resnet34", "densenet_bc_100", "wrn_28_10")
+#: OOD scores (``dismax_cli.core.scores.SCORES``).
+SCORE_NAMES = ("msp", "max_logit", "mds", "neg_entropy", "energy", "mmles")
+#: The environment variable of the data folder (``dismax_cli.data.DATA_DIR_ENV``).
+DATA_DIR_ENV = "DISMAX_DATA_DIR"
+
+
+class NumberParser:
+    """Parse an int or a finite float within bounds; a bad value's error names the rule.
+
+    Used as a typer ``parser``: its ``BadParameter`` is Click's usage error (exit 2), which names
+    the option.
+    """
+
+    def __init__(
+        self,
+        kind: type,
+        *,
+        low: float | None = None,
+        low_open: bool = False,
+        high: float | None = None,
+        high_open: bool = False,
+        what: str,
+    ) -> None:
+        self.kind = kind
+        self.low, self.low_open, self.high, self.high_open = low, low_open, high, high_open
+        self.what = what
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = self.kind(str(value).strip())
+            except ValueError:
+                raise typer.BadParameter(f"{value!r} is not {self.what}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise typer.BadParameter(f"{value!r} is not {self.what}")
+        too_low = self.low is not None and (
+            number <= self.low if self.low_open else number < self.low
+        )
+        too_high = self.high is not None and (
+            number >= self.high if self.high_open else number > self.high
+        )
+        if too_low or too_high:
+            raise typer.BadParameter(f"{value!r} is not {self.what}")
+        return number
+
+
+class ChoiceParser:
+    """Accept one of ``choices`` exactly (they are the registry names)."""
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+
+    def __call__(self, value: Any) -> str:
+        if value in self.choices:
+            return str(value)
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(self.choices)}")
+
+
+def parse_device(value: Any) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (spelling only; no torch import)."""
+    try:
+        return check_device_name(value)
+    except InvalidValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+POSITIVE_INT = NumberParser(int, low=1, what="an integer of at least 1")
+#: Training batches: BatchNorm cannot train on one image (README design notes).
+BATCH_INT = NumberParser(
+    int, low=2, what="an integer of at least 2 (BatchNorm cannot train on one image)"
+)
+SEED_INT = NumberParser(int, low=0, high=2**62, high_open=True, what="an integer in [0, 2^62)")
+POSITIVE_FLOAT = NumberParser(float, low=0, low_open=True, what="a positive number")
+NONNEGATIVE_FLOAT = NumberParser(float, low=0, what="a number >= 0")
+FRACTION = NumberParser(
+    float, low=0, low_open=True, high=1, high_open=True, what="a fraction in (0, 1), e.g. 0.1"
+)
+METHOD = ChoiceParser(METHOD_NAMES)
+BENCHMARK_METHOD = ChoiceParser(BENCHMARK_METHOD_NAMES)
+BACKBONE = ChoiceParser(BACKBONE_NAMES)
+OBJECTIVE = ChoiceParser(("ece", "nll"))
+SCORE = ChoiceParser(SCORE_NAMES)
+
+DATA_DIR_HELP = "Dataset folder (default: $DISMAX_DATA_DIR or the per-user cache)."
+
+# ----------------------------------------------------------------------------- training knobs
+# One typer.Option per TrainConfig field; train and benchmark both use each of them.
+
+DATASET = typer.Option(
+    None,
+    "--dataset",
+    metavar="SPEC",
+    help="ID dataset spec, e.g. digits[0-5], cifar10, npz:PATH (default digits[0-5]).",
+)
+TEST_DATASET = typer.Option(
+    None,
+    "--test-dataset",
+    metavar="SPEC",
+    help="Separate ID test set (for npz:/imagefolder: sources).",
+)
+MODEL = typer.Option(
+    None,
+    "--model",
+    parser=BACKBONE,
+    metavar="NAME",
+    help=f"Backbone: {', '.join(BACKBONE_NAMES)} (default convnet).",
+)
+EPOCHS = typer.Option(
+    None,
+    "--epochs",
+    parser=POSITIVE_INT,
+    metavar="N",
+    help="Epochs per run (default: train 10, benchmark 20; the paper 300).",
+)
+BATCH_SIZE = typer.Option(
+    None, "--batch-size", parser=BATCH_INT, metavar="N", help="Training batch size (default 64)."
+)
+LR = typer.Option(
+    None, "--lr", parser=POSITIVE_FLOAT, metavar="X", help="Initial learning rate (default 0.1)."
+)
+MOMENTUM = typer.Option(
+    None,
+    "--momentum",
+    parser=NONNEGATIVE_FLOAT,
+    metavar="X",
+    help="SGD Nesterov momentum (default 0.9).",
+)
+WEIGHT_DECAY = typer.Option(
+    None,
+    "--weight-decay",
+    parser=NONNEGATIVE_FLOAT,
+    metavar="X",
+    help="L2 weight decay on all parameters (default 1e-4).",
+)
+LR_DECAY = typer.Option(
+    None,
+    "--lr-decay",
+    parser=NONNEGATIVE_FLOAT,
+    metavar="X",
+    help="Learning-rate factor after 1/2, 2/3 and 5/6 of the epochs (default 0.1).",
+)
+ENTROPIC_SCALE = typer.Option(
+    None,
+    "--entropic-scale",
+    parser=POSITIVE_FLOAT,
+    metavar="X",
+    help="Entropic scale E of IsoMax+ and DisMax (default 10).",
+)
+ALPHA = typer.Option(
+    None,
+    "--alpha",
+    parser=NONNEGATIVE_FLOAT,
+    metavar="X",
+    help="Weight of the FPR term (default 1).",
+)
+FPR = typer.Option(
+    None,
+    "--fpr/--no-fpr",
+    help="Fractional probability regularization, DisMax only (default on for DisMax).",
+)
+AUGMENT = typer.Option(
+    None,
+    "--augment/--no-augment",
+    help="Random crop and flip while training (default: the dataset's).",
+)
+SEED = typer.Option(
+    None,
+    "--seed",
+    parser=SEED_INT,
+    metavar="N",
+    help=(
+        "Seed of weights, batches, augmentation and FPR (default 0); the benchmark's first "
+        "seed: --seeds K runs SEED, SEED+1, ..., SEED+K-1."
+    ),
+)
+VAL_FRACTION = typer.Option(
+    None,
+    "--val-fraction",
+    parser=FRACTION,
+    metavar="X",
+    help="Share of the training split held out for calibration (default 0.1).",
+)
+SPLIT_SEED = typer.Option(
+    None,
+    "--split-seed",
+    parser=SEED_INT,
+    metavar="N",
+    help="Seed of the validation split (default 0).",
+)
+DEVICE = typer.Option(
+    None,
+    "--device",
+    parser=parse_device,
+    metavar="DEVICE",
+    help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA, then MPS, then CPU).",
+)
+DATA_DIR = typer.Option(None, "--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+
+#: Training-knob option of each TrainConfig field (``method`` is ``--method`` in train and
+#: ``--methods`` in benchmark).
+TRAINING_KNOBS: dict[str, Any] = {
+    "dataset": DATASET,
+    "test_dataset": TEST_DATASET,
+    "model": MODEL,
+    "epochs": EPOCHS,
+    "batch_size": BATCH_SIZE,
+    "lr": LR,
+    "momentum": MOMENTUM,
+    "weight_decay": WEIGHT_DECAY,
+    "lr_decay": LR_DECAY,
+    "entropic_scale": ENTROPIC_SCALE,
+    "alpha": ALPHA,
+    "fpr": FPR,
+    "augment": AUGMENT,
+    "seed": SEED,
+    "val_fraction": VAL_FRACTION,
+    "split_seed": SPLIT_SEED,
+    "device": DEVICE,
+    "data_dir": DATA_DIR,
+}
+
+# ----------------------------------------------------------------------------- other shared
+
+CONFIG = typer.Option(
+    None,
+    "--config",
+    metavar="FILE.yaml",
+    help=(
+        "YAML file of options (keys as the option names; relative paths are relative to the "
+        "file; the command line wins)."
+    ),
+)
+FORMAT_HELP = "table or json on stdout (messages go to stderr)."
+OBJECTIVE_HELP = "Calibration objective: ece (the paper's) or nll (Guo et al.)."
+OOD_HELP = "OOD sets: --ood SET [SET ...] (NAME=SPEC labels a set)."
+CHECKPOINT_HELP = "A run folder or its checkpoint.pt."
+
+
+def checkpoint_argument() -> Any:
+    """The CHECKPOINT argument of calibrate and score."""
+    return typer.Argument(..., metavar="CHECKPOINT", help=CHECKPOINT_HELP, show_default=False)
+
+
+__all__ = [
+    "BACKBONE_NAMES",
+    "BENCHMARK_METHOD_NAMES",
+    "DATA_DIR_ENV",
+    "METHOD_NAMES",
+    "SCORE_NAMES",
+    "TRAINING_KNOBS",
+    "ChoiceParser",
+    "NumberParser",
+    "parse_device",
+]
