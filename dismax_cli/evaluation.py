@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dismax_cli.core import metrics as M
+from dismax_cli.core.calibration import calibrated_probs
 from dismax_cli.core.ensemble import mutual_information, predictive_log_probs
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet
@@ -107,8 +107,8 @@ def model_outputs(
 
 
 def probs_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """softmax(logits / T) in float64."""
-    return F.softmax(logits.double() / float(temperature), dim=1)
+    """softmax(logits / T) in float64 (:func:`~dismax_cli.core.calibration.calibrated_probs`)."""
+    return calibrated_probs(logits, temperature)
 
 
 def measure_throughputs(

@@ -12,7 +12,7 @@ from scipy.optimize import minimize_scalar
 
 from dismax_cli.core.calibration import (
     TemperatureAtBoundWarning,
-    apply_temperature,
+    calibrated_probs,
     ece_from_logits,
     fit_temperature,
     nll_from_logits,
@@ -159,16 +159,19 @@ def test_nll_from_logits_needs_no_clamp() -> None:
     assert value == pytest.approx(2000.0)  # the probability 0 as float64, the NLL still exact
 
 
-def test_apply_temperature_fills_the_buffer() -> None:
-    head = torch.nn.Linear(3, 2)
-    head.register_buffer("temperature", torch.tensor(1.0))
-    apply_temperature(head, 0.25)
-    assert head.temperature.item() == 0.25
-    assert head.state_dict()["temperature"].item() == 0.25
+def test_calibrated_probs_are_the_softmax_of_logits_over_t() -> None:
+    """METHOD.md §4: p = softmax(z / T), computed here in float64 from the formula."""
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    got = calibrated_probs(logits, 0.25)
+    z = logits.double() / 0.25
+    want = torch.exp(z - z.max(1, keepdim=True).values)
+    want = want / want.sum(1, keepdim=True)
+    assert got.dtype == torch.float64 and torch.allclose(got, want, atol=1e-12)
+    assert torch.equal(got.argmax(1), logits.argmax(1))
     with pytest.raises(DismaxError, match="temperature must be finite and > 0"):
-        apply_temperature(head, 0.0)
-    with pytest.raises(DismaxError, match="Linear has no 'temperature' buffer"):
-        apply_temperature(torch.nn.Linear(3, 2), 2.0)
+        calibrated_probs(logits, 0.0)
+    with pytest.raises(DismaxError, match="expected \\(B, C\\)"):
+        calibrated_probs(logits[0], 2.0)
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,10 @@ on every run. When the optimum is a bound (all-correct sets push T to 0, all-wro
 infinity: no finite optimum) the bound is returned and a :class:`TemperatureAtBoundWarning` says
 why.
 
-Applying a temperature: every head has a buffer ``temperature`` (a 0-d float tensor) by which it
-divides its logits; :func:`apply_temperature` sets it (``head.temperature.fill_(T)``).
-Temperature scaling never changes the predicted classes.
+Applying a temperature: heads hold none and return raw logits (T = 1); the fitted T is kept with
+the run and applied only where probabilities are computed, :func:`calibrated_probs`
+(``softmax(logits / T)``, METHOD.md §3, §4). Temperature scaling never changes the predicted
+classes.
 """
 
 from __future__ import annotations
@@ -304,33 +305,32 @@ def fit_temperature(
     return temperature
 
 
-def apply_temperature(head: torch.nn.Module, temperature: float) -> None:
-    """Set a head's temperature buffer in place, so that it outputs ``logits / temperature``.
+def calibrated_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Return the calibrated probabilities ``softmax(logits / T)`` in float64.
 
-    Equivalent to ``head.temperature.fill_(temperature)``: the buffer is a 0-d float tensor,
-    saved with the head's state dict. Predictions (argmax) do not change.
+    The one place a temperature is applied: heads return raw logits (T = 1), OOD scores use them
+    as they are, and probabilities (ACC, NLL, ECE, a deployed model's confidence) use the run's
+    fitted T (METHOD.md §3, §4). Predictions (argmax) do not depend on T.
 
     Args:
-        head: A head with a ``temperature`` buffer (SoftMaxHead, IsoMaxPlusHead, DisMaxHead).
+        logits: Raw logits (B, C) at T = 1.
         temperature: T > 0, e.g. from :func:`fit_temperature`.
 
+    Shape:
+        (B, C) -> (B, C), rows summing to 1.
+
     Raises:
-        DismaxError: If the head has no ``temperature`` tensor buffer, or the temperature is not
-            finite and positive.
+        DismaxError: If the temperature is not finite and positive, or logits are not (B, C).
 
     References:
         Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
         arXiv:1706.04599.
     """
     value = _check_temperature(temperature)
-    buffer = getattr(head, "temperature", None)
-    if not isinstance(buffer, torch.Tensor):
-        raise DismaxError(
-            f"{type(head).__name__} has no 'temperature' buffer; pass a dismax head "
-            "(SoftMaxHead, IsoMaxPlusHead or DisMaxHead)"
-        )
-    with torch.no_grad():
-        buffer.fill_(value)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise DismaxError(f"logits of shape {shape} are invalid: expected (B, C)")
+    return torch.softmax(logits.double() / value, dim=1)
 
 
 __all__ = [
@@ -339,7 +339,7 @@ __all__ = [
     "Method",
     "Objective",
     "TemperatureAtBoundWarning",
-    "apply_temperature",
+    "calibrated_probs",
     "ece_from_logits",
     "fit_temperature",
     "nll_from_logits",

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from dismax_cli.core.calibration import TemperatureAtBoundWarning, fit_temperature
+from dismax_cli.core.calibration import (
+    TemperatureAtBoundWarning,
+    calibrated_probs,
+    fit_temperature,
+)
 from dismax_cli.core.metrics import accuracy, ece, nll
 from dismax_cli.data import ImageSet, check_disjoint
 from dismax_cli.engine.checkpoint import (
@@ -95,8 +98,8 @@ def _result(
     objective: str,
     warning: str | None,
 ) -> CalibrationResult:
-    before = F.softmax(logits.double(), dim=1)
-    after = F.softmax(logits.double() / temperature, dim=1)
+    before = calibrated_probs(logits, 1.0)
+    after = calibrated_probs(logits, temperature)
     return CalibrationResult(
         temperature=float(temperature),
         objective=objective,

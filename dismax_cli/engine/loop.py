@@ -284,37 +284,46 @@ def train_one_epoch(
     device = _device_of(model) if device is None else torch.device(device)
     total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
     model.train()
-    meter = LossMeter(total or 64, device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen = clean_seen = count = 0
-    started = time.perf_counter()
-
-    def stats() -> EpochStats:
-        return EpochStats(
-            batches=count,
-            images=seen,
-            loss=meter.total() / max(seen, 1),
-            accuracy=int(correct) / max(clean_seen, 1),
-            seconds=time.perf_counter() - started,
-        )
-
+    tally = _Tally(total or 64, device)
     for inputs, targets in batches:
         inputs = to_device_layout(inputs.to(device, non_blocking=True), device)
         targets = targets.to(device, non_blocking=True)
-        loss, right, clean = _step(model, loss_fn, optimizer, inputs, targets, mix)
-        correct += right
-        clean_seen += clean
-        meter.add(loss, len(targets))
-        seen += len(targets)
-        count += 1
-        report = on_batch is not None and (count % report_every == 0 or count == total)
-        if (report or device.type == "cpu") and not math.isfinite(meter.total()):
-            raise NonFiniteLossError(f"the training loss became non-finite in batch {count}")
+        tally.add(*_step(model, loss_fn, optimizer, inputs, targets, mix), len(targets))
+        done = tally.batches
+        report = on_batch is not None and (done % report_every == 0 or done == total)
+        if (report or device.type == "cpu") and not math.isfinite(tally.meter.total()):
+            raise NonFiniteLossError(f"the training loss became non-finite in batch {done}")
         if report:
-            on_batch(stats())  # type: ignore[misc]
-    if not math.isfinite(meter.total()):
-        raise NonFiniteLossError(f"the training loss became non-finite in batch {count}")
-    return stats()
+            on_batch(tally.stats())  # type: ignore[misc]
+    if not math.isfinite(tally.meter.total()):
+        raise NonFiniteLossError(f"the training loss became non-finite in batch {tally.batches}")
+    return tally.stats()
+
+
+class _Tally:
+    """An epoch's running loss (float32 on the device), clean accuracy and image counts."""
+
+    def __init__(self, expected_batches: int, device: torch.device) -> None:
+        self.meter = LossMeter(expected_batches, device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.batches = self.images = self.clean = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, clean: int, images: int) -> None:
+        self.meter.add(loss, images)
+        self.correct += correct
+        self.clean += clean
+        self.images += images
+        self.batches += 1
+
+    def stats(self) -> EpochStats:
+        return EpochStats(
+            batches=self.batches,
+            images=self.images,
+            loss=self.meter.total() / max(self.images, 1),
+            accuracy=int(self.correct) / max(self.clean, 1),
+            seconds=time.perf_counter() - self.started,
+        )
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,0 +1,151 @@
+"""The engine's new pieces (issue 11): format-1 checkpoints, any iterable of batches, T rules."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dismax_cli.core.losses import DisMaxLoss, SoftMaxLoss
+from dismax_cli.engine import (
+    CHECKPOINT_NAME,
+    CheckpointMeta,
+    TrainConfig,
+    calibrate_checkpoint,
+    fit,
+    fpr_mix,
+    load_bundle,
+    load_checkpoint,
+    load_payload,
+    load_run_data,
+    predict_images,
+    predict_logits,
+    train_one_epoch,
+)
+from dismax_cli.engine.loop import LossMeter, NonFiniteLossError
+from dismax_cli.errors import DismaxError
+
+CONFIG = TrainConfig(dataset="digits", method="dismax", epochs=1, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("engine") / "dismax"
+    fit(CONFIG, folder, data=load_run_data(CONFIG))
+    return folder
+
+
+def _as_format_1(run: Path, dest: Path, temperature: float) -> Path:
+    """Rewrite a run's checkpoint as format 1 wrote it: T as the ``head.temperature`` buffer."""
+    shutil.copytree(run, dest)
+    payload = load_payload(dest)
+    del payload["temperature"]
+    payload["format_version"] = 1
+    payload["state_dict"] = {**payload["state_dict"], "head.temperature": torch.tensor(temperature)}
+    torch.save(payload, dest / CHECKPOINT_NAME)
+    return dest
+
+
+def test_a_format_1_checkpoint_loads_with_its_temperature_migrated(
+    tmp_path: Path, run: Path
+) -> None:
+    old = _as_format_1(run, tmp_path / "old", 0.25)
+    bundle = load_bundle(old)
+    assert bundle.temperature == 0.25 and bundle.meta.temperature == 0.25
+    assert not hasattr(bundle.model.head, "temperature")
+    images = load_run_data(CONFIG).test.images[:20]
+    # Format 1 stored raw weights: the migrated model gives the same raw logits as format 2.
+    assert torch.equal(predict_images(bundle, images), predict_images(load_bundle(run), images))
+    # Calibrating it writes a format-2 file: T in the metadata, none in the weights.
+    result = calibrate_checkpoint(old)
+    payload = load_payload(old)
+    assert payload["format_version"] == 2 and payload["temperature"] == result.temperature
+    assert "head.temperature" not in payload["state_dict"]
+
+
+def test_a_format_1_checkpoint_without_its_temperature_is_damaged(
+    tmp_path: Path, run: Path
+) -> None:
+    old = _as_format_1(run, tmp_path / "old", 0.25)
+    payload = torch.load(old / CHECKPOINT_NAME, weights_only=True)
+    del payload["state_dict"]["head.temperature"]
+    torch.save(payload, old / CHECKPOINT_NAME)
+    with pytest.raises(DismaxError, match="damaged metadata .*head.temperature"):
+        load_checkpoint(old)
+
+
+def test_checkpoint_metadata_round_trips_through_its_dict(run: Path) -> None:
+    meta = load_checkpoint(run).meta
+    assert isinstance(meta, CheckpointMeta) and isinstance(meta.config, TrainConfig)
+    assert CheckpointMeta.from_dict(meta.to_dict()) == meta
+    assert meta.to_dict()["mean"] == list(meta.transform["mean"])
+    with pytest.raises(DismaxError, match="no 'epoch'"):
+        CheckpointMeta.from_dict({k: v for k, v in meta.to_dict().items() if k != "epoch"})
+
+
+def _toy(seed: int = 0) -> tuple[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    from dismax_cli.adapters import replace_head
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.ReLU())
+    model.append(torch.nn.Linear(8, 3))
+    replace_head(model, "dismax")
+    x = torch.randn(40, 3, 2, 2)
+    y = torch.arange(40) % 3
+    return model, [(x[i : i + 8], y[i : i + 8]) for i in range(0, 40, 8)]
+
+
+def test_train_one_epoch_takes_a_dataloader_and_a_generator_alike() -> None:
+    """The same batches as a DataLoader or a plain generator give the same weights."""
+    results = []
+    for kind in ("loader", "generator"):
+        model, batches = _toy()
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        source = (
+            DataLoader(TensorDataset(x, y), batch_size=8)
+            if kind == "loader"
+            else (b for b in batches)  # no len(): the loss buffer must grow
+        )
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        seen: list[int] = []
+        stats = train_one_epoch(
+            model, DisMaxLoss(), source, optimizer, mix=fpr_mix(3, generator=torch.Generator()),
+            on_batch=lambda s, seen=seen: seen.append(s.batches), report_every=2,
+        )  # fmt: skip
+        assert stats.batches == 5 and stats.images == 40
+        results.append((stats.loss, [p.detach().clone() for p in model.parameters()]))
+        assert seen[:2] == [2, 4]
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_train_one_epoch_stops_on_a_non_finite_loss() -> None:
+    model, batches = _toy()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e30)
+    with pytest.raises(NonFiniteLossError, match="non-finite in batch"):
+        for _ in range(5):
+            train_one_epoch(model, SoftMaxLoss(), batches, optimizer)
+
+
+def test_the_loss_meter_grows_past_its_expected_length() -> None:
+    meter = LossMeter(1, torch.device("cpu"))
+    for loss, n in ((0.5, 2), (1.5, 4), (2.0, 1)):
+        meter.add(torch.tensor(loss), n)
+    assert meter.total() == 0.5 * 2 + 1.5 * 4 + 2.0 * 1
+    assert meter.losses.dtype == torch.float32
+
+
+def test_predict_logits_never_touches_a_temperature(run: Path) -> None:
+    """Scores at T = 1 whatever T the run was calibrated to (METHOD.md §3)."""
+    bundle = load_bundle(run)
+    images = load_run_data(CONFIG).test.images[:16]
+    raw = predict_images(bundle, images)
+    bundle.meta = bundle.meta.__class__(**{**bundle.meta.__dict__, "temperature": 0.05})
+    assert torch.equal(predict_images(bundle, images), raw)
+    batches = [bundle.transform(images[:8]), bundle.transform(images[8:])]
+    assert torch.allclose(predict_logits(bundle.model, batches), raw, atol=1e-6)
