@@ -116,27 +116,43 @@ def measure_throughputs(
     images: torch.Tensor,
     *,
     batch_size: int = 256,
-    rounds: int = 7,
+    rounds: int = 9,
 ) -> dict[str, float]:
-    """Inference images/s of each model or ensemble on the same ``images``.
+    """Inference images/s of each model or ensemble on the same ``images`` (the prediction path).
 
-    Every group is warmed up first, then timed once per round with the groups interleaved (so
-    background load affects all alike); the median round counts. Every member of an ensemble
-    processes every image, so an ensemble of M costs about M single models.
+    Timing follows :func:`predict_images` (transform + forward, T = 1) batch by batch. Every
+    group is warmed up first; then, ``rounds`` times, each batch is run by every group in turn
+    (the order reversed every other round), so the groups see the same background load at the
+    same moment. A batch's time is the median over rounds, a pass the sum of those medians:
+    short samples with a median reject the bursts of other processes that a whole-pass timing
+    absorbs, which is what made the efficiency column wander (issue 11). Every member of an
+    ensemble processes every image, so an ensemble of M costs about M single models.
+
+    Returns:
+        ``{group name: images per second}`` (wall clock).
     """
-    for bundles in groups.values():  # warm-up: allocator, kernels, caches
-        for b in bundles:
-            predict_images(b, images, batch_size=batch_size)
-    times: dict[str, list[float]] = {name: [] for name in groups}
-    for _ in range(rounds):
-        for name, bundles in groups.items():
-            start = time.perf_counter()
-            for b in bundles:
-                predict_images(b, images, batch_size=batch_size)
-            if bundles and bundles[0].device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    return {name: len(images) / max(statistics.median(t), 1e-12) for name, t in times.items()}
+    batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+    names = list(groups)
+    for name in names:  # warm-up: allocator, kernels, caches
+        _run_group(groups[name], batches[0], batch_size)
+    times: dict[str, list[list[float]]] = {n: [[] for _ in batches] for n in names}
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for k, batch in enumerate(batches):
+            for name in order:
+                times[name][k].append(_run_group(groups[name], batch, batch_size))
+    seconds = {n: sum(statistics.median(t) for t in times[n]) for n in names}
+    return {n: len(images) / max(seconds[n], 1e-12) for n in names}
+
+
+def _run_group(bundles: Sequence[ModelBundle], batch: torch.Tensor, batch_size: int) -> float:
+    """Seconds for every member of a group to predict ``batch``."""
+    start = time.perf_counter()
+    for b in bundles:
+        predict_images(b, batch, batch_size=batch_size)
+    if bundles and bundles[0].device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def dataset_record(role: str, data: ImageSet, *, name: str | None = None) -> DatasetRecord:

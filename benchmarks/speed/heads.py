@@ -34,7 +34,7 @@ def exact_difference_dismax(head: DisMaxHead, features: torch.Tensor) -> torch.T
         compute_mode="donot_use_mm_for_euclid_dist",
     )
     delta = head.distance_scale.abs() * distances / math.sqrt(2.0)
-    return -(delta + delta.mean(dim=1, keepdim=True)) / head.temperature
+    return -(delta + delta.mean(dim=1, keepdim=True))
 
 
 def interleaved_medians(

@@ -1,0 +1,87 @@
+"""Whole-model inference images/s of DisMax against SoftMax on the same backbone (CPU, batch 256).
+
+Usage: python benchmarks/speed/inference.py [--models convnet resnet18] [--images 2048]
+       [--batch-size 256] [--threads 1] [--rounds 9] [--repeats 2]
+
+For each backbone, a SoftMax and a DisMax classifier share the same backbone weights (the DisMax
+one gets the SoftMax one's), so the only difference is the head: the paper's claim is that
+DisMax infers at SoftMax's speed (METHOD.md §1). Both are timed by
+:func:`dismax_cli.evaluation.measure_throughputs`, the function ``dismax benchmark`` uses for
+its efficiency column: uint8 images through the ID transform and the model (T = 1), batch by
+batch, the two models interleaved, the median per batch. ``--repeats`` runs the whole
+measurement that many times in a row to show how far two consecutive efficiencies lie apart.
+Targets (issue 11): efficiency (DisMax images/s ÷ SoftMax images/s) ≥ 0.98 on every backbone,
+and consecutive repeats within ±0.02. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from dismax_cli.data import ImageTransform
+from dismax_cli.engine import ModelBundle, build_model
+from dismax_cli.engine.checkpoint import CheckpointMeta
+from dismax_cli.evaluation import measure_throughputs
+
+TARGET, SPREAD = 0.98, 0.02
+
+
+def bundles(model: str, *, classes: int = 10) -> dict[str, list[ModelBundle]]:
+    """A SoftMax and a DisMax model with one backbone's weights, as the benchmark holds them."""
+    transform = ImageTransform(image_size=32, channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    built = {
+        method: build_model(
+            method=method, model=model, num_classes=classes, channels=3, image_size=32, seed=0
+        ).eval()
+        for method in ("softmax", "dismax")
+    }
+    built["dismax"].backbone.load_state_dict(built["softmax"].backbone.state_dict())
+    meta: CheckpointMeta | None = None  # the timing path reads no metadata
+    cpu = torch.device("cpu")
+    return {m: [ModelBundle(net, transform, meta, cpu)] for m, net in built.items()}  # type: ignore[arg-type]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["convnet", "resnet18"])
+    parser.add_argument("--images", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.images, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    print(
+        f"CPU, {args.threads} thread(s), batch {args.batch_size}, {args.images} images 32x32x3, "
+        f"median of {args.rounds} interleaved rounds per batch, {args.repeats} repeats"
+    )
+    ok = True
+    for model in args.models:
+        groups = bundles(model)
+        efficiencies = []
+        for repeat in range(args.repeats):
+            rates = measure_throughputs(
+                groups, images, batch_size=args.batch_size, rounds=args.rounds
+            )
+            efficiencies.append(rates["dismax"] / rates["softmax"])
+            print(
+                f"{model:9s} run {repeat + 1}: SoftMax {rates['softmax']:8.1f} images/s, DisMax "
+                f"{rates['dismax']:8.1f} images/s, efficiency {efficiencies[-1]:.3f}"
+            )
+        spread = max(efficiencies) - min(efficiencies)
+        met = min(efficiencies) >= TARGET and spread <= 2 * SPREAD
+        ok = ok and met
+        print(
+            f"{model:9s} efficiency >= {TARGET} and repeats within ±{SPREAD}: "
+            f"{'met' if met else 'MISSED'} (spread {spread:.3f})"
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
