@@ -116,20 +116,22 @@ def measure_throughputs(
     images: torch.Tensor,
     *,
     batch_size: int = 256,
-    rounds: int = 9,
+    rounds: int = 7,
 ) -> dict[str, float]:
     """Inference images/s of each model or ensemble on the same ``images`` (the prediction path).
 
     Timing follows :func:`predict_images` (transform + forward, T = 1) batch by batch. Every
     group is warmed up first; then, ``rounds`` times, each batch is run by every group in turn
-    (the order reversed every other round), so the groups see the same background load at the
-    same moment. A batch's time is the median over rounds, a pass the sum of those medians:
-    short samples with a median reject the bursts of other processes that a whole-pass timing
-    absorbs, which is what made the efficiency column wander (issue 11). Every member of an
+    (the order reversed every other round). A batch's time is the median over rounds, a pass the
+    sum of those medians. On CPU the time is this process's CPU time (``time.process_time``):
+    other processes on a shared machine stretch the wall clock of whichever method runs at that
+    moment (the efficiency column read 0.81–0.93 for one set of runs, issue 11), but not the work
+    a method does; on CUDA it is the wall clock after a synchronisation. Every member of an
     ensemble processes every image, so an ensemble of M costs about M single models.
 
     Returns:
-        ``{group name: images per second}`` (wall clock).
+        ``{group name: images per second}``: per CPU-second on CPU (equal to wall-clock images/s
+        on an idle machine with one thread), per second on CUDA.
     """
     batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
     names = list(groups)
@@ -146,13 +148,15 @@ def measure_throughputs(
 
 
 def _run_group(bundles: Sequence[ModelBundle], batch: torch.Tensor, batch_size: int) -> float:
-    """Seconds for every member of a group to predict ``batch``."""
-    start = time.perf_counter()
+    """Seconds (CPU time on CPU, wall clock on CUDA) for every member of a group to predict."""
+    cuda = bool(bundles) and bundles[0].device.type == "cuda"
+    clock = time.perf_counter if cuda else time.process_time
+    start = clock()
     for b in bundles:
         predict_images(b, batch, batch_size=batch_size)
-    if bundles and bundles[0].device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def dataset_record(role: str, data: ImageSet, *, name: str | None = None) -> DatasetRecord:

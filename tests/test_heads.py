@@ -143,3 +143,18 @@ def test_wrong_shapes_and_sizes_are_clear_errors(head_cls: type) -> None:
         head(torch.randn(3, D + 1))
     with pytest.raises(DismaxError, match="at least 2 classes"):
         head_cls(D, 1)
+
+
+@pytest.mark.parametrize("head_cls", [IsoMaxPlusHead, DisMaxHead])
+def test_inference_without_grad_equals_the_training_path_bit_for_bit(head_cls: type) -> None:
+    """No autograd node when nothing needs a gradient (the prediction path), same logits."""
+    torch.manual_seed(5)
+    head = head_cls(D, C)
+    features = torch.randn(9, D)
+    with_grad = head(features)
+    assert with_grad.grad_fn is not None
+    with torch.no_grad():
+        without = head(features)
+    assert without.grad_fn is None
+    assert torch.equal(with_grad.detach(), without)
+    assert torch.allclose(without.double(), reference_logits(head, features), atol=1e-5)

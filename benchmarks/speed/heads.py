@@ -7,8 +7,8 @@ Prints the median time per forward+backward (after warm-up; the heads are timed 
 blocks so background load affects them alike) of SoftMaxHead, IsoMaxPlusHead,
 DisMaxHead and a straightforward DisMax built on ``torch.cdist`` without the matrix-product
 shortcut, their ratios to SoftMaxHead, and the largest difference between DisMaxHead's logits
-and the exact-difference ones. Target (issue 2): DisMaxHead ≤ 2.0× SoftMaxHead, logits within
-1e-5. Exits 1 when either target is missed.
+and the exact-difference ones. Target (issue 11): DisMaxHead ≤ 1.3× SoftMaxHead (issue 2 asked
+for 2.0×), logits within 1e-5. Exits 1 when either target is missed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead, SoftMaxHead
+
+TARGET = 1.3  # DisMaxHead forward+backward time / SoftMaxHead's (issue 11)
 
 
 def exact_difference_dismax(head: DisMaxHead, features: torch.Tensor) -> torch.Tensor:
@@ -106,9 +108,10 @@ def main() -> int:
         f"{timings['DisMaxHead'] / timings['DisMax exact-difference (cdist)']:.3f}x the time"
     )
     print(f"max |DisMaxHead - exact-difference| logits: {max_diff:.2e}")
-    ok = ratio <= 2.0 and max_diff <= 1e-5
+    ok = ratio <= TARGET and max_diff <= 1e-5
     print(
-        f"target DisMaxHead <= 2.0x SoftMaxHead and logits within 1e-5: {'met' if ok else 'MISSED'}"
+        f"target DisMaxHead <= {TARGET}x SoftMaxHead and logits within 1e-5: "
+        f"{'met' if ok else 'MISSED'}"
     )
     return 0 if ok else 1
 

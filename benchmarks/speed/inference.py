@@ -1,14 +1,15 @@
 """Whole-model inference images/s of DisMax against SoftMax on the same backbone (CPU, batch 256).
 
 Usage: python benchmarks/speed/inference.py [--models convnet resnet18] [--images 2048]
-       [--batch-size 256] [--threads 1] [--rounds 9] [--repeats 2]
+       [--batch-size 256] [--threads 1] [--rounds 7] [--repeats 2]
 
 For each backbone, a SoftMax and a DisMax classifier share the same backbone weights (the DisMax
 one gets the SoftMax one's), so the only difference is the head: the paper's claim is that
 DisMax infers at SoftMax's speed (METHOD.md §1). Both are timed by
 :func:`dismax_cli.evaluation.measure_throughputs`, the function ``dismax benchmark`` uses for
 its efficiency column: uint8 images through the ID transform and the model (T = 1), batch by
-batch, the two models interleaved, the median per batch. ``--repeats`` runs the whole
+batch, the two models interleaved, the median per batch, in process CPU time on CPU.
+``--repeats`` runs the whole
 measurement that many times in a row to show how far two consecutive efficiencies lie apart.
 Targets (issue 11): efficiency (DisMax images/s ÷ SoftMax images/s) ≥ 0.98 on every backbone,
 and consecutive repeats within ±0.02. Exits 1 when a target is missed.
@@ -29,12 +30,12 @@ from dismax_cli.evaluation import measure_throughputs
 TARGET, SPREAD = 0.98, 0.02
 
 
-def bundles(model: str, *, classes: int = 10) -> dict[str, list[ModelBundle]]:
+def bundles(model: str, *, size: int, classes: int = 10) -> dict[str, list[ModelBundle]]:
     """A SoftMax and a DisMax model with one backbone's weights, as the benchmark holds them."""
-    transform = ImageTransform(image_size=32, channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    transform = ImageTransform(image_size=size, channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
     built = {
         method: build_model(
-            method=method, model=model, num_classes=classes, channels=3, image_size=32, seed=0
+            method=method, model=model, num_classes=classes, channels=3, image_size=size, seed=0
         ).eval()
         for method in ("softmax", "dismax")
     }
@@ -47,22 +48,26 @@ def bundles(model: str, *, classes: int = 10) -> dict[str, list[ModelBundle]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["convnet", "resnet18"])
-    parser.add_argument("--images", type=int, default=2048)
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--size", type=int, default=32, help="image side (digits: 8)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.images, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    images = torch.randint(
+        0, 256, (args.images, args.size, args.size, 3), dtype=torch.uint8, generator=generator
+    )
     print(
-        f"CPU, {args.threads} thread(s), batch {args.batch_size}, {args.images} images 32x32x3, "
+        f"CPU, {args.threads} thread(s), batch {args.batch_size}, {args.images} images "
+        f"{args.size}x{args.size}x3, "
         f"median of {args.rounds} interleaved rounds per batch, {args.repeats} repeats"
     )
     ok = True
     for model in args.models:
-        groups = bundles(model)
+        groups = bundles(model, size=args.size)
         efficiencies = []
         for repeat in range(args.repeats):
             rates = measure_throughputs(

@@ -191,7 +191,39 @@ def _prototype_logits(
     factor: float,
     mean_term: bool,
 ) -> torch.Tensor:
-    return _PrototypeLogits.apply(features, prototypes, distance_scale, factor, mean_term)
+    if torch.is_grad_enabled() and (
+        features.requires_grad or prototypes.requires_grad or distance_scale.requires_grad
+    ):
+        return _PrototypeLogits.apply(features, prototypes, distance_scale, factor, mean_term)
+    return _prototype_logits_inference(features, prototypes, distance_scale, factor, mean_term)
+
+
+def _prototype_logits_inference(
+    features: torch.Tensor,
+    prototypes: torch.Tensor,
+    distance_scale: torch.Tensor,
+    factor: float,
+    mean_term: bool,
+) -> torch.Tensor:
+    """The forward of :class:`_PrototypeLogits` without an autograd node (nothing needs grad).
+
+    The same operations in the same order, so logits equal the training path's bit for bit;
+    it skips the autograd ``Function`` call and the tensors saved for backward, which is what a
+    prediction batch pays on top of a linear head (issue 11).
+    """
+    if torch.is_autocast_enabled("cuda") and features.is_cuda:
+        features, prototypes = features.float(), prototypes.float()
+        distance_scale = distance_scale.float()
+    inv_f = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
+    inv_f = inv_f.reciprocal_()
+    inv_p = torch.linalg.vector_norm(prototypes, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
+    inv_p = inv_p.reciprocal_().t()
+    with torch.autocast("cuda", enabled=False):
+        cosines = (features @ prototypes.t()).mul_(inv_f * inv_p)
+    distances = torch.rsub(cosines, 2.0, alpha=2.0).clamp_min_(0.0).sqrt_()
+    a = distance_scale.abs() * factor
+    reduced = distances + distances.mean(dim=1, keepdim=True) if mean_term else distances
+    return reduced * (-a)
 
 
 def normalized_distances(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
