@@ -117,17 +117,21 @@ def measure_throughputs(
     *,
     batch_size: int = 256,
     rounds: int = 7,
+    min_seconds: float = 1.0,
+    max_rounds: int = 400,
 ) -> dict[str, float]:
     """Inference images/s of each model or ensemble on the same ``images`` (the prediction path).
 
     Timing follows :func:`predict_images` (transform + forward, T = 1) batch by batch. Every
     group is warmed up first; then, ``rounds`` times, each batch is run by every group in turn
-    (the order reversed every other round). A batch's time is the median over rounds, a pass the
-    sum of those medians. On CPU the time is this process's CPU time (``time.process_time``):
-    other processes on a shared machine stretch the wall clock of whichever method runs at that
-    moment (the efficiency column read 0.81–0.93 for one set of runs, issue 11), but not the work
-    a method does; on CUDA it is the wall clock after a synchronisation. Every member of an
-    ensemble processes every image, so an ensemble of M costs about M single models.
+    (the order reversed every other round), and more rounds follow (up to ``max_rounds``) until
+    every group has been timed for ``min_seconds``. A batch's time is the median over rounds, a
+    pass the sum of those medians. On CPU the time is this process's CPU time
+    (``time.process_time``): other processes on a shared machine stretch the wall clock of
+    whichever method runs at that moment (the efficiency column read 0.81–0.93 for one set of
+    runs, issue 11), but not the work a method does; on CUDA it is the wall clock after a
+    synchronisation. Every member of an ensemble processes every image, so an ensemble of M
+    costs about M single models.
 
     Returns:
         ``{group name: images per second}``: per CPU-second on CPU (equal to wall-clock images/s
@@ -138,11 +142,18 @@ def measure_throughputs(
     for name in names:  # warm-up: allocator, kernels, caches
         _run_group(groups[name], batches[0], batch_size)
     times: dict[str, list[list[float]]] = {n: [[] for _ in batches] for n in names}
-    for r in range(rounds):
+    spent = dict.fromkeys(names, 0.0)
+    r = 0
+    # At least ``rounds``; more while a group has been timed for under ``min_seconds`` in all
+    # (small sets: milliseconds per sample need hundreds of samples for a stable median).
+    while r < rounds or (r < max_rounds and min(spent.values()) < min_seconds):
         order = names if r % 2 == 0 else names[::-1]
         for k, batch in enumerate(batches):
             for name in order:
-                times[name][k].append(_run_group(groups[name], batch, batch_size))
+                seconds = _run_group(groups[name], batch, batch_size)
+                times[name][k].append(seconds)
+                spent[name] += seconds
+        r += 1
     seconds = {n: sum(statistics.median(t) for t in times[n]) for n in names}
     return {n: len(images) / max(seconds[n], 1e-12) for n in names}
 

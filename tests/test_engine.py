@@ -149,3 +149,35 @@ def test_predict_logits_never_touches_a_temperature(run: Path) -> None:
     assert torch.equal(predict_images(bundle, images), raw)
     batches = [bundle.transform(images[:8]), bundle.transform(images[8:])]
     assert torch.allclose(predict_logits(bundle.model, batches), raw, atol=1e-6)
+
+
+def test_inference_throughput_counts_work_not_other_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bursts of other processes stretch the wall clock at random; the efficiency stays put."""
+    import random
+    import time
+
+    import dismax_cli.evaluation as evaluation
+
+    class Member:
+        device = torch.device("cpu")
+
+        def __init__(self, cost: float) -> None:
+            self.cost = cost  # CPU seconds per image
+
+    cpu = {"now": 0.0}
+    wall_noise = random.Random(0)
+
+    def fake_predict(member: Member, batch: torch.Tensor, batch_size: int) -> None:
+        cpu["now"] += member.cost * len(batch)
+
+    monkeypatch.setattr(evaluation, "predict_images", fake_predict)
+    monkeypatch.setattr(time, "process_time", lambda: cpu["now"])
+    monkeypatch.setattr(time, "perf_counter", lambda: cpu["now"] + 5 * wall_noise.random())
+    images = torch.zeros(600, 8, 8, 1, dtype=torch.uint8)
+    groups = {"softmax": [Member(1e-4)], "dismax": [Member(1.1e-4)], "ensemble": [Member(1e-4)] * 3}
+    rates = evaluation.measure_throughputs(groups, images, batch_size=256)  # type: ignore[arg-type]
+    assert rates["softmax"] == pytest.approx(1e4, rel=1e-9)
+    assert rates["dismax"] / rates["softmax"] == pytest.approx(1 / 1.1, rel=1e-9)
+    assert rates["ensemble"] / rates["softmax"] == pytest.approx(1 / 3, rel=1e-9)
