@@ -8,20 +8,22 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dismax_cli.benchmark import score_checkpoint
+from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import (
+    QUIET_OPTION,
     MultiValueCommand,
     Objective,
     OutputFormat,
     check_writable,
-    err_console,
     handle_errors,
+    say,
     stdout_console,
+    warn,
     write_report_outputs,
     write_stdout,
 )
-from dismax_cli.cli.progress import training_bars
+from dismax_cli.cli.progress import interrupted_train_message, progress_display
 from dismax_cli.config import merge_options, read_yaml_config
 from dismax_cli.training import (
     LOG_NAME,
@@ -75,6 +77,7 @@ def train(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="table or json (stdout)."
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Train one model (paper recipe by default) and write its checkpoint every epoch."""
     file_values = read_yaml_config(config) if config is not None else {}
@@ -98,8 +101,26 @@ def train(
         },
     )
     cfg = TrainConfig.from_dict(values).validate()
-    with training_bars() as bars:
-        result = fit(cfg, out, resume=resume, progress=bars.callback(f"{cfg.method} {cfg.model}"))
+    existed = out.exists()
+    try:
+        with progress_display(quiet=quiet) as display:
+            display.step(
+                f"training {cfg.method} {cfg.model} on {cfg.dataset} ({cfg.epochs} epochs) "
+                f"into {out}"
+            )
+            result = fit(
+                cfg,
+                out,
+                resume=resume,
+                progress=display.train_callback(f"{cfg.method} {cfg.model}"),
+            )
+    except KeyboardInterrupt:
+        say(
+            interrupted_train_message(out, created=not existed),
+            prefix="interrupted:",
+            prefix_style="bold red",
+        )
+        raise typer.Exit(130) from None
     summary = {
         "run_dir": str(result.run_dir),
         "checkpoint": str(result.checkpoint),
@@ -115,10 +136,10 @@ def train(
         write_stdout(json.dumps(summary, indent=2))
         return
     if result.already_finished:
-        err_console.print(f"{result.run_dir} is already finished: nothing to do")
+        say(f"{result.run_dir} is already finished: nothing to do")
     last = result.history[-1] if result.history else None
     if last is not None:
-        err_console.print(
+        say(
             f"trained {cfg.method} on {cfg.dataset}: epoch {last.epoch}, loss {last.loss:.4f}, "
             f"train accuracy {last.accuracy * 100:.1f}%"
         )
@@ -136,9 +157,18 @@ def calibrate(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="table or json (stdout)."
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Fit the temperature on the run's validation split and store it in the checkpoint."""
-    result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
+    with progress_display(quiet=quiet) as display:
+        display.step(
+            f"calibrating {checkpoint} on its validation split (objective {objective.value})"
+        )
+        result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
+        display.step(
+            f"fitted T = {result.temperature:.4f} on {result.n_val:,} validation images "
+            f"in {display.elapsed():.1f} s"
+        )
     if output_format is OutputFormat.json:
         write_stdout(json.dumps(result.to_dict(), indent=2))
         return
@@ -159,7 +189,7 @@ def calibrate(
         f"{result.nll_after:.4f}",
     )
     if result.warning:
-        err_console.print(f"[yellow]warning:[/] {result.warning}", highlight=False)
+        warn(result.warning)
     stdout_console().print(table)
 
 
@@ -180,13 +210,21 @@ def score(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="table or json (stdout)."
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Evaluate a checkpoint: ID accuracy, NLL, ECE and OOD detection metrics per set."""
     ckpt = checkpoint_path(checkpoint)
     run_files = (ckpt, ckpt.parent / LOG_NAME)
     check_writable(dump, "--dump", protected=run_files)
     check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
-    report = score_checkpoint(
-        checkpoint, ood, data_dir=data_dir, device=device, score=score_name, dump=dump
-    )
+    with progress_display(quiet=quiet, total_steps=score_steps(len(ood))) as display:
+        report = score_checkpoint(
+            checkpoint,
+            ood,
+            data_dir=data_dir,
+            device=device,
+            score=score_name,
+            dump=dump,
+            progress=BenchmarkProgress(stage=display.step, status=display.status),
+        )
     write_report_outputs(report, out=out, output_format=output_format)
