@@ -63,27 +63,25 @@ def render_datasets_table(rows: list[DatasetInfo], data_dir: Path) -> Group:
 
 
 def render_datasets_long(rows: list[DatasetInfo], data_dir: Path) -> Group:
-    """The full listing (``dismax datasets --long``): also source, licence and aliases."""
-    table = Table(title_justify="left")
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("size")
-    table.add_column("present", no_wrap=True)
-    table.add_column("source", overflow="fold")
-    table.add_column("licence", overflow="fold")
+    """The full listing (``dismax datasets --long``): one block per dataset.
+
+    Name, aliases, kind, presence, then size, source, licence and location each on a line of
+    their own (wrapped at the console's width, never cut). All text is shown verbatim.
+    """
+    parts: list[Text] = [_title(data_dir)]
     for info in rows:
-        name = Text(info.name + (f" ({', '.join(info.aliases)})" if info.aliases else ""))
+        head = Text(info.name, style="bold")
+        if info.aliases:
+            head.append(f" (also {', '.join(info.aliases)})")
+        head.append(f"  {info.kind}")
         if info.synthetic:
-            name.append(" SYNTHETIC", style="yellow")
-        table.add_row(
-            name,
-            Text(info.kind),
-            Text(info.size),
-            _present_text(info),
-            Text(info.source),
-            Text(info.licence),
-        )
-    return Group(_title(data_dir), table)
+            head.append("  SYNTHETIC", style="yellow")
+        head.append("  present: ")
+        head.append_text(_present_text(info))
+        parts.append(head)
+        for key in ("size", "source", "licence", "location"):
+            parts.append(Text(f"  {key + ':':<9} {getattr(info, key)}"))
+    return Group(*parts)
 
 
 @app.command("datasets")
@@ -101,7 +99,7 @@ def datasets(
         OutputFormat.table, "--format", help="table (rich) or json, both to stdout."
     ),
     long: bool = typer.Option(
-        False, "--long", "-l", help="Also show source, licence and aliases (a wide table)."
+        False, "--long", "-l", help="Also show source, licence, aliases and location."
     ),
 ) -> None:
     """List the datasets: name, kind, whether present locally and size (--long: source, licence).
