@@ -113,18 +113,29 @@ class ProgressDisplay:
         self._clear_status()
         self._status = self.progress.add_task(text, total=None, stats="")
 
-    def step(self, text: str) -> None:
-        """Print one step line: ``[k/N h:mm:ss] text`` (``[h:mm:ss] text`` without a total)."""
+    def log(self, text: str) -> None:
+        """Print one step line, ``[k/N h:mm:ss] text`` (``[h:mm:ss] text`` without a total)."""
         if self.quiet:
             return
         self.steps_done += 1
         count = f"{self.steps_done}/{self.total_steps} " if self.total_steps else ""
         self._print(f"[{count}{clock(self.elapsed())}] {text}")
-        self.status(text)
 
-    def train_callback(self, label: str) -> ProgressCallback:
-        """A :data:`~dismax_cli.training.ProgressCallback` for one run (silent when quiet)."""
+    def step(self, text: str) -> None:
+        """Print a step line for work that starts now, and show it as the current status."""
+        self.log(text)
+        if not self.quiet:
+            self.status(text)
+
+    def train_callback(self, label: str, *, announce: str | None = None) -> ProgressCallback:
+        """A :data:`~dismax_cli.training.ProgressCallback` for one run (silent when quiet).
+
+        ``announce`` is printed as a :meth:`step` line when training has really begun (the
+        first progress report), so a run refused before it starts prints only its error.
+        """
         self.training = label
+        if announce is not None:
+            self.status(announce)
         task: TaskID | None = None
         started = time.monotonic()
         first_epoch: int | None = None
@@ -133,6 +144,8 @@ class ProgressDisplay:
             nonlocal task, first_epoch
             if first_epoch is None:
                 first_epoch = p.epoch
+                if announce is not None:
+                    self.step(announce)
             elapsed = time.monotonic() - started
             if p.epoch_done and p.epoch == p.epochs:
                 self.training = None

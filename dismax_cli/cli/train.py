@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 import typer
+from rich import box
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
 from dismax_cli.cli.app import app
@@ -104,15 +107,15 @@ def train(
     existed = out.exists()
     try:
         with progress_display(quiet=quiet) as display:
-            display.step(
-                f"training {cfg.method} {cfg.model} on {cfg.dataset} ({cfg.epochs} epochs) "
-                f"into {out}"
+            epochs_text = f"{cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}"
+            announce = (
+                f"training {cfg.method} {cfg.model} on {cfg.dataset} ({epochs_text}) into {out}"
             )
             result = fit(
                 cfg,
                 out,
                 resume=resume,
-                progress=display.train_callback(f"{cfg.method} {cfg.model}"),
+                progress=display.train_callback(f"{cfg.method} {cfg.model}", announce=announce),
             )
     except KeyboardInterrupt:
         say(
@@ -161,22 +164,17 @@ def calibrate(
 ) -> None:
     """Fit the temperature on the run's validation split and store it in the checkpoint."""
     with progress_display(quiet=quiet) as display:
-        display.step(
-            f"calibrating {checkpoint} on its validation split (objective {objective.value})"
-        )
+        # A status only: a run refused (unfinished, changed data) prints just its error line.
+        display.status(f"calibrating {checkpoint} (objective {objective.value})")
         result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
-        display.step(
-            f"fitted T = {result.temperature:.4f} on {result.n_val:,} validation images "
-            f"in {display.elapsed():.1f} s"
+        display.log(
+            f"calibrated {checkpoint}: T = {result.temperature:.4f} fitted on "
+            f"{result.n_val:,} validation images in {display.elapsed():.1f} s"
         )
     if output_format is OutputFormat.json:
         write_stdout(json.dumps(result.to_dict(), indent=2))
         return
-    table = Table(
-        title="Temperature calibration",
-        caption=f"fitted on {result.n_val:,} validation images, objective {result.objective}",
-        title_justify="left",
-    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("")
     table.add_column("T", justify="right")
     table.add_column("ECE %", justify="right")
@@ -190,7 +188,10 @@ def calibrate(
     )
     if result.warning:
         warn(result.warning)
-    stdout_console().print(table)
+    caption = f"fitted on {result.n_val:,} validation images, objective {result.objective}"
+    stdout_console().print(
+        Group(Text("Temperature calibration", style="bold"), table, Text(caption, style="dim"))
+    )
 
 
 @app.command(cls=MultiValueCommand)
@@ -225,6 +226,6 @@ def score(
             device=device,
             score=score_name,
             dump=dump,
-            progress=BenchmarkProgress(stage=display.step, status=display.status),
+            progress=BenchmarkProgress(stage=display.log, status=display.status),
         )
     write_report_outputs(report, out=out, output_format=output_format)
