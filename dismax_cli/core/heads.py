@@ -199,8 +199,9 @@ class _PrototypeLogits(torch.autograd.Function):
         rows = cols = unit_f = unit_p = difference = None
         if low_squared < _EXACT_BELOW_SQUARED:
             rows, cols = torch.nonzero(squared < _EXACT_BELOW_SQUARED).unbind(1)
-            unit_f = features[rows].mul_(inv_f[rows])  # (k, D): the pairs to recompute
-            unit_p = prototypes[cols].mul_(inv_p.t()[cols])
+            # (k, D) unit vectors of the pairs to recompute (index_select: a row copy, fast).
+            unit_f = features.index_select(0, rows).mul_(inv_f.index_select(0, rows))
+            unit_p = prototypes.index_select(0, cols).mul_(inv_p.t().index_select(0, cols))
             difference = unit_f - unit_p
         distances = squared.clamp_min_(0.0).sqrt_()
         if rows is not None:
@@ -286,9 +287,9 @@ class _PrototypeLogits(torch.autograd.Function):
             h[rows, cols] = 0.0
             half_squared = distances[rows, cols].square_().mul_(0.5)[:, None]
             near_f = torch.addcmul(difference, unit_f, half_squared, value=-1.0)
-            near_f.mul_(h_near.mul(inv_f[rows]).neg_())
+            near_f.mul_(h_near.mul(inv_f.index_select(0, rows)).neg_())
             near_p = torch.addcmul(difference, unit_p, half_squared)
-            near_p.mul_(h_near.mul_(inv_p.t()[cols]))
+            near_p.mul_(h_near.mul_(inv_p.t().index_select(0, cols)))
         scaled = h * inv_outer
         hc = h.mul_(cosines)
         if ctx.needs_input_grad[0]:
