@@ -310,7 +310,7 @@ def test_gradient_at_distance_zero_is_finite() -> None:
         head.prototypes.copy_(torch.eye(2))
     features = torch.tensor([[3.0, 0.0]], requires_grad=True)  # exactly on prototype 0
     logits = head(features)
-    assert abs(float(logits[0, 0]) - float(logits[0].max())) == 0.0
+    assert int(logits.detach()[0].argmax()) == 0
     logits.sum().backward()
     assert torch.isfinite(features.grad).all() and torch.isfinite(head.prototypes.grad).all()
 
