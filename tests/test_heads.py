@@ -310,7 +310,9 @@ def test_gradient_at_distance_zero_is_finite() -> None:
         head.prototypes.copy_(torch.eye(2))
     features = torch.tensor([[3.0, 0.0]], requires_grad=True)  # exactly on prototype 0
     logits = head(features)
-    assert int(logits.detach()[0].argmax()) == 0
+    # d_0 = 0 and d_1 = 1 (orthogonal unit vectors at distance √2, over √2): z = −(d + mean d).
+    want = torch.tensor([[-(0.0 + 0.5), -(1.0 + 0.5)]])
+    assert torch.allclose(logits.detach(), want, atol=1e-6)
     logits.sum().backward()
     assert torch.isfinite(features.grad).all() and torch.isfinite(head.prototypes.grad).all()
 
@@ -335,3 +337,13 @@ def test_heads_return_float32_logits_under_cpu_autocast(
         head(features).sum().backward()
     assert features.grad is not None and features.grad.dtype == feature_dtype
     assert torch.isfinite(features.grad.float()).all()
+
+
+@pytest.mark.parametrize("head_cls", HEADS)
+def test_empty_batch_gives_empty_logits_and_zero_gradients(head_cls: type) -> None:
+    head = head_cls(D, C)
+    features = torch.zeros(0, D, requires_grad=True)
+    logits = head(features)
+    assert logits.shape == (0, C)
+    logits.sum().backward()
+    assert features.grad is not None and features.grad.shape == (0, D)

@@ -187,9 +187,12 @@ class _PrototypeLogits(torch.autograd.Function):
         cosines = (features @ prototypes.t()).mul_(inv_outer)  # û·v̂, (B, C)
         squared = torch.rsub(cosines, 2.0, alpha=2.0)  # d² for unit û, v̂
         # One host sync: is any vector shorter than eps, is any pair near 0?
-        low_f, low_p, low_squared = torch.stack(
-            (norm_f.amin(), norm_p.amin(), squared.amin())
-        ).tolist()
+        if squared.numel() == 0:  # an empty batch
+            low_f = low_p = low_squared = math.inf
+        else:
+            low_f, low_p, low_squared = torch.stack(
+                (norm_f.amin(), norm_p.amin(), squared.amin())
+            ).tolist()
         degenerate = min(low_f, low_p) < _NORM_EPS
         if degenerate:
             # ‖û‖² = (‖f‖ / eps)² < 1 below eps (F.normalize's convention: 0 stays 0).
