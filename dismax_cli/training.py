@@ -34,9 +34,13 @@ from torch import nn
 
 from dismax_cli import __version__
 from dismax_cli.config import InvalidValueError, check_device_name, check_types
-from dismax_cli.core.calibration import TemperatureAtBoundWarning, fit_temperature
+from dismax_cli.core.calibration import (
+    TemperatureAtBoundWarning,
+    fit_temperature,
+    nll_from_logits,
+)
 from dismax_cli.core.methods import get_method, list_methods
-from dismax_cli.core.metrics import accuracy, ece, nll
+from dismax_cli.core.metrics import accuracy, ece
 from dismax_cli.core.mixing import fractional_probability_mix
 from dismax_cli.data import (
     ImageSet,
@@ -1234,8 +1238,9 @@ def calibrate_bundle(
         n_val=len(val),
         ece_before=ece(before, targets),
         ece_after=ece(after, targets),
-        nll_before=nll(before, targets),
-        nll_after=nll(after, targets),
+        # From logits (log domain): probabilities clamp an underflowed target at ~708 nats.
+        nll_before=nll_from_logits(logits, targets),
+        nll_after=nll_from_logits(logits, targets, temperature=temperature),
         accuracy=accuracy(after, targets),
         warning=warning,
     )
