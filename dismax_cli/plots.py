@@ -593,7 +593,8 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
                 ood_scores={ood: arrays[f"m{i}_ood{j}"] for j, ood in enumerate(m["ood"])},
             )
         per_sample = PerSample(targets=arrays["targets"], methods=methods)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+            zipfile.BadZipFile) as exc:
         raise DismaxError(
             f"{str(path)!r} is not a dismax per-sample file ({type(exc).__name__}: {exc}); pass "
             "the .npz written beside the report"
