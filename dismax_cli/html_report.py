@@ -49,7 +49,7 @@ code{font-size:0.85rem;word-break:break-all}
 
 def _text(value: Any) -> str:
     """Escape ``value`` as HTML text; web addresses become links (the only http(s) in a page)."""
-    raw = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    raw = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     out = []
     last = 0
     for match in _URL.finditer(raw):

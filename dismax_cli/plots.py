@@ -619,11 +619,24 @@ def softmax(logits: object, temperature: float = 1.0) -> np.ndarray:
 
 
 def _slug(name: str) -> str:
-    """A file-name-safe form of ``name``; names it changes get a short hash so none collide."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
+    """A file-name-safe, lower-case form of ``name`` (letters, digits, ``.`` and ``_``).
+
+    ``-`` only separates the parts of a plot's file name: a name that the slug changes (any
+    other character, upper case, over 60 characters) gets ``-`` and 8 hex digits of its sha256,
+    so two names never share a file, also on case-insensitive file systems.
+    """
+    slug = re.sub(r"[^a-z0-9._]+", "_", name.lower()).strip("._")[:60] or "x"
     if slug != name:
-        slug += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+        slug += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return slug
+
+
+def _add(files: dict[str, bytes], name: str, data: bytes) -> None:
+    """Add a plot; a name already taken (only by a crafted hash clash) gets a numbered suffix."""
+    stem, n = name[: -len(".png")], 2
+    while name.lower() in {k.lower() for k in files}:
+        name, n = f"{stem}~{n}.png", n + 1
+    files[name] = data
 
 
 def plot_files(per_sample: PerSample) -> dict[str, bytes]:
@@ -631,7 +644,8 @@ def plot_files(per_sample: PerSample) -> dict[str, bytes]:
 
     Files: ``reliability-<method>.png`` (before/after calibration), ``hist-<method>-<ood>.png``
     (default score, ID vs OOD), ``roc-<ood>.png`` and ``pr-<ood>.png`` (all methods having that
-    set), and ``risk-coverage.png`` (all methods, calibrated probabilities).
+    set), and ``risk-coverage.png`` (all methods, calibrated probabilities). Names are made
+    file-safe and distinct (see :func:`_slug`).
 
     Raises:
         DismaxError: If the per-sample data is inconsistent.
@@ -643,28 +657,28 @@ def plot_files(per_sample: PerSample) -> dict[str, bytes]:
     risk: dict[str, tuple[object, object]] = {}
     for name, m in per_sample.methods.items():
         after = softmax(m.logits, m.temperature)
-        files[f"reliability-{_slug(name)}.png"] = reliability_diagram(
+        _add(files, f"reliability-{_slug(name)}.png", reliability_diagram(
             softmax(m.logits), targets, probs_after=after,
             title=f"{name}: reliability (T = {m.temperature:.4g})",
-        )
+        ))
         risk[name] = (after, targets)
         for ood, scores in m.ood_scores.items():
             if ood not in ood_sets:
                 ood_sets.append(ood)
-            files[f"hist-{_slug(name)}-{_slug(ood)}.png"] = score_histograms(
+            _add(files, f"hist-{_slug(name)}-{_slug(ood)}.png", score_histograms(
                 m.id_scores, scores, score=m.score, ood_label=ood, title=f"{name}: {m.score}",
-            )
+            ))
     for ood in ood_sets:
         curves = {
             f"{name} ({m.score})": (m.id_scores, m.ood_scores[ood])
             for name, m in per_sample.methods.items()
             if ood in m.ood_scores
         }
-        files[f"roc-{_slug(ood)}.png"] = roc_curves(curves, ood_label=ood)
-        files[f"pr-{_slug(ood)}.png"] = pr_curves(curves, ood_label=ood)
-    files["risk-coverage.png"] = risk_coverage_curves(
+        _add(files, f"roc-{_slug(ood)}.png", roc_curves(curves, ood_label=ood))
+        _add(files, f"pr-{_slug(ood)}.png", pr_curves(curves, ood_label=ood))
+    _add(files, "risk-coverage.png", risk_coverage_curves(
         risk, title="Risk-coverage on the ID test split (calibrated)"
-    )
+    ))
     return files
 
 

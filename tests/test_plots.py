@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -292,3 +293,47 @@ def test_the_written_files_are_the_returned_bytes(per_sample, tmp_path):
     files = plots.plot_files(per_sample)
     paths = plots.draw_all(per_sample, tmp_path)
     assert {p.name: Path(p).read_bytes() for p in paths} == files
+
+
+def _tiny(names: list[str], sets: list[str], n: int = 30) -> plots.PerSample:
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 3, n)
+    return plots.PerSample(
+        targets=targets,
+        methods={
+            name: plots.MethodSamples(
+                logits=rng.normal(size=(n, 3)), temperature=1.0, score="msp",
+                id_scores=rng.normal(size=n),
+                ood_scores={s: rng.normal(size=7) for s in sets},
+            )
+            for name in names
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "sets"),
+    [
+        (["a-b", "a"], ["c", "b-c"]),  # hist-a-b-c would be written twice
+        (["SVHN", "svhn"], ["x"]),  # one file on a case-insensitive file system
+        (["m"], ["a/b", "a:b", "a b", "a_b"]),
+        (["m"], ["x" * 300, "x" * 299 + "y"]),  # longer than a file name may be
+    ],
+)
+def test_every_method_and_set_gets_its_own_safe_file(names, sets, tmp_path):
+    paths = plots.draw_all(_tiny(names, sets), tmp_path)
+    expected = len(names) + len(names) * len(sets) + 2 * len(sets) + 1
+    assert len({p.name.lower() for p in paths}) == expected
+    assert len(list(tmp_path.iterdir())) == expected
+    assert all(len(p.name) <= 120 and re.fullmatch(r"[a-z0-9._~-]+", p.name) for p in paths)
+
+
+def test_degenerate_inputs_still_draw(tmp_path):
+    one = plots.reliability_diagram(np.array([[1.0, 0.0]]), np.array([0]))
+    _assert_png(one, 800, 600)
+    flat = plots.score_histograms(np.ones(4), np.ones(3))  # every score equal
+    _assert_png(flat, 800, 600)
+    tied = plots.roc_curves({"a": (np.zeros(3), np.zeros(3))})
+    _assert_png(tied, 800, 600)
+    _assert_png(plots.risk_coverage_curves({"a": (np.array([[0.5, 0.5]]), np.array([1]))}),
+                800, 600)
