@@ -321,3 +321,29 @@ def test_screenshot_of_a_blank_page_would_fail_the_variance_check(tmp_path):
     _chromium(tmp_path, page.as_uri(), f"--screenshot={shot}", "--window-size=390,2000")
     with Image.open(shot) as image:
         assert ImageStat.Stat(image.convert("L")).var[0] < 1.0
+
+
+def test_score_report_has_no_cost_table_and_odd_config_values_render(report):
+    scored = dataclasses.replace(
+        report, kind="score", config={**report.config, "checkpoint": Path("/runs/a b/ckpt.pt")}
+    )
+    parsed = _parse(render_html(scored, plots=None))
+    assert "cost-table" not in parsed.tables
+    _check_every_table_value(parsed, scored)
+    assert dict(parsed.tables["config-table"][1:])["checkpoint"] == '"/runs/a b/ckpt.pt"'
+
+
+def test_multi_seed_values_show_mean_and_std(report):
+    m = report.methods[0]
+    r = m.result("mnist")
+    stat = dataclasses.replace(r.metrics["AUROC"], mean=0.5, std=0.0123, values=(0.49, 0.51))
+    changed = dataclasses.replace(r, metrics={**r.metrics, "AUROC": stat})
+    method = dataclasses.replace(
+        m, seeds=(0, 1), ood=tuple(changed if x is r else x for x in m.ood)
+    )
+    seeded = dataclasses.replace(report, methods=(method, *report.methods[1:]))
+    parsed = _parse(render_html(seeded, plots=None))
+    mnist = parsed.tables[f"ood-table-{seeded.ood_sets.index('mnist')}"]
+    assert mnist[1][2] == "50.00 ± 1.23"
+    assert mnist == _rich_rows(render.ood_table(seeded, "mnist"))
+    assert "values: mean ± sample standard deviation over seeds" in "".join(parsed.text)
