@@ -16,6 +16,8 @@ import math
 import operator
 import os
 import re
+import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,14 +367,44 @@ def run_dir_for(runs_dir: Path, config: TrainConfig, data_hash: str) -> Path:
 
 @dataclass
 class BenchmarkProgress:
-    """Callbacks the CLI uses to show what is happening (all optional)."""
+    """Callbacks the CLI uses to show what is happening (all optional).
+
+    ``stage`` gets one line per step (:func:`benchmark_steps` of them for a benchmark,
+    :func:`score_steps` for ``dismax score``); ``status`` what is being done now (for a live
+    display); ``train`` makes a training progress callback for a run label.
+    """
 
     stage: Callable[[str], None] | None = None
     train: Callable[[str], ProgressCallback | None] | None = None
+    status: Callable[[str], None] | None = None
 
     def say(self, text: str) -> None:
         if self.stage is not None:
             self.stage(text)
+
+    def now(self, text: str) -> None:
+        if self.status is not None:
+            self.status(text)
+
+
+def benchmark_steps(config: BenchmarkConfig) -> int:
+    """How many ``stage`` lines :func:`run_benchmark` prints for ``config``.
+
+    Loading, then per seed: one per run trained or reused, one per calibration, one for the
+    throughput timing and one per method scored.
+    """
+    needed = [m for m in config.methods if m != "ensemble"]
+    ensemble = "ensemble" in config.methods
+    if ensemble and "softmax" not in needed:
+        needed.append("softmax")
+    runs = len(needed) + (config.ensemble_size - 1 if ensemble else 0)
+    calibrations = len(needed) + (1 if ensemble else 0)
+    return 1 + config.seeds * (runs + calibrations + 1 + len(config.methods))
+
+
+def score_steps(n_ood: int) -> int:
+    """How many ``stage`` lines :func:`score_checkpoint` prints for ``n_ood`` OOD sets."""
+    return 2 + 2 * n_ood
 
 
 @dataclass
@@ -449,7 +481,11 @@ def _evaluate(
 
 
 def load_ood_sets(
-    entries: Sequence[str], *, like: ImageSet, data_dir: str | None
+    entries: Sequence[str],
+    *,
+    like: ImageSet,
+    data_dir: str | None,
+    progress: BenchmarkProgress | None = None,
 ) -> dict[str, ImageSet]:
     """Load every OOD entry (``SPEC`` or ``LABEL=SPEC``) by its label, checked against ``like``.
 
@@ -463,6 +499,9 @@ def load_ood_sets(
     problems: list[str] = []
     for entry in entries:
         label, spec = split_label(entry)
+        started = time.perf_counter()
+        if progress is not None:
+            progress.now(f"loading OOD set {label}")
         try:
             ood_set = load_ood(spec, like=like, data_dir=data_dir)
             check_disjoint(like, ood_set)
@@ -470,6 +509,11 @@ def load_ood_sets(
             problems.append(str(exc))
             continue
         oods[label] = ood_set
+        if progress is not None:
+            progress.say(
+                f"loaded OOD set {label}: {len(ood_set):,} images in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
     if len(problems) == 1:
         raise DismaxError(problems[0])
     if problems:
@@ -535,7 +579,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         temperatures: dict[str, float] = {}
         loaded: dict[Path, ModelBundle] = {}  # one model object per run (SoftMax = member 0)
         for method, dirs in run_dirs.items():
-            progress.say(f"calibrating and scoring {method} seed {seed}")
+            progress.say(f"calibrating {method} seed {seed}")
             for d in dirs:
                 if d not in loaded:
                     loaded[d] = load_bundle(d, device=config.device)
@@ -552,10 +596,17 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
 
         # 3. Throughput on the same images for every method (SoftMax is the reference).
         timing_images = data.test.images[:THROUGHPUT_IMAGES]
+        progress.say(
+            f"timing inference of {len(bundles)} model(s) on {len(timing_images):,} test images"
+        )
         throughput = measure_throughputs(bundles, timing_images)
 
         logits_cache: dict[tuple[int, int], torch.Tensor] = {}
         for method in config.methods:
+            progress.say(
+                f"scoring {method} seed {seed} on {len(data.test):,} test images and "
+                f"{len(oods)} OOD set(s)"
+            )
             outputs = model_outputs(bundles[method], data.test, oods, cache=logits_cache)
             before, after, ood = _evaluate(temperatures[method], data, oods, outputs)
             per_method[method].append(
@@ -684,22 +735,57 @@ def score_checkpoint(
     device: str = "cpu",
     score: str | None = None,
     dump: str | Path | None = None,
+    progress: BenchmarkProgress | None = None,
 ) -> Report:
     """Evaluate one checkpoint on its ID test split and each OOD set (``dismax score``).
 
     ACC/NLL/ECE are reported at T = 1 and at the checkpoint's stored temperature; OOD metrics for
-    every score (``score`` or the method's default is the one tables show).
+    every score (``score`` or the method's default is the one tables show). ``progress`` gets
+    :func:`score_steps` lines (each set loaded and scored, with its size and seconds). A run that
+    was never calibrated (``dismax calibrate``) gets a note saying so.
 
     Raises:
         DismaxError: for an unreadable checkpoint, unknown sets or scores, or overlapping splits.
     """
+    progress = progress or BenchmarkProgress()
     if score is not None and score not in SCORES:
         raise DismaxError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
     check_ood_labels(ood)
     bundle = load_bundle(path, device=device)
+    started = time.perf_counter()
+    progress.now(f"loading the ID splits of {bundle.meta.config.dataset}")
     data = rebuild_run_data(bundle.meta, data_dir=data_dir)
-    oods = load_ood_sets(ood, like=data.test, data_dir=data_dir or bundle.meta.config.data_dir)
-    outputs = model_outputs([bundle], data.test, oods)
+    progress.say(
+        f"loaded ID test split {bundle.meta.config.dataset}: {len(data.test):,} images "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    oods = load_ood_sets(
+        ood,
+        like=data.test,
+        data_dir=data_dir or bundle.meta.config.data_dir,
+        progress=progress,
+    )
+    # One set at a time (the ID logits are cached), so that progress can name each set.
+    cache: dict[tuple[int, int], torch.Tensor] = {}
+    started = time.perf_counter()
+    progress.now(f"scoring the ID test split ({len(data.test):,} images)")
+    id_outputs = model_outputs([bundle], data.test, {}, cache=cache)
+    progress.say(
+        f"scored the ID test split: {len(data.test):,} images in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    ood_scores: dict[str, dict[str, torch.Tensor]] = {}
+    for label, ood_set in oods.items():
+        started = time.perf_counter()
+        progress.now(f"scoring OOD set {label} ({len(ood_set):,} images)")
+        ood_scores[label] = model_outputs(
+            [bundle], data.test, {label: ood_set}, cache=cache
+        ).ood_scores[label]
+        progress.say(
+            f"scored OOD set {label}: {len(ood_set):,} images in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+    outputs = Outputs(id_outputs.id_logits, id_outputs.id_scores, ood_scores)
     if dump is not None:
         write_scores_npz(dump, outputs)
     temperature = bundle.temperature
@@ -734,6 +820,13 @@ def score_checkpoint(
         notes.append(
             f"the checkpoint is from an unfinished run (epoch {meta.epoch} of "
             f"{meta.epochs}); finish it with dismax train --resume"
+        )
+    elif meta.calibration is None:
+        run = Path(path).parent if Path(path).name == "checkpoint.pt" else Path(path)
+        notes.append(
+            f"this {meta.method} run was never calibrated, so ECE and NLL are at "
+            f"T = {temperature:g}, not at a fitted temperature: calibrate it with "
+            f"`dismax calibrate {shlex.quote(str(run))}` and score again"
         )
     return Report(
         kind="score",

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from dismax_cli.core import metrics as M
-from dismax_cli.core.calibration import calibrated_probs
+from dismax_cli.core._arrays import host_float64
+from dismax_cli.core.calibration import nll_from_logits
 from dismax_cli.core.ensemble import mutual_information, predictive_log_probs
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet
@@ -24,13 +26,81 @@ from dismax_cli.engine.predict import predict_images
 from dismax_cli.reports import DatasetRecord
 
 
-def id_metrics(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """ACC, NLL and ECE (15 bins) of probabilities (N, C) against int64 targets (N,)."""
+class Probabilities(torch.Tensor):
+    """``softmax(logits / T)`` as a float64 CPU tensor that carries ``log_softmax(logits / T)``.
+
+    Returned by :func:`probs_at`. It behaves as a plain tensor (operations on it give plain
+    tensors); :func:`id_metrics` reads :attr:`log_probs` so that the NLL comes from the logits:
+    a probability that underflows to 0 would cap −log p at about 708.4 nats.
+    """
+
+    log_probs: torch.Tensor | None = None
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+
+def id_metrics(
+    probs: torch.Tensor, targets: torch.Tensor, *, log_probs: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Compute ACC, NLL and ECE (15 bins) of probabilities against int64 targets.
+
+    The NLL is computed from log-probabilities (``log_probs``, else the ones a
+    :class:`Probabilities` from :func:`probs_at` carries), so it is exact for any finite logits:
+    ``id_metrics(probs_at(torch.tensor([[0., -1000.]]), 1.0), torch.tensor([1]))["NLL"]`` is
+    1000. Plain probabilities fall back to :func:`dismax_cli.core.metrics.nll`, which caps each
+    term at about 708.4 nats; prefer :func:`id_metrics_from_logits`.
+
+    Args:
+        probs: (N, C) probabilities, e.g. from :func:`probs_at`.
+        targets: (N,) int64 class indices.
+        log_probs: (N, C) log-probabilities matching ``probs`` (optional).
+
+    Returns:
+        ``{"ACC", "NLL", "ECE"}`` as floats (NLL in nats).
+
+    Raises:
+        DismaxError: for empty, misshapen or non-finite inputs, or targets out of range.
+
+    References:
+        METHOD.md §5 (accuracy, NLL, ECE).
+    """
+    if log_probs is None and isinstance(probs, Probabilities):
+        log_probs = probs.log_probs
+    if log_probs is not None and tuple(log_probs.shape) != tuple(probs.shape):
+        log_probs = None  # not the log of these probabilities
     return {
         "ACC": M.accuracy(probs, targets),
-        "NLL": M.nll(probs, targets),
+        "NLL": M.nll(probs, targets) if log_probs is None else nll_from_logits(log_probs, targets),
         "ECE": M.ece(probs, targets, num_bins=15),
     }
+
+
+def id_metrics_from_logits(
+    logits: torch.Tensor, targets: torch.Tensor, *, temperature: float = 1.0
+) -> dict[str, float]:
+    """Compute ACC, NLL and ECE of ``softmax(logits / T)``, the NLL in the log domain.
+
+    For a deep ensemble pass the member logits (M, N, C): the predictive distribution is the
+    mean of the members' probabilities, whose log is computed stably as
+    ``logsumexp_m log_softmax(z_m) − log M`` (never from clipped probabilities), then divided by
+    T like a model's logits (METHOD.md §3, §4).
+
+    Args:
+        logits: (N, C) logits of one model, or (M, N, C) member logits of an ensemble.
+        targets: (N,) int64 class indices.
+        temperature: T > 0.
+
+    Returns:
+        ``{"ACC", "NLL", "ECE"}`` as floats (NLL in nats).
+
+    Raises:
+        DismaxError: for empty, misshapen or non-finite logits, or targets out of range.
+
+    References:
+        METHOD.md §3 (deep ensemble), §5 (metrics).
+    """
+    if logits.ndim == 3:
+        logits = predictive_log_probs(logits)
+    return id_metrics(probs_at(logits, temperature), targets)
 
 
 def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
@@ -106,9 +176,27 @@ def model_outputs(
     )
 
 
-def probs_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """softmax(logits / T) in float64 (:func:`~dismax_cli.core.calibration.calibrated_probs`)."""
-    return calibrated_probs(logits, temperature)
+def probs_at(logits: torch.Tensor, temperature: float) -> Probabilities:
+    """Return ``softmax(logits / T)`` in float64 on the CPU, carrying its log-probabilities.
+
+    The logits are moved to the CPU before the cast (no float64 on an accelerator). The result
+    is a :class:`Probabilities` whose ``log_probs`` is ``log_softmax(logits / T)``, from which
+    :func:`id_metrics` computes the NLL.
+
+    Args:
+        logits: (N, C) logits (for an ensemble, its log mean probabilities).
+        temperature: T > 0.
+
+    Returns:
+        (N, C) float64 CPU probabilities.
+
+    References:
+        METHOD.md §4 (temperature scaling).
+    """
+    log_probs = F.log_softmax(host_float64(logits) / float(temperature), dim=1)
+    probs = log_probs.exp().as_subclass(Probabilities)
+    probs.log_probs = log_probs
+    return probs
 
 
 def measure_throughputs(
@@ -205,7 +293,9 @@ __all__ = [
     "dataset_record",
     "ensemble_scores",
     "environment",
+    "Probabilities",
     "id_metrics",
+    "id_metrics_from_logits",
     "measure_throughputs",
     "model_outputs",
     "ood_metrics",

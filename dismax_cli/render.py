@@ -2,10 +2,16 @@
 
 Metric directions and units come from :data:`dismax_cli.reports.METRICS`; the best value of each
 column is shown in bold.
+
+Every table fits 80 columns: borderless columns two spaces apart, arrows joined to the metric
+key (``AUROC↑``), and with several seeds each cell on two lines (mean, then ``±std``). Titles
+are lines of their own above the tables, so they wrap only at the console's width. Every piece
+of text from a report (set labels, specs, scores, notes) is a ``rich.text.Text``, never markup.
 """
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -29,16 +35,37 @@ def method_label(result: MethodResult) -> str:
     return label
 
 
-def format_stat(stat: Stat | None, *, percent: bool, digits: int = 2) -> str:
-    """``95.12`` or ``95.12 ± 0.30`` (percent) / ``0.1234`` (plain); ``–`` when missing."""
+def format_stat(stat: Stat | None, *, percent: bool, digits: int = 2, stacked: bool = False) -> str:
+    """``95.12`` or ``95.12 ± 0.30`` (percent) / ``0.1234`` (plain); ``–`` when missing.
+
+    ``stacked`` puts the deviation on a second line (``95.12`` then ``±0.30``), as tables do.
+    """
     if stat is None:
         return "–"
     scale = 100.0 if percent else 1.0
     fmt = f"{{:.{digits}f}}" if percent else "{:.4f}"
     text = fmt.format(stat.mean * scale)
     if stat.std is not None:
-        text += " ± " + fmt.format(stat.std * scale)
+        text += ("\n±" if stacked else " ± ") + fmt.format(stat.std * scale)
     return text
+
+
+def _table(*headers: str, right_from: int = 1) -> Table:
+    """A borderless table whose columns from ``right_from`` on are right-aligned numbers."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        padding=(0, 1),
+    )
+    for i, header in enumerate(headers):
+        table.add_column(Text(header), justify="right" if i >= right_from else "left", no_wrap=True)
+    return table
+
+
+def _title(text: str) -> Text:
+    return Text(text, style="bold")
 
 
 def _best(values: list[float | None], higher_is_better: bool) -> float | None:
@@ -49,15 +76,20 @@ def _best(values: list[float | None], higher_is_better: bool) -> float | None:
 
 
 def _cell(stat: Stat | None, best: float | None, *, percent: bool) -> Text:
-    text = format_stat(stat, percent=percent)
+    text = format_stat(stat, percent=percent, stacked=True)
     bold = stat is not None and best is not None and stat.mean == best
     return Text(text, style="bold" if bold else "")
 
 
+def _plain(stat: Stat | None, *, percent: bool) -> Text:
+    return Text(format_stat(stat, percent=percent, stacked=True))
+
+
+ID_TITLE = "In-distribution: classification and calibration"
+
+
 def id_table(report: Report) -> Table:
     """Classification and calibration: ACC, ECE and NLL at the fitted T and at T = 1, and T."""
-    table = Table(title="In-distribution: classification and calibration", title_justify="left")
-    table.add_column("method")
     columns = [
         ("ACC %", "ACC", "after"),
         ("ECE %", "ECE", "after"),
@@ -65,62 +97,54 @@ def id_table(report: Report) -> Table:
         ("NLL", "NLL", "after"),
         ("NLL T=1", "NLL", "before"),
     ]
-    for header, _, _ in columns:
-        table.add_column(header, justify="right")
-    table.add_column("T", justify="right")
+    table = _table("method", *(header for header, _, _ in columns), "T")
     best = {
         key: _best([m.id_after[key].mean for m in report.methods], METRICS[key].higher_is_better)
         for key in ID_METRICS
     }
     for m in report.methods:
-        row: list[Text | str] = [method_label(m)]
+        row: list[Text] = [Text(method_label(m))]
         for _, key, stage in columns:
             stat = m.id_after[key] if stage == "after" else m.id_before[key]
             if stage == "after":
                 row.append(_cell(stat, best[key], percent=METRICS[key].percent))
             else:
-                row.append(format_stat(stat, percent=METRICS[key].percent))
-        row.append(format_stat(m.temperature, percent=False))
+                row.append(_plain(stat, percent=METRICS[key].percent))
+        row.append(_plain(m.temperature, percent=False))
         table.add_row(*row)
     return table
 
 
 def cost_table(report: Report) -> Table:
     """Inference efficiency (throughput relative to SoftMax, same run) and training time."""
-    table = Table(title="Cost", title_justify="left")
-    table.add_column("method")
-    table.add_column("efficiency", justify="right")
-    table.add_column("inference images/s", justify="right")
-    table.add_column("training s", justify="right")
+    table = _table("method", "efficiency", "inference images/s", "training s")
     for m in report.methods:
         table.add_row(
-            method_label(m),
-            "–" if m.efficiency is None else format_stat(m.efficiency, percent=False),
-            "–" if m.throughput_per_s is None else f"{m.throughput_per_s.mean:,.0f}",
-            "–" if m.train_s is None else f"{m.train_s.mean:,.1f}",
+            Text(method_label(m)),
+            Text("–") if m.efficiency is None else _plain(m.efficiency, percent=False),
+            Text("–" if m.throughput_per_s is None else f"{m.throughput_per_s.mean:,.0f}"),
+            Text("–" if m.train_s is None else f"{m.train_s.mean:,.1f}"),
         )
     return table
+
+
+def ood_title(report: Report, ood: str) -> str:
+    """The line above an OOD set's table: its label, sizes and conventions."""
+    first = report.methods[0].result(ood)
+    return f"OOD: {ood}  (n_id {first.n_id:,}, n_ood {first.n_ood:,}; %, ID positive)"
 
 
 def ood_table(report: Report, ood: str) -> Table:
     """OOD detection on one set with each method's default score (values in %, ID positive)."""
     rows = [(m, m.result(ood)) for m in report.methods]
-    n_id, n_ood = rows[0][1].n_id, rows[0][1].n_ood
-    table = Table(
-        title=f"OOD: {ood}  (n_id {n_id:,}, n_ood {n_ood:,}; %, ID positive)",
-        title_justify="left",
-    )
-    table.add_column("method")
-    table.add_column("score")
-    for key in OOD_METRICS:
-        arrow = "↑" if METRICS[key].higher_is_better else "↓"
-        table.add_column(f"{key} {arrow}", justify="right")
+    headers = [f"{key}{'↑' if METRICS[key].higher_is_better else '↓'}" for key in OOD_METRICS]
+    table = _table("method", "score", *headers, right_from=2)
     best = {
         key: _best([r.metrics[key].mean for _, r in rows], METRICS[key].higher_is_better)
         for key in OOD_METRICS
     }
     for m, r in rows:
-        cells: list[Text | str] = [method_label(m), r.score]
+        cells: list[Text] = [Text(method_label(m)), Text(r.score)]
         cells += [_cell(r.metrics[key], best[key], percent=True) for key in OOD_METRICS]
         table.add_row(*cells)
     return table
@@ -128,10 +152,11 @@ def ood_table(report: Report, ood: str) -> Table:
 
 def report_renderable(report: Report) -> Group:
     """All tables (ID, cost, one per OOD set) plus the dataset line, requirements and notes."""
-    parts: list[Table | Text] = [id_table(report)]
+    parts: list[Table | Text] = [_title(ID_TITLE), id_table(report)]
     if report.kind == "benchmark":
-        parts.append(cost_table(report))
-    parts.extend(ood_table(report, ood) for ood in report.ood_sets)
+        parts += [Text(""), _title("Cost"), cost_table(report)]
+    for ood in report.ood_sets:
+        parts += [Text(""), _title(ood_title(report, ood)), ood_table(report, ood)]
     test = next((d for d in report.datasets if d.role == "test"), None)
     lines = []
     if test is not None:
@@ -158,5 +183,6 @@ __all__ = [
     "id_table",
     "method_label",
     "ood_table",
+    "ood_title",
     "report_renderable",
 ]

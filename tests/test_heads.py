@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead, SoftMaxHead
+from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead, SoftMaxHead, normalized_distances
 from dismax_cli.errors import DismaxError
 
 D, C = 16, 5
@@ -24,7 +24,7 @@ def _reference_logits(head: torch.nn.Module, features: torch.Tensor) -> torch.Te
     if isinstance(head, SoftMaxHead):
         return f @ head.weight.double().t() + head.bias.double()
     p = head.prototypes.double()
-    s = abs(float(head.distance_scale))
+    s = abs(float(head.distance_scale.detach()))
     f_hat = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
     p_hat = p / p.norm(dim=1, keepdim=True).clamp_min(1e-12)
     dist = (f_hat[:, None, :] - p_hat[None, :, :]).pow(2).sum(-1).sqrt()  # (B, C)
@@ -108,18 +108,6 @@ def test_initialisation_follows_method_md() -> None:
     assert float(dis.distance_scale.detach()) == 1.0
 
 
-@pytest.mark.parametrize("head_cls", HEADS)
-def test_heads_hold_no_temperature_and_return_raw_logits(head_cls: type) -> None:
-    """METHOD.md §3-§4: heads give logits at T = 1; the fitted T lives with the run."""
-    torch.manual_seed(4)
-    head = head_cls(D, C)
-    assert not any("temperature" in name for name in head.state_dict())
-    assert not hasattr(head, "temperature")
-    features = torch.randn(4, D)
-    want = reference_logits(head, features)
-    assert torch.allclose(head(features).double(), want, atol=1e-5, rtol=0)
-
-
 def test_dismax_mean_term_shifts_max_and_mean_logits_by_the_method_md_amounts() -> None:
     torch.manual_seed(5)
     head = DisMaxHead(D, C)
@@ -137,6 +125,18 @@ def test_dismax_mean_term_shifts_max_and_mean_logits_by_the_method_md_amounts() 
 
 
 @pytest.mark.parametrize("head_cls", HEADS)
+def test_heads_hold_no_temperature_and_return_raw_logits(head_cls: type) -> None:
+    """METHOD.md §3-§4: heads give logits at T = 1; the fitted T lives with the run."""
+    torch.manual_seed(4)
+    head = head_cls(D, C)
+    assert not any("temperature" in name for name in head.state_dict())
+    assert not hasattr(head, "temperature")
+    features = torch.randn(4, D)
+    want = reference_logits(head, features)
+    assert torch.allclose(head(features).double(), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("head_cls", HEADS)
 def test_wrong_shapes_and_sizes_are_clear_errors(head_cls: type) -> None:
     head = head_cls(D, C)
     with pytest.raises(DismaxError, match=r"expected \(B, 16\)"):
@@ -145,16 +145,199 @@ def test_wrong_shapes_and_sizes_are_clear_errors(head_cls: type) -> None:
         head_cls(D, 1)
 
 
-@pytest.mark.parametrize("head_cls", [IsoMaxPlusHead, DisMaxHead])
-def test_inference_without_grad_equals_the_training_path_bit_for_bit(head_cls: type) -> None:
-    """No autograd node when nothing needs a gradient (the prediction path), same logits."""
-    torch.manual_seed(5)
-    head = head_cls(D, C)
-    features = torch.randn(9, D)
-    with_grad = head(features)
-    assert with_grad.grad_fn is not None
+# ------------------------------------------------- issue 9: zero features, d -> 0, autocast
+
+
+def f_normalize_reference(head: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """METHOD.md §1 in float64 with ``F.normalize`` (eps 1e-12) and exact differences."""
+    f_hat = torch.nn.functional.normalize(features.double(), dim=1, eps=1e-12)
+    p_hat = torch.nn.functional.normalize(head.prototypes.detach().double(), dim=1, eps=1e-12)
+    dist = (f_hat[:, None, :] - p_hat[None, :, :]).pow(2).sum(-1).sqrt()
+    s = abs(float(head.distance_scale.detach()))
+    if isinstance(head, IsoMaxPlusHead):
+        return -s * dist
+    delta = s * dist / math.sqrt(2.0)
+    return -(delta + delta.mean(dim=1, keepdim=True))
+
+
+def exact_distances(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """‖f̂ − p̂‖ in float64 from explicit differences (no matrix-product shortcut)."""
+    f_hat = torch.nn.functional.normalize(features.double(), dim=1, eps=1e-12)
+    p_hat = torch.nn.functional.normalize(prototypes.double(), dim=1, eps=1e-12)
+    return (f_hat[:, None, :] - p_hat[None, :, :]).pow(2).sum(-1).sqrt()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("head_cls", "want"), [(DisMaxHead, -math.sqrt(2.0)), (IsoMaxPlusHead, -1.0)]
+)
+def test_zero_feature_follows_the_f_normalize_convention(
+    head_cls: type, want: float, dtype: torch.dtype
+) -> None:
+    # Issue 9 item 1: f̂ = 0 for f = 0, so every ‖f̂ − p̂_j‖ = 1 (d_j = 1/√2 for DisMax).
+    head = head_cls(2, 2)
     with torch.no_grad():
-        without = head(features)
-    assert without.grad_fn is None
-    assert torch.equal(with_grad.detach(), without)
-    assert torch.allclose(without.double(), reference_logits(head, features), atol=1e-5)
+        head.prototypes.copy_(torch.eye(2))
+    for module in (head, head_cls(2, 2).to(dtype)):
+        if module is not head:
+            module.load_state_dict(head.state_dict())
+        features = torch.zeros(1, 2, dtype=dtype, requires_grad=True)
+        logits = module(features)
+        assert torch.isfinite(logits).all()
+        assert torch.allclose(
+            logits.double(), torch.full((1, 2), want, dtype=torch.float64), atol=1e-6
+        )
+        loss = torch.nn.functional.cross_entropy(10.0 * logits.float(), torch.tensor([0]))
+        loss.backward()
+        for grad in (features.grad, module.prototypes.grad, module.distance_scale.grad):
+            assert grad is not None and torch.isfinite(grad.float()).all()
+            assert float(grad.float().norm()) <= 1e6
+
+
+@pytest.mark.parametrize("head_cls", [IsoMaxPlusHead, DisMaxHead])
+def test_tiny_and_zero_vectors_match_f_normalize_and_keep_gradients_bounded(
+    head_cls: type,
+) -> None:
+    torch.manual_seed(11)
+    head = head_cls(D, C)
+    with torch.no_grad():
+        head.prototypes[1].zero_()  # a zero prototype
+        head.prototypes[3].mul_(1e-30)  # a tiny one
+    features = torch.randn(6, D)
+    features[0] = 0.0
+    features[1] *= 1e-30
+    features[2] *= 1e-14  # below eps = 1e-12: F.normalize gives a vector of norm < 1
+    features.requires_grad_(True)
+    logits = head(features)
+    want = f_normalize_reference(head, features.detach())
+    assert torch.allclose(logits.double(), want, atol=1e-5, rtol=0), float(
+        (logits - want).abs().max()
+    )
+    (logits * torch.randn(6, C)).sum().backward()
+    for grad in (features.grad, head.prototypes.grad, head.distance_scale.grad):
+        assert grad is not None and torch.isfinite(grad).all()
+        assert float(grad.abs().max()) <= 1e6
+    # The ordinary rows still get their gradient (not zeroed along with the degenerate ones).
+    assert float(features.grad[3:].abs().max()) > 0
+
+
+def test_distance_of_a_vector_to_itself_is_zero() -> None:
+    # Issue 9 item 2: the matrix-product form gave 3.45e-4 for [1, 1] against itself.
+    ones = torch.tensor([[1.0, 1.0]])
+    assert float(normalized_distances(ones, ones).abs().max()) <= 1e-6
+    torch.manual_seed(12)
+    features = torch.randn(64, 512)
+    got = normalized_distances(features, features)
+    assert float(got.diagonal().abs().max()) <= 1e-6
+    assert float((got.double() - exact_distances(features, features)).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("num_features", [3, 64, 2048])
+def test_every_distance_matches_the_exact_difference_also_near_zero(
+    num_features: int, autocast: bool
+) -> None:
+    torch.manual_seed(13)
+    prototypes = torch.randn(10, num_features)
+    prototypes[9] = prototypes[8]  # a duplicate: two distances near 0 for the same feature
+    offsets = torch.tensor([0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.3, 1.0])
+    noise = torch.randn(10, num_features) / math.sqrt(num_features)
+    scale = prototypes.norm(dim=1, keepdim=True)
+    features = torch.cat(
+        [(prototypes + offsets[:, None] * noise * scale) * 3.0, torch.randn(6, num_features)]
+    )
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.no_grad()
+    with context:
+        got = normalized_distances(features, prototypes)
+    assert got.dtype == torch.float32
+    want = exact_distances(features, prototypes)
+    assert float((got.double() - want).abs().max()) <= 1e-5, float(
+        (got.double() - want).abs().max()
+    )
+
+
+@pytest.mark.parametrize("head_cls", [IsoMaxPlusHead, DisMaxHead])
+def test_backward_is_exact_near_zero_distances(head_cls: type) -> None:
+    torch.manual_seed(14)
+    head = head_cls(D, C).double()
+    with torch.no_grad():
+        head.distance_scale.fill_(1.3)
+    near = head.prototypes.detach()[[0, 1, 3]] * torch.tensor([[2.0], [0.5], [4.0]]).double()
+    near = near + 1e-2 * torch.randn(3, D, dtype=torch.float64)
+    features = torch.cat([near, torch.randn(3, D, dtype=torch.float64)]).requires_grad_(True)
+    assert torch.autograd.gradcheck(head, (features,))
+    prototypes = head.prototypes.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda p: torch.func.functional_call(head, {"prototypes": p}, (features,)), (prototypes,)
+    )
+
+
+@pytest.mark.parametrize("head_cls", [IsoMaxPlusHead, DisMaxHead])
+def test_float32_gradient_near_a_prototype_matches_float64_autograd(head_cls: type) -> None:
+    torch.manual_seed(15)
+    head = head_cls(64, C)
+    base = head.prototypes.detach()[[0, 2]] * 2.0
+    features = (base + 1e-3 * torch.randn(2, 64) / 8.0).requires_grad_(True)
+    weights = torch.randn(2, C)
+    (head(features) * weights).sum().backward()
+    f64 = features.detach().double().requires_grad_(True)
+    (f_normalize_reference_autograd(head, f64) * weights.double()).sum().backward()
+    assert torch.isfinite(features.grad).all()
+    error = float((features.grad.double() - f64.grad).norm() / f64.grad.norm())
+    assert error < 1e-2, error
+
+
+def f_normalize_reference_autograd(head: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
+    f_hat = torch.nn.functional.normalize(features, dim=1, eps=1e-12)
+    p_hat = torch.nn.functional.normalize(head.prototypes.detach().double(), dim=1, eps=1e-12)
+    dist = (f_hat[:, None, :] - p_hat[None, :, :]).pow(2).sum(-1).sqrt()
+    s = abs(float(head.distance_scale.detach()))
+    if isinstance(head, IsoMaxPlusHead):
+        return -s * dist
+    delta = s * dist / math.sqrt(2.0)
+    return -(delta + delta.mean(dim=1, keepdim=True))
+
+
+def test_gradient_at_distance_zero_is_finite() -> None:
+    head = DisMaxHead(2, 2)
+    with torch.no_grad():
+        head.prototypes.copy_(torch.eye(2))
+    features = torch.tensor([[3.0, 0.0]], requires_grad=True)  # exactly on prototype 0
+    logits = head(features)
+    # d_0 = 0 and d_1 = 1 (orthogonal unit vectors at distance √2, over √2): z = −(d + mean d).
+    want = torch.tensor([[-(0.0 + 0.5), -(1.0 + 0.5)]])
+    assert torch.allclose(logits.detach(), want, atol=1e-6)
+    logits.sum().backward()
+    assert torch.isfinite(features.grad).all() and torch.isfinite(head.prototypes.grad).all()
+
+
+@pytest.mark.parametrize("head_cls", HEADS)
+@pytest.mark.parametrize("feature_dtype", [torch.float32, torch.bfloat16])
+def test_heads_return_float32_logits_under_cpu_autocast(
+    head_cls: type, feature_dtype: torch.dtype
+) -> None:
+    # Issue 9 item 3: F.linear under autocast returned bfloat16 logits.
+    torch.manual_seed(16)
+    head = head_cls(D, C)
+    features = torch.randn(8, D).to(feature_dtype)
+    want = head(features.float()).detach()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(features)
+    assert logits.dtype == torch.float32
+    # Computed in float32, not in bfloat16 and cast up (bfloat16 would be off by ~1e-2).
+    assert torch.allclose(logits.detach(), want, atol=1e-5, rtol=0)
+    features = features.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        head(features).sum().backward()
+    assert features.grad is not None and features.grad.dtype == feature_dtype
+    assert torch.isfinite(features.grad.float()).all()
+
+
+@pytest.mark.parametrize("head_cls", HEADS)
+def test_empty_batch_gives_empty_logits_and_zero_gradients(head_cls: type) -> None:
+    head = head_cls(D, C)
+    features = torch.zeros(0, D, requires_grad=True)
+    logits = head(features)
+    assert logits.shape == (0, C)
+    logits.sum().backward()
+    assert features.grad is not None and features.grad.shape == (0, D)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
 import torch
+import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from dismax_cli.errors import DismaxError
@@ -17,6 +20,7 @@ from dismax_cli.models import (
     build_backbone,
     list_backbones,
 )
+from dismax_cli.models.wrn import WideBasicBlock
 
 NAMES = ["convnet", "resnet18", "resnet34", "densenet_bc_100", "wrn_28_10"]
 
@@ -42,9 +46,11 @@ EXPECTED_PARAMS = {
     # + 3,430 = 769,162, the "0.8M" of DenseNet-BC (L=100, k=12) in Huang et al.
     # arXiv:1608.06993, Table 2 (0.77M in the reference PyTorch ports).
     "densenet_bc_100": 765_732,
-    # + 6,410 = 36,479,194, the "36.5M" of WRN-28-10 in Zagoruyko & Komodakis
-    # arXiv:1605.07146, Table 5.
-    "wrn_28_10": 36_472_784,
+    # The reference code's WRN-28-10 (METHOD.md §6, issue 14): a bias on every convolution adds
+    # 16 (stem) + 4 * 2 * (160 + 320 + 640) + (160 + 320 + 640) (the three 1x1 shortcuts)
+    # = 10,096 to the bias-free 36,472,784; + 6,410 = 36,489,290 with a 10-class linear
+    # layer, the "36.5M" of WRN-28-10 in Zagoruyko & Komodakis arXiv:1605.07146, Table 5.
+    "wrn_28_10": 36_472_784 + 16 + 9 * (160 + 320 + 640),
 }
 
 
@@ -253,3 +259,189 @@ def test_images_that_do_not_fit_are_a_dismax_error() -> None:
         backbone(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
     with pytest.raises(DismaxError, match="at least 8"):
         backbone(torch.randn(2, 1, 4, 4))
+
+
+# --------------------------------------------------------------------------- initialisation
+# The reference code's rules (METHOD.md §6, issue 14 item 4), checked on the built modules.
+
+
+def _assert_kaiming_normal_fan_out(module: nn.Module) -> None:
+    """Every conv weight ~ N(0, 2 / fan_out), fan_out = out_channels * kh * kw.
+
+    Each conv's sample std must be within sampling error of sqrt(2 / fan_out), and all weights
+    divided by that std, pooled, must look standard normal (std 1, kurtosis 3; a uniform
+    initialisation has kurtosis 1.8).
+    """
+    pooled = []
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    assert convs
+    for conv in convs:
+        weight = conv.weight.detach().double()
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        expected = math.sqrt(2.0 / fan_out)
+        # 6 standard errors of a sample std (about 1 / sqrt(2n)), at least 10 %.
+        tolerance = max(0.1, 6.0 / math.sqrt(2 * weight.numel()))
+        ratio = weight.std().item() / expected
+        assert abs(ratio - 1) < tolerance, (conv, fan_in, fan_out, ratio)
+        pooled.append((weight / expected).flatten())
+    z = torch.cat(pooled)
+    assert abs(z.mean().item()) < 0.01
+    assert abs(z.std().item() - 1) < 0.01
+    kurtosis = ((z - z.mean()) ** 4).mean().item() / z.var().item() ** 2
+    assert abs(kurtosis - 3) < 0.1
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "densenet_bc_100", "wrn_28_10"])
+def test_convolutions_are_kaiming_normal_with_fan_out(
+    built: dict[str, Backbone], name: str
+) -> None:
+    _assert_kaiming_normal_fan_out(built[name])
+
+
+@pytest.mark.parametrize(
+    ("name", "num_blocks"), [("resnet18", 2 + 2 + 2 + 2), ("resnet34", 3 + 4 + 6 + 3)]
+)
+def test_resnet_zero_initialises_the_last_bn_of_every_residual_block(
+    built: dict[str, Backbone], name: str, num_blocks: int
+) -> None:
+    net = built[name].net  # type: ignore[attr-defined]
+    blocks = [m for m in net.modules() if isinstance(m, torchvision.models.resnet.BasicBlock)]
+    assert len(blocks) == num_blocks
+    last_bns = {id(block.bn2) for block in blocks}
+    for block in blocks:
+        assert torch.equal(block.bn2.weight, torch.zeros_like(block.bn2.weight))
+        assert torch.equal(block.bn2.bias, torch.zeros_like(block.bn2.bias))
+    # Every other BatchNorm (stem, bn1, the downsampling shortcuts) starts at weight 1, bias 0.
+    others = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d) and id(m) not in last_bns]
+    assert len(others) == 1 + num_blocks + 3
+    for bn in others:
+        assert torch.equal(bn.weight, torch.ones_like(bn.weight))
+        assert torch.equal(bn.bias, torch.zeros_like(bn.bias))
+    # Hence a block that keeps its shape starts as the identity on non-negative inputs (the
+    # output of the previous block's ReLU).
+    block = net.layer2[1]
+    assert block.downsample is None
+    x = torch.rand(2, 128, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(block(x), x)
+
+
+@pytest.mark.parametrize("name", ["densenet_bc_100", "wrn_28_10"])
+def test_batchnorm_starts_at_weight_one_and_bias_zero(
+    built: dict[str, Backbone], name: str
+) -> None:
+    bns = [m for m in built[name].modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns
+    for bn in bns:
+        assert torch.equal(bn.weight, torch.ones_like(bn.weight))
+        assert torch.equal(bn.bias, torch.zeros_like(bn.bias))
+
+
+def test_densenet_has_no_linear_layer_left_in_the_backbone(built: dict[str, Backbone]) -> None:
+    # torchvision's classifier (the only Linear, whose bias the reference zeroes) is dropped:
+    # the method's head replaces it, so every parameter is a conv or a BatchNorm.
+    assert not [m for m in built["densenet_bc_100"].modules() if isinstance(m, nn.Linear)]
+
+
+def test_wrn_convolutions_have_biases_with_pytorch_default_init(
+    built: dict[str, Backbone],
+) -> None:
+    convs = [m for m in built["wrn_28_10"].modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 + 24 + 3
+    for conv in convs:
+        assert conv.bias is not None, conv
+        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        bound = 1 / math.sqrt(fan_in)
+        # The reference re-initialises conv weights only; biases keep U(-bound, bound).
+        assert conv.bias.abs().max().item() <= bound
+        assert conv.bias.abs().max().item() > 0.5 * bound
+
+
+def test_wrn_blocks_put_the_stride_on_conv2_and_the_shortcut_on_the_raw_input(
+    built: dict[str, Backbone],
+) -> None:
+    wrn = built["wrn_28_10"]
+    for group, (in_planes, out_planes, stride) in zip(
+        [wrn.block1, wrn.block2, wrn.block3],  # type: ignore[attr-defined]
+        [(16, 160, 1), (160, 320, 2), (320, 640, 2)],
+        strict=True,
+    ):
+        first = group[0]
+        assert isinstance(first, WideBasicBlock)
+        assert first.conv1.stride == (1, 1) and first.conv2.stride == (stride, stride)
+        assert first.shortcut is not None and first.shortcut.stride == (stride, stride)
+        # The shortcut reads the block's raw input (in_planes channels, not activated).
+        assert first.shortcut.in_channels == in_planes == first.bn1.num_features
+        assert first.shortcut.out_channels == out_planes
+        assert all(block.shortcut is None for block in group[1:])
+
+
+def test_wrn_keeps_the_standard_batchnorm_momentum(built: dict[str, Backbone]) -> None:
+    # The reference's final BatchNorm has momentum 0.9 (running stats ~ the last batch); the
+    # README's Design notes say why dismax keeps PyTorch's 0.1 everywhere.
+    bns = [m for m in built["wrn_28_10"].modules() if isinstance(m, nn.BatchNorm2d)]
+    assert built["wrn_28_10"].bn.momentum == 0.1  # type: ignore[attr-defined]
+    assert all(bn.momentum == 0.1 for bn in bns)
+
+
+def _reference_wide_block(
+    x: torch.Tensor, params: dict[str, torch.Tensor], *, stride: int, training: bool, eps: float
+) -> torch.Tensor:
+    """The reference code's wide_basic forward in float64 functional ops (dropout rate 0)."""
+
+    def bn(t: torch.Tensor, prefix: str) -> torch.Tensor:
+        return F.batch_norm(
+            t,
+            None if training else params[f"{prefix}.running_mean"],
+            None if training else params[f"{prefix}.running_var"],
+            params[f"{prefix}.weight"],
+            params[f"{prefix}.bias"],
+            training=training,
+            eps=eps,
+        )
+
+    out = F.conv2d(F.relu(bn(x, "bn1")), params["conv1.weight"], params["conv1.bias"], padding=1)
+    out = F.conv2d(
+        F.relu(bn(out, "bn2")),
+        params["conv2.weight"],
+        params["conv2.bias"],
+        stride=stride,
+        padding=1,
+    )
+    if "shortcut.weight" in params:
+        shortcut = F.conv2d(x, params["shortcut.weight"], params["shortcut.bias"], stride=stride)
+    else:
+        shortcut = x
+    return out + shortcut
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize(
+    ("in_planes", "out_planes", "stride"), [(6, 10, 1), (10, 10, 2), (6, 10, 2), (10, 10, 1)]
+)
+def test_wrn_block_forward_matches_a_float64_reference_block(
+    in_planes: int, out_planes: int, stride: int, training: bool
+) -> None:
+    block = WideBasicBlock(in_planes, out_planes, stride=stride)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in (block.bn1, block.bn2):  # non-trivial affine and running statistics
+            module.weight.uniform_(0.5, 1.5, generator=generator)
+            module.bias.normal_(0, 0.3, generator=generator)
+            module.running_mean.normal_(0, 0.3, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+        for conv in [block.conv1, block.conv2, block.shortcut]:
+            if conv is not None:
+                assert conv.bias is not None
+                conv.bias.normal_(0, 0.1, generator=generator)
+    params = {k: v.detach().clone().double() for k, v in block.state_dict().items()}
+    x = torch.randn(3, in_planes, 9, 9, generator=generator)
+    block.train(training)
+    with torch.no_grad():
+        actual = block(x)
+    expected = _reference_wide_block(
+        x.double(), params, stride=stride, training=training, eps=block.bn1.eps
+    )
+    assert actual.shape == (3, out_planes, math.ceil(9 / stride), math.ceil(9 / stride))
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-5, atol=1e-5)

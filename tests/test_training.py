@@ -558,3 +558,29 @@ def test_the_training_loop_creates_no_float64_tensor(
     assert started and result.epochs_run == 2
     assert math.isfinite(result.history[-1].loss) and result.history[-1].loss > 0
     assert spy.ops == set()
+
+
+def test_calibration_nll_comes_from_logits_not_clamped_probabilities(
+    trained: Path, digits_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 item 15: a target whose probability underflows costs its full NLL (here 1000)."""
+    import dismax_cli.engine.calibrate as training
+
+    n = len(digits_data.val)
+    classes = digits_data.val.num_classes
+    logits = torch.zeros(n, classes)
+    logits[:, 0] = 8.0  # confident class 0 ...
+    targets = digits_data.val.labels
+    wrong = int((targets != 0).nonzero()[0])
+    logits[wrong] = 0.0
+    logits[wrong, int(targets[wrong])] = -1000.0  # ... and one target at -1000 below the rest
+    monkeypatch.setattr(training, "predict_images", lambda *a, **k: logits.clone())
+    result = calibrate_bundle(load_bundle(trained), digits_data.val)
+    # Reference in float64, written out: NLL_n = logsumexp(z_n) - z_{n, y_n}.
+    z = logits.double()
+    per_sample = torch.logsumexp(z, 1) - z[torch.arange(n), targets]
+    assert per_sample[wrong] == pytest.approx(1000.0 + math.log(classes - 1), abs=1e-9)
+    assert result.nll_before == pytest.approx(float(per_sample.mean()), rel=1e-12)
+    zt = z / result.temperature
+    after = (torch.logsumexp(zt, 1) - zt[torch.arange(n), targets]).mean()
+    assert result.nll_after == pytest.approx(float(after), rel=1e-12)

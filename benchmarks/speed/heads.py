@@ -5,10 +5,12 @@ Usage: python benchmarks/speed/heads.py [--batch 128] [--features 512] [--classe
 
 Prints the median time per forward+backward (after warm-up; the heads are timed in interleaved
 blocks so background load affects them alike) of SoftMaxHead, IsoMaxPlusHead,
-DisMaxHead and a straightforward DisMax built on ``torch.cdist`` without the matrix-product
-shortcut, their ratios to SoftMaxHead, and the largest difference between DisMaxHead's logits
-and the exact-difference ones. Target (issue 11): DisMaxHead ≤ 1.3× SoftMaxHead (issue 2 asked
-for 2.0×), logits within 1e-5. Exits 1 when either target is missed.
+DisMaxHead, DisMaxHead on features close to their prototypes (as after training: every row has
+a pair near distance 0, which the head recomputes from the exact difference) and a
+straightforward DisMax built on ``torch.cdist`` without the matrix-product shortcut, their ratios
+to SoftMaxHead, and the largest difference between DisMaxHead's logits and the exact-difference
+ones on both kinds of features. Target (issue 11): DisMaxHead ≤ 1.3× SoftMaxHead (issue 2 asked
+for 2.0×), logits within 1e-5 also near distance 0. Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -82,6 +84,14 @@ def main() -> int:
     forwards: dict[str, Callable[[], torch.Tensor]] = {
         name: (lambda head=head: head(features)) for name, head in heads.items()
     }
+    # Trained-like features: each row a scaled prototype plus a little noise (d ~ 1e-3 … 0.1).
+    labels = torch.arange(args.batch) % args.classes
+    spread = torch.logspace(-3, -1, args.batch)[:, None] / math.sqrt(args.features)
+    with torch.no_grad():
+        near = dismax.prototypes[labels] * 3.0
+        near += spread * near.norm(dim=1, keepdim=True) * torch.randn(args.batch, args.features)
+    near.requires_grad_(True)
+    forwards["DisMaxHead, features near prototypes"] = lambda: dismax(near)
     forwards["DisMax exact-difference (cdist)"] = lambda: exact_difference_dismax(dismax, features)
 
     steps = {
@@ -91,7 +101,10 @@ def main() -> int:
     timings = interleaved_medians(steps, rounds=args.runs // 10, block=10, warmup=args.warmup)
 
     with torch.no_grad():
-        max_diff = float((dismax(features) - exact_difference_dismax(dismax, features)).abs().max())
+        max_diff = max(
+            float((dismax(x) - exact_difference_dismax(dismax, x)).abs().max())
+            for x in (features, near)
+        )
 
     base = timings["SoftMaxHead"]
     print(
@@ -99,15 +112,15 @@ def main() -> int:
         f"{args.threads} CPU threads, {args.runs} runs each in interleaved blocks of 10, "
         f"median block after {args.warmup} warm-up runs"
     )
-    print(f"{'head':34s} {'median (us)':>12s} {'x SoftMax':>10s}")
+    print(f"{'head':38s} {'median (us)':>12s} {'x SoftMax':>10s}")
     for name, seconds in timings.items():
-        print(f"{name:34s} {seconds * 1e6:12.1f} {seconds / base:10.2f}")
+        print(f"{name:38s} {seconds * 1e6:12.1f} {seconds / base:10.2f}")
     ratio = timings["DisMaxHead"] / base
     print(
         "DisMaxHead vs exact-difference: "
         f"{timings['DisMaxHead'] / timings['DisMax exact-difference (cdist)']:.3f}x the time"
     )
-    print(f"max |DisMaxHead - exact-difference| logits: {max_diff:.2e}")
+    print(f"max |DisMaxHead - exact-difference| logits (random and near features): {max_diff:.2e}")
     ok = ratio <= TARGET and max_diff <= 1e-5
     print(
         f"target DisMaxHead <= {TARGET}x SoftMaxHead and logits within 1e-5: "

@@ -10,11 +10,12 @@ from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import (
     EXIT_REQUIREMENT_FAILED,
+    QUIET_OPTION,
     MultiValueGroup,
     OutputFormat,
     check_writable,
-    err_console,
     handle_errors,
+    say,
     stdout_console,
     write_report_outputs,
     write_stdout,
@@ -116,6 +117,7 @@ def benchmark(
         metavar="FILE",
         help="Also write the JSON report to this file (atomically).",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Run the benchmark (see ``dismax benchmark --help``)."""
     if ctx.invoked_subcommand is not None:
@@ -123,11 +125,13 @@ def benchmark(
     from dismax_cli.benchmark import (
         BenchmarkConfig,
         BenchmarkProgress,
+        benchmark_steps,
         check_requirements,
+        default_runs_dir,
         run_benchmark,
         split_label,
     )
-    from dismax_cli.cli.progress import training_bars
+    from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
     from dismax_cli.data.registry import canonical_requirement, canonical_spec
 
     check_writable(out, "--out")
@@ -175,26 +179,33 @@ def benchmark(
                 for v in values["require"]
             ]
     cfg = build_config(BenchmarkConfig, cli_values, file_values, config=config)
-    with training_bars() as bars:
-        progress = BenchmarkProgress(
-            stage=lambda text: err_console.print(
-                text, style="dim", highlight=False, soft_wrap=True
-            ),
-            train=bars.callback,
+    display = ProgressDisplay(quiet=quiet, total_steps=benchmark_steps(cfg))
+    try:
+        with display:
+            progress = BenchmarkProgress(
+                stage=display.step, train=display.train_callback, status=display.status
+            )
+            report = run_benchmark(cfg, progress)
+    except KeyboardInterrupt:
+        runs = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else default_runs_dir()
+        say(
+            interrupted_benchmark_message(runs, display.training),
+            prefix="interrupted:",
+            prefix_style="bold red",
         )
-        report = run_benchmark(cfg, progress)
+        raise typer.Exit(130) from None
     report = check_requirements(report, cfg.require)
     write_report_outputs(report, out=out, output_format=output_format)
     failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
     if failed:
-        err_console.print(
-            f"[bold red]{len(failed)} requirement(s) failed:[/] " + "; ".join(failed),
-            highlight=False,
-            soft_wrap=True,
+        say(
+            "; ".join(failed),
+            prefix=f"{len(failed)} requirement(s) failed:",
+            prefix_style="bold red",
         )
         raise typer.Exit(EXIT_REQUIREMENT_FAILED)
     if cfg.require:
-        err_console.print(f"all {len(cfg.require)} requirement(s) hold")
+        say(f"all {len(cfg.require)} requirement(s) hold")
 
 
 @benchmark_app.command("show")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.config import InvalidValueError
@@ -33,8 +33,105 @@ EXIT_REQUIREMENT_FAILED = 3
 #: Options that take several values after one flag (``--ood svhn lsun``).
 MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require")
 
+
+def plain_output(stream: Any = None) -> bool:
+    """True when ``stream`` (default stderr) must get plain lines without any escape code.
+
+    That is when it is not a terminal (a CI log, a pipe, a file), when ``NO_COLOR`` is set to
+    anything non-empty (https://no-color.org), or when ``TERM=dumb``. Then there are no live bars,
+    no colours and no cursor movement: progress is one plain line per step.
+    """
+    stream = sys.stderr if stream is None else stream
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        tty = False
+    return (
+        not tty or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM", "").lower() == "dumb"
+    )
+
+
+def make_console(*, stderr: bool) -> Console:
+    """A rich console on stderr or stdout that follows :func:`plain_output` for that stream.
+
+    Plain: no colour system and no terminal features, so rich writes no ANSI codes (even under
+    ``FORCE_COLOR``); the width is ``COLUMNS`` when set, else 80. On a terminal: rich's defaults.
+    Syntax highlighting is off everywhere: messages carry user text (paths, specs), not code.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    if plain_output(stream):
+        return Console(
+            stderr=stderr, color_system=None, force_terminal=False, no_color=True, highlight=False
+        )
+    return Console(stderr=stderr, highlight=False)
+
+
+_CONSOLES: dict[tuple[Any, ...], Console] = {}
+
+
+def stderr_console() -> Console:
+    """The console for progress and messages, made for the current stderr and environment.
+
+    Built again when ``sys.stderr``, ``NO_COLOR``, ``TERM`` or ``COLUMNS`` change (tests swap
+    them), otherwise the same object, so a live display and ``print`` share one console.
+    """
+    key = (
+        id(sys.stderr),
+        os.environ.get("NO_COLOR"),
+        os.environ.get("TERM"),
+        os.environ.get("COLUMNS"),
+    )
+    console = _CONSOLES.get(key)
+    if console is None:
+        _CONSOLES.clear()
+        console = _CONSOLES[key] = make_console(stderr=True)
+    return console
+
+
+class _StderrConsole:
+    """``err_console``: forwards every attribute to :func:`stderr_console` at the time of use."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(stderr_console(), name)
+
+
 #: Progress, tables and messages go to stderr so that stdout carries machine output only.
-err_console = Console(stderr=True)
+#: Print user text through :func:`say` / :func:`warn` (never as markup).
+err_console: Console = _StderrConsole()  # type: ignore[assignment]
+
+#: ``--quiet``: one definition for every command that shows progress (train, calibrate, score,
+#: benchmark).
+QUIET_OPTION: Any = typer.Option(
+    False,
+    "--quiet",
+    "-q",
+    help="Show no progress (results, warnings and errors still print).",
+)
+
+
+def user_text(text: object, style: str = "") -> Text:
+    """``text`` as a rich ``Text``: shown verbatim, never parsed as markup (``[in]``, ``\\``)."""
+    return text if isinstance(text, Text) else Text(str(text), style=style)
+
+
+def say(text: object, *, style: str = "", prefix: str = "", prefix_style: str = "") -> None:
+    """Print one message line on stderr; ``text`` is user text, shown verbatim (no markup).
+
+    ``prefix`` (e.g. ``"warning:"``) is printed before it in ``prefix_style``. The line is not
+    wrapped (soft wrap), so a log holds one line per message.
+    """
+    line = Text()
+    if prefix:
+        line.append(prefix, style=prefix_style)
+        line.append(" ")
+    line.append_text(user_text(text, style))
+    stderr_console().print(line, soft_wrap=True)
+
+
+def warn(text: object) -> None:
+    """Print ``warning: TEXT`` on stderr (``text`` verbatim)."""
+    say(text, prefix="warning:", prefix_style="yellow")
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -179,7 +276,7 @@ def error_exit_code(exc: BaseException) -> int:
     ``internal error: <type>: <message>; rerun with --debug for the traceback`` (exit 1).
     """
     if isinstance(exc, KeyboardInterrupt):
-        err_console.print("[bold red]interrupted[/]")
+        say("interrupted", style="bold red")
         return 130
     if isinstance(exc, DismaxError):
         line, code = str(exc), EXIT_USAGE_ERROR if isinstance(exc, InvalidValueError) else 1
@@ -188,8 +285,8 @@ def error_exit_code(exc: BaseException) -> int:
         message = " ".join(str(exc).split()) or "(no message)"
         line = f"{type(exc).__name__}: {message}; rerun with --debug for the traceback"
         code, label = EXIT_USER_ERROR, "internal error:"
-    # User text (paths, specs like digits[0-5]) must not be read as rich markup.
-    err_console.print(f"[bold red]{label}[/] {escape(line)}", highlight=False, soft_wrap=True)
+    # User text (paths, specs like digits[0-5]) is shown verbatim, never read as rich markup.
+    say(line, prefix=label, prefix_style="bold red")
     return code
 
 
@@ -302,6 +399,8 @@ def write_report_outputs(report: Report, *, out: Path | None, output_format: Out
 
 
 def stdout_console() -> Console:
-    """A console for tables on stdout; 160 columns wide when stdout is not a terminal."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
+    """A console for tables on stdout (see :func:`make_console`).
+
+    On a pipe or file the width is ``COLUMNS`` when set, else 80; every table fits 80 columns.
+    """
+    return make_console(stderr=False)

@@ -14,13 +14,15 @@ import typer
 from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import (
+    QUIET_OPTION,
     MultiValueCommand,
     Objective,
     OutputFormat,
     check_writable,
-    err_console,
     handle_errors,
+    say,
     stdout_console,
+    warn,
     write_report_outputs,
     write_stdout,
 )
@@ -67,9 +69,10 @@ def train(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Train one model (paper recipe by default) and write its checkpoint every epoch."""
-    from dismax_cli.cli.progress import training_bars
+    from dismax_cli.cli.progress import interrupted_train_message, progress_display
     from dismax_cli.engine import TrainConfig, checkpoint_path, fit, load_checkpoint
 
     file_values = read_yaml_config(config) if config is not None else {}
@@ -99,8 +102,26 @@ def train(
         "data_dir": data_dir,
     }
     cfg = build_config(TrainConfig, cli_values, file_values, config=config, base_values=run_values)
-    with training_bars() as bars:
-        result = fit(cfg, out, resume=resume, progress=bars.callback(f"{cfg.method} {cfg.model}"))
+    existed = out.exists()
+    try:
+        with progress_display(quiet=quiet) as display:
+            epochs_text = f"{cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}"
+            announce = (
+                f"training {cfg.method} {cfg.model} on {cfg.dataset} ({epochs_text}) into {out}"
+            )
+            result = fit(
+                cfg,
+                out,
+                resume=resume,
+                progress=display.train_callback(f"{cfg.method} {cfg.model}", announce=announce),
+            )
+    except KeyboardInterrupt:
+        say(
+            interrupted_train_message(out, created=not existed),
+            prefix="interrupted:",
+            prefix_style="bold red",
+        )
+        raise typer.Exit(130) from None
     summary = {
         "run_dir": str(result.run_dir),
         "checkpoint": str(result.checkpoint),
@@ -116,10 +137,10 @@ def train(
         write_stdout(json.dumps(summary, indent=2))
         return
     if result.already_finished:
-        err_console.print(f"{result.run_dir} is already finished: nothing to do")
+        say(f"{result.run_dir} is already finished: nothing to do")
     last = result.history[-1] if result.history else None
     if last is not None:
-        err_console.print(
+        say(
             f"trained {cfg.method} on {cfg.dataset}: epoch {last.epoch}, loss {last.loss:.4f}, "
             f"train accuracy {last.accuracy * 100:.1f}%"
         )
@@ -135,21 +156,29 @@ def calibrate(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Fit the temperature on the run's validation split and store it in the checkpoint."""
+    from rich import box
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
+    from dismax_cli.cli.progress import progress_display
     from dismax_cli.engine import calibrate_checkpoint
 
-    result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
+    with progress_display(quiet=quiet) as display:
+        # A status only: a run refused (unfinished, changed data) prints just its error line.
+        display.status(f"calibrating {checkpoint} (objective {objective.value})")
+        result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
+        display.log(
+            f"calibrated {checkpoint}: T = {result.temperature:.4f} fitted on "
+            f"{result.n_val:,} validation images in {display.elapsed():.1f} s"
+        )
     if output_format is OutputFormat.json:
         write_stdout(json.dumps(result.to_dict(), indent=2))
         return
-    table = Table(
-        title="Temperature calibration",
-        caption=f"fitted on {result.n_val:,} validation images, objective {result.objective}",
-        title_justify="left",
-    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("")
     table.add_column("T", justify="right")
     table.add_column("ECE %", justify="right")
@@ -162,8 +191,11 @@ def calibrate(
         f"{result.nll_after:.4f}",
     )
     if result.warning:
-        err_console.print(f"[yellow]warning:[/] {result.warning}", highlight=False)
-    stdout_console().print(table)
+        warn(result.warning)
+    caption = f"fitted on {result.n_val:,} validation images, objective {result.objective}"
+    stdout_console().print(
+        Group(Text("Temperature calibration", style="bold"), table, Text(caption, style="dim"))
+    )
 
 
 @app.command(cls=MultiValueCommand)
@@ -187,9 +219,11 @@ def score(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Evaluate a checkpoint: ID accuracy, NLL, ECE and OOD detection metrics per set."""
-    from dismax_cli.benchmark import score_checkpoint
+    from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
+    from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.registry import canonical_spec
     from dismax_cli.engine import LOG_NAME, checkpoint_path
 
@@ -198,12 +232,14 @@ def score(
     run_files = (ckpt, ckpt.parent / LOG_NAME)
     check_writable(dump, "--dump", protected=run_files)
     check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
-    report = score_checkpoint(
-        checkpoint,
-        ood,
-        data_dir=data_dir,
-        device=device or "auto",
-        score=score_name,
-        dump=dump,
-    )
+    with progress_display(quiet=quiet, total_steps=score_steps(len(ood))) as display:
+        report = score_checkpoint(
+            checkpoint,
+            ood,
+            data_dir=data_dir,
+            device=device or "auto",
+            score=score_name,
+            dump=dump,
+            progress=BenchmarkProgress(stage=display.log, status=display.status),
+        )
     write_report_outputs(report, out=out, output_format=output_format)

@@ -4,6 +4,10 @@ Every public function of those modules accepts a torch tensor, a numpy array or 
 list. These helpers turn such an input into a float64 array (numpy or torch), check its number of
 dimensions and reject NaN or infinite values with a :class:`~dismax_cli.errors.DismaxError` that
 names the argument.
+
+float64 maths always runs on the CPU: a tensor on another device (CUDA, MPS, …) is first copied
+to the CPU in its own dtype and only then cast (:func:`host_float64`), so no float64 tensor is
+ever created on an accelerator (Apple's MPS has no float64 at all).
 """
 
 from __future__ import annotations
@@ -34,14 +38,33 @@ def _check_ndim(
         )
 
 
+def host_float64(tensor: torch.Tensor) -> torch.Tensor:
+    """Return ``tensor`` as float64 on the CPU, moved in its own dtype first, then cast.
+
+    float64 maths runs on the CPU for every device: exact enough for every score and metric,
+    cheap there, slow on most GPUs and missing on Apple's MPS. ``tensor.to("cpu",
+    torch.float64)`` in one call may cast on the source device (creating a float64 tensor on
+    CUDA/MPS); this never does. Autograd follows both steps.
+
+    Args:
+        tensor: A real tensor on any device.
+
+    Returns:
+        A float64 CPU tensor (``tensor`` itself when it already is one).
+    """
+    if tensor.device.type != "cpu":
+        tensor = tensor.to(device="cpu")
+    return tensor.to(dtype=torch.float64)
+
+
 def to_numpy_float64(
     values: ArrayLike, *, name: str, ndim: int, layout: str, check_finite: bool = True
 ) -> np.ndarray:
     """Convert ``values`` to a float64 numpy array with ``ndim`` dimensions.
 
     Args:
-        values: A torch tensor (any device; detached and copied to the CPU), a numpy array or a
-            nested list of numbers.
+        values: A torch tensor (any device; detached and copied to the CPU before the cast to
+            float64), a numpy array or a nested list of numbers.
         name: The argument's name, used in error messages.
         ndim: The required number of dimensions.
         layout: The expected layout for error messages, e.g. ``"(N,)"`` or ``"(B, C)"``.
@@ -59,7 +82,7 @@ def to_numpy_float64(
             raise DismaxError(
                 f"{name} must be real numbers, got a complex tensor; pass its real part"
             )
-        array = values.detach().to(device="cpu", dtype=torch.float64).numpy()
+        array = host_float64(values.detach()).numpy()
     else:
         try:
             array = np.asarray(values, dtype=np.float64)
@@ -80,10 +103,11 @@ def to_numpy_float64(
 def to_torch_float64(
     values: ArrayLike, *, name: str, ndim: int, layout: str
 ) -> tuple[torch.Tensor, bool]:
-    """Convert ``values`` to a finite float64 torch tensor with ``ndim`` dimensions.
+    """Convert ``values`` to a finite float64 CPU torch tensor with ``ndim`` dimensions.
 
-    A tensor stays on its device (and keeps its autograd graph); anything else becomes a CPU
-    tensor.
+    A tensor keeps its autograd graph; one on another device is copied to the CPU in its own
+    dtype before the cast (:func:`host_float64`), so no float64 tensor is created on it. Anything
+    else becomes a CPU tensor.
 
     Args:
         values: A torch tensor, a numpy array or a nested list of numbers.
@@ -105,7 +129,7 @@ def to_torch_float64(
                 f"{name} must be real numbers, got a complex tensor; pass its real part"
             )
         _check_ndim(values.dim(), tuple(values.shape), name=name, ndim=ndim, layout=layout)
-        tensor = values.to(dtype=torch.float64)
+        tensor = host_float64(values)
         finite = torch.isfinite(tensor)
         if not bool(finite.all()):
             bad = int((~finite).sum())
@@ -159,4 +183,10 @@ def to_numpy_targets(targets: ArrayLike, *, num_classes: int, num_samples: int) 
     return array.astype(np.int64, copy=False)
 
 
-__all__ = ["ArrayLike", "to_numpy_float64", "to_numpy_targets", "to_torch_float64"]
+__all__ = [
+    "ArrayLike",
+    "host_float64",
+    "to_numpy_float64",
+    "to_numpy_targets",
+    "to_torch_float64",
+]

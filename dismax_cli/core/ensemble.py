@@ -8,7 +8,8 @@ of log-probabilities gives the probabilities back), and every other score of
 :func:`mutual_information` measures the members' disagreement (higher = more uncertain).
 
 Like the scores, every function returns the kind of array it is given: a tensor in gives a
-``torch.float64`` tensor on the same device, a numpy array or a list gives a ``numpy.float64``
+``torch.float64`` tensor on the CPU (moved there before the cast: no float64 on an
+accelerator), a numpy array or a list gives a ``numpy.float64``
 array. Computations are in float64 in the log domain with ``0 · log 0 = 0``; NaN or infinite
 logits raise :class:`~dismax_cli.errors.DismaxError`.
 """
@@ -70,7 +71,7 @@ def predictive_probs(member_logits: ArrayLike) -> torch.Tensor | np.ndarray:
         member_logits: Each member's logits for the same samples.
 
     Returns:
-        The predictive probabilities (rows sum to 1); a float64 tensor on the input's device when
+        The predictive probabilities (rows sum to 1); a float64 CPU tensor when
         given a tensor, otherwise a float64 numpy array.
 
     Shape:
@@ -102,7 +103,7 @@ def predictive_log_probs(member_logits: ArrayLike) -> torch.Tensor | np.ndarray:
         member_logits: Each member's logits for the same samples.
 
     Returns:
-        The predictive log-probabilities; a float64 tensor on the input's device when given a
+        The predictive log-probabilities; a float64 CPU tensor when given a
         tensor, otherwise a float64 numpy array.
 
     Shape:
@@ -136,7 +137,7 @@ def mutual_information(member_logits: ArrayLike) -> torch.Tensor | np.ndarray:
         member_logits: Each member's logits for the same samples.
 
     Returns:
-        The mutual information per sample; a float64 tensor on the input's device when given a
+        The mutual information per sample; a float64 CPU tensor when given a
         tensor, otherwise a float64 numpy array.
 
     Shape:

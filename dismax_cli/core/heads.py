@@ -5,6 +5,10 @@ temperature is not part of the model: it lives with the run (the checkpoint's me
 applied only where probabilities are computed, ``softmax(logits / T)``; OOD scores use the raw
 logits (METHOD.md §3, §4).
 
+Precision: every head computes in float32 (float64 when the features or the head are float64),
+also for float16/bfloat16 inputs and under autocast on any device, and returns float32 (or
+float64) logits; its cost is negligible next to a backbone's.
+
 References:
     Macêdo, Zanchettin, Ludermir. "Distinction Maximization Loss: Efficiently Improving
     Out-of-Distribution Detection and Uncertainty Estimation by Replacing the Loss and
@@ -15,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -24,6 +29,50 @@ from torch import nn
 from dismax_cli.errors import DismaxError
 
 _NORM_EPS = 1e-12
+# Pairs whose matrix-product squared distance is below this (d < 0.25) are recomputed from the
+# exact difference f̂ − p̂. float32 rounding of the cosine moves d² by up to ~2e-6 (measured for
+# D = 16 … 2048), which moves d by at most δ(d²) / (2d): under 1e-5 for d ≥ 0.25 but up to
+# ~1e-3 as d → 0 (the cancellation in 2 − 2 cos θ).
+_EXACT_BELOW_SQUARED = 0.0625
+
+
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """Return the dtype a head computes in: float64 if any input is float64, else float32.
+
+    float16 and bfloat16 inputs are upcast (their 1e-12 normalisation eps underflows, and
+    distances near 0 need float32 precision).
+
+    Args:
+        tensors: The features and the head's parameters.
+
+    Returns:
+        ``torch.float64`` or ``torch.float32``.
+
+    References:
+        METHOD.md §1 (the distance must be exact to float32 rounding).
+    """
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """Return a context that switches autocast off for ``device``'s type where it is on.
+
+    Works for every device type (CPU, CUDA, MPS, …); a type that autocast does not know (e.g.
+    ``meta``) gets a no-op context.
+
+    Args:
+        device: The device the computation runs on.
+
+    Returns:
+        A context manager.
+    """
+    try:
+        enabled = torch.is_autocast_enabled(device.type)
+    except (RuntimeError, ValueError):  # a device type autocast does not know, e.g. "meta"
+        return contextlib.nullcontext()
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def _check_sizes(num_features: int, num_classes: int) -> None:
@@ -38,7 +87,7 @@ def _check_sizes(num_features: int, num_classes: int) -> None:
 
 
 class _Head(nn.Module):
-    """Common part: sizes and input validation."""
+    """Common part: sizes and input validation (no temperature: heads return raw logits)."""
 
     num_features: int
     num_classes: int
@@ -63,14 +112,16 @@ class _Head(nn.Module):
 class SoftMaxHead(_Head):
     """The usual linear head: ``logits = W f + b``.
 
-    Weights are initialised U(−1/√D, 1/√D) and the bias to 0 (METHOD.md §1).
+    Weights are initialised U(−1/√D, 1/√D) and the bias to 0 (METHOD.md §1). Computed in
+    float32 (float64 for float64 inputs) with autocast off, so the logits are float32 also
+    under autocast and for float16/bfloat16 features.
 
     Args:
         num_features: D, the size of the backbone's features.
         num_classes: C.
 
     Shape:
-        features (B, D) -> logits (B, C).
+        features (B, D) -> logits (B, C), float32 (float64 when features or head are float64).
 
     Raises:
         DismaxError: for sizes below 1 feature / 2 classes, or features of the wrong shape.
@@ -88,33 +139,36 @@ class SoftMaxHead(_Head):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         self._check_features(features)
-        return F.linear(features, self.weight, self.bias)
+        dtype = _compute_dtype(features, self.weight)
+        with _autocast_off(features.device):
+            return F.linear(features.to(dtype), self.weight.to(dtype), self.bias.to(dtype))
 
 
 class _PrototypeLogits(torch.autograd.Function):
     """Fused IsoMax+/DisMax logits with a hand-written backward (one autograd node).
 
-    Forward, with ``a = |s| · factor`` and cosines ``c = f̂ p̂ᵀ``::
+    Forward, with unit vectors ``û = f / max(‖f‖, eps)``, ``v̂ = p / max(‖p‖, eps)`` (the
+    ``F.normalize`` convention: a zero vector stays 0) and ``a = |s| · factor``::
 
-        d = sqrt(max(2 − 2c, 0))                    # = ‖f̂ − p̂‖₂, (B, C)
-        r = d + mean_k d_k   (DisMax)   or   d      # (IsoMax+)
-        z = −a r
+        d² = ‖û‖² + ‖v̂‖² − 2 û v̂ᵀ                  # one matrix product, (B, C)
+        d  = sqrt(max(d², 0)), and ‖û − v̂‖ from the exact difference where d² < 0.0625
+        r  = d + mean_k d_k   (DisMax)   or   d      # (IsoMax+)
+        z  = −a r
 
     Backward, with ``G = ∂L/∂z``: ``∂L/∂s = −sign(s) · factor · Σ G r``;
-    ``∂L/∂d = −a (G + mean_k G_k)`` (DisMax) or ``−a G``; ``H = ∂L/∂c = −∂L/∂d / d``, set to 0
-    where ``d == 0`` (a sub-gradient: a feature on a prototype's direction keeps finite
-    gradients); with ``A = H / (‖f‖ ‖p‖ᵀ)``::
-
-        ∂L/∂f = A p − (Σ_j H_j c_j / ‖f‖²) f
-        ∂L/∂p = Aᵀ f − (Σ_b H_b c_b / ‖p‖²) p
+    ``∂L/∂d = −a (G + mean_k G_k)`` (DisMax) or ``−a G``. For the matrix-product pairs
+    ``H = ∂L/∂(û·v̂) = −∂L/∂d / d``; for the recomputed pairs ``∂L/∂û = ∂L/∂d · (û − v̂) / d``
+    from the exact difference (no cancellation); 0 where ``d == 0`` (a sub-gradient: a feature on
+    a prototype's direction keeps finite gradients). Then ``∂L/∂f = (I − û ûᵀ) ∂L/∂û / ‖f‖``, and
+    0 for ``‖f‖ < eps`` (no direction to follow: a zero feature gets a zero gradient, not
+    1/eps); the same for the prototypes.
 
     One node instead of about fifteen keeps the head within 2× the cost of a linear layer on
-    CPU (``benchmarks/speed/heads.py``); tests check it against float64 autograd. Under CUDA
-    autocast the head runs in float32 (distances near 0 need the precision; it is cheap).
+    CPU (``benchmarks/speed/heads.py``); tests check it against float64 autograd. Inputs arrive
+    in float32 or float64 (see :func:`_compute_dtype`); autocast is off in both passes.
     """
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx,
         features: torch.Tensor,
@@ -123,19 +177,44 @@ class _PrototypeLogits(torch.autograd.Function):
         factor: float,
         mean_term: bool,
     ) -> torch.Tensor:
-        inv_f = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
-        inv_f = inv_f.reciprocal_()
-        inv_p = torch.linalg.vector_norm(prototypes, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
-        inv_p = inv_p.reciprocal_().t()
+        norm_f = torch.linalg.vector_norm(features, dim=1, keepdim=True)  # (B, 1)
+        inv_f = norm_f.clamp_min(_NORM_EPS).reciprocal_()
+        norm_p = torch.linalg.vector_norm(prototypes, dim=1, keepdim=True).t()  # (1, C)
+        inv_p = norm_p.clamp_min(_NORM_EPS).reciprocal_()
         inv_outer = inv_f * inv_p
-        cosines = (features @ prototypes.t()).mul_(inv_outer)
-        distances = torch.rsub(cosines, 2.0, alpha=2.0).clamp_min_(0.0).sqrt_()
+        cosines = (features @ prototypes.t()).mul_(inv_outer)  # û·v̂, (B, C)
+        squared = torch.rsub(cosines, 2.0, alpha=2.0)  # d² for unit û, v̂
+        # One host sync: is any vector shorter than eps, is any pair near 0?
+        if squared.numel() == 0:  # an empty batch
+            low_f = low_p = low_squared = math.inf
+        else:
+            low_f, low_p, low_squared = torch.stack(
+                (norm_f.amin(), norm_p.amin(), squared.amin())
+            ).tolist()
+        degenerate = min(low_f, low_p) < _NORM_EPS
+        if degenerate:
+            # ‖û‖² = (‖f‖ / eps)² < 1 below eps (F.normalize's convention: 0 stays 0).
+            squared_norms = (norm_f * inv_f).square_() + (norm_p * inv_p).square_()
+            squared = torch.sub(squared_norms, cosines, alpha=2.0)
+            low_squared = float(squared.amin())
+        rows = cols = unit_f = unit_p = difference = None
+        if low_squared < _EXACT_BELOW_SQUARED:
+            rows, cols = torch.nonzero(squared < _EXACT_BELOW_SQUARED).unbind(1)
+            # (k, D) unit vectors of the pairs to recompute (index_select: a row copy, fast).
+            unit_f = features.index_select(0, rows).mul_(inv_f.index_select(0, rows))
+            unit_p = prototypes.index_select(0, cols).mul_(inv_p.t().index_select(0, cols))
+            difference = unit_f - unit_p
+        distances = squared.clamp_min_(0.0).sqrt_()
+        if rows is not None:
+            distances.index_put_((rows, cols), torch.linalg.vector_norm(difference, dim=1))
         a = distance_scale.abs() * factor
         reduced = distances + distances.mean(dim=1, keepdim=True) if mean_term else distances
         ctx.save_for_backward(
             features,
             prototypes,
             distance_scale,
+            norm_f,
+            norm_p,
             inv_f,
             inv_p,
             inv_outer,
@@ -143,20 +222,34 @@ class _PrototypeLogits(torch.autograd.Function):
             distances,
             reduced,
             a,
+            rows,
+            cols,
+            unit_f,
+            unit_p,
+            difference,
         )
         ctx.mean_term = mean_term
         ctx.factor = factor
+        ctx.degenerate = degenerate
         return reduced * (-a)
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
     def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        with _autocast_off(grad.device):
+            return _PrototypeLogits._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         (
             features,
             prototypes,
             distance_scale,
+            norm_f,
+            norm_p,
             inv_f,
             inv_p,
             inv_outer,
@@ -164,22 +257,50 @@ class _PrototypeLogits(torch.autograd.Function):
             distances,
             reduced,
             a,
+            rows,
+            cols,
+            unit_f,
+            unit_p,
+            difference,
         ) = ctx.saved_tensors
+        grad = grad.to(distances.dtype)
         grad_f = grad_p = grad_s = None
         if ctx.needs_input_grad[2]:
             grad_s = -(grad * reduced).sum().reshape(1) * ctx.factor * distance_scale.sign()
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            grad_d = grad + grad.mean(dim=1, keepdim=True) if ctx.mean_term else grad
-            # H = ∂L/∂c = a · grad_d / d, with 0 where d == 0.
-            h = torch.where(distances > 0, grad_d / distances, 0.0).mul_(a)
-            scaled = h * inv_outer
-            hc = h.mul_(cosines)
-            if ctx.needs_input_grad[0]:
-                coef = hc.sum(dim=1, keepdim=True).mul_(inv_f).mul_(inv_f).neg_()
-                grad_f = torch.addmm(features * coef, scaled, prototypes)
-            if ctx.needs_input_grad[1]:
-                coef = hc.sum(dim=0, keepdim=True).mul_(inv_p).mul_(inv_p).neg_().t()
-                grad_p = torch.addmm(prototypes * coef, scaled.t(), features)
+        if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
+            return grad_f, grad_p, grad_s, None, None
+        grad_d = grad + grad.mean(dim=1, keepdim=True) if ctx.mean_term else grad
+        # H = ∂L/∂(û·v̂) = a · grad_d / d, with 0 where d == 0.
+        h = torch.where(distances > 0, grad_d / distances, 0.0).mul_(a)
+        if ctx.degenerate:
+            # A vector shorter than eps has no direction: no gradient reaches or leaves it.
+            inv_f = inv_f.masked_fill(norm_f < _NORM_EPS, 0.0)
+            inv_p = inv_p.masked_fill(norm_p < _NORM_EPS, 0.0)
+            inv_outer = inv_f * inv_p
+        near_f = near_p = None
+        if rows is not None:
+            # Recomputed pairs, from the exact difference e = û − v̂ (no cancellation):
+            # ∂L/∂û = −H e and ∂L/∂v̂ = H e, each projected onto its sphere's tangent.
+            # For unit vectors û·e = d²/2 = −v̂·e, with d exact.
+            h_near = h[rows, cols][:, None]
+            h[rows, cols] = 0.0
+            half_squared = distances[rows, cols].square_().mul_(0.5)[:, None]
+            near_f = torch.addcmul(difference, unit_f, half_squared, value=-1.0)
+            near_f.mul_(h_near.mul(inv_f.index_select(0, rows)).neg_())
+            near_p = torch.addcmul(difference, unit_p, half_squared)
+            near_p.mul_(h_near.mul_(inv_p.t().index_select(0, cols)))
+        scaled = h * inv_outer
+        hc = h.mul_(cosines)
+        if ctx.needs_input_grad[0]:
+            coef = hc.sum(dim=1, keepdim=True).mul_(inv_f).mul_(inv_f).neg_()
+            grad_f = torch.addmm(features * coef, scaled, prototypes)
+            if near_f is not None:
+                grad_f.index_add_(0, rows, near_f)
+        if ctx.needs_input_grad[1]:
+            coef = hc.sum(dim=0, keepdim=True).mul_(inv_p).mul_(inv_p).neg_().t()
+            grad_p = torch.addmm(prototypes * coef, scaled.t(), features)
+            if near_p is not None:
+                grad_p.index_add_(0, cols, near_p)
         return grad_f, grad_p, grad_s, None, None
 
 
@@ -191,59 +312,39 @@ def _prototype_logits(
     factor: float,
     mean_term: bool,
 ) -> torch.Tensor:
-    if torch.is_grad_enabled() and (
-        features.requires_grad or prototypes.requires_grad or distance_scale.requires_grad
-    ):
-        return _PrototypeLogits.apply(features, prototypes, distance_scale, factor, mean_term)
-    return _prototype_logits_inference(features, prototypes, distance_scale, factor, mean_term)
-
-
-def _prototype_logits_inference(
-    features: torch.Tensor,
-    prototypes: torch.Tensor,
-    distance_scale: torch.Tensor,
-    factor: float,
-    mean_term: bool,
-) -> torch.Tensor:
-    """The forward of :class:`_PrototypeLogits` without an autograd node (nothing needs grad).
-
-    The same operations in the same order, so logits equal the training path's bit for bit;
-    it skips the autograd ``Function`` call and the tensors saved for backward, which is what a
-    prediction batch pays on top of a linear head (issue 11).
-    """
-    if torch.is_autocast_enabled("cuda") and features.is_cuda:
-        features, prototypes = features.float(), prototypes.float()
-        distance_scale = distance_scale.float()
-    inv_f = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
-    inv_f = inv_f.reciprocal_()
-    inv_p = torch.linalg.vector_norm(prototypes, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
-    inv_p = inv_p.reciprocal_().t()
-    with torch.autocast("cuda", enabled=False):
-        cosines = (features @ prototypes.t()).mul_(inv_f * inv_p)
-    distances = torch.rsub(cosines, 2.0, alpha=2.0).clamp_min_(0.0).sqrt_()
-    a = distance_scale.abs() * factor
-    reduced = distances + distances.mean(dim=1, keepdim=True) if mean_term else distances
-    return reduced * (-a)
+    dtype = _compute_dtype(features, prototypes)
+    with _autocast_off(features.device):
+        return _PrototypeLogits.apply(
+            features.to(dtype),
+            prototypes.to(dtype),
+            distance_scale.to(dtype),
+            factor,
+            mean_term,
+        )
 
 
 def normalized_distances(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-    """Return the Euclidean distances between L2-normalised features and prototypes.
+    """Return the Euclidean distances ``‖f̂ − p̂‖₂`` between L2-normalised rows.
 
-    Uses ``‖a − b‖² = 2 − 2 a·b`` for unit vectors (one matrix product, clamped at 0, with a
-    finite gradient at distance 0), which equals the exact-difference distance to float32
-    rounding and is several times faster than ``torch.cdist`` without the matrix shortcut.
+    Normalisation follows ``F.normalize`` (``v / max(‖v‖, 1e-12)``, so a zero row stays 0 and
+    lies at distance 1 from every unit vector). The distances come from one matrix product
+    (``‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b``), and every pair with a squared distance below 0.0625 is
+    recomputed from the exact difference, so each value equals the exact-difference distance to
+    float32 rounding (within 1e-5), also as d → 0, for float16/bfloat16 inputs and under
+    autocast. Differentiable, with a finite (zero) sub-gradient at distance 0 and for zero rows.
 
     Args:
         features: (B, D) float tensor.
         prototypes: (C, D) float tensor.
 
     Shape:
-        (B, D), (C, D) -> (B, C), values in [0, 2].
+        (B, D), (C, D) -> (B, C), values in [0, 2]; float32 (float64 for float64 inputs).
 
     References:
-        METHOD.md §1 (IsoMax+/DisMax distances; normalisation eps 1e-12).
+        METHOD.md §1 (IsoMax+/DisMax distances; normalisation eps 1e-12; exact to float32
+        rounding, matrix-product form allowed).
     """
-    one = torch.ones(1, dtype=features.dtype, device=features.device)
+    one = torch.ones(1, dtype=_compute_dtype(features, prototypes), device=features.device)
     return -_prototype_logits(features, prototypes, one, factor=1.0, mean_term=False)
 
 
@@ -319,4 +420,9 @@ class DisMaxHead(_PrototypeHead):
         )
 
 
-__all__ = ["DisMaxHead", "IsoMaxPlusHead", "SoftMaxHead", "normalized_distances"]
+__all__ = [
+    "DisMaxHead",
+    "IsoMaxPlusHead",
+    "SoftMaxHead",
+    "normalized_distances",
+]

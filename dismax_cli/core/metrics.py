@@ -163,8 +163,15 @@ def aupr_out(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     return _average_precision_score(1.0 - labels, -scores)
 
 
-def fpr_at_95_tpr(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
-    """Compute the false positive rate at 95 % true positive rate, ID positive (lower is better).
+#: The two FPR@95TPR conventions of the field: ``ours`` (ID positive, METHOD.md §5) and
+#: ``openood`` (OpenOOD v1.5: OOD positive).
+FPR_CONVENTIONS = ("ours", "openood")
+
+
+def fpr_at_95_tpr(
+    id_scores: ArrayLike, ood_scores: ArrayLike, *, convention: str = "ours"
+) -> float:
+    """Compute the false positive rate at 95 % true positive rate (lower is better).
 
     Definition (exact rule, METHOD.md §5): the threshold ``t*`` is the largest ID score such that
     at least 95 % of the ID scores are ``>= t*``, i.e. the k-th largest ID score with
@@ -173,9 +180,17 @@ def fpr_at_95_tpr(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     TNR@95TPR is ``1 - fpr_at_95_tpr`` (its code takes the ROC point nearest to 95 % TPR, which
     can differ).
 
+    ``convention="openood"`` is OpenOOD v1.5's quantity, with **OOD as the positive class**: the
+    threshold ``t*`` is the k-th smallest OOD score with ``k = ceil(0.95 · n_ood)`` (the first
+    point of ``roc_curve(ood_indicator, -score)`` whose TPR is ``>= 0.95``), and the value is the
+    fraction of *ID* scores ``<= t*`` (ID samples called OOD while 95 % of the OOD samples are
+    caught); ties count as called OOD. The two conventions are different quantities, not two
+    roundings of one.
+
     Args:
         id_scores: Scores of the in-distribution test samples (higher = more ID).
         ood_scores: Scores of the OOD samples.
+        convention: ``"ours"`` (default) or ``"openood"`` (:data:`FPR_CONVENTIONS`).
 
     Returns:
         FPR@95TPR in [0, 1].
@@ -185,13 +200,23 @@ def fpr_at_95_tpr(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
 
     Raises:
         DismaxError: If a side is empty (the message names which), not one-dimensional, or holds
-            NaN or infinite values.
+            NaN or infinite values, or for an unknown convention.
 
     References:
         Liang, Li and Srikant, "Enhancing The Reliability of Out-of-distribution Image Detection
-        in Neural Networks" (ODIN), arXiv:1706.02690.
+        in Neural Networks" (ODIN), arXiv:1706.02690. Zhang et al., "OpenOOD v1.5: Enhanced
+        Benchmark for Out-of-Distribution Detection", arXiv:2306.09301 (the ``openood`` rule).
     """
+    if convention not in FPR_CONVENTIONS:
+        raise DismaxError(
+            f"unknown FPR@95TPR convention {convention!r}: choose one of "
+            f"{', '.join(FPR_CONVENTIONS)}"
+        )
     id_array, ood_array = _pair(id_scores, ood_scores)
+    if convention == "openood":
+        k = (95 * ood_array.size + 99) // 100  # ceil(0.95 * n_ood), in integers
+        threshold = np.sort(ood_array)[k - 1]
+        return float(np.count_nonzero(id_array <= threshold) / id_array.size)
     k = (95 * id_array.size + 99) // 100  # ceil(0.95 * n_id) without floating-point rounding
     threshold = np.sort(id_array)[::-1][k - 1]
     return float(_count_at_or_above(np.sort(ood_array), threshold) / ood_array.size)

@@ -23,8 +23,9 @@ class FractionalMix:
             2×2 mosaics.
         targets: (B,) int64; for clean rows the label, for mosaic rows the label of the
             top-left source (informational: the loss uses ``target_probs`` there).
-        target_probs: (B, num_classes) float; one-hot for clean rows, 0.25 per source label for
-            mosaic rows (0.5, 0.75 or 1.0 when sources share a label); every row sums to 1.
+        target_probs: (B, num_classes) float; one-hot for clean rows; for mosaic rows each
+            source label gets its quadrant's share of the pixels (0.25 each for even H and W,
+            weights adding up when sources share a label); every row sums to 1.
         num_clean: h = ⌊B/2⌋, the number of clean rows.
         permutation: (B,) int64, position i of the mixed batch started from input row
             ``permutation[i]``.
@@ -54,7 +55,11 @@ def fractional_probability_mix(
     top-left quadrant comes from image j, bottom-left from j−1, top-right from j−2 and
     bottom-right from j−3 (indices modulo n in the permuted half). Quadrants split at H//2 and
     W//2; nothing is resized or moved, so any B ≥ 1 and odd H, W work (with fewer than 8 images
-    the sources wrap and repeat). The mosaic target is q = 0.25 · Σ_k onehot(y_k).
+    the sources wrap and repeat). The mosaic target is q = Σ_k w_k · onehot(y_k) with w_k the
+    share of the H·W pixels that quadrant k covers: exactly 0.25 each for even H and W (the
+    paper's case, METHOD.md §2 step 3); for 33×33, 256/1089, 272/1089, 272/1089 and 289/1089
+    (top-left, bottom-left, top-right, bottom-right); for H = 1 the top quadrants are empty and
+    weigh 0.
 
     Args:
         images: (B, C, H, W) float batch, already augmented and normalised.
@@ -67,6 +72,7 @@ def fractional_probability_mix(
 
     Shape:
         images (B, C, H, W), targets (B,) -> images (B, C, H, W), target_probs (B, num_classes).
+        The weights are fractions of the image area, so they add to 1 in every row.
 
     Raises:
         DismaxError: for an empty batch, a non-4-D image tensor, a label count that does not
@@ -107,7 +113,8 @@ def fractional_probability_mix(
     local_sources = (local[:, None] - offsets[None, :]) % n  # (n, 4)
     sources = permutation[num_clean:][local_sources]  # indices into the input batch
 
-    h2, w2 = images.shape[2] // 2, images.shape[3] // 2
+    height, width = images.shape[2], images.shape[3]
+    h2, w2 = height // 2, width // 2
     mosaic = images[sources[:, 0]]  # top-left (and, for now, everything else)
     mosaic[:, :, h2:, :w2] = images[sources[:, 1], :, h2:, :w2]  # bottom-left
     mosaic[:, :, :h2, w2:] = images[sources[:, 2], :, :h2, w2:]  # top-right
@@ -120,9 +127,12 @@ def fractional_probability_mix(
     clean_targets = targets[clean_rows]
     target_probs[:num_clean].scatter_(1, clean_targets[:, None], 1.0)
     source_labels = targets[sources]  # (n, 4)
-    target_probs[num_clean:].scatter_add_(
-        1, source_labels, torch.full(source_labels.shape, 0.25, dtype=probs_dtype, device=device)
+    # Each source weighs its quadrant's share of the pixels (0.25 each for even H and W).
+    areas = [h2 * w2, (height - h2) * w2, h2 * (width - w2), (height - h2) * (width - w2)]
+    weights = torch.tensor(
+        [area / (height * width) for area in areas], dtype=probs_dtype, device=device
     )
+    target_probs[num_clean:].scatter_add_(1, source_labels, weights.expand(n, 4).contiguous())
     mixed_targets = torch.cat([clean_targets, source_labels[:, 0]])
     return FractionalMix(
         images=mixed_images,

@@ -7,7 +7,9 @@ so that ID is the positive class of AUROC, AUPR-IN and FPR@95TPR (:mod:`dismax_c
 Conventions shared by every score:
 
 - Input: a torch tensor, a numpy array or a nested list. **The output has the kind of the input**:
-  a tensor in gives a ``torch.float64`` tensor on the same device (the autograd graph is kept);
+  a tensor in (on any device) gives a ``torch.float64`` tensor on the CPU (the autograd graph is
+  kept; the tensor is moved in its own dtype before the cast, so no float64 tensor is created on
+  an accelerator: MPS has none);
   a numpy array or a list in gives a ``numpy.float64`` array.
 - Computed in float64 from the log-softmax, with ``0 · log 0 = 0``, so every score is finite for
   any finite float32 (or float16/bfloat16) logits, and for float64 logits whose scores are
@@ -96,7 +98,7 @@ def msp(logits: ArrayLike) -> torch.Tensor | np.ndarray:
         logits: The head's logits (divided by its temperature).
 
     Returns:
-        The scores, in ``[1/C, 1]``; a float64 tensor on the logits' device when given a tensor,
+        The scores, in ``[1/C, 1]``; a float64 CPU tensor when given a tensor (on any device),
         otherwise a float64 numpy array.
 
     Shape:
@@ -127,7 +129,7 @@ def max_logit(logits: ArrayLike) -> torch.Tensor | np.ndarray:
         logits: The head's logits (divided by its temperature).
 
     Returns:
-        The scores; a float64 tensor on the logits' device when given a tensor, otherwise a
+        The scores; a float64 CPU tensor when given a tensor (on any device), otherwise a
         float64 numpy array.
 
     Shape:
@@ -160,7 +162,7 @@ def mds(logits: ArrayLike) -> torch.Tensor | np.ndarray:
         logits: The head's logits (divided by its temperature).
 
     Returns:
-        The scores; a float64 tensor on the logits' device when given a tensor, otherwise a
+        The scores; a float64 CPU tensor when given a tensor (on any device), otherwise a
         float64 numpy array.
 
     Shape:
@@ -192,7 +194,7 @@ def neg_entropy(logits: ArrayLike) -> torch.Tensor | np.ndarray:
         logits: The head's logits (divided by its temperature).
 
     Returns:
-        The scores; a float64 tensor on the logits' device when given a tensor, otherwise a
+        The scores; a float64 CPU tensor when given a tensor (on any device), otherwise a
         float64 numpy array.
 
     Shape:
@@ -224,7 +226,7 @@ def energy(logits: ArrayLike) -> torch.Tensor | np.ndarray:
         logits: The head's logits (divided by its temperature).
 
     Returns:
-        The scores; a float64 tensor on the logits' device when given a tensor, otherwise a
+        The scores; a float64 CPU tensor when given a tensor (on any device), otherwise a
         float64 numpy array.
 
     Shape:
@@ -256,7 +258,7 @@ def mmles(logits: ArrayLike) -> torch.Tensor | np.ndarray:
         logits: The head's logits (divided by its temperature).
 
     Returns:
-        The scores; a float64 tensor on the logits' device when given a tensor, otherwise a
+        The scores; a float64 CPU tensor when given a tensor (on any device), otherwise a
         float64 numpy array.
 
     Shape:

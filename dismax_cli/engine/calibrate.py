@@ -19,8 +19,9 @@ from dismax_cli.core.calibration import (
     TemperatureAtBoundWarning,
     calibrated_probs,
     fit_temperature,
+    nll_from_logits,
 )
-from dismax_cli.core.metrics import accuracy, ece, nll
+from dismax_cli.core.metrics import accuracy, ece
 from dismax_cli.data import ImageSet, check_disjoint
 from dismax_cli.engine.checkpoint import (
     ModelBundle,
@@ -106,8 +107,9 @@ def _result(
         n_val=len(targets),
         ece_before=ece(before, targets),
         ece_after=ece(after, targets),
-        nll_before=nll(before, targets),
-        nll_after=nll(after, targets),
+        # From logits (log domain): probabilities clamp an underflowed target at ~708 nats.
+        nll_before=nll_from_logits(logits, targets),
+        nll_after=nll_from_logits(logits, targets, temperature=temperature),
         accuracy=accuracy(after, targets),
         warning=warning,
     )

@@ -10,6 +10,11 @@ replaced by a 3×3 stride-1 convolution with 24 outputs and the BN, ReLU and max
 removed, as in the paper (the first dense layer starts with its own BN-ReLU). The final
 BN (``norm5``) is followed by ReLU and global average pooling: 342-d features.
 
+Initialisation as the reference code (its ``DenseNet3``, METHOD.md §6): every convolution
+Kaiming-normal with fan-out and the ReLU gain (std ``sqrt(2 / fan_out)``; torchvision's own
+default is fan-in), every BatchNorm weight 1 and bias 0. torchvision's ``Linear`` classifier is
+not part of the backbone (the method's head replaces it), so there is no linear bias to set.
+
 References:
     Huang, Liu, van der Maaten, Weinberger. "Densely Connected Convolutional Networks",
     arXiv:1608.06993 (2016).
@@ -32,6 +37,9 @@ DENSENET_NUM_FEATURES = 342
 
 class DenseNetBC100(Backbone):
     """DenseNet-BC with depth 100, growth rate 12, compression 0.5 and a 3×3 CIFAR stem.
+
+    Convolutions are Kaiming-normal with fan-out (std ``sqrt(2 / fan_out)``), BatchNorms weight
+    1 and bias 0, as the reference code initialises DenseNet-BC-100 (METHOD.md §6).
 
     Args:
         in_channels: Image channels (1 or 3).
@@ -58,10 +66,15 @@ class DenseNetBC100(Backbone):
         features.conv0 = nn.Conv2d(
             in_channels, DENSENET_STEM_CHANNELS, kernel_size=3, stride=1, padding=1, bias=False
         )
-        nn.init.kaiming_normal_(features.conv0.weight)  # torchvision's own conv init
         del features.norm0, features.relu0, features.pool0
         self.features = features
         self.pool = nn.AdaptiveAvgPool2d(1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def _forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(F.relu(self.features(images))), 1)

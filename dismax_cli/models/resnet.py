@@ -4,6 +4,13 @@ torchvision's ImageNet ResNet with its 7×7 stride-2 stem replaced by a 3×3 str
 its max-pool replaced by the identity and its ``fc`` removed, so a 32×32 image reaches the last
 stage at 4×4 and the features are 512-d (METHOD.md §6).
 
+Initialisation as the paper's reference code builds its ResNets (kuangliu/pytorch-cifar blocks
+for ResNet-34, timm's ``resnet18`` for ImageNet): convolutions Kaiming-normal with fan-out
+(std ``sqrt(2 / fan_out)``), BatchNorm weight 1 and bias 0, and the last BatchNorm weight of
+every residual branch (``bn2`` of each basic block) 0, so every block starts as the identity on
+its shortcut (Goyal et al., arXiv:1706.02677). The downsampling shortcut's BatchNorm keeps
+weight 1.
+
 References:
     He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", arXiv:1512.03385 (2015).
 """
@@ -24,6 +31,10 @@ RESNET_NUM_FEATURES = 512
 class CifarResNet(Backbone):
     """A torchvision basic-block ResNet with the CIFAR stem and no classifier.
 
+    Each residual block's last BatchNorm weight starts at 0 (METHOD.md §6; the reference code's
+    initialisation), every other BatchNorm at weight 1 and bias 0, every convolution
+    Kaiming-normal with fan-out.
+
     Args:
         builder: ``torchvision.models.resnet18`` or ``resnet34`` (called with ``weights=None``).
         in_channels: Image channels (1 or 3).
@@ -40,7 +51,8 @@ class CifarResNet(Backbone):
         self, builder: Callable[..., torchvision.models.ResNet], *, in_channels: int = 3
     ) -> None:
         super().__init__(num_features=RESNET_NUM_FEATURES, in_channels=in_channels)
-        net = builder(weights=None)
+        # zero_init_residual: bn2.weight = 0 in every BasicBlock (the reference's rule).
+        net = builder(weights=None, zero_init_residual=True)
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         # Same initialisation torchvision gives its own convolutions.
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
