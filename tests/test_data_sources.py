@@ -26,6 +26,7 @@ from dismax_cli.data import (
     RawArrays,
     SourceBase,
     SpecText,
+    canonical_spec,
     list_datasets,
     load_dataset,
     load_id_splits,
@@ -58,6 +59,7 @@ class ToySource(SourceBase):
 
     key = "toy"
     forms = ("toy:N",)
+    aliases = {"toy_set": "toy"}
 
     def __init__(self) -> None:
         self.loads: list[tuple[str, str]] = []
@@ -74,7 +76,12 @@ class ToySource(SourceBase):
         return DatasetSpec(spec.text, self.key, "toy", count=count, selection=spec.selection)
 
     def load(
-        self, spec: DatasetSpec, part: str, data_dir: Path, *, download: bool,
+        self,
+        spec: DatasetSpec,
+        part: str,
+        data_dir: Path,
+        *,
+        download: bool,
         like: ImageSet | None,
     ) -> ImageSet:
         self.loads.append((spec.text, part))
@@ -85,8 +92,13 @@ class ToySource(SourceBase):
     def describe(self, data_dir: Path) -> list[DatasetInfo]:
         return [
             DatasetInfo(
-                name="toy:N", aliases=(), kind="toy", source="generated in the test",
-                size="N images 8x8x3, 3 classes", licence="none", present=True,
+                name="toy:N",
+                aliases=(),
+                kind="toy",
+                source="generated in the test",
+                size="N images 8x8x3, 3 classes",
+                licence="none",
+                present=True,
                 location="memory",
             )
         ]
@@ -97,6 +109,7 @@ class NativeToy(ToySource):
 
     key = "native_toy"
     forms = ()
+    aliases: dict[str, str] = {}
 
     def names(self) -> tuple[str, ...]:
         return ("native_toy",)
@@ -107,7 +120,12 @@ class NativeToy(ToySource):
         return DatasetSpec(spec.text, self.key, spec.name, native=True, selection=spec.selection)
 
     def load(
-        self, spec: DatasetSpec, part: str, data_dir: Path, *, download: bool,
+        self,
+        spec: DatasetSpec,
+        part: str,
+        data_dir: Path,
+        *,
+        download: bool,
         like: ImageSet | None,
     ) -> ImageSet:
         self.loads.append((spec.text, part))
@@ -167,6 +185,9 @@ def test_a_registered_source_is_carved_subset_and_listed(toy: ToySource) -> None
     assert sub.classes == ("bar", "ring") and len(sub) == 26  # 13 bars + 13 rings of 40
     assert sorted(torch.unique(sub.labels).tolist()) == [0, 1]  # type: ignore[arg-type]
     assert list_datasets()[-1].name == "toy:N"
+    # The source's own aliases work like the built-in ones, in loads and in canonical names.
+    assert len(load_dataset("Toy-Set:40", split="test")) == 8
+    assert canonical_spec("clean=Toy-Set:40[0-1]") == "clean=toy:40[0-1]"
     with pytest.raises(DismaxError, match="toy:N"):
         load_dataset("nosuchset")  # the unknown-name message lists the new form
 
@@ -199,8 +220,19 @@ def test_register_source_refuses_clashes_and_unregister_undoes(toy: ToySource) -
 
     with pytest.raises(ValueError, match="cifar10"):
         register_source(Clash())
-    with pytest.raises(ValueError, match="not a dataset source"):
+    with pytest.raises(ValueError, match="not a dataset source: it lacks key, forms"):
         register_source(object())  # type: ignore[arg-type]
+
+    class Aliased(ToySource):
+        key = "aliased"
+        aliases = {"tin": "aliased"}  # "tin" already means tin_resize
+
+        def names(self) -> tuple[str, ...]:
+            return ("aliased",)
+
+    with pytest.raises(ValueError, match="reuses names tin"):
+        register_source(Aliased())
+    assert list(SOURCES)[-1] == "toy"  # nothing refused was added
     assert unregister_source("toy") is toy
     with pytest.raises(DismaxError, match="unknown dataset 'toy:5'"):
         load_dataset("toy:5")

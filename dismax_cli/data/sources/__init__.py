@@ -43,6 +43,10 @@ SOURCES: dict[str, Source] = {
 }
 
 
+#: What :func:`register_source` requires of a source (the :class:`Source` protocol).
+_MEMBERS = ("key", "forms", "aliases", "names", "parse", "hint", "load", "ood_split", "describe")
+
+
 def known_names() -> list[str]:
     """Every fixed registry name, source by source in table order."""
     return [name for source in SOURCES.values() for name in source.names()]
@@ -72,8 +76,14 @@ def register_source(source: Source) -> Source:
         ValueError: If it lacks part of the protocol, its key is taken, or one of its
             names or aliases is already a name or alias of another source.
     """
-    if not isinstance(source, Source) or not isinstance(source.key, str) or not source.key:
-        raise ValueError(f"{source!r} is not a dataset source: it needs key and Source methods")
+    missing = [m for m in _MEMBERS if not hasattr(source, m)]
+    if missing:
+        raise ValueError(
+            f"{source!r} is not a dataset source: it lacks {', '.join(missing)} "
+            "(subclass SourceBase for the defaults)"
+        )
+    if not isinstance(source.key, str) or not source.key:
+        raise ValueError(f"dataset source {source!r} needs a non-empty string key")
     if source.key in SOURCES:
         raise ValueError(f"a dataset source with key {source.key!r} is already registered")
     taken = set(known_names()) | set(alias_table())
