@@ -165,10 +165,6 @@ def canonical_requirement(text: str, labels: tuple[str, ...] | list[str] = ()) -
     return f"{match.group('head')}{canonical_name(match.group('set'))}{match.group('tail')}"
 
 
-def _known_names() -> list[str]:
-    return known_names()
-
-
 def _forms_text() -> str:
     return " / ".join(spec_forms())
 
@@ -208,7 +204,7 @@ def _parse(spec: str) -> DatasetSpec:
     body = split.body
     hint = next((h for h in (s.hint(body) for s in SOURCES.values()) if h), "")
     raise DismaxError(
-        f"unknown dataset {body!r}{hint}; choose one of {', '.join(_known_names())}, or "
+        f"unknown dataset {body!r}{hint}; choose one of {', '.join(known_names())}, or "
         f"{_forms_text()} (run `dismax datasets` for the list)"
     )
 
