@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dismax_cli.errors import DismaxError
-from dismax_cli.render import _best, format_stat, method_label
+from dismax_cli.render import _best, format_stat, method_label, metric_header
 from dismax_cli.reports import ID_METRICS, METRICS, OOD_METRICS, Report, Stat
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -149,7 +149,7 @@ def _ood_table(report: Report, ood: str, number: int) -> str:
         row += [_num(r.metrics[key], percent=True, best=best[key]) for key in OOD_METRICS]
         rows.append(row)
     header = ["method", "score"] + [
-        f"{key} {'↑' if METRICS[key].higher_is_better else '↓'}" for key in OOD_METRICS
+        metric_header(key) for key in OOD_METRICS
     ]
     caption = f"OOD: {ood}  (n_id {n_id:,}, n_ood {n_ood:,}; %, ID positive)"
     return _table(caption, header, rows, table_id=f"ood-table-{number}")

@@ -50,6 +50,11 @@ def format_stat(stat: Stat | None, *, percent: bool, digits: int = 2, stacked: b
     return text
 
 
+def metric_header(key: str) -> str:
+    """A metric's column header with its direction joined to it: ``AUROC↑``, ``FPR@95TPR↓``."""
+    return f"{key}{'↑' if METRICS[key].higher_is_better else '↓'}"
+
+
 def _table(*headers: str, right_from: int = 1) -> Table:
     """A borderless table whose columns from ``right_from`` on are right-aligned numbers."""
     table = Table(
@@ -137,7 +142,7 @@ def ood_title(report: Report, ood: str) -> str:
 def ood_table(report: Report, ood: str) -> Table:
     """OOD detection on one set with each method's default score (values in %, ID positive)."""
     rows = [(m, m.result(ood)) for m in report.methods]
-    headers = [f"{key}{'↑' if METRICS[key].higher_is_better else '↓'}" for key in OOD_METRICS]
+    headers = [metric_header(key) for key in OOD_METRICS]
     table = _table("method", "score", *headers, right_from=2)
     best = {
         key: _best([r.metrics[key].mean for _, r in rows], METRICS[key].higher_is_better)

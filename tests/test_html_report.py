@@ -110,8 +110,12 @@ def _parse(page: str) -> _Tables:
 
 def _rich_rows(table) -> list[list[str]]:
     """The cell texts of a rich Table, row by row, as the terminal shows them."""
-    columns = [[getattr(c, "plain", c) for c in col._cells] for col in table.columns]
-    header = [col.header for col in table.columns]
+    # The terminal stacks a seed spread under the mean ("95.12\n±0.30") to fit 80 columns;
+    # the page shows it on one line ("95.12 ± 0.30").
+    columns = [
+        [getattr(c, "plain", c).replace("\n±", " ± ") for c in col._cells] for col in table.columns
+    ]
+    header = [getattr(col.header, "plain", col.header) for col in table.columns]
     return [header] + [list(row) for row in zip(*columns, strict=True)]
 
 

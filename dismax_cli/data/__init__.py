@@ -1,5 +1,8 @@
 """The data layer: dataset registry, verified downloads, uint8 tensor caches, transforms, splits.
 
+Dataset families are sources (:mod:`dismax_cli.data.sources`), one module each, registered in
+one table (:data:`SOURCES`); :func:`register_source` adds one.
+
 Images are held as one uint8 tensor ``(N, H, W, C)`` per split (:class:`ImageSet`); the
 training and scoring loops index and transform whole batches, never single PIL images.
 """
@@ -23,6 +26,9 @@ from dismax_cli.data.registry import (
     DEFAULT_DATASET,
     TEST_FRACTION,
     DatasetInfo,
+    canonical_name,
+    canonical_requirement,
+    canonical_spec,
     clear_cache,
     is_native_split,
     list_datasets,
@@ -30,6 +36,16 @@ from dismax_cli.data.registry import (
     load_id_splits,
     load_ood,
     resolve_data_dir,
+)
+from dismax_cli.data.sources import (
+    SOURCES,
+    DatasetSpec,
+    Source,
+    SourceBase,
+    SpecText,
+    register_source,
+    registered_source,
+    unregister_source,
 )
 from dismax_cli.data.torchvision_sets import TORCHVISION_SOURCES, TorchvisionSource
 from dismax_cli.data.transforms import (
@@ -45,16 +61,24 @@ __all__ = [
     "DATA_DIR_ENV",
     "DEFAULT_DATASET",
     "ODIN_ARCHIVES",
+    "SOURCES",
     "TEST_FRACTION",
     "TORCHVISION_SOURCES",
     "DatasetInfo",
+    "DatasetSpec",
     "ImageSet",
     "ImageTransform",
     "OdinArchive",
     "RawArrays",
+    "Source",
+    "SourceBase",
+    "SpecText",
     "SplitRecord",
     "TorchvisionSource",
     "augment_batch",
+    "canonical_name",
+    "canonical_requirement",
+    "canonical_spec",
     "check_disjoint",
     "clear_cache",
     "compute_mean_std",
@@ -67,7 +91,10 @@ __all__ = [
     "make_transform",
     "read_image_folder",
     "read_npz",
+    "register_source",
+    "registered_source",
     "resolve_data_dir",
     "stratified_holdout",
     "train_val_split",
+    "unregister_source",
 ]

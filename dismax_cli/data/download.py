@@ -250,6 +250,65 @@ class _Tree:
         return here
 
 
+def _member_kind(member: tarfile.TarInfo, what: str) -> str:
+    """``"dir"``, ``"file"``, ``"symlink"`` or ``"hardlink"``; other member types are refused."""
+    if member.isdir():
+        return "dir"
+    if member.isreg():
+        return "file"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    if member.ischr() or member.isblk():
+        raise _Refused(f"{what} is a device file")
+    if member.isfifo():
+        raise _Refused(f"{what} is a FIFO (named pipe)")
+    raise _Refused(f"{what} is a special file (tar type {member.type!r})")
+
+
+def _check_parents(tree: _Tree, parts: tuple[str, ...], what: str) -> None:
+    """Refuse a member written through a link or inside a file; record its parent folders."""
+    for depth in range(1, len(parts)):
+        parent = parts[:depth]
+        if parent in tree.links:
+            raise _Refused(f"{what} is written through the symbolic link {'/'.join(parent)!r}")
+        if tree.kinds.get(parent) == "file":
+            raise _Refused(f"{what} is written inside the file {'/'.join(parent)!r}")
+        tree.kinds.setdefault(parent, "dir")
+
+
+def _record_member(
+    tree: _Tree,
+    files: dict[str, tarfile.TarInfo],
+    member: tarfile.TarInfo,
+    parts: tuple[str, ...],
+    what: str,
+) -> None:
+    """Check one member against the members before it and add it to ``tree`` and ``files``."""
+    kind = _member_kind(member, what)
+    previous = tree.kinds.get(parts)
+    if previous is not None and not (previous == kind == "dir"):
+        raise _Refused(f"{what} appears twice in the archive")
+    _check_parents(tree, parts, what)
+    if kind == "hardlink":
+        target = "/".join(_parts(member.linkname, f"the target of {what}"))
+        if files.get(target) is None:
+            raise _Refused(
+                f"{what} is a hard link to {member.linkname!r}, which is not an earlier "
+                "regular file of the archive"
+            )
+        files["/".join(parts)] = files[target]
+        kind = "file"
+    elif kind == "file":
+        files["/".join(parts)] = member
+    elif kind == "symlink":
+        if not member.linkname:
+            raise _Refused(f"{what} is a symbolic link with an empty target")
+        tree.links[parts] = member.linkname
+    tree.kinds[parts] = kind
+
+
 def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
     """Check every member before anything is written; return the regular files by name.
 
@@ -270,46 +329,7 @@ def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]
             if member.isdir():
                 continue  # "." or "./": the destination itself
             raise _Refused(f"{what} names the destination folder itself")
-        if member.isdir():
-            kind = "dir"
-        elif member.isreg():
-            kind = "file"
-        elif member.issym():
-            kind = "symlink"
-        elif member.islnk():
-            kind = "hardlink"
-        elif member.ischr() or member.isblk():
-            raise _Refused(f"{what} is a device file")
-        elif member.isfifo():
-            raise _Refused(f"{what} is a FIFO (named pipe)")
-        else:
-            raise _Refused(f"{what} is a special file (tar type {member.type!r})")
-        previous = tree.kinds.get(parts)
-        if previous is not None and not (previous == kind == "dir"):
-            raise _Refused(f"{what} appears twice in the archive")
-        for depth in range(1, len(parts)):
-            parent = parts[:depth]
-            if parent in tree.links:
-                raise _Refused(f"{what} is written through the symbolic link {'/'.join(parent)!r}")
-            if tree.kinds.get(parent) == "file":
-                raise _Refused(f"{what} is written inside the file {'/'.join(parent)!r}")
-            tree.kinds.setdefault(parent, "dir")
-        if kind == "hardlink":
-            target = "/".join(_parts(member.linkname, f"the target of {what}"))
-            if files.get(target) is None:
-                raise _Refused(
-                    f"{what} is a hard link to {member.linkname!r}, which is not an earlier "
-                    "regular file of the archive"
-                )
-            files["/".join(parts)] = files[target]
-            kind = "file"
-        elif kind == "file":
-            files["/".join(parts)] = member
-        elif kind == "symlink":
-            if not member.linkname:
-                raise _Refused(f"{what} is a symbolic link with an empty target")
-            tree.links[parts] = member.linkname
-        tree.kinds[parts] = kind
+        _record_member(tree, files, member, parts, what)
     # Links are judged on the finished tree: a link may point through links defined later.
     for parts in list(tree.links):
         try:

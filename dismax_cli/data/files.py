@@ -419,6 +419,35 @@ def decode_files(
     return out[..., None] if mode == "L" else out
 
 
+def _class_layout(
+    entries: list[Path],
+) -> tuple[list[Path], np.ndarray, tuple[str, ...], Skipped] | None:
+    """The ``folder/<class>/<image>`` layout of a folder's ``entries``, or ``None``.
+
+    Returns files (class by class, sorted), labels ``(N,)`` int64, class names and what was
+    skipped (inside the class folders, and the files beside them); ``None`` when no visible
+    sub-folder holds an image (then the folder is flat).
+    """
+    class_dirs = sorted(p for p in entries if p.is_dir() and not p.name.startswith("."))
+    scanned = [(d.name, *scan_image_files(d, recursive=True)) for d in class_dirs]
+    per_class = [(name, files) for name, files, _ in scanned if files]
+    if not per_class:
+        return None
+    skipped = Skipped()
+    for _, _, more in scanned:
+        skipped = skipped + more
+    top = [p for p in entries if p.is_file()]
+    skipped = skipped + Skipped(
+        hidden=sum(p.name.startswith(".") for p in top),
+        outside_classes=sum(not p.name.startswith(".") for p in top),
+    )
+    files = [f for _, fs in per_class for f in fs]
+    labels = np.concatenate(
+        [np.full(len(fs), i, dtype=np.int64) for i, (_, fs) in enumerate(per_class)]
+    )
+    return files, labels, tuple(name for name, _ in per_class), skipped
+
+
 def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
     """Read a folder of images.
 
@@ -444,27 +473,15 @@ def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
     if not folder.is_dir():
         raise DismaxError(f"{where} does not exist; check the path given to imagefolder:")
     entries = list(folder.iterdir())
-    class_dirs = sorted(p for p in entries if p.is_dir() and not p.name.startswith("."))
     skipped = Skipped(hidden=sum(p.is_dir() and p.name.startswith(".") for p in entries))
-    scanned = [(d.name, *scan_image_files(d, recursive=True)) for d in class_dirs]
-    per_class = [(name, files) for name, files, _ in scanned if files]
-    if per_class:
-        for _, _, more in scanned:
-            skipped = skipped + more
-        top = [p for p in entries if p.is_file()]
-        skipped = skipped + Skipped(
-            hidden=sum(p.name.startswith(".") for p in top),
-            outside_classes=sum(not p.name.startswith(".") for p in top),
-        )
-        files = [f for _, fs in per_class for f in fs]
-        labels = np.concatenate(
-            [np.full(len(fs), i, dtype=np.int64) for i, (_, fs) in enumerate(per_class)]
-        )
-        classes: tuple[str, ...] = tuple(name for name, _ in per_class)
+    labelled = _class_layout(entries)
+    labels: np.ndarray | None
+    if labelled is not None:
+        files, labels, classes, more = labelled
     else:
-        files, flat_skipped = scan_image_files(folder, recursive=False)
-        skipped = skipped + flat_skipped
+        files, more = scan_image_files(folder, recursive=False)
         labels, classes = None, ()
+    skipped = skipped + more
     if not files:
         note = f"; {skipped.describe()}" if skipped.total else ""
         raise DismaxError(
