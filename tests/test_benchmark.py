@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,13 +28,10 @@ def dismax_command() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def default_run(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
     """``dismax benchmark --format json --out R`` with no other arguments, as a subprocess."""
     home = tmp_path_factory.mktemp("bench")
-    env = dict(os.environ)
-    env.update(
-        DISMAX_RUNS_DIR=str(home / "runs"), DISMAX_DATA_DIR=str(home / "data"), DISMAX_OFFLINE="1"
-    )
+    env = dict(default_benchmark_env)
     out = home / "report.json"
     proc = subprocess.run(
         [*dismax_command(), "benchmark", "--format", "json", "--out", str(out)],

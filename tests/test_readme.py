@@ -9,7 +9,6 @@ numbers of the ``Cost`` table (timings differ from run to run and machine to mac
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -49,27 +48,15 @@ def commands(block: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A folder laid out like a checkout, with its own (empty) runs and data folders."""
+def workdir(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
+    """A folder laid out like a checkout; the session's runs folder of the default benchmark."""
     top = tmp_path_factory.mktemp("readme")
     work = top / "work"
     work.mkdir()
     (work / "benchmarks").symlink_to(ROOT / "benchmarks")
     if SHARED.is_dir():
         (top / "shared").symlink_to(SHARED)
-    env = dict(os.environ)
-    env.update(
-        DISMAX_RUNS_DIR=str(top / "runs"),
-        DISMAX_DATA_DIR=str(top / "data"),
-        DISMAX_OFFLINE="1",
-        COLUMNS="80",
-        NO_COLOR="1",
-        # The sample was made on 2 cores; another thread count sums in another order and
-        # trains slightly different weights (e.g. SoftMax ECE 1.33 % instead of 1.07 % on 1).
-        OMP_NUM_THREADS="2",
-    )
-    env.pop("FORCE_COLOR", None)
-    return {"cwd": work, "env": env, "stdout": {}}
+    return {"cwd": work, "env": dict(default_benchmark_env), "stdout": {}}
 
 
 def run_block(name: str, workdir: dict) -> str:
