@@ -38,6 +38,7 @@ from dismax_cli.engine.config import (
 )
 from dismax_cli.engine.data import RunData, check_same_data, load_run_data
 from dismax_cli.engine.devices import resolve_device
+from dismax_cli.engine.lock import run_folder_lock
 from dismax_cli.engine.loop import (
     EpochStats,
     InMemoryBatches,
@@ -94,25 +95,28 @@ def fit(
 
     Raises:
         DismaxError: for invalid settings (``batch_size`` < 2 included), a training split of
-            fewer than 2 images, an existing run without ``resume``, a run folder whose
-            checkpoint belongs to other settings, or a non-finite loss (the last good checkpoint
-            is kept).
+            fewer than 2 images, an existing run without ``resume``, a run folder another process
+            is training into (``engine.lock``), a run folder whose checkpoint belongs to other
+            settings, or a non-finite loss (the last good checkpoint is kept).
 
     Batches follow :func:`~dismax_cli.engine.loop.batch_sizes` (a one-image remainder joins the
     previous batch) and the learning rate :meth:`TrainConfig.lr_at` (METHOD.md §6).
     """
     config = config.validate()
     run_dir = Path(run_dir)
-    saved = _existing_run(config, run_dir, resume)
-    if saved is not None and saved.meta.finished:
-        log = read_train_log(run_dir / LOG_NAME)
-        return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, 0, 0.0, log, True)
-    run = _prepare(config, run_dir, data if data is not None else load_run_data(config), saved)
-    last = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
-    epochs_run = 0
-    for epoch in range(run.start_epoch, last):
-        run.history.append(_train_epoch(run, epoch, progress))
-        epochs_run += 1
+    # One process per run folder: a second one fails here instead of mixing its epochs in.
+    with run_folder_lock(run_dir):
+        saved = _existing_run(config, run_dir, resume)
+        if saved is not None and saved.meta.finished:
+            log = read_train_log(run_dir / LOG_NAME)
+            return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, 0, 0.0, log, True)
+        data = data if data is not None else load_run_data(config)
+        run = _prepare(config, run_dir, data, saved)
+        last = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
+        epochs_run = 0
+        for epoch in range(run.start_epoch, last):
+            run.history.append(_train_epoch(run, epoch, progress))
+            epochs_run += 1
     total_seconds = sum(h.seconds for h in run.history)
     return TrainResult(run_dir, run.checkpoint, epochs_run, total_seconds, run.history)
 
