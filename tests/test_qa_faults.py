@@ -2,10 +2,62 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from dismax_cli.cli.app import app
 from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead
+
+runner = CliRunner()
+LONG = "a" * 300  # one path component over the usual 255-byte NAME_MAX
+
+
+@pytest.fixture(scope="module")
+def qa_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a 1-epoch digits[0-5] run ``r1`` (trained once for the module)."""
+    home = tmp_path_factory.mktemp("qa")
+    env = _env(home)
+    result = runner.invoke(
+        app,
+        ["train", "--dataset", "digits[0-5]", "--epochs", "1", "--out", str(home / "r1"), "-q"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    return home
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {
+        "DISMAX_DATA_DIR": str(home / "data"),
+        "DISMAX_RUNS_DIR": str(home / "runs"),
+        "DISMAX_OFFLINE": "1",
+        "COLUMNS": "160",
+        "NO_COLOR": "1",
+    }
+
+
+def invoke(home: Path, *args: str, monkeypatch: pytest.MonkeyPatch | None = None):
+    """Run ``dismax ARGS`` in ``home`` and return the result (exit code, one-line output)."""
+    cwd = os.getcwd()
+    os.chdir(home)
+    try:
+        return runner.invoke(app, list(args), env=_env(home))
+    finally:
+        os.chdir(cwd)
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    assert errors, result.output
+    assert "internal error" not in result.output, result.output
+    assert "Traceback" not in result.output
+    return errors[-1]
 
 
 # ----------------------------------------------------------------------------- item 8: heads
@@ -33,3 +85,30 @@ def test_head_keeps_logits_and_gradient_of_huge_finite_features(head_cls, magnit
     # d/df of a function of f/‖f‖ scales as 1/|f|: grad(huge) * magnitude == grad(unit)
     scaled = huge.grad.double() * magnitude
     torch.testing.assert_close(scaled, unit.grad.double(), rtol=2e-2, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- item 3: OSError
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--dataset", "digits[0-5]", "--epochs", "1", "--out", LONG],
+        ["train", "--dataset", "digits[0-5]", "--epochs", "1", "--out", f"{LONG}/x"],
+        ["score", "r1", "--ood", "uniform", "--dump", f"{LONG}/x.npz"],
+        ["score", "r1", "--ood", "uniform", "--dump", f"{LONG}.npz"],
+        ["train", "--config", LONG, "--out", "x"],
+        ["score", "r1", "--ood", f"npz:{LONG}"],
+        ["score", "r1", "--ood", f"imagefolder:{LONG}"],
+        ["score", "r1", "--ood", "uniform", "--data-dir", LONG],
+        ["benchmark", "show", LONG],
+        ["benchmark", "--config", LONG],
+    ],
+)
+def test_a_path_the_system_refuses_is_a_user_error_naming_it(qa_home: Path, args) -> None:
+    result = invoke(qa_home, *args)
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert LONG in line
+    assert "too long" in line.lower()
+    assert not (qa_home / "x").exists()

@@ -268,11 +268,19 @@ def take_debug_flag(args: Sequence[str]) -> tuple[list[str], bool]:
     return out, found
 
 
+def os_error_line(exc: OSError) -> str:
+    """``cannot use 'PATH': <reason>`` for an ``OSError`` about a path (the path verbatim)."""
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    path = os.fsdecode(exc.filename) if exc.filename is not None else "?"
+    return f"cannot use '{path}': {reason}"
+
+
 def error_exit_code(exc: BaseException) -> int:
     """Print one line for ``exc`` on stderr and return the exit code (no traceback).
 
     :class:`InvalidValueError` (a bad option or config value) exits 2, any other
-    :class:`DismaxError` 1, ``KeyboardInterrupt`` 130; any other exception is a bug and prints
+    :class:`DismaxError` 1, an ``OSError`` about a path 1 (``cannot use 'PATH': reason``, see
+    :func:`os_error_line`), ``KeyboardInterrupt`` 130; any other exception is a bug and prints
     ``internal error: <type>: <message>; rerun with --debug for the traceback`` (exit 1).
     """
     if isinstance(exc, KeyboardInterrupt):
@@ -281,6 +289,10 @@ def error_exit_code(exc: BaseException) -> int:
     if isinstance(exc, DismaxError):
         line, code = str(exc), EXIT_USAGE_ERROR if isinstance(exc, InvalidValueError) else 1
         label = "error:"
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        # The system refused a path the user gave (too long, no permission, not a folder, ...):
+        # a user error naming that path, not a bug.
+        line, code, label = os_error_line(exc), EXIT_USER_ERROR, "error:"
     else:
         message = " ".join(str(exc).split()) or "(no message)"
         line = f"{type(exc).__name__}: {message}; rerun with --debug for the traceback"
@@ -360,6 +372,13 @@ def check_writable(
     """
     if path is None:
         return
+    try:
+        _check_writable(path, what, protected)
+    except OSError as exc:  # a name the system refuses (too long, ...): name it, exit 1
+        raise DismaxError(f"cannot write {what} '{path}': {exc.strerror or exc}") from None
+
+
+def _check_writable(path: Path, what: str, protected: tuple[Path, ...]) -> None:
     if path.is_dir():
         raise DismaxError(f"{what} {str(path)!r} is a folder: name a file inside it")
     target = path.resolve()
