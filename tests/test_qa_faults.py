@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -111,3 +112,42 @@ def test_a_path_the_system_refuses_is_a_user_error_naming_it(qa_home: Path, args
     assert LONG in line
     assert "too long" in line.lower()
     assert not (qa_home / "x").exists()
+
+
+# ----------------------------------------------------------------------------- item 2: 0-size
+
+
+@pytest.mark.parametrize("shape", [(5, 0, 8, 1), (5, 8, 0, 3), (5, 0, 0), (0, 0, 4, 1)])
+@pytest.mark.parametrize("role", ["--ood", "--dataset"])
+def test_images_of_height_or_width_zero_are_refused_naming_the_file(
+    qa_home: Path, shape, role
+) -> None:
+    path = qa_home / f"zero_{'_'.join(map(str, shape))}.npz"
+    np.savez(path, x=np.zeros(shape, np.uint8), y=np.zeros(shape[0], np.int64))
+    if role == "--ood":
+        args = ["score", "r1", "--ood", f"npz:{path.name}", "-q"]
+    else:
+        args = ["train", "--dataset", f"npz:{path.name}", "--epochs", "1", "--out", "z", "-q"]
+    result = invoke(qa_home, *args)
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert path.name in line
+    assert "height" in line and "width" in line
+    assert not (qa_home / "z").exists()
+
+
+def test_every_source_is_checked_for_zero_size_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry checks what any source returns, not only the npz reader."""
+    from dismax_cli.data import registry
+    from dismax_cli.data.imageset import ImageSet
+    from dismax_cli.errors import DismaxError
+
+    source = registry.SOURCES[registry._parse("uniform").kind]
+
+    def flat(parsed, split, root, *, download=True, like=None):
+        return ImageSet(torch.zeros((4, 3, 0, 1), dtype=torch.uint8), None, (), "uniform",
+                        "all", "test source")
+
+    monkeypatch.setattr(source, "load", flat)
+    with pytest.raises(DismaxError, match="height 3 and width 0"):
+        registry.load_dataset("uniform", split="all")

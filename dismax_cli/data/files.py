@@ -58,6 +58,11 @@ def _as_images(x: np.ndarray, where: str) -> np.ndarray:
             f"{where}: array 'x' has shape {x.shape}, expected N x H x W x C with C = 1 or 3; "
             "transpose channels-first data with x.transpose(0, 2, 3, 1)"
         )
+    if min(x.shape[1], x.shape[2]) < 1:
+        raise DismaxError(
+            f"{where}: array 'x' has shape {x.shape}: images of height {x.shape[1]} and width "
+            f"{x.shape[2]}; every image needs height and width of at least 1 pixel"
+        )
     return np.ascontiguousarray(x)
 
 

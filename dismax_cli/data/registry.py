@@ -238,6 +238,16 @@ def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
     )
 
 
+def _check_image_size(images: ImageSet, spec: str) -> None:
+    """Refuse images of height or width 0 from any source (nothing to score; 0-size pools)."""
+    height, width, _ = images.image_shape
+    if min(height, width) < 1:
+        raise DismaxError(
+            f"'{spec}' ({images.source}) holds images of height {height} and width {width}; "
+            "every image needs height and width of at least 1 pixel"
+        )
+
+
 def _carve(result: ImageSet, spec: str, split: str) -> ImageSet:
     """The fixed stratified train or test carve of a whole single-array set."""
     n_whole = len(result)
@@ -297,9 +307,12 @@ def load_dataset(
     if parsed.native:
         parts = ("train", "test") if split == "all" else (split,)
         loaded = [source.load(parsed, p, root, download=download, like=like) for p in parts]
+        for part in loaded:
+            _check_image_size(part, spec)
         result = _concat(*loaded) if len(loaded) == 2 else loaded[0]
     else:
         result = source.load(parsed, "all", root, download=download, like=like)
+        _check_image_size(result, spec)
         if len(result) == 0:
             raise DismaxError(
                 f"{spec!r} holds no images; give a file or folder with at least one image"
