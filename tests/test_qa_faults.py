@@ -145,9 +145,51 @@ def test_every_source_is_checked_for_zero_size_images(monkeypatch: pytest.Monkey
     source = registry.SOURCES[registry._parse("uniform").kind]
 
     def flat(parsed, split, root, *, download=True, like=None):
-        return ImageSet(torch.zeros((4, 3, 0, 1), dtype=torch.uint8), None, (), "uniform",
-                        "all", "test source")
+        return ImageSet(
+            torch.zeros((4, 3, 0, 1), dtype=torch.uint8), None, (), "uniform", "all", "test source"
+        )
 
     monkeypatch.setattr(source, "load", flat)
     with pytest.raises(DismaxError, match="height 3 and width 0"):
         registry.load_dataset("uniform", split="all")
+
+
+# ----------------------------------------------------------------------------- item 9: --require
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dismax:AUROC:uniform=>0.5", "=> is not an operator"),
+        ("dismax:AUROC:uniform=<0.5", "=< is not an operator"),
+        ("dismax:AUROC:uniform=0.5", "= is not an operator"),
+        ("dismax:AUROC:id>=0.5", "AUROC is an OOD metric, not an 'id' metric"),
+        ("dismax:fpr@95:id<=0.5", "FPR@95 is an OOD metric, not an 'id' metric"),
+        ("dismax:AUROC:uniform>=\u0660.5", "not a number"),
+        ("dismax:AUROC:uniform>=0.\u0665", "not a number"),
+        ("dismax:AUROC:uniform>=0_5", "not a number"),
+    ],
+)
+def test_bad_requirements_say_what_is_wrong(text: str, message: str) -> None:
+    from dismax_cli.benchmark import parse_requirements
+    from dismax_cli.config import InvalidValueError
+
+    with pytest.raises(InvalidValueError) as info:
+        parse_requirements([text], methods=["softmax", "dismax"], ood=["uniform", "gaussian"])
+    assert message in str(info.value)
+    assert "names OOD set" not in str(info.value)
+
+
+@pytest.mark.parametrize("spelling", ["DisMax", "DISMAX", "dismax"])
+def test_requirement_method_names_are_case_insensitive(spelling: str) -> None:
+    from dismax_cli.benchmark import parse_requirements
+
+    (req,) = parse_requirements(
+        [f"{spelling}:auroc:uniform>=0.5"], methods=["softmax", "dismax"], ood=["uniform"]
+    )
+    assert (req.method, req.metric, req.dataset, req.threshold) == (
+        "dismax",
+        "AUROC",
+        "uniform",
+        0.5,
+    )
