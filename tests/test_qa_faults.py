@@ -164,7 +164,7 @@ def test_every_source_is_checked_for_zero_size_images(monkeypatch: pytest.Monkey
         ("dismax:AUROC:uniform=<0.5", "=< is not an operator"),
         ("dismax:AUROC:uniform=0.5", "= is not an operator"),
         ("dismax:AUROC:id>=0.5", "AUROC is an OOD metric, not an 'id' metric"),
-        ("dismax:fpr@95:id<=0.5", "FPR@95 is an OOD metric, not an 'id' metric"),
+        ("dismax:fpr@95tpr:id<=0.5", "FPR@95TPR is an OOD metric, not an 'id' metric"),
         ("dismax:AUROC:uniform>=\u0660.5", "not a number"),
         ("dismax:AUROC:uniform>=0.\u0665", "not a number"),
         ("dismax:AUROC:uniform>=0_5", "not a number"),
