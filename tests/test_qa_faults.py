@@ -193,3 +193,32 @@ def test_requirement_method_names_are_case_insensitive(spelling: str) -> None:
         "uniform",
         0.5,
     )
+
+
+# ----------------------------------------------------------------------------- item 11: width
+
+
+@pytest.fixture(scope="module")
+def score_json(qa_home: Path) -> Path:
+    out = qa_home / "score.json"
+    result = invoke(qa_home, "score", "r1", "--ood", "uniform", "gaussian", "--out", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("columns", ["20", "40", "59"])
+def test_narrow_terminals_never_cut_numbers(qa_home: Path, score_json: Path, columns) -> None:
+    import json
+
+    data = json.loads(score_json.read_text())
+    env = {**_env(qa_home), "COLUMNS": columns}
+    result = runner.invoke(app, ["benchmark", "show", str(score_json)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    (method,) = data["methods"]
+    shown = [ood for ood in method["ood"] if ood["score"] == method["default_score"]]
+    assert len(shown) == 2
+    for ood in shown:
+        for key in ("AUROC", "FPR@95TPR", "DETACC"):
+            value = ood["metrics"][key]["mean"] * 100
+            assert f"{value:.2f}" in result.output, (key, result.output)

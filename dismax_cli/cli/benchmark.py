@@ -234,4 +234,4 @@ def show(
     if output_format is OutputFormat.json:
         write_stdout(to_json(report))
     else:
-        stdout_console().print(report_renderable(report))
+        stdout_console().print(report_renderable(report), crop=False)

@@ -414,7 +414,7 @@ def write_report_outputs(report: Report, *, out: Path | None, output_format: Out
     if output_format is OutputFormat.json:
         write_stdout(text)
     else:
-        stdout_console().print(report_renderable(report))
+        stdout_console().print(report_renderable(report), crop=False)
 
 
 def stdout_console() -> Console:
