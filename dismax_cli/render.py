@@ -6,8 +6,9 @@ column is shown in bold.
 Every table fits 80 columns: borderless columns two spaces apart, arrows joined to the metric
 key (``AUROC↑``), and with several seeds each cell on two lines (mean, then ``±std``). Titles
 are lines of their own above the tables, so they wrap only at the console's width. Every piece
-of text from a report (set labels, specs, scores, notes) is a ``rich.text.Text``, never markup. On a console narrower than a table needs, the table is
-rendered at the width it needs (the terminal wraps its lines): numbers are never cut.
+of text from a report (set labels, specs, scores, notes) is a ``rich.text.Text``, never markup.
+On a console narrower than a table needs, the table is rendered at the width it needs (the
+terminal wraps its lines): numbers are never cut.
 """
 
 from __future__ import annotations
