@@ -222,3 +222,56 @@ def test_narrow_terminals_never_cut_numbers(qa_home: Path, score_json: Path, col
         for key in ("AUROC", "FPR@95TPR", "DETACC"):
             value = ood["metrics"][key]["mean"] * 100
             assert f"{value:.2f}" in result.output, (key, result.output)
+
+
+# ----------------------------------------------------------------------------- item 4: reports
+
+
+def _damage(path: list, value):
+    def apply(data: dict) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (["methods", 0, "ood", 0, "metrics", "AUROC", "mean"], "NaN", "metrics.AUROC.mean"),
+        (["methods", 0, "ood", 0, "metrics", "AUROC", "mean"], float("nan"), "AUROC.mean"),
+        (["methods", 0, "ood", 0, "metrics", "DETACC", "mean"], float("inf"), "DETACC.mean"),
+        (["methods", 0, "ood", 0, "metrics", "AUROC", "values"], "0.5", "AUROC.values"),
+        (["methods", 0, "ood", 0, "metrics", "AUROC", "values", 0], True, "AUROC.values[0]"),
+        (["methods", 0, "id_after", "ACC"], [0.5], "id_after.ACC"),
+        (["methods", 0, "temperature", "mean"], "1", "temperature.mean"),
+        (["methods", 0, "ood", 0, "n_ood"], 2.5, "ood[0].n_ood"),
+        (["methods", 0, "ood", 0, "ood"], 3, "ood[0].ood"),
+        (["methods", 0, "uses_fpr"], "yes", "uses_fpr"),
+        (["methods", 0, "seeds"], "0", "seeds"),
+        (["datasets", 0, "image_shape"], [8, 8], "image_shape"),
+        (["datasets", 0, "n"], "216", "datasets[0].n"),
+        (["notes"], [1], "notes[0]"),
+        (["kind"], None, "kind"),
+    ],
+)
+def test_a_damaged_report_is_one_line_naming_the_field(
+    qa_home: Path, score_json: Path, path, value, field
+) -> None:
+    import json
+
+    data = json.loads(score_json.read_text())
+    _damage(path, value)(data)
+    bad = qa_home / "damaged.json"
+    bad.write_text(json.dumps(data))  # json.dumps writes NaN/Infinity literals as given
+    for args in (
+        ["benchmark", "show", str(bad)],
+        ["benchmark", "show", str(bad), "--format", "json"],
+    ):
+        result = invoke(qa_home, *args)
+        assert result.exit_code == 1, result.output
+        line = one_error_line(result)
+        assert "this dismax report is incomplete or damaged" in line
+        assert field in line, line
