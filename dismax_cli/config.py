@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import file_problem
 
 #: Devices every command accepts (plus ``cuda:N`` for the N-th CUDA GPU).
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
@@ -190,9 +191,12 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     Raises:
         DismaxError: for a missing file, invalid YAML, or a document that is not a mapping.
     """
+    if str(path).strip() == "":
+        raise InvalidValueError("config", "--config is empty: name a YAML file, e.g. train.yaml")
     path = Path(path)
-    if not path.is_file():
-        raise DismaxError(f"config file {str(path)!r} does not exist: check the --config path")
+    problem = file_problem(path)
+    if problem is not None:
+        raise DismaxError(f"config file '{path}' {problem}: check the --config path")
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -233,17 +237,32 @@ def build_config(
     *,
     config: str | Path | None = None,
     base_values: dict[str, Any] | None = None,
+    checks: dict[str, Any] | None = None,
 ) -> Any:
     """Merge ``base_values`` < ``file_values`` < given CLI options, build ``cls`` and validate it.
 
     ``cls`` is a config dataclass with ``from_dict`` and ``validate`` (``TrainConfig``,
-    ``BenchmarkConfig``).
+    ``BenchmarkConfig``). ``checks`` maps keys to callables that raise
+    :class:`InvalidValueError` for a bad value; each is run on the file's value and on the
+    command line's, so a bad file value is reported even when the command line overrides it.
 
     Raises:
         InvalidValueError: naming where the bad value came from: the option (``--epochs``) or
             the key in the config file.
         DismaxError: for values that are valid but cannot be used here (no CUDA, ...).
     """
+    for key, check in (checks or {}).items():
+        # Each place a value came from is checked, also a file value the command line overrides.
+        for values, source in (
+            (file_values, f"invalid value for key {key!r} in config file '{config}'"),
+            (cli_values, f"invalid value for {option_name(key)}"),
+        ):
+            if values.get(key) is None:
+                continue
+            try:
+                check(values[key])
+            except InvalidValueError as exc:
+                raise InvalidValueError(key, f"{source}: {exc}") from None
     merged = merge_options({**(base_values or {}), **file_values}, cli_values)
     try:
         return cls.from_dict(merged).validate()

@@ -16,6 +16,7 @@ from dismax_cli.cli.common import (
     check_writable,
     handle_errors,
     say,
+    spec_checks,
     stdout_console,
     write_report_outputs,
     write_stdout,
@@ -178,7 +179,9 @@ def benchmark(
                 canonical_requirement(v, labels) if isinstance(v, str) else v
                 for v in values["require"]
             ]
-    cfg = build_config(BenchmarkConfig, cli_values, file_values, config=config)
+    cfg = build_config(
+        BenchmarkConfig, cli_values, file_values, config=config, checks=spec_checks()
+    )
     display = ProgressDisplay(quiet=quiet, total_steps=benchmark_steps(cfg))
     try:
         with display:
@@ -219,13 +222,13 @@ def show(
     ),
 ) -> None:
     """Re-render a saved benchmark or score report."""
+    from dismax_cli.fileio import file_problem
     from dismax_cli.render import report_renderable
     from dismax_cli.reports import from_json, to_json
 
-    if not report_path.is_file():
-        raise DismaxError(
-            f"report {str(report_path)!r} does not exist: pass a file written by --out"
-        )
+    problem = file_problem(report_path)
+    if problem is not None:
+        raise DismaxError(f"report '{report_path}' {problem}: pass a file written by --out")
     try:
         text = report_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -220,7 +220,8 @@ def _split_commas(name: str, value: str) -> list[str]:
         else:
             current += ch
     parts.append(current)
-    return [p for p in parts if p]
+    kept = [p for p in parts if p]
+    return kept or [value]  # an empty value stays, for the command to name it
 
 
 class MultiValueCommand(TyperCommand):
@@ -397,6 +398,48 @@ def _check_writable(path: Path, what: str, protected: tuple[Path, ...]) -> None:
         raise DismaxError(
             f"cannot write {what} {str(path)!r}: folder {str(parent)!r} is not writable"
         )
+
+
+def _check_specs(key: str, *, labelled: bool) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        from dismax_cli.data.registry import check_spec
+
+        for entry in value if isinstance(value, list | tuple) else [value]:
+            check_spec(entry, key=key, labelled=labelled)
+
+    return check
+
+
+def spec_checks() -> dict[str, Callable[[Any], None]]:
+    """``build_config`` checks of the dataset keys: a malformed spec or label exits 2."""
+    return {
+        "dataset": _check_specs("dataset", labelled=False),
+        "test_dataset": _check_specs("test_dataset", labelled=False),
+        "ood": _check_specs("ood", labelled=True),
+    }
+
+
+def check_option_specs(option: str, values: Sequence[str], *, labelled: bool) -> None:
+    """Check specs given to ``option`` (``--ood``) before any work; exit 2 naming it."""
+    key = option.lstrip("-").replace("-", "_")
+    try:
+        _check_specs(key, labelled=labelled)(list(values))
+    except InvalidValueError as exc:
+        raise InvalidValueError(key, f"invalid value for {option}: {exc}") from None
+
+
+def check_checkpoint_file(checkpoint: Path) -> None:
+    """Refuse early a CHECKPOINT (run folder or ``.pt``) whose file is a folder, FIFO, device.
+
+    A missing file is left to the loader, whose message says how to make one.
+    """
+    from dismax_cli.fileio import file_problem
+    from dismax_cli.training import checkpoint_path
+
+    path = checkpoint_path(checkpoint)
+    problem = file_problem(path)
+    if problem is not None and problem != "does not exist":
+        raise DismaxError(f"checkpoint '{path}' {problem} (a run's checkpoint.pt)")
 
 
 def write_report_outputs(report: Report, *, out: Path | None, output_format: OutputFormat) -> None:

@@ -11,6 +11,7 @@ registries.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -248,9 +249,20 @@ TRAINING_KNOBS: dict[str, Any] = {
 
 # ----------------------------------------------------------------------------- other shared
 
+
+def parse_config_path(value: Any) -> Path:
+    """``--config FILE``: refuses an empty name (``Path("")`` would read the current folder)."""
+    if isinstance(value, Path):
+        return value
+    if not str(value).strip():
+        raise InvalidValueError("config", "--config is empty: name a YAML file, e.g. train.yaml")
+    return Path(value)
+
+
 CONFIG = typer.Option(
     None,
     "--config",
+    parser=parse_config_path,
     metavar="FILE.yaml",
     help=(
         "YAML file of options (keys as the option names; relative paths are relative to the "
