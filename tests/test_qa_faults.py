@@ -275,3 +275,152 @@ def test_a_damaged_report_is_one_line_naming_the_field(
         line = one_error_line(result)
         assert "this dismax report is incomplete or damaged" in line
         assert field in line, line
+
+
+# ----------------------------------------------------------------------------- items 5-7: specs
+
+MALFORMED_SPECS = [
+    ("", "is empty"),
+    ("   ", "is empty"),
+    ("digits[9-0]", "reversed"),
+    ("digits[5-3]", "reversed"),
+    ("digits[]", "is empty"),
+    ("npz:", "names no path"),
+    ("imagefolder:", "names no path"),
+    ("uniform:0", "positive integer"),
+    ("uniform:-1", "positive integer"),
+    ("gaussian:x", "positive integer"),
+    ("uniform:\u0665", "positive integer"),
+    ("nosuchset", "unknown dataset"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), MALFORMED_SPECS)
+def test_malformed_ood_specs_exit_2_naming_the_option(qa_home: Path, spec, message) -> None:
+    result = invoke(qa_home, "score", "r1", "--ood", spec, "-q")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "--ood" in line and message in line
+    assert f"'{spec.strip()}'" in line or not spec.strip()
+
+
+@pytest.mark.parametrize(("spec", "message"), MALFORMED_SPECS)
+@pytest.mark.parametrize("option", ["--dataset", "--test-dataset"])
+def test_malformed_training_specs_exit_2_naming_the_option(
+    qa_home: Path, spec, message, option
+) -> None:
+    args = ["train", option, spec, "--epochs", "1", "--out", "bad_run", "-q"]
+    result = invoke(qa_home, *args)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert option in line and message in line
+    assert not (qa_home / "bad_run").exists()
+
+
+@pytest.mark.parametrize(("spec", "message"), MALFORMED_SPECS[:8])
+@pytest.mark.parametrize("key", ["dataset", "test_dataset"])
+def test_malformed_specs_in_a_config_exit_2_naming_key_and_file(
+    qa_home: Path, spec, message, key
+) -> None:
+    config = qa_home / f"bad_{key}.yaml"
+    config.write_text(f'{key}: "{spec}"\nepochs: 1\n')
+    # Also when the command line gives a valid value for the same key.
+    for extra in ([], [f"--{key.replace('_', '-')}", "digits"]):
+        result = invoke(qa_home, "train", "--config", str(config), *extra, "--out", "bad_run")
+        assert result.exit_code == 2, result.output
+        line = one_error_line(result)
+        assert f"'{key}'" in line and config.name in line and message in line
+        assert not (qa_home / "bad_run").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [("uniform:-1", "'-1'"), ("Uniform:-2", "'-2'"), ("gaussian:a-b", "'a-b'")],
+)
+def test_messages_show_the_count_as_typed(qa_home: Path, spec, shown) -> None:
+    line = one_error_line(invoke(qa_home, "score", "r1", "--ood", spec, "-q"))
+    assert shown in line and "_" not in line.split("positive")[0].split(":", 2)[-1]
+
+
+@pytest.mark.parametrize(
+    "spec", ["nosuch\\set", "npz:sub\\dir\\missing.npz", "imagefolder:c:\\x\\missing"]
+)
+def test_backslashes_in_messages_are_not_doubled(qa_home: Path, spec) -> None:
+    result = invoke(qa_home, "score", "r1", "--ood", spec, "-q")
+    assert result.exit_code in (1, 2), result.output
+    line = one_error_line(result)
+    assert spec in line, line
+    assert "\\\\" not in line
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("a[b]=uniform", "label 'a[b]' in 'a[b]=uniform' is invalid"),
+        ("lab\\el=npz:foo.npz", "label 'lab\\el' in 'lab\\el=npz:foo.npz' is invalid"),
+        ("1st=uniform", "label '1st'"),
+        ("my set=uniform", "label 'my set'"),
+        ("=uniform", "empty label"),
+        (" =gaussian", "empty label"),
+    ],
+)
+def test_invalid_ood_labels_are_named(qa_home: Path, entry, message) -> None:
+    for command in (["score", "r1"], ["benchmark"]):
+        result = invoke(qa_home, *command, "--ood", entry, "-q")
+        assert result.exit_code == 2, result.output
+        line = one_error_line(result)
+        assert message in line and "--ood" in line
+        assert "unknown dataset" not in line
+
+
+def test_valid_labels_and_paths_with_equals_still_work(qa_home: Path) -> None:
+    from dismax_cli.data.registry import check_spec, split_entry
+
+    assert split_entry("far.ood-1=uniform") == ("far.ood-1", "uniform")
+    assert split_entry("npz:runs/a=b.npz") == (None, "npz:runs/a=b.npz")
+    check_spec("far.ood-1=uniform:50", labelled=True)
+    check_spec("_x=digits[6-9]", labelled=True)
+
+
+# ----------------------------------------------------------------------------- item 10: files
+
+
+def test_a_folder_or_fifo_where_a_file_is_expected_says_so(qa_home: Path) -> None:
+    folder_run = qa_home / "folder_run"
+    (folder_run / "checkpoint.pt").mkdir(parents=True, exist_ok=True)
+    fifo = qa_home / "fifo.yaml"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    cases = [
+        (["score", str(folder_run), "--ood", "uniform"], "is a folder"),
+        (["calibrate", str(folder_run)], "is a folder"),
+        (["train", "--config", str(qa_home), "--out", "x"], "is a folder"),
+        (["benchmark", "--config", str(qa_home)], "is a folder"),
+        (["train", "--config", str(fifo), "--out", "x"], "is not a regular file"),
+        (["benchmark", "show", str(qa_home)], "is a folder"),
+        (["benchmark", "show", str(fifo)], "is not a regular file"),
+        (["score", "r1", "--ood", f"npz:{qa_home}"], "is a folder"),
+        (["score", "r1", "--ood", f"npz:{fifo}"], "is not a regular file"),
+        (["score", "r1", "--ood", f"imagefolder:{qa_home / 'r1' / 'checkpoint.pt'}"], "not a fold"),
+    ]
+    for args, message in cases:
+        result = invoke(qa_home, *args)
+        assert result.exit_code == 1, (args, result.output)
+        line = one_error_line(result)
+        assert message in line and "does not exist" not in line, (args, line)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--config", "", "--out", "x"], "--config is empty"),
+        (["benchmark", "--config", ""], "--config is empty"),
+        (["score", "r1", "--ood", ""], "--ood"),
+    ],
+)
+def test_empty_file_names_and_specs_are_named(qa_home: Path, args, message) -> None:
+    result = invoke(qa_home, *args)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert message in line and "Missing option" not in result.output
+    assert "'.'" not in line
