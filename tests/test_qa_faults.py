@@ -424,3 +424,110 @@ def test_empty_file_names_and_specs_are_named(qa_home: Path, args, message) -> N
     line = one_error_line(result)
     assert message in line and "Missing option" not in result.output
     assert "'.'" not in line
+
+
+# ----------------------------------------------------------------------------- item 12: config
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("epochs: 2\nepochs: 1\n", "epochs", 2),
+        ("dataset: digits\nseed: 1\nlr: 0.1\nseed: 3\n", "seed", 4),
+        ("batch-size: 8\nbatch-size: 16\n", "batch-size", 2),
+    ],
+)
+def test_a_key_given_twice_in_a_config_is_an_error(qa_home: Path, text, key, line) -> None:
+    config = qa_home / "dup.yaml"
+    config.write_text(text)
+    result = invoke(qa_home, "train", "--config", str(config), "--out", "dup_run")
+    assert result.exit_code == 2, result.output
+    error = one_error_line(result)
+    assert f"'{key}'" in error and f"line {line}" in error and "dup.yaml" in error
+    assert not (qa_home / "dup_run").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "override"),
+    [
+        ("epochs: 0\n", "epochs", ["--epochs", "1"]),
+        ("lr: -1\n", "lr", ["--lr", "0.1"]),
+        ("batch_size: 1\n", "batch_size", ["--batch-size", "8"]),
+        ("method: nosuch\n", "method", ["--method", "dismax"]),
+    ],
+)
+def test_a_bad_config_value_is_reported_even_when_overridden(
+    qa_home: Path, text, key, override
+) -> None:
+    config = qa_home / "over.yaml"
+    config.write_text(text)
+    result = invoke(qa_home, "train", "--config", str(config), *override, "--out", "over_run")
+    assert result.exit_code == 2, result.output
+    error = one_error_line(result)
+    assert f"'{key}'" in error and "over.yaml" in error
+    assert not (qa_home / "over_run").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--epochs", "99999999999999999999999", "--out", "big_run"],
+        ["train", "--epochs", "100001", "--out", "big_run"],
+        ["train", "--batch-size", "1000001", "--out", "big_run"],
+        ["benchmark", "--seeds", "1001"],
+        ["benchmark", "--ensemble-size", "101"],
+    ],
+)
+def test_counts_have_an_upper_bound_on_the_command_line(qa_home: Path, args) -> None:
+    result = invoke(qa_home, *args)
+    assert result.exit_code == 2, result.output
+    assert "from 1 to" in result.output or "from 2 to" in result.output
+    assert not (qa_home / "big_run").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("epochs", 100_001), ("epochs", 10**30), ("batch_size", 10**7)]
+)
+def test_counts_have_an_upper_bound_in_a_config(qa_home: Path, key, value) -> None:
+    config = qa_home / "big.yaml"
+    config.write_text(f"{key}: {value}\n")
+    result = invoke(qa_home, "train", "--config", str(config), "--out", "big_run")
+    assert result.exit_code == 2, result.output
+    error = one_error_line(result)
+    assert f"'{key}'" in error and "too large" in error
+
+
+def test_the_upper_bound_itself_is_accepted() -> None:
+    from dismax_cli.config import UPPER_BOUNDS, check_upper_bound
+
+    assert UPPER_BOUNDS["epochs"] == 100_000
+    check_upper_bound("epochs", 100_000)
+    with pytest.raises(Exception, match="too large"):
+        check_upper_bound("epochs", 100_001)
+
+
+@pytest.mark.parametrize("bad", [2.7, 3.0, "3", True, False, None.__class__])
+def test_replace_head_takes_integer_class_counts_only(bad) -> None:
+    from torch import nn
+
+    from dismax_cli.adapters import replace_head
+    from dismax_cli.errors import DismaxError
+
+    model = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(DismaxError, match="num_classes=.* is not an integer"):
+        replace_head(model, num_classes=bad)
+    assert isinstance(model[0], nn.Linear)  # untouched
+    replace_head(model, num_classes=np.int64(5))
+    assert model[0].num_classes == 5
+
+
+def test_replace_head_on_a_bare_linear_says_to_build_the_head() -> None:
+    from torch import nn
+
+    from dismax_cli.adapters import replace_head
+    from dismax_cli.errors import DismaxError
+
+    with pytest.raises(DismaxError) as info:
+        replace_head(nn.Linear(4, 3))
+    assert "bare nn.Linear" in str(info.value) and "DisMaxHead(4, 3)" in str(info.value)
+    assert "has no nn.Linear" not in str(info.value)

@@ -63,14 +63,14 @@ def benchmark(
     seeds: int = typer.Option(
         None,
         "--seeds",
-        parser=opt.POSITIVE_INT,
+        parser=opt.SEEDS_INT,
         metavar="N",
         help="Number of seeds (SEED, SEED+1, ...); >1 reports mean ± sample std.",
     ),
     ensemble_size: int = typer.Option(
         None,
         "--ensemble-size",
-        parser=opt.POSITIVE_INT,
+        parser=opt.ENSEMBLE_INT,
         metavar="N",
         help="SoftMax members of the deep ensemble (default 3).",
     ),
