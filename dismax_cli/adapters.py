@@ -20,6 +20,8 @@ References:
 
 from __future__ import annotations
 
+import numbers
+
 from torch import nn
 
 from dismax_cli.core.methods import get_method
@@ -53,6 +55,12 @@ def find_classifier(model: nn.Module) -> tuple[str, nn.Linear]:
             for name, module in model.named_modules():
                 if module is candidate and name:
                     return name, candidate
+    if isinstance(model, nn.Linear):
+        raise DismaxError(
+            f"the model is a bare nn.Linear ({model.in_features} -> {model.out_features}): it "
+            "cannot replace itself in place; build the head directly with "
+            f"DisMaxHead({model.in_features}, {model.out_features})"
+        )
     last: tuple[str, nn.Linear] | None = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and name:
@@ -86,12 +94,20 @@ def replace_head(
         ``model`` itself, whose ``forward`` now returns the new head's logits ``(B, C)``.
 
     Raises:
-        DismaxError: for an unknown method, fewer than 2 classes, or a model without an
-            ``nn.Linear`` classifier.
+        DismaxError: for an unknown method, a ``num_classes`` that is not an int (floats,
+            strings and bools are refused) or is below 2, a bare ``nn.Linear`` (build the head
+            directly), or a model without an ``nn.Linear`` classifier.
 
     References:
         METHOD.md §1 (the heads); arXiv:2205.05874 (the drop-in claim).
     """
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+    ):
+        raise DismaxError(
+            f"replace_head: num_classes={num_classes!r} is not an integer: pass an int >= 2 "
+            "(e.g. num_classes=10)"
+        )
     spec = get_method(method)
     name, old = find_classifier(model)
     classes = old.out_features if num_classes is None else int(num_classes)

@@ -283,21 +283,37 @@ def parse_requirements(
     """
     out = []
     metric_keys = {k.upper(): k for k in METRICS}
+    # Method names, like metrics, match case-insensitively (``DisMax`` is ``dismax``).
+    method_keys = {m.lower(): m for m in methods}
+    # SET holds no operator character, so ``uniform=>0.5`` is not read as SET 'uniform='.
+    pattern = re.compile(
+        r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*([^<>=!\s][^<>=!]*?)\s*"
+        r"(>=|<=|==|>|<)\s*(\S+)\s*$"
+    )
+    ascii_number = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
     for text in texts:
-        match = _REQUIREMENT.match(text)
+        match = pattern.match(text)
         if not match:
+            bad_op = re.search(r"=>|=<|=!|!=|<>|=(?![=<>])|>>|<<", text.split(":", 2)[-1])
+            if bad_op and re.search(r"[<>=!]", text):
+                raise InvalidValueError(
+                    "require",
+                    f"requirement '{text}': {bad_op.group(0)!s} is not an operator: use one of "
+                    ">=, <=, >, < or == (e.g. dismax:AUROC:uniform>=0.9)",
+                )
             raise InvalidValueError(
                 "require",
-                f"requirement {text!r} is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
+                f"requirement '{text}' is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
                 "dismax:AUROC:uniform>=0.9",
             )
         method, metric, dataset, op, value = match.groups()
-        if method not in methods:
+        if method.lower() not in method_keys:
             raise InvalidValueError(
                 "require",
-                f"requirement {text!r} names method {method!r}, which this run does not have: "
+                f"requirement '{text}' names method '{method}', which this run does not have: "
                 f"use one of {', '.join(methods)}",
             )
+        method = method_keys[method.lower()]
         key = metric_keys.get(metric.upper())
         if key is None:
             raise InvalidValueError(
@@ -312,6 +328,12 @@ def parse_requirements(
                     f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
                     f"'id' (e.g. {method}:{key}:id>=0.9)",
                 )
+        elif dataset == "id":
+            raise InvalidValueError(
+                "require",
+                f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
+                f"OOD set of the run ({', '.join(ood)}); 'id' takes {', '.join(ID_METRICS)}",
+            )
         elif dataset not in ood:
             raise InvalidValueError(
                 "require",
@@ -319,6 +341,8 @@ def parse_requirements(
                 f"use one of {', '.join(ood)}",
             )
         try:
+            if not ascii_number.fullmatch(value):  # float() takes '٠.5' and '1_0' too
+                raise ValueError(value)
             threshold = float(value)
         except ValueError:
             raise InvalidValueError(

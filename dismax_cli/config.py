@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import file_problem
 
 #: Devices every command accepts (plus ``cuda:N`` for the N-th CUDA GPU).
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
@@ -33,6 +34,15 @@ _FILE_SPEC = re.compile(
 _SELECTION = re.compile(r"^(?P<path>.*?)(?P<sel>\[[^\[\]]*\])?$")
 
 
+#: Largest accepted value of count options (a sane bound: beyond it a run is a typo).
+UPPER_BOUNDS: dict[str, int] = {
+    "epochs": 100_000,
+    "batch_size": 1_000_000,
+    "seeds": 1_000,
+    "ensemble_size": 100,
+}
+
+
 class InvalidValueError(DismaxError):
     """A value that is wrong whatever the machine holds (not a choice, out of range, a bad type).
 
@@ -46,6 +56,18 @@ class InvalidValueError(DismaxError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
         self.key = key
+
+
+def check_upper_bound(key: str, value: object) -> None:
+    """Refuse an integer ``value`` of ``key`` above :data:`UPPER_BOUNDS` (other types pass).
+
+    Raises:
+        InvalidValueError: naming the bound.
+    """
+    bound = UPPER_BOUNDS.get(key)
+    if bound is not None and isinstance(value, int) and not isinstance(value, bool):
+        if value > bound:
+            raise InvalidValueError(key, f"{key}={value} is too large: use at most {bound:,}")
 
 
 def check_device_name(name: object, *, key: str = "device") -> str:
@@ -114,6 +136,32 @@ def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
     return float(text)
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of a YAML document that holds one key twice (``key``, 1-based ``line``)."""
+
+    def __init__(self, key: object, line: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line}")
+        self.key, self.line = key, line
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict[Any, Any]:
+    """A mapping that refuses a key given twice (YAML 1.2 requires unique keys)."""
+    assert isinstance(node, yaml.MappingNode)
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: SafeLoader reports it
+            break
+        if duplicate:
+            raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:map", _construct_unique_mapping)
 _Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
@@ -123,6 +171,7 @@ def load_yaml(text: str) -> Any:
 
     ``5e-4``, ``1E-3``, ``.5``, ``10`` are numbers; only ``true``/``false`` (any of three
     capitalisations) are booleans, so ``on``, ``no``, ``y`` stay strings; dates stay strings.
+    A key given twice in one mapping is an error (:class:`DuplicateKeyError`), not last-wins.
 
     Raises:
         yaml.YAMLError: for invalid syntax.
@@ -188,13 +237,23 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     any current folder.
 
     Raises:
+        InvalidValueError: for a key given twice (naming it and the line).
         DismaxError: for a missing file, invalid YAML, or a document that is not a mapping.
     """
+    if str(path).strip() == "":
+        raise InvalidValueError("config", "--config is empty: name a YAML file, e.g. train.yaml")
     path = Path(path)
-    if not path.is_file():
-        raise DismaxError(f"config file {str(path)!r} does not exist: check the --config path")
+    problem = file_problem(path)
+    if problem is not None:
+        raise DismaxError(f"config file '{path}' {problem}: check the --config path")
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise InvalidValueError(
+            str(exc.key),
+            f"config file '{path}' gives key {str(exc.key)!r} twice (again at line {exc.line}): "
+            "keep one",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -233,17 +292,38 @@ def build_config(
     *,
     config: str | Path | None = None,
     base_values: dict[str, Any] | None = None,
+    checks: dict[str, Any] | None = None,
 ) -> Any:
     """Merge ``base_values`` < ``file_values`` < given CLI options, build ``cls`` and validate it.
 
     ``cls`` is a config dataclass with ``from_dict`` and ``validate`` (``TrainConfig``,
-    ``BenchmarkConfig``).
+    ``BenchmarkConfig``). ``checks`` maps keys to callables that raise
+    :class:`InvalidValueError` for a bad value; each is run on the file's value and on the
+    command line's, so a bad file value is reported even when the command line overrides it.
 
     Raises:
         InvalidValueError: naming where the bad value came from: the option (``--epochs``) or
             the key in the config file.
         DismaxError: for values that are valid but cannot be used here (no CUDA, ...).
     """
+    all_checks: dict[str, Any] = {
+        key: (lambda v, k=key: check_upper_bound(k, v)) for key in UPPER_BOUNDS
+    }
+    all_checks.update(checks or {})
+    for key, check in all_checks.items():
+        # Each place a value came from is checked, also a file value the command line overrides.
+        for values, source in (
+            (file_values, f"invalid value for key {key!r} in config file '{config}'"),
+            (cli_values, f"invalid value for {option_name(key)}"),
+        ):
+            if values.get(key) is None:
+                continue
+            try:
+                check(values[key])
+            except InvalidValueError as exc:
+                raise InvalidValueError(key, f"{source}: {exc}") from None
+    if file_values and config is not None:
+        _check_file_values(cls, file_values, config, base_values or {})
     merged = merge_options({**(base_values or {}), **file_values}, cli_values)
     try:
         return cls.from_dict(merged).validate()
@@ -262,7 +342,9 @@ def build_config(
 
 __all__ = [
     "DEVICE_NAMES",
+    "UPPER_BOUNDS",
     "build_config",
+    "check_upper_bound",
     "option_name",
     "InvalidValueError",
     "check_device_name",
@@ -272,6 +354,23 @@ __all__ = [
     "read_yaml_config",
     "resolve_config_paths",
 ]
+
+
+def _check_file_values(
+    cls: Any, file_values: dict[str, Any], config: str | Path, base_values: dict[str, Any]
+) -> None:
+    """Validate the config file's values on their own: a bad one is reported even when the
+    command line overrides its key (a config is checked whole, not only where it is used).
+    """
+    try:
+        cls.from_dict({**base_values, **file_values}).validate()
+    except InvalidValueError as exc:
+        if exc.key in file_values:
+            raise InvalidValueError(
+                exc.key, f"invalid value for key {exc.key!r} in config file '{config}': {exc}"
+            ) from None
+    except DismaxError:
+        pass  # valid values that fail on this machine are reported for the merged options
 
 
 def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -43,3 +44,35 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 __all__ = ["atomic_write", "atomic_write_bytes"]
+
+
+def file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as a regular file, or None when it can be.
+
+    ``"does not exist"``, ``"is a folder: name a file"``, ``"is not a regular file (a FIFO,
+    device or socket): name a file"``, or the system's reason (``File name too long``).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be used: {exc.strerror or exc}"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder: name a file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a FIFO, device or socket): name a file"
+    return None
+
+
+def folder_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be used as a folder (``does not exist``, ``is a file``), or None."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be used: {exc.strerror or exc}"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder: name a folder"
+    return None

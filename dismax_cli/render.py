@@ -7,12 +7,15 @@ Every table fits 80 columns: borderless columns two spaces apart, arrows joined 
 key (``AUROC↑``), and with several seeds each cell on two lines (mean, then ``±std``). Titles
 are lines of their own above the tables, so they wrap only at the console's width. Every piece
 of text from a report (set labels, specs, scores, notes) is a ``rich.text.Text``, never markup.
+On a console narrower than a table needs, the table is rendered at the width it needs (the
+terminal wraps its lines): numbers are never cut.
 """
 
 from __future__ import annotations
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -67,6 +70,28 @@ def _table(*headers: str, right_from: int = 1) -> Table:
     for i, header in enumerate(headers):
         table.add_column(Text(header), justify="right" if i >= right_from else "left", no_wrap=True)
     return table
+
+
+class _FullWidth:
+    """A table rendered at least as wide as it needs, so no cell is ever cut (``5…``).
+
+    Below that width (a narrow terminal, ``COLUMNS=40``) its lines are longer than the console
+    and the terminal wraps them: numbers stay whole. At or above it: the table as usual.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        needed = Measurement.get(console, options.update_width(_UNBOUNDED), self.table).maximum
+        yield from console.render(self.table, options.update_width(max(options.max_width, needed)))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.table)
+
+
+#: A width no table reaches (for measuring a table's natural width).
+_UNBOUNDED = 10_000
 
 
 def _title(text: str) -> Text:
@@ -156,12 +181,15 @@ def ood_table(report: Report, ood: str) -> Table:
 
 
 def report_renderable(report: Report) -> Group:
-    """All tables (ID, cost, one per OOD set) plus the dataset line, requirements and notes."""
-    parts: list[Table | Text] = [_title(ID_TITLE), id_table(report)]
+    """All tables (ID, cost, one per OOD set) plus the dataset line, requirements and notes.
+
+    Print it with ``crop=False``: a table wider than the console keeps its whole lines.
+    """
+    parts: list[_FullWidth | Text] = [_title(ID_TITLE), _FullWidth(id_table(report))]
     if report.kind == "benchmark":
-        parts += [Text(""), _title("Cost"), cost_table(report)]
+        parts += [Text(""), _title("Cost"), _FullWidth(cost_table(report))]
     for ood in report.ood_sets:
-        parts += [Text(""), _title(ood_title(report, ood)), ood_table(report, ood)]
+        parts += [Text(""), _title(ood_title(report, ood)), _FullWidth(ood_table(report, ood))]
     test = next((d for d in report.datasets if d.role == "test"), None)
     lines = []
     if test is not None:

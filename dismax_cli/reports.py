@@ -321,11 +321,125 @@ def _stats(d: dict[str, Any]) -> dict[str, Stat]:
     return {k: _stat(v) for k, v in d.items()}  # type: ignore[misc]
 
 
+class _Damaged(Exception):
+    """A field of a report with a missing key or a value of the wrong type (its path, why)."""
+
+
+def _field(parent: Any, key: str | int, where: str) -> tuple[Any, str]:
+    path = f"{where}[{key}]" if isinstance(key, int) else (f"{where}.{key}" if where else key)
+    if isinstance(key, int):
+        return parent[key], path
+    if not isinstance(parent, dict):
+        raise _Damaged(f"{where or 'the document'} is not an object")
+    if key not in parent:
+        raise _Damaged(f"missing {path}")
+    return parent[key], path
+
+
+def _expect(value: Any, kind: str, path: str) -> None:
+    """Raise :class:`_Damaged` unless ``value`` is of ``kind`` (JSON types; numbers finite)."""
+    nullable = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value is None and nullable:
+        return
+    if kind == "number":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise _Damaged(f"{path} is {value!r}, not a finite number (write null with a reason)")
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
+    if not ok:
+        shown = "null" if value is None else f"{type(value).__name__} {json.dumps(value)[:40]}"
+        raise _Damaged(f"{path} is {shown}, expected {'a ' if kind != 'int' else 'an '}{kind}")
+
+
+def _check_fields(parent: Any, where: str, spec: dict[str, str], optional: bool = False) -> None:
+    for key, kind in spec.items():
+        if optional and (not isinstance(parent, dict) or key not in parent):
+            continue
+        value, path = _field(parent, key, where)
+        _expect(value, kind, path)
+
+
+def _check_stat(value: Any, path: str, *, nullable: bool) -> None:
+    _expect(value, "dict?" if nullable else "dict", path)
+    if value is None:
+        return
+    _check_fields(value, path, {"mean": "number?", "std": "number?", "values": "list"})
+    for i, v in enumerate(value["values"]):
+        _expect(v, "number?", f"{path}.values[{i}]")
+
+
+def _check_stats(value: Any, path: str) -> None:
+    _expect(value, "dict", path)
+    for key, stat in value.items():
+        _check_stat(stat, f"{path}.{key}", nullable=True)
+
+
+def _check_list(parent: Any, key: str, where: str, item: str) -> list[Any]:
+    value, path = _field(parent, key, where)
+    _expect(value, "list", path)
+    for i, v in enumerate(value):
+        _expect(v, item, f"{path}[{i}]")
+    return value
+
+
+def _check_report_types(data: dict[str, Any]) -> None:
+    """Check every field :func:`from_dict` reads for presence and JSON type (numbers finite).
+
+    Raises:
+        _Damaged: naming the first bad field by its path (``methods[0].ood[1].metrics.AUROC``).
+    """
+    _check_fields(data, "", {"kind": "str", "tool_version": "str", "created": "str"})
+    _check_fields(data, "", {"config": "dict", "environment": "dict", "conventions": "dict"})
+    _check_list(data, "methods", "", "dict")
+    for i, m in enumerate(data["methods"]):
+        where = f"methods[{i}]"
+        _check_fields(
+            m,
+            where,
+            {"method": "str", "default_score": "str", "uses_fpr": "bool", "n_id": "int"},
+        )
+        _check_fields(m, where, {"reused_runs": "bool", "members": "int"}, optional=True)
+        _check_list(m, "seeds", where, "int")
+        _check_list(m, "runs", where, "str")
+        _check_stat(_field(m, "temperature", where)[0], f"{where}.temperature", nullable=False)
+        for key in ("id_before", "id_after"):
+            _check_stats(_field(m, key, where)[0], f"{where}.{key}")
+        for key in ("throughput_per_s", "efficiency", "train_s"):
+            if key in m:
+                _check_stat(m[key], f"{where}.{key}", nullable=True)
+        for j, r in enumerate(_check_list(m, "ood", where, "dict")):
+            at = f"{where}.ood[{j}]"
+            _check_fields(r, at, {"ood": "str", "score": "str", "n_id": "int", "n_ood": "int"})
+            _check_stats(_field(r, "metrics", at)[0], f"{at}.metrics")
+    for i, d in enumerate(_check_list(data, "datasets", "", "dict")):
+        at = f"datasets[{i}]"
+        texts = ("role", "name", "spec", "split", "pixels_sha256", "source")
+        _check_fields(d, at, {**dict.fromkeys(texts, "str"), "synthetic": "bool"})
+        _check_fields(d, at, {"n": "int", "num_classes": "int"})
+        shape = _check_list(d, "image_shape", at, "int")
+        if len(shape) != 3:
+            raise _Damaged(f"{at}.image_shape has {len(shape)} entries, expected 3 (H, W, C)")
+    if "notes" in data:
+        _check_list(data, "notes", "", "str")
+    if "requirements" in data:
+        for i, r in enumerate(_check_list(data, "requirements", "", "dict")):
+            at = f"requirements[{i}]"
+            _check_fields(r, at, {"text": "str", "passed": "bool", "value": "number?"})
+
+
 def from_dict(data: dict[str, Any]) -> Report:
     """Rebuild a :class:`Report` from :func:`to_dict` output.
 
+    Every field is checked for presence and JSON type before use; numbers must be finite (a
+    non-finite value is stored as null with a reason, so a literal ``NaN`` is damage).
+
     Raises:
-        DismaxError: for another schema version or a document that is not a dismax report.
+        DismaxError: for another schema version, a document that is not a dismax report, or
+            ``this dismax report is incomplete or damaged (FIELD ...)`` naming the bad field.
     """
     if not isinstance(data, dict) or "schema_version" not in data or "methods" not in data:
         raise DismaxError("this JSON is not a dismax report: pass a file written by --out")
@@ -337,6 +451,10 @@ def from_dict(data: dict[str, Any]) -> Report:
             f"report schema version {data['schema_version']!r} is not supported: this dismax "
             f"reads version {SCHEMA_VERSION}"
         )
+    try:
+        _check_report_types(data)
+    except _Damaged as exc:
+        raise DismaxError(f"this dismax report is incomplete or damaged ({exc})") from None
     try:
         methods = tuple(
             MethodResult(

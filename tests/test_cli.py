@@ -157,7 +157,11 @@ def test_existing_out_without_resume_is_refused(tmp_path: Path) -> None:
             "'isomax' is not one of softmax, isomax_plus, dismax",
             2,
         ),
-        (["train", "--dataset", "nosuchset", "--out", "X"], "nosuchset", 1),
+        (
+            ["train", "--dataset", "nosuchset", "--out", "X"],
+            "nosuchset",
+            2,
+        ),  # not a choice: a usage error
         (
             ["train", "--dataset", "digits", "--model", "vgg", "--out", "X"],
             "Invalid value for '--model'",

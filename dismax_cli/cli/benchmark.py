@@ -16,6 +16,7 @@ from dismax_cli.cli.common import (
     check_writable,
     handle_errors,
     say,
+    spec_checks,
     stdout_console,
     write_report_outputs,
     write_stdout,
@@ -62,14 +63,14 @@ def benchmark(
     seeds: int = typer.Option(
         None,
         "--seeds",
-        parser=opt.POSITIVE_INT,
+        parser=opt.SEEDS_INT,
         metavar="N",
         help="Number of seeds (SEED, SEED+1, ...); >1 reports mean ± sample std.",
     ),
     ensemble_size: int = typer.Option(
         None,
         "--ensemble-size",
-        parser=opt.POSITIVE_INT,
+        parser=opt.ENSEMBLE_INT,
         metavar="N",
         help="SoftMax members of the deep ensemble (default 3).",
     ),
@@ -178,7 +179,9 @@ def benchmark(
                 canonical_requirement(v, labels) if isinstance(v, str) else v
                 for v in values["require"]
             ]
-    cfg = build_config(BenchmarkConfig, cli_values, file_values, config=config)
+    cfg = build_config(
+        BenchmarkConfig, cli_values, file_values, config=config, checks=spec_checks()
+    )
     display = ProgressDisplay(quiet=quiet, total_steps=benchmark_steps(cfg))
     try:
         with display:
@@ -219,13 +222,13 @@ def show(
     ),
 ) -> None:
     """Re-render a saved benchmark or score report."""
+    from dismax_cli.fileio import file_problem
     from dismax_cli.render import report_renderable
     from dismax_cli.reports import from_json, to_json
 
-    if not report_path.is_file():
-        raise DismaxError(
-            f"report {str(report_path)!r} does not exist: pass a file written by --out"
-        )
+    problem = file_problem(report_path)
+    if problem is not None:
+        raise DismaxError(f"report '{report_path}' {problem}: pass a file written by --out")
     try:
         text = report_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -234,4 +237,4 @@ def show(
     if output_format is OutputFormat.json:
         write_stdout(to_json(report))
     else:
-        stdout_console().print(report_renderable(report))
+        stdout_console().print(report_renderable(report), crop=False)

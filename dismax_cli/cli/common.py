@@ -220,7 +220,8 @@ def _split_commas(name: str, value: str) -> list[str]:
         else:
             current += ch
     parts.append(current)
-    return [p for p in parts if p]
+    kept = [p for p in parts if p]
+    return kept or [value]  # an empty value stays, for the command to name it
 
 
 class MultiValueCommand(TyperCommand):
@@ -268,11 +269,19 @@ def take_debug_flag(args: Sequence[str]) -> tuple[list[str], bool]:
     return out, found
 
 
+def os_error_line(exc: OSError) -> str:
+    """``cannot use 'PATH': <reason>`` for an ``OSError`` about a path (the path verbatim)."""
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    path = os.fsdecode(exc.filename) if exc.filename is not None else "?"
+    return f"cannot use '{path}': {reason}"
+
+
 def error_exit_code(exc: BaseException) -> int:
     """Print one line for ``exc`` on stderr and return the exit code (no traceback).
 
     :class:`InvalidValueError` (a bad option or config value) exits 2, any other
-    :class:`DismaxError` 1, ``KeyboardInterrupt`` 130; any other exception is a bug and prints
+    :class:`DismaxError` 1, an ``OSError`` about a path 1 (``cannot use 'PATH': reason``, see
+    :func:`os_error_line`), ``KeyboardInterrupt`` 130; any other exception is a bug and prints
     ``internal error: <type>: <message>; rerun with --debug for the traceback`` (exit 1).
     """
     if isinstance(exc, KeyboardInterrupt):
@@ -281,6 +290,10 @@ def error_exit_code(exc: BaseException) -> int:
     if isinstance(exc, DismaxError):
         line, code = str(exc), EXIT_USAGE_ERROR if isinstance(exc, InvalidValueError) else 1
         label = "error:"
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        # The system refused a path the user gave (too long, no permission, not a folder, ...):
+        # a user error naming that path, not a bug.
+        line, code, label = os_error_line(exc), EXIT_USER_ERROR, "error:"
     else:
         message = " ".join(str(exc).split()) or "(no message)"
         line = f"{type(exc).__name__}: {message}; rerun with --debug for the traceback"
@@ -360,6 +373,13 @@ def check_writable(
     """
     if path is None:
         return
+    try:
+        _check_writable(path, what, protected)
+    except OSError as exc:  # a name the system refuses (too long, ...): name it, exit 1
+        raise DismaxError(f"cannot write {what} '{path}': {exc.strerror or exc}") from None
+
+
+def _check_writable(path: Path, what: str, protected: tuple[Path, ...]) -> None:
     if path.is_dir():
         raise DismaxError(f"{what} {str(path)!r} is a folder: name a file inside it")
     target = path.resolve()
@@ -380,6 +400,48 @@ def check_writable(
         )
 
 
+def _check_specs(key: str, *, labelled: bool) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        from dismax_cli.data.registry import check_spec
+
+        for entry in value if isinstance(value, list | tuple) else [value]:
+            check_spec(entry, key=key, labelled=labelled)
+
+    return check
+
+
+def spec_checks() -> dict[str, Callable[[Any], None]]:
+    """``build_config`` checks of the dataset keys: a malformed spec or label exits 2."""
+    return {
+        "dataset": _check_specs("dataset", labelled=False),
+        "test_dataset": _check_specs("test_dataset", labelled=False),
+        "ood": _check_specs("ood", labelled=True),
+    }
+
+
+def check_option_specs(option: str, values: Sequence[str], *, labelled: bool) -> None:
+    """Check specs given to ``option`` (``--ood``) before any work; exit 2 naming it."""
+    key = option.lstrip("-").replace("-", "_")
+    try:
+        _check_specs(key, labelled=labelled)(list(values))
+    except InvalidValueError as exc:
+        raise InvalidValueError(key, f"invalid value for {option}: {exc}") from None
+
+
+def check_checkpoint_file(checkpoint: Path) -> None:
+    """Refuse early a CHECKPOINT (run folder or ``.pt``) whose file is a folder, FIFO, device.
+
+    A missing file is left to the loader, whose message says how to make one.
+    """
+    from dismax_cli.fileio import file_problem
+    from dismax_cli.training import checkpoint_path
+
+    path = checkpoint_path(checkpoint)
+    problem = file_problem(path)
+    if problem is not None and problem != "does not exist":
+        raise DismaxError(f"checkpoint '{path}' {problem} (a run's checkpoint.pt)")
+
+
 def write_report_outputs(report: Report, *, out: Path | None, output_format: OutputFormat) -> None:
     """Write the report atomically to ``out`` (if given), then JSON or tables to stdout."""
     from dismax_cli.fileio import atomic_write_bytes
@@ -395,7 +457,7 @@ def write_report_outputs(report: Report, *, out: Path | None, output_format: Out
     if output_format is OutputFormat.json:
         write_stdout(text)
     else:
-        stdout_console().print(report_renderable(report))
+        stdout_console().print(report_renderable(report), crop=False)
 
 
 def stdout_console() -> Console:

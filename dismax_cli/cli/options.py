@@ -11,11 +11,12 @@ registries.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from dismax_cli.config import InvalidValueError, check_device_name
+from dismax_cli.config import UPPER_BOUNDS, InvalidValueError, check_device_name
 
 #: Training methods (``dismax_cli.core.methods.list_methods()``; a test keeps them equal).
 METHOD_NAMES = ("softmax", "isomax_plus", "dismax")
@@ -92,9 +93,24 @@ def parse_device(value: Any) -> str:
 
 
 POSITIVE_INT = NumberParser(int, low=1, what="an integer of at least 1")
+
+
+def bounded_int(key: str) -> NumberParser:
+    """An integer in [1, UPPER_BOUNDS[key]] (``--epochs``, ``--seeds``, ...)."""
+    high = UPPER_BOUNDS[key]
+    return NumberParser(int, low=1, high=high, what=f"an integer from 1 to {high:,}")
+
+
+EPOCHS_INT = bounded_int("epochs")
+SEEDS_INT = bounded_int("seeds")
+ENSEMBLE_INT = bounded_int("ensemble_size")
 #: Training batches: BatchNorm cannot train on one image (README design notes).
 BATCH_INT = NumberParser(
-    int, low=2, what="an integer of at least 2 (BatchNorm cannot train on one image)"
+    int,
+    low=2,
+    high=UPPER_BOUNDS["batch_size"],
+    what=f"an integer from 2 to {UPPER_BOUNDS['batch_size']:,} (BatchNorm cannot train on one "
+    "image)",
 )
 SEED_INT = NumberParser(int, low=0, high=2**62, high_open=True, what="an integer in [0, 2^62)")
 POSITIVE_FLOAT = NumberParser(float, low=0, low_open=True, what="a positive number")
@@ -135,7 +151,7 @@ MODEL = typer.Option(
 EPOCHS = typer.Option(
     None,
     "--epochs",
-    parser=POSITIVE_INT,
+    parser=EPOCHS_INT,
     metavar="N",
     help="Epochs per run (default: train 10, benchmark 20; the paper 300).",
 )
@@ -248,9 +264,20 @@ TRAINING_KNOBS: dict[str, Any] = {
 
 # ----------------------------------------------------------------------------- other shared
 
+
+def parse_config_path(value: Any) -> Path:
+    """``--config FILE``: refuses an empty name (``Path("")`` would read the current folder)."""
+    if isinstance(value, Path):
+        return value
+    if not str(value).strip():
+        raise InvalidValueError("config", "--config is empty: name a YAML file, e.g. train.yaml")
+    return Path(value)
+
+
 CONFIG = typer.Option(
     None,
     "--config",
+    parser=parse_config_path,
     metavar="FILE.yaml",
     help=(
         "YAML file of options (keys as the option names; relative paths are relative to the "

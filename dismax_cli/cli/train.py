@@ -18,9 +18,12 @@ from dismax_cli.cli.common import (
     MultiValueCommand,
     Objective,
     OutputFormat,
+    check_checkpoint_file,
+    check_option_specs,
     check_writable,
     handle_errors,
     say,
+    spec_checks,
     stdout_console,
     warn,
     write_report_outputs,
@@ -101,7 +104,14 @@ def train(
         "split_seed": split_seed,
         "data_dir": data_dir,
     }
-    cfg = build_config(TrainConfig, cli_values, file_values, config=config, base_values=run_values)
+    cfg = build_config(
+        TrainConfig,
+        cli_values,
+        file_values,
+        config=config,
+        base_values=run_values,
+        checks=spec_checks(),
+    )
     existed = out.exists()
     try:
         with progress_display(quiet=quiet) as display:
@@ -167,6 +177,7 @@ def calibrate(
     from dismax_cli.cli.progress import progress_display
     from dismax_cli.engine import calibrate_checkpoint
 
+    check_checkpoint_file(checkpoint)
     with progress_display(quiet=quiet) as display:
         # A status only: a run refused (unfinished, changed data) prints just its error line.
         display.status(f"calibrating {checkpoint} (objective {objective.value})")
@@ -227,7 +238,9 @@ def score(
     from dismax_cli.data.registry import canonical_spec
     from dismax_cli.engine import LOG_NAME, checkpoint_path
 
+    check_option_specs("--ood", ood, labelled=True)
     ood = [canonical_spec(entry) for entry in ood]
+    check_checkpoint_file(checkpoint)
     ckpt = checkpoint_path(checkpoint)
     run_files = (ckpt, ckpt.parent / LOG_NAME)
     check_writable(dump, "--dump", protected=run_files)

@@ -304,6 +304,29 @@ class _PrototypeLogits(torch.autograd.Function):
         return grad_f, grad_p, grad_s, None, None
 
 
+#: Rows whose largest |entry| exceeds this are divided by it before the norm is taken: their
+#: squares would overflow (float32 overflows at |v| ≈ 1.8e19), and the logits only depend on
+#: the direction of a row longer than eps. Below it a row is left bit-for-bit unchanged.
+_RESCALE_ABOVE = 1e15
+
+
+def _rescale_large_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Divide each (finite) row whose max-abs entry exceeds :data:`_RESCALE_ABOVE` by it.
+
+    The direction ``v / ‖v‖`` is kept, so IsoMax+/DisMax logits are unchanged, while the norm no
+    longer overflows: a row with a direction keeps its logits (and a non-zero gradient, through
+    the constant divisor) up to the dtype's largest finite value (METHOD.md §1).
+
+    Shape:
+        (N, D) -> (N, D), same dtype.
+    """
+    if rows.numel() == 0:
+        return rows
+    peak = rows.detach().abs().amax(dim=1, keepdim=True)  # (N, 1)
+    scale = torch.where(torch.isfinite(peak) & (peak > _RESCALE_ABOVE), peak, 1.0)
+    return rows / scale
+
+
 def _prototype_logits(
     features: torch.Tensor,
     prototypes: torch.Tensor,
@@ -315,8 +338,8 @@ def _prototype_logits(
     dtype = _compute_dtype(features, prototypes)
     with _autocast_off(features.device):
         return _PrototypeLogits.apply(
-            features.to(dtype),
-            prototypes.to(dtype),
+            _rescale_large_rows(features.to(dtype)),
+            _rescale_large_rows(prototypes.to(dtype)),
             distance_scale.to(dtype),
             factor,
             mean_term,

@@ -60,10 +60,10 @@ def net_timeout() -> float:
         value = float(raw)
     except ValueError:
         raise DismaxError(
-            f"{TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 10"
+            f"{TIMEOUT_ENV}='{raw}' is not a number of seconds; set it to e.g. 10"
         ) from None
     if value <= 0:
-        raise DismaxError(f"{TIMEOUT_ENV}={raw!r} must be positive; set it to e.g. 10")
+        raise DismaxError(f"{TIMEOUT_ENV}='{raw}' must be positive; set it to e.g. 10")
     return value
 
 
@@ -90,7 +90,7 @@ def probe(url: str, timeout: float | None = None) -> str | None:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname
     if not host:
-        return f"bad URL {url!r}"
+        return f"bad URL '{url}'"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     result: list[str | None] = []
 
@@ -241,7 +241,7 @@ class _Tree:
                 target = self.links[here]
                 if target.startswith("/") or _DRIVE.match(target) or "\\" in target:
                     raise _Refused(
-                        f"leads through a link to the absolute or Windows path {target!r}"
+                        f"leads through a link to the absolute or Windows path '{target}'"
                     )
                 steps = tuple(p for p in target.split("/") if p not in ("", "."))
                 here = self.resolve((*here[:-1], *steps), hops)
@@ -264,7 +264,7 @@ def _member_kind(member: tarfile.TarInfo, what: str) -> str:
         raise _Refused(f"{what} is a device file")
     if member.isfifo():
         raise _Refused(f"{what} is a FIFO (named pipe)")
-    raise _Refused(f"{what} is a special file (tar type {member.type!r})")
+    raise _Refused(f"{what} is a special file (tar type '{member.type}')")
 
 
 def _check_parents(tree: _Tree, parts: tuple[str, ...], what: str) -> None:
@@ -272,9 +272,9 @@ def _check_parents(tree: _Tree, parts: tuple[str, ...], what: str) -> None:
     for depth in range(1, len(parts)):
         parent = parts[:depth]
         if parent in tree.links:
-            raise _Refused(f"{what} is written through the symbolic link {'/'.join(parent)!r}")
+            raise _Refused(f"{what} is written through the symbolic link '{'/'.join(parent)}'")
         if tree.kinds.get(parent) == "file":
-            raise _Refused(f"{what} is written inside the file {'/'.join(parent)!r}")
+            raise _Refused(f"{what} is written inside the file '{'/'.join(parent)}'")
         tree.kinds.setdefault(parent, "dir")
 
 
@@ -295,7 +295,7 @@ def _record_member(
         target = "/".join(_parts(member.linkname, f"the target of {what}"))
         if files.get(target) is None:
             raise _Refused(
-                f"{what} is a hard link to {member.linkname!r}, which is not an earlier "
+                f"{what} is a hard link to '{member.linkname}', which is not an earlier "
                 "regular file of the archive"
             )
         files["/".join(parts)] = files[target]
@@ -323,7 +323,7 @@ def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]
     tree = _Tree()
     files: dict[str, tarfile.TarInfo] = {}
     for member in members:
-        what = f"member {member.name!r}"
+        what = f"member '{member.name}'"
         parts = _parts(member.name, what)
         if not parts:
             if member.isdir():
@@ -337,7 +337,7 @@ def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]
         except _Refused as exc:
             target = tree.links[parts]
             raise _Refused(
-                f"member {'/'.join(parts)!r} is a link to {target!r}, which {exc}"
+                f"member '{'/'.join(parts)}' is a link to '{target}', which {exc}"
             ) from None
     return files
 
@@ -365,7 +365,7 @@ def _write_members(
             source = files["/".join(parts)]
             handle = tar.extractfile(source)
             if handle is None:
-                raise _Refused(f"member {member.name!r} has no data")
+                raise _Refused(f"member '{member.name}' has no data")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow, 0o644)
             with handle, os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(handle, out, _CHUNK)

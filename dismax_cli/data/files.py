@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dismax_cli.data.download import one_line
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import file_problem, folder_problem
 
 #: File name endings read as images (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
@@ -58,6 +59,9 @@ def _as_images(x: np.ndarray, where: str) -> np.ndarray:
             f"{where}: array 'x' has shape {x.shape}, expected N x H x W x C with C = 1 or 3; "
             "transpose channels-first data with x.transpose(0, 2, 3, 1)"
         )
+    if min(x.shape[1], x.shape[2]) < 1:
+        h, w = x.shape[1:3]
+        raise DismaxError(f"{where}: images of height {h} and width {w}; both must be >= 1")
     return np.ascontiguousarray(x)
 
 
@@ -221,12 +225,12 @@ def _load_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
                     if "pickle" not in str(exc):
                         raise
                     raise DismaxError(
-                        f"{where}: array {key!r} holds Python objects (a pickle), which are "
+                        f"{where}: array '{key}' holds Python objects (a pickle), which are "
                         "never loaded; store plain numeric or string arrays"
                     ) from None
                 if not isinstance(value, np.ndarray):
                     raise DismaxError(
-                        f"{where}: member {key!r} is not a .npy array, so this is a zip file "
+                        f"{where}: member '{key}' is not a .npy array, so this is a zip file "
                         f"but not an npz archive of arrays; {fix}"
                     )
                 arrays[key] = value
@@ -258,9 +262,10 @@ def read_npz(path: Path) -> RawArrays:
         DismaxError: If the file is missing, not an npz, or in neither layout.
     """
     where = f"npz file {path}"
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem is not None:
         raise DismaxError(
-            f"{where} does not exist; check the path (relative paths start at the current folder)"
+            f"{where} {problem}; check the path (relative paths start at the current folder)"
         )
     arrays = _load_arrays(path, where)
     if "x" in arrays:
@@ -470,8 +475,9 @@ def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
         DismaxError: If the folder is missing or holds no images.
     """
     where = f"image folder {folder}"
-    if not folder.is_dir():
-        raise DismaxError(f"{where} does not exist; check the path given to imagefolder:")
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise DismaxError(f"{where} {problem}; check the path given to imagefolder:")
     entries = list(folder.iterdir())
     skipped = Skipped(hidden=sum(p.is_dir() and p.name.startswith(".") for p in entries))
     labelled = _class_layout(entries)

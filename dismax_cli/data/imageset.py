@@ -89,7 +89,7 @@ class ImageSet:
                 )
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         if self.split not in SPLITS:
-            raise ValueError(f"ImageSet.split must be one of {SPLITS}; got {self.split!r}")
+            raise ValueError(f"ImageSet.split must be one of {SPLITS}; got '{self.split}'")
         if self.indices is not None:
             idx = np.ascontiguousarray(self.indices, dtype=np.int64)
             if idx.shape != (n,):
@@ -103,7 +103,7 @@ class ImageSet:
     def __repr__(self) -> str:
         kind = "synthetic " if self.synthetic else ""
         return (
-            f"ImageSet({self.spec!r}, split={self.split!r}, {kind}n={len(self)}, "
+            f"ImageSet('{self.spec}', split='{self.split}', {kind}n={len(self)}, "
             f"shape={self.image_shape}, classes={self.num_classes})"
         )
 
@@ -257,7 +257,7 @@ def train_val_split(
     """
     if not (isinstance(val_fraction, int | float) and 0.0 < float(val_fraction) < 1.0):
         raise DismaxError(
-            f"val_fraction {val_fraction!r} is not in (0, 1); pass a fraction such as 0.1"
+            f"val_fraction '{val_fraction}' is not in (0, 1); pass a fraction such as 0.1"
         )
     labels = None if train.labels is None else train.labels.numpy()
     kept, held = stratified_holdout(labels, len(train), fraction=float(val_fraction), seed=seed)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dismax_cli.config import InvalidValueError
 from dismax_cli.data.imageset import ImageSet, check_disjoint, stratified_holdout
 from dismax_cli.data.sources import (
     SOURCES,
@@ -82,6 +83,8 @@ __all__ = [
     "canonical_name",
     "canonical_requirement",
     "canonical_spec",
+    "check_spec",
+    "split_entry",
     "clear_cache",
     "is_native_split",
     "list_datasets",
@@ -165,6 +168,63 @@ def canonical_requirement(text: str, labels: tuple[str, ...] | list[str] = ()) -
     return f"{match.group('head')}{canonical_name(match.group('set'))}{match.group('tail')}"
 
 
+#: A label of an OOD entry ``LABEL=SPEC``: a letter or ``_``, then letters, digits, ``_ . -``.
+LABEL_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_RANGE_TOKEN = re.compile(r"(\d+)\s*-\s*(\d+)", re.ASCII)
+
+
+def split_entry(entry: str) -> tuple[str | None, str]:
+    """Split ``LABEL=SPEC`` into its label and spec; ``(None, entry)`` without a label.
+
+    An entry has a label when it holds ``=`` and the text before the first ``=`` holds neither
+    ``:`` nor ``/`` (so ``npz:runs/a=b.npz`` is a spec whose path holds ``=``).
+    """
+    head, eq, rest = entry.partition("=")
+    if not eq or any(ch in head for ch in ":/"):
+        return None, entry
+    return head.strip(), rest
+
+
+def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -> None:
+    """Check a dataset spec (or, with ``labelled``, a ``LABEL=SPEC`` OOD entry) without loading.
+
+    The label grammar (README "Design notes"): a letter or ``_``, then letters, digits, ``_``,
+    ``.`` or ``-``; it may not be empty. The spec must parse (a known name or form, a positive
+    ``:N``, a path after ``npz:``/``imagefolder:``, a non-empty ``[SEL]`` with ranges low-high).
+    Whether a file exists, or a class index exists in the set, is checked when it is loaded.
+
+    Raises:
+        InvalidValueError: with ``key``, quoting the entry as typed.
+    """
+    if not isinstance(entry, str):
+        return  # the type check of the config names it
+    spec = entry
+    if labelled:
+        label, spec = split_entry(entry)
+        if label is not None and not label:
+            raise InvalidValueError(
+                key, f"'{entry}' has an empty label before '=': write LABEL=SPEC, e.g. far={spec}"
+            )
+        if label is not None and not LABEL_PATTERN.fullmatch(label):
+            raise InvalidValueError(
+                key,
+                f"label '{label}' in '{entry}' is invalid: a label starts with a letter or _ and "
+                "holds only letters, digits, _, . and - (e.g. far_ood=SPEC)",
+            )
+    try:
+        parsed = _parse(spec)
+    except InvalidValueError as exc:
+        raise InvalidValueError(key, str(exc)) from None
+    for token in (t.strip() for t in (parsed.selection or "").split(",")):
+        m = _RANGE_TOKEN.fullmatch(token)
+        if m and int(m.group(2)) < int(m.group(1)):
+            raise InvalidValueError(
+                key,
+                f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
+                f"[{m.group(2)}-{m.group(1)}]",
+            )
+
+
 def _forms_text() -> str:
     return " / ".join(spec_forms())
 
@@ -172,9 +232,10 @@ def _forms_text() -> str:
 def _split_spec(spec: str) -> SpecText:
     """Strip the class subset and normalise the name (aliases resolved) once, for the sources."""
     if not isinstance(spec, str) or not spec.strip():
-        raise DismaxError(
-            f"dataset spec {spec!r} is empty; give a name such as digits or cifar10, or "
-            f"{_forms_text()} (run `dismax datasets` for the list)"
+        raise InvalidValueError(
+            "dataset",
+            f"dataset spec '{spec}' is empty; give a name such as digits or cifar10, or "
+            f"{_forms_text()} (run `dismax datasets` for the list)",
         )
     text = spec.strip()
     body, selection = text, None
@@ -182,10 +243,13 @@ def _split_spec(spec: str) -> SpecText:
     if m:
         body, selection = m.group("base").strip(), m.group("sel").strip()
         if not selection:
-            raise DismaxError(
-                f"class subset in {text!r} is empty; write e.g. {body}[0-5] or {body}[0,2,7]"
+            raise InvalidValueError(
+                "dataset",
+                f"class subset in '{text}' is empty; write e.g. {body}[0-5] or {body}[0,2,7]",
             )
-    name, _, arg = body.lower().replace("-", "_").partition(":")
+    # Only the name is normalised; the argument (``:N``) stays as typed, for messages too.
+    name, _, arg = body.partition(":")
+    name = name.strip().lower().replace("-", "_")
     return SpecText(text, body, selection, alias_table().get(name, name), arg)
 
 
@@ -203,16 +267,17 @@ def _parse(spec: str) -> DatasetSpec:
             return parsed
     body = split.body
     hint = next((h for h in (s.hint(body) for s in SOURCES.values()) if h), "")
-    raise DismaxError(
-        f"unknown dataset {body!r}{hint}; choose one of {', '.join(known_names())}, or "
-        f"{_forms_text()} (run `dismax datasets` for the list)"
+    raise InvalidValueError(
+        "dataset",
+        f"unknown dataset '{body}'{hint}; choose one of {', '.join(known_names())}, or "
+        f"{_forms_text()} (run `dismax datasets` for the list)",
     )
 
 
 def _check_split(split: str, allowed: tuple[str, ...] = _SPLITS) -> None:
     if split not in allowed:
         extra = "; carve a validation split with train_val_split" if split == "val" else ""
-        raise DismaxError(f"split {split!r} is not one of {', '.join(allowed)}{extra}")
+        raise DismaxError(f"split '{split}' is not one of {', '.join(allowed)}{extra}")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -238,6 +303,16 @@ def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
     )
 
 
+def _check_image_size(images: ImageSet, spec: str) -> None:
+    """Refuse images of height or width 0 from any source (nothing to score; 0-size pools)."""
+    height, width, _ = images.image_shape
+    if min(height, width) < 1:
+        raise DismaxError(
+            f"'{spec}' ({images.source}) holds images of height {height} and width {width}; "
+            "every image needs height and width of at least 1 pixel"
+        )
+
+
 def _carve(result: ImageSet, spec: str, split: str) -> ImageSet:
     """The fixed stratified train or test carve of a whole single-array set."""
     n_whole = len(result)
@@ -246,7 +321,7 @@ def _carve(result: ImageSet, spec: str, split: str) -> ImageSet:
     result = result.subset(kept if split == "train" else held, split=split)
     if len(result) == 0:
         raise DismaxError(
-            f"{spec!r} has only {n_whole} image(s), too few to carve a {split} part "
+            f"'{spec}' has only {n_whole} image(s), too few to carve a {split} part "
             f"({1 - TEST_FRACTION:.0%} train / {TEST_FRACTION:.0%} test); use a larger "
             "set, or give a separate test set"
         )
@@ -297,19 +372,22 @@ def load_dataset(
     if parsed.native:
         parts = ("train", "test") if split == "all" else (split,)
         loaded = [source.load(parsed, p, root, download=download, like=like) for p in parts]
+        for part in loaded:
+            _check_image_size(part, spec)
         result = _concat(*loaded) if len(loaded) == 2 else loaded[0]
     else:
         result = source.load(parsed, "all", root, download=download, like=like)
+        _check_image_size(result, spec)
         if len(result) == 0:
             raise DismaxError(
-                f"{spec!r} holds no images; give a file or folder with at least one image"
+                f"'{spec}' holds no images; give a file or folder with at least one image"
             )
         if split != "all":
             result = _carve(result, spec, split)
     if parsed.selection is not None:
         result = select_classes(result, parsed.selection)
     if len(result) == 0:
-        raise DismaxError(f"{spec!r} selects no images; pick a non-empty set")
+        raise DismaxError(f"'{spec}' selects no images; pick a non-empty set")
     return result
 
 
@@ -350,13 +428,13 @@ def load_id_splits(
     for s in (train, test):
         if s.labels is None:
             raise DismaxError(
-                f"in-distribution set {s.spec!r} has no labels; give an npz with 'y' or an "
+                f"in-distribution set '{s.spec}' has no labels; give an npz with 'y' or an "
                 "image folder with one sub-folder per class"
             )
     if train.classes != test.classes:
         raise DismaxError(
-            f"classes of {train.spec!r} ({len(train.classes)}: {', '.join(train.classes[:5])}"
-            f"{' ...' if len(train.classes) > 5 else ''}) and {test.spec!r} "
+            f"classes of '{train.spec}' ({len(train.classes)}: {', '.join(train.classes[:5])}"
+            f"{' ...' if len(train.classes) > 5 else ''}) and '{test.spec}' "
             f"({len(test.classes)}: {', '.join(test.classes[:5])}"
             f"{' ...' if len(test.classes) > 5 else ''}) differ; pass a test set with the same "
             "classes in the same order"

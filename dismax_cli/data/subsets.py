@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import torch
 
+from dismax_cli.config import InvalidValueError
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.errors import DismaxError
 
@@ -32,26 +33,31 @@ def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list
             continue
         m = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", token)
         if not m:
-            raise DismaxError(
-                f"class selection {token!r} in {spec!r} is neither a class index, a range "
+            raise InvalidValueError(
+                "dataset",
+                f"class selection '{token}' in '{spec}' is neither a class index, a range "
                 f"such as 0-5 nor a class name; classes are {', '.join(classes[:12])}"
-                + (" ..." if len(classes) > 12 else "")
+                + (" ..." if len(classes) > 12 else ""),
             )
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
-            raise DismaxError(
-                f"class range {token!r} in {spec!r} is reversed; write the lower index first, "
-                f"[{hi}-{lo}]"
+            raise InvalidValueError(
+                "dataset",
+                f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
+                f"[{hi}-{lo}]",
             )
         if hi >= len(classes):
-            raise DismaxError(
-                f"class range {token!r} in {spec!r} is outside 0-{len(classes) - 1}; "
-                f"the set has {len(classes)} classes"
+            raise InvalidValueError(
+                "dataset",
+                f"class range '{token}' in '{spec}' is outside 0-{len(classes) - 1}; "
+                f"the set has {len(classes)} classes",
             )
         chosen.update(range(lo, hi + 1))
     if not chosen:
-        raise DismaxError(f"class selection in {spec!r} names no class; write e.g. [0-5]")
+        raise InvalidValueError(
+            "dataset", f"class selection in '{spec}' names no class; write e.g. [0-5]"
+        )
     return sorted(chosen)
 
 
@@ -71,7 +77,7 @@ def select_classes(s: ImageSet, selection: str) -> ImageSet:
     """
     if s.labels is None:
         raise DismaxError(
-            f"{s.spec!r} selects classes of an unlabelled set; drop the [..] part or use a "
+            f"'{s.spec}' selects classes of an unlabelled set; drop the [..] part or use a "
             "labelled set (npz with 'y', imagefolder with class sub-folders)"
         )
     keep = parse_selection(selection, s.classes, s.spec)
@@ -83,7 +89,7 @@ def select_classes(s: ImageSet, selection: str) -> ImageSet:
         names = ", ".join(s.classes[i] if not s.classes[i].isdigit() else str(i) for i in have)
         part = "it has" if s.split == "all" else f"its {s.split} part has"
         raise DismaxError(
-            f"class selection {selection!r} in {s.spec!r} keeps no images: {part} none of "
+            f"class selection '{selection}' in '{s.spec}' keeps no images: {part} none of "
             f"those classes; pick classes that have images: {_shorten(names)}"
         )
     sub = s.subset(mask.numpy(), split=s.split)

@@ -70,9 +70,9 @@ class ImageTransform:
         self, *, image_size: int, channels: int, mean: Sequence[float], std: Sequence[float]
     ) -> None:
         if int(image_size) != image_size or image_size < 1:
-            raise DismaxError(f"image_size {image_size!r} must be a positive integer, e.g. 32")
+            raise DismaxError(f"image_size '{image_size}' must be a positive integer, e.g. 32")
         if channels not in (1, 3):
-            raise DismaxError(f"channels {channels!r} must be 1 (grey) or 3 (RGB)")
+            raise DismaxError(f"channels '{channels}' must be 1 (grey) or 3 (RGB)")
         mean_t = tuple(float(m) for m in mean)
         std_t = tuple(float(s) for s in std)
         if len(mean_t) == 1:
@@ -294,7 +294,7 @@ def make_transform(
     h, w, c = train.image_shape
     size = int(image_size) if image_size is not None else min(h, w)
     if channels not in (1, 3):
-        raise DismaxError(f"channels {channels!r} must be 1 (grey) or 3 (RGB)")
+        raise DismaxError(f"channels '{channels}' must be 1 (grey) or 3 (RGB)")
     if (
         train.mean is not None
         and train.std is not None

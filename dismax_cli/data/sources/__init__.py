@@ -79,17 +79,17 @@ def register_source(source: Source) -> Source:
     missing = [m for m in _MEMBERS if not hasattr(source, m)]
     if missing:
         raise ValueError(
-            f"{source!r} is not a dataset source: it lacks {', '.join(missing)} "
+            f"'{source}' is not a dataset source: it lacks {', '.join(missing)} "
             "(subclass SourceBase for the defaults)"
         )
     if not isinstance(source.key, str) or not source.key:
-        raise ValueError(f"dataset source {source!r} needs a non-empty string key")
+        raise ValueError(f"dataset source '{source}' needs a non-empty string key")
     if source.key in SOURCES:
-        raise ValueError(f"a dataset source with key {source.key!r} is already registered")
+        raise ValueError(f"a dataset source with key '{source.key}' is already registered")
     taken = set(known_names()) | set(alias_table())
     clash = sorted(taken & ({*source.names(), *source.aliases}))
     if clash:
-        raise ValueError(f"dataset source {source.key!r} reuses names {', '.join(clash)}")
+        raise ValueError(f"dataset source '{source.key}' reuses names {', '.join(clash)}")
     SOURCES[source.key] = source
     return source
 

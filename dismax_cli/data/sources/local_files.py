@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dismax_cli.config import InvalidValueError
 from dismax_cli.data.files import read_image_folder, read_npz
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.data.sources.base import (
@@ -21,6 +22,7 @@ from dismax_cli.data.sources.base import (
     to_image_set,
 )
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import file_problem, folder_problem
 
 
 class _PathSource(SourceBase):
@@ -38,7 +40,9 @@ class _PathSource(SourceBase):
             return None
         raw = spec.body[len(self.prefix) :].strip()
         if not raw:
-            raise DismaxError(f"{spec.text!r} names no path; write {self.prefix}PATH")
+            raise InvalidValueError(
+                "dataset", f"'{spec.text}' names no path; write {self.prefix}PATH"
+            )
         path = Path(raw).expanduser().absolute()
         return DatasetSpec(spec.text, self.key, raw, path=path, selection=spec.selection)
 
@@ -70,9 +74,10 @@ class NpzSource(_PathSource):
         """
         assert spec.path is not None  # set by parse
         path = spec.path
-        if not path.is_file():
+        problem = file_problem(path)
+        if problem is not None:
             raise DismaxError(
-                f"npz file {path} (from {spec.text!r}) does not exist; check the path, e.g. "
+                f"npz file {path} (from '{spec.text}') {problem}; check the path, e.g. "
                 "npz:../shared/data/cifar10_test.npz"
             )
         raw = cached(("npz", *file_key(path)), lambda: read_npz(path))
@@ -127,9 +132,10 @@ class ImageFolderSource(_PathSource):
         size = None
         if like is not None and like.image_shape[0] == like.image_shape[1]:
             size = like.image_shape[0]
-        if not folder.is_dir():
+        problem = folder_problem(folder)
+        if problem is not None:
             raise DismaxError(
-                f"image folder {folder} (from {spec.text!r}) does not exist; check the path"
+                f"image folder {folder} (from '{spec.text}') {problem}; check the path"
             )
         raw = cached(
             ("imagefolder", *file_key(folder), size),

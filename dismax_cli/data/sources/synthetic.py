@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dismax_cli.config import InvalidValueError
 from dismax_cli.data.files import RawArrays
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.data.sources.base import (
@@ -19,7 +20,6 @@ from dismax_cli.data.sources.base import (
     SpecText,
     to_image_set,
 )
-from dismax_cli.errors import DismaxError
 
 #: Seed of the synthetic noise sets.
 SYNTHETIC_SEED = 0
@@ -68,9 +68,10 @@ class SyntheticSource(SourceBase):
             return None
         count = None
         if spec.arg:
-            if not spec.arg.isdigit() or int(spec.arg) < 1:
-                raise DismaxError(
-                    f"{spec.text!r}: the number of synthetic images {spec.arg!r} must be a "
+            if not (spec.arg.isascii() and spec.arg.isdigit()) or int(spec.arg) < 1:
+                raise InvalidValueError(
+                    "dataset",
+                    f"'{spec.text}': the number of synthetic images '{spec.arg}' must be a "
                     f"positive integer, e.g. {spec.name}:1000"
                 )
             count = int(spec.arg)
