@@ -13,9 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-import operator
 import os
-import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -60,14 +58,18 @@ from dismax_cli.evaluation import (
     probs_at,
 )
 from dismax_cli.fileio import atomic_write
+from dismax_cli.gates import (  # noqa: F401  (re-exported: the benchmark's public names)
+    Requirement,
+    check_ood_labels,
+    check_requirements,
+    parse_requirements,
+    split_label,
+)
 from dismax_cli.models import list_backbones
 from dismax_cli.reports import (
-    ID_METRICS,
-    METRICS,
     MethodResult,
     OODResult,
     Report,
-    RequirementResult,
     Stat,
 )
 
@@ -195,179 +197,6 @@ class BenchmarkConfig:
     def from_dict(cls, values: dict[str, Any]) -> BenchmarkConfig:
         """Build from a mapping (YAML or merged CLI options); unknown keys and wrong types fail."""
         return cls(**check_types(cls, values, what="benchmark"))
-
-
-_LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
-
-
-def split_label(entry: str) -> tuple[str, str]:
-    """Split ``"tin_resize=npz:tin.npz"`` into ``("tin_resize", "npz:tin.npz")``.
-
-    Entries without a label give ``(entry, entry)``.
-
-    A label names an OOD set in tables, JSON and ``--require``.
-    """
-    match = _LABEL.match(entry)
-    return (match.group(1), match.group(2)) if match else (entry, entry)
-
-
-def check_ood_labels(entries: Sequence[str]) -> list[str]:
-    """The labels of OOD entries; refuses duplicates and the reserved label ``id``.
-
-    Raises:
-        DismaxError: naming the offending entry.
-    """
-    if not entries:
-        raise InvalidValueError("ood", "no OOD sets given: name at least one with --ood")
-    labels = [split_label(entry)[0] for entry in entries]
-    for entry, label in zip(entries, labels, strict=True):
-        if label == "id":
-            raise InvalidValueError(
-                "ood",
-                f"OOD set {entry!r} is named 'id', which --require reserves for the "
-                "in-distribution test split: label it otherwise, e.g. ood1=SPEC",
-            )
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise InvalidValueError(
-            "ood",
-            f"OOD sets {list(entries)} use the name {duplicates[0]!r} twice: list each set once "
-            "or label them apart with NAME=SPEC",
-        )
-    return labels
-
-
-# --------------------------------------------------------------------------- requirements
-
-_REQUIREMENT = re.compile(r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*(.+?)\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-    "==": operator.eq,
-}
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """``METHOD:METRIC:SET OP VALUE``, e.g. ``dismax:AUROC:tin_resize>=0.90``.
-
-    SET is an OOD set of the run (the method's default score is used) or ``id`` for ACC, NLL and
-    ECE on the ID test split after calibration.
-    """
-
-    text: str
-    method: str
-    metric: str
-    dataset: str
-    op: str
-    threshold: float
-
-    def check(self, report: Report) -> tuple[bool, float]:
-        result = report.method(self.method)
-        if self.dataset == "id":
-            value = result.id_after[self.metric].mean
-        else:
-            value = result.result(self.dataset).metrics[self.metric].mean
-        return _OPS[self.op](value, self.threshold), value
-
-
-def parse_requirements(
-    texts: Sequence[str], *, methods: Sequence[str], ood: Sequence[str]
-) -> list[Requirement]:
-    """Parse and check ``--require`` strings against the run's methods, metrics and sets.
-
-    Raises:
-        InvalidValueError: for malformed text or an unknown method, metric or set.
-    """
-    out = []
-    metric_keys = {k.upper(): k for k in METRICS}
-    # Method names, like metrics, match case-insensitively (``DisMax`` is ``dismax``).
-    method_keys = {m.lower(): m for m in methods}
-    # SET holds no operator character, so ``uniform=>0.5`` is not read as SET 'uniform='.
-    pattern = re.compile(
-        r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*([^<>=!\s][^<>=!]*?)\s*"
-        r"(>=|<=|==|>|<)\s*(\S+)\s*$"
-    )
-    ascii_number = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-    for text in texts:
-        match = pattern.match(text)
-        if not match:
-            bad_op = re.search(r"=>|=<|=!|!=|<>|=(?![=<>])|>>|<<", text.split(":", 2)[-1])
-            if bad_op and re.search(r"[<>=!]", text):
-                raise InvalidValueError(
-                    "require",
-                    f"requirement '{text}': {bad_op.group(0)!s} is not an operator: use one of "
-                    ">=, <=, >, < or == (e.g. dismax:AUROC:uniform>=0.9)",
-                )
-            raise InvalidValueError(
-                "require",
-                f"requirement '{text}' is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
-                "dismax:AUROC:uniform>=0.9",
-            )
-        method, metric, dataset, op, value = match.groups()
-        if method.lower() not in method_keys:
-            raise InvalidValueError(
-                "require",
-                f"requirement '{text}' names method '{method}', which this run does not have: "
-                f"use one of {', '.join(methods)}",
-            )
-        method = method_keys[method.lower()]
-        key = metric_keys.get(metric.upper())
-        if key is None:
-            raise InvalidValueError(
-                "require",
-                f"requirement {text!r} names unknown metric {metric!r}: use one of "
-                f"{', '.join(METRICS)}",
-            )
-        if key in ID_METRICS:
-            if dataset != "id":
-                raise InvalidValueError(
-                    "require",
-                    f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
-                    f"'id' (e.g. {method}:{key}:id>=0.9)",
-                )
-        elif dataset == "id":
-            raise InvalidValueError(
-                "require",
-                f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
-                f"OOD set of the run ({', '.join(ood)}); 'id' takes {', '.join(ID_METRICS)}",
-            )
-        elif dataset not in ood:
-            raise InvalidValueError(
-                "require",
-                f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
-                f"use one of {', '.join(ood)}",
-            )
-        try:
-            if not ascii_number.fullmatch(value):  # float() takes '٠.5' and '1_0' too
-                raise ValueError(value)
-            threshold = float(value)
-        except ValueError:
-            raise InvalidValueError(
-                "require", f"requirement {text!r} has threshold {value!r}, which is not a number"
-            ) from None
-        if not math.isfinite(threshold):
-            raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
-        if key != "NLL" and not 0.0 <= threshold <= 1.0:
-            raise InvalidValueError(
-                "require",
-                f"requirement {text!r}: {key} is a fraction in [0, 1], so write the threshold "
-                f"as one (e.g. 0.9 for 90 %)",
-            )
-        out.append(Requirement(text, method, key, dataset, op, threshold))
-    return out
-
-
-def check_requirements(report: Report, texts: Sequence[str]) -> Report:
-    """Evaluate ``--require`` texts against ``report``; return it with the results attached."""
-    methods = [m.method for m in report.methods]
-    results = []
-    for req in parse_requirements(texts, methods=methods, ood=report.ood_sets):
-        ok, value = req.check(report)
-        results.append(RequirementResult(text=req.text, passed=bool(ok), value=float(value)))
-    return dataclasses.replace(report, requirements=tuple(results))
 
 
 # --------------------------------------------------------------------------- running

@@ -273,6 +273,14 @@ def test_datasets_json_lists_the_paper_aliases(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- item 13
 
+_MAIN = "from dismax_cli.cli.app import main; main({args})"
+#: A bad value in a config file is a usage error too: it must answer before torch loads.
+_CONFIG = (
+    "import pathlib, tempfile; p = pathlib.Path(tempfile.mkdtemp()) / 'c.yaml'; "
+    "p.write_text('{text}\\n'); from dismax_cli.cli.app import main; "
+    "main([*{args}[:1], '--config', str(p), *{args}[1:]])"
+)
+
 
 @pytest.mark.parametrize(
     "code",
@@ -283,6 +291,13 @@ def test_datasets_json_lists_the_paper_aliases(tmp_path: Path) -> None:
         "from dismax_cli.cli.app import main; main(['benchmark', '-h'])",
         "from dismax_cli.cli.app import main; main(['train', '--epochs', 'ten', '--out', 'x'])",
         "from dismax_cli.cli.app import main; main(['train', '--method', 'foo', '--out', 'x'])",
+        "from dismax_cli.cli.app import main; main(['benchmark', '--require', 'foo'])",
+        _MAIN.format(args="['benchmark', '--require', 'dismax:AUROC:id>=1']"),
+        _MAIN.format(args="['benchmark', '--ood', 'a=uniform', 'a=gaussian']"),
+        "from dismax_cli.cli.app import main; main(['benchmark', '--ood', 'id=uniform'])",
+        _CONFIG.format(text="epochs: ten", args="['train', '--out', 'x']"),
+        _CONFIG.format(text="seeds: 0", args="['benchmark']"),
+        _CONFIG.format(text="require: [foo]", args="['benchmark']"),
     ],
 )
 def test_help_and_usage_errors_do_not_import_heavy_modules(code: str) -> None:
@@ -295,6 +310,8 @@ def test_help_and_usage_errors_do_not_import_heavy_modules(code: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode in (0, 2), proc.stderr
+    if "help" not in code and "-h'" not in code and code != "import dismax_cli.cli.app":
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     line = [t for t in proc.stdout.splitlines() if t.startswith("HEAVY")][-1]
     assert line == "HEAVY []", (code, line)
 

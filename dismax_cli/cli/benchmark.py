@@ -123,6 +123,23 @@ def benchmark(
     """Run the benchmark (see ``dismax benchmark --help``)."""
     if ctx.invoked_subcommand is not None:
         return
+    check_writable(out, "--out")
+    file_values = read_yaml_config(config) if config is not None else {}
+    # Malformed file values, gates and labels answer before torch loads, like bad options do.
+    parsers = {
+        **opt.TRAINING_KNOBS,
+        "methods": opt.BENCHMARK_METHOD,
+        "seeds": opt.SEEDS_INT,
+        "ensemble_size": opt.ENSEMBLE_INT,
+        "objective": opt.OBJECTIVE,
+    }
+    opt.precheck_file_values(file_values, config, parsers)
+    opt.precheck_gates(require or None, ood or None)
+    as_list = [file_values.get(k) for k in ("require", "ood")]
+    opt.precheck_gates(
+        *(v if isinstance(v, list) else None for v in as_list),
+        source=f"config file '{config}'",
+    )
     from dismax_cli.benchmark import (
         BenchmarkConfig,
         BenchmarkProgress,
@@ -135,8 +152,6 @@ def benchmark(
     from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
     from dismax_cli.data.registry import canonical_requirement, canonical_spec
 
-    check_writable(out, "--out")
-    file_values = read_yaml_config(config) if config is not None else {}
     cli_values = {
         "dataset": dataset,
         "test_dataset": test_dataset,

@@ -306,3 +306,57 @@ __all__ = [
     "NumberParser",
     "parse_device",
 ]
+
+
+def precheck_file_values(
+    file_values: dict[str, Any], config: Any, parsers: dict[str, Any]
+) -> None:
+    """Check a config file's values with the options' own parsers, before torch loads.
+
+    A value that the option would refuse on the command line is refused from the file too, at
+    once (exit 2, naming the key and the file); the full check by type hints follows later.
+    ``parsers`` maps keys to parsers or to typer options that carry one (``parser=...``).
+
+    Raises:
+        InvalidValueError: naming the key and the file.
+    """
+    for key, value in file_values.items():
+        parser = parsers.get(key)
+        parser = getattr(parser, "parser", parser)
+        if parser is None or value is None:
+            continue
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            try:
+                parser(item)
+            except typer.BadParameter as exc:
+                raise InvalidValueError(
+                    key,
+                    f"invalid value for key {key!r} in config file '{config}': "
+                    f"{exc.message}",
+                ) from None
+
+
+def precheck_gates(
+    require: list[str] | None, ood: list[str] | None, *, source: str = "the command line"
+) -> None:
+    """Check ``--require`` syntax and ``--ood`` labels without torch (exit 2 at once).
+
+    Method and set names are checked later against the run's final names (aliases resolved).
+
+    Raises:
+        InvalidValueError: naming the option.
+    """
+    from dismax_cli.gates import check_ood_labels, parse_requirements
+
+    for key, check in (
+        ("require", lambda: parse_requirements(require, methods=None, ood=None)),
+        ("ood", lambda: check_ood_labels(ood)),
+    ):
+        if (require if key == "require" else ood) is None:
+            continue
+        try:
+            check()
+        except InvalidValueError as exc:
+            where = f"--{key}" if source == "the command line" else f"key {key!r} in {source}"
+            raise InvalidValueError(key, f"invalid value for {where}: {exc}") from None

@@ -75,10 +75,13 @@ def train(
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Train one model (paper recipe by default) and write its checkpoint every epoch."""
+    file_values = read_yaml_config(config) if config is not None else {}
+    # Bad values in the file answer before torch loads, like bad options do.
+    opt.precheck_file_values(file_values, config, {**opt.TRAINING_KNOBS, "method": opt.METHOD})
+
     from dismax_cli.cli.progress import interrupted_train_message, progress_display
     from dismax_cli.engine import TrainConfig, checkpoint_path, fit, load_checkpoint
 
-    file_values = read_yaml_config(config) if config is not None else {}
     run_values = {}
     if resume and checkpoint_path(out).is_file():
         # Resuming needs no options: the run's own settings come first, then the file, the CLI.

@@ -1,0 +1,204 @@
+"""``--require`` gates and ``--ood`` labels: parsed and checked without torch.
+
+The CLI checks them while it starts (a malformed gate or label is a usage error that answers in
+well under a second: ``benchmarks/speed/cli_startup.py``); the benchmark checks them again
+against the run's final method and set names and evaluates them on the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dismax_cli.config import InvalidValueError
+from dismax_cli.reports import ID_METRICS, METRICS, Report, RequirementResult
+
+_LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
+
+
+def split_label(entry: str) -> tuple[str, str]:
+    """Split ``"tin_resize=npz:tin.npz"`` into ``("tin_resize", "npz:tin.npz")``.
+
+    Entries without a label give ``(entry, entry)``.
+
+    A label names an OOD set in tables, JSON and ``--require``.
+    """
+    match = _LABEL.match(entry)
+    return (match.group(1), match.group(2)) if match else (entry, entry)
+
+
+def check_ood_labels(entries: Sequence[str]) -> list[str]:
+    """The labels of OOD entries; refuses duplicates and the reserved label ``id``.
+
+    Raises:
+        DismaxError: naming the offending entry.
+    """
+    if not entries:
+        raise InvalidValueError("ood", "no OOD sets given: name at least one with --ood")
+    labels = [split_label(entry)[0] for entry in entries]
+    for entry, label in zip(entries, labels, strict=True):
+        if label == "id":
+            raise InvalidValueError(
+                "ood",
+                f"OOD set {entry!r} is named 'id', which --require reserves for the "
+                "in-distribution test split: label it otherwise, e.g. ood1=SPEC",
+            )
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise InvalidValueError(
+            "ood",
+            f"OOD sets {list(entries)} use the name {duplicates[0]!r} twice: list each set once "
+            "or label them apart with NAME=SPEC",
+        )
+    return labels
+
+
+# --------------------------------------------------------------------------- requirements
+
+_REQUIREMENT = re.compile(r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*(.+?)\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """``METHOD:METRIC:SET OP VALUE``, e.g. ``dismax:AUROC:tin_resize>=0.90``.
+
+    SET is an OOD set of the run (the method's default score is used) or ``id`` for ACC, NLL and
+    ECE on the ID test split after calibration.
+    """
+
+    text: str
+    method: str
+    metric: str
+    dataset: str
+    op: str
+    threshold: float
+
+    def check(self, report: Report) -> tuple[bool, float]:
+        result = report.method(self.method)
+        if self.dataset == "id":
+            value = result.id_after[self.metric].mean
+        else:
+            value = result.result(self.dataset).metrics[self.metric].mean
+        return _OPS[self.op](value, self.threshold), value
+
+
+def parse_requirements(
+    texts: Sequence[str], *, methods: Sequence[str] | None, ood: Sequence[str] | None
+) -> list[Requirement]:
+    """Parse and check ``--require`` strings against the run's methods, metrics and sets.
+
+    ``methods=None`` / ``ood=None`` skip the check of that part (the CLI's torch-free early
+    check, before the run's names are final); the benchmark checks again with both.
+
+    Raises:
+        InvalidValueError: for malformed text or an unknown method, metric or set.
+    """
+    out = []
+    metric_keys = {k.upper(): k for k in METRICS}
+    # Method names, like metrics, match case-insensitively (``DisMax`` is ``dismax``).
+    method_keys = {m.lower(): m for m in methods} if methods is not None else None
+    # SET holds no operator character, so ``uniform=>0.5`` is not read as SET 'uniform='.
+    pattern = re.compile(
+        r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*([^<>=!\s][^<>=!]*?)\s*"
+        r"(>=|<=|==|>|<)\s*(\S+)\s*$"
+    )
+    ascii_number = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+    for text in texts:
+        match = pattern.match(text)
+        if not match:
+            bad_op = re.search(r"=>|=<|=!|!=|<>|=(?![=<>])|>>|<<", text.split(":", 2)[-1])
+            if bad_op and re.search(r"[<>=!]", text):
+                raise InvalidValueError(
+                    "require",
+                    f"requirement '{text}': {bad_op.group(0)!s} is not an operator: use one of "
+                    ">=, <=, >, < or == (e.g. dismax:AUROC:uniform>=0.9)",
+                )
+            raise InvalidValueError(
+                "require",
+                f"requirement '{text}' is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
+                "dismax:AUROC:uniform>=0.9",
+            )
+        method, metric, dataset, op, value = match.groups()
+        if method_keys is not None:
+            if method.lower() not in method_keys:
+                raise InvalidValueError(
+                    "require",
+                    f"requirement '{text}' names method '{method}', which this run does not "
+                    f"have: use one of {', '.join(method_keys.values())}",
+                )
+            method = method_keys[method.lower()]
+        key = metric_keys.get(metric.upper())
+        if key is None:
+            raise InvalidValueError(
+                "require",
+                f"requirement {text!r} names unknown metric {metric!r}: use one of "
+                f"{', '.join(METRICS)}",
+            )
+        if key in ID_METRICS:
+            if dataset != "id":
+                raise InvalidValueError(
+                    "require",
+                    f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
+                    f"'id' (e.g. {method}:{key}:id>=0.9)",
+                )
+        elif dataset == "id":
+            sets = f" ({', '.join(ood)})" if ood is not None else ""
+            raise InvalidValueError(
+                "require",
+                f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
+                f"OOD set of the run{sets}; 'id' takes {', '.join(ID_METRICS)}",
+            )
+        elif ood is not None and dataset not in ood:
+            raise InvalidValueError(
+                "require",
+                f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
+                f"use one of {', '.join(ood)}",
+            )
+        try:
+            if not ascii_number.fullmatch(value):  # float() takes '٠.5' and '1_0' too
+                raise ValueError(value)
+            threshold = float(value)
+        except ValueError:
+            raise InvalidValueError(
+                "require", f"requirement {text!r} has threshold {value!r}, which is not a number"
+            ) from None
+        if not math.isfinite(threshold):
+            raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
+        if key != "NLL" and not 0.0 <= threshold <= 1.0:
+            raise InvalidValueError(
+                "require",
+                f"requirement {text!r}: {key} is a fraction in [0, 1], so write the threshold "
+                f"as one (e.g. 0.9 for 90 %)",
+            )
+        out.append(Requirement(text, method, key, dataset, op, threshold))
+    return out
+
+
+def check_requirements(report: Report, texts: Sequence[str]) -> Report:
+    """Evaluate ``--require`` texts against ``report``; return it with the results attached."""
+    methods = [m.method for m in report.methods]
+    results = []
+    for req in parse_requirements(texts, methods=methods, ood=report.ood_sets):
+        ok, value = req.check(report)
+        results.append(RequirementResult(text=req.text, passed=bool(ok), value=float(value)))
+    return dataclasses.replace(report, requirements=tuple(results))
+
+
+__all__ = [
+    "Requirement",
+    "check_ood_labels",
+    "check_requirements",
+    "parse_requirements",
+    "split_label",
+]
