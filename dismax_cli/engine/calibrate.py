@@ -110,7 +110,7 @@ def validation_thresholds(logits: torch.Tensor) -> dict[str, list[float]]:
         logits: ``(N, C)`` raw logits; each list has N floats.
     """
     return {
-        name: sorted(score(logits).float().tolist(), reverse=True)
+        name: sorted(score(logits).tolist(), reverse=True)
         for name, score in SCORES.items()
     }
 

@@ -35,7 +35,7 @@ class Prediction:
         labels: int64 ``(N,)`` predicted class indices (argmax of the logits).
         probs: float32 ``(N, C)`` calibrated probabilities, ``softmax(logits / T)`` (§4).
         logits: float32 ``(N, C)`` raw logits (T = 1).
-        scores: every OOD score by name (:data:`~dismax_cli.core.scores.SCORES`), float32
+        scores: every OOD score by name (:data:`~dismax_cli.core.scores.SCORES`), float64
             ``(N,)`` computed at T = 1, higher = more in-distribution (§3).
         classes: the run's class names (C of them).
     """
