@@ -71,18 +71,22 @@ class Run:
 
     @property
     def model(self) -> torch.nn.Module:
+        """Backbone + head in eval mode: normalised ``(B, C, H, W)`` -> raw logits ``(B, C)``."""
         return self.bundle.model
 
     @property
     def transform(self) -> ImageTransform:
+        """The ID test transform: uint8 ``(N, H, W, C)`` -> the model's float input (§7)."""
         return self.bundle.transform
 
     @property
     def meta(self) -> CheckpointMeta:
+        """The checkpoint's typed metadata (method, backbone, config, thresholds ...)."""
         return self.bundle.meta
 
     @property
     def classes(self) -> tuple[str, ...]:
+        """The class names, index = label (C of them)."""
         return self.bundle.meta.classes
 
     @property
@@ -92,10 +96,12 @@ class Run:
 
     @property
     def device(self) -> torch.device:
+        """Where the model runs."""
         return self.bundle.device
 
     @property
     def method(self) -> str:
+        """``softmax``, ``isomax_plus`` or ``dismax``."""
         return self.bundle.meta.method
 
     @property
