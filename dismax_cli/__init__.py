@@ -2,7 +2,8 @@
 
 The public library API is re-exported here (``__all__`` is the list): the heads, losses and FPR
 mixing (METHOD.md §1–§2), every OOD score (§3), every metric (§5), temperature fitting (§4),
-``replace_head`` and the engine that trains, predicts and calibrates any ``nn.Module``. Names are
+``replace_head``, the engine that trains, predicts and calibrates any ``nn.Module``, and
+``load_run`` (a CLI-trained run as a :class:`Run`: ``predict``, ``threshold``). Names are
 resolved lazily (PEP 562), so ``import dismax_cli`` does not import torch until one is used.
 """
 
@@ -33,6 +34,7 @@ _EXPORTS: dict[str, str] = {
             "aupr_out",
             "fpr_at_95_tpr",
             "detection_accuracy",
+            "tpr_threshold",
         ),
         "dismax_cli.core.metrics",
     ),
@@ -58,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "build_model": "dismax_cli.engine.build",
     "resolve_device": "dismax_cli.engine.devices",
     "fit": "dismax_cli.engine.run",
+    **dict.fromkeys(("Prediction", "Run", "load_run"), "dismax_cli.engine.deploy"),
 }
 
 __all__ = [
@@ -74,6 +77,8 @@ __all__ = [
     "IsoMaxPlusHead",
     "IsoMaxPlusLoss",
     "ModelBundle",
+    "Prediction",
+    "Run",
     "SoftMaxHead",
     "SoftMaxLoss",
     "TrainConfig",
@@ -96,6 +101,7 @@ __all__ = [
     "fractional_probability_mix",
     "load_bundle",
     "load_checkpoint",
+    "load_run",
     "max_logit",
     "mds",
     "mmles",
@@ -107,6 +113,7 @@ __all__ = [
     "predict_logits",
     "replace_head",
     "resolve_device",
+    "tpr_threshold",
     "train_one_epoch",
 ]
 

@@ -4,11 +4,15 @@ A fenced ``bash`` block right after ``<!-- readme-test: NAME -->`` is run line b
 ``\\`` continuations) in a fresh folder laid out like a checkout (``benchmarks/`` beside it,
 ``../shared`` above it), offline, and must exit 0. A plain block after
 ``<!-- readme-output: NAME -->`` must equal the stdout of block NAME at 80 columns, except the
-numbers of the ``Cost`` table (timings differ from run to run and machine to machine).
+numbers of the ``Cost`` table (timings differ from run to run and machine to machine). A
+``python`` block after ``<!-- readme-python: NAME -->`` is executed in that folder by the test
+that names it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SHARED = ROOT.parent / "shared"
-MARKER = re.compile(r"^<!-- readme-(test|output): ([\w-]+) -->$")
+MARKER = re.compile(r"^<!-- readme-(test|output|python): ([\w-]+) -->$")
 
 
 def readme_blocks() -> dict[tuple[str, str], str]:
@@ -121,3 +125,34 @@ def test_ci_gate_example_passes_and_its_jq_query_reads_the_report(workdir: dict)
     assert report.is_file() and report.stat().st_size > 0
     # The jq line prints {ood, auroc} for each OOD set of the default benchmark.
     assert '"ood": "uniform"' in printed and '"auroc":' in printed
+
+
+def test_deploy_section_loads_the_run_predicts_thresholds_and_detects(workdir: dict) -> None:
+    """``## Deploy a trained run``: train + calibrate, the Python block, then ``dismax detect``."""
+    pytest.importorskip("sklearn", reason="the README block uses scikit-learn's digits")
+    run_block("deploy", workdir)
+    namespace: dict[str, object] = {"__name__": "readme_deploy"}
+    here = os.getcwd()
+    os.chdir(workdir["cwd"])
+    try:
+        code = compile(BLOCKS[("python", "deploy")], str(README), "exec")
+        exec(code, namespace)  # noqa: S102 - our own README
+    finally:
+        os.chdir(here)
+    # The threshold keeps 95 % of the validation split; the known digits are mostly kept (part
+    # of them are the run's own training images), and the unknown ones are detected well
+    # above the 5 % a blind threshold would flag.
+    assert namespace["kept"] >= 0.9 and namespace["accuracy"] >= 0.9, namespace
+    assert namespace["flagged"] >= 0.3, namespace["flagged"]
+    assert sorted(p.name for p in (workdir["cwd"] / "unknown").iterdir()) == [
+        f"{i}.png" for i in range(5)
+    ]
+    printed = run_block("deploy-detect", workdir)
+    table, document = printed.split("\n{", 1)
+    rows = json.loads("{" + document)["images"]
+    assert [row["image"] for row in rows] == ["unknown/0.png", "unknown/1.png"]
+    threshold = namespace["run"].threshold("msp")  # type: ignore[attr-defined]
+    assert all(row["in_distribution"] is (row["score"] >= threshold) for row in rows)
+    assert [line.split()[0] for line in table.splitlines()[2:7]] == [
+        f"unknown/{i}.png" for i in range(5)
+    ]

@@ -19,6 +19,8 @@ Empty, misshapen or non-finite inputs raise :class:`~dismax_cli.errors.DismaxErr
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from dismax_cli.core._arrays import ArrayLike, to_numpy_float64, to_numpy_targets
@@ -217,9 +219,51 @@ def fpr_at_95_tpr(
         k = (95 * ood_array.size + 99) // 100  # ceil(0.95 * n_ood), in integers
         threshold = np.sort(ood_array)[k - 1]
         return float(np.count_nonzero(id_array <= threshold) / id_array.size)
-    k = (95 * id_array.size + 99) // 100  # ceil(0.95 * n_id) without floating-point rounding
-    threshold = np.sort(id_array)[::-1][k - 1]
+    threshold = _kth_largest_at_tpr(id_array, 0.95)
     return float(_count_at_or_above(np.sort(ood_array), threshold) / ood_array.size)
+
+
+def _kth_largest_at_tpr(id_array: np.ndarray, tpr: float) -> float:
+    """The k-th largest of ``id_array``, ``k = ceil(tpr · n)`` in exact rational arithmetic."""
+    # tpr as the fraction it was written as (0.95 -> 19/20): no floating-point rounding in k.
+    ratio = Fraction(tpr).limit_denominator(1_000_000)
+    k = max(1, -(-ratio.numerator * id_array.size // ratio.denominator))
+    return float(np.sort(id_array)[::-1][k - 1])
+
+
+def tpr_threshold(id_scores: ArrayLike, *, tpr: float = 0.95) -> float:
+    """Compute the score threshold that keeps ``tpr`` of the ID scores (FPR@95TPR's rule).
+
+    The threshold ``t*`` is the largest ID score such that at least ``tpr`` of the ID scores are
+    ``>= t*``: the k-th largest ID score with ``k = ceil(tpr · n_id)`` (``tpr`` read as the
+    decimal fraction it was written as, so 0.95 · 20 is exactly 19). With ``tpr=0.95`` it is the
+    threshold :func:`fpr_at_95_tpr` uses (METHOD.md §5): a sample is called in-distribution
+    when its score is ``>= t*``.
+
+    Args:
+        id_scores: Scores of in-distribution samples (higher = more ID).
+        tpr: The true positive rate to keep, in (0, 1].
+
+    Returns:
+        The threshold, one of the ID scores.
+
+    Shape:
+        id_scores: ``(N_id,)``.
+
+    Raises:
+        DismaxError: If ``id_scores`` is empty, not one-dimensional or not finite, or ``tpr`` is
+            not in (0, 1].
+
+    References:
+        Liang, Li and Srikant, "Enhancing The Reliability of Out-of-distribution Image Detection
+        in Neural Networks" (ODIN), arXiv:1706.02690 (the TPR-95 % operating point).
+    """
+    if isinstance(tpr, bool) or not isinstance(tpr, int | float) or not 0 < tpr <= 1:
+        raise DismaxError(f"tpr {tpr!r} is invalid: give a fraction in (0, 1], e.g. 0.95")
+    id_array = to_numpy_float64(id_scores, name="id_scores", ndim=1, layout="(N_id,)")
+    if id_array.size == 0:
+        raise DismaxError("id_scores is empty (no in-distribution scores); score an ID set first")
+    return _kth_largest_at_tpr(id_array, float(tpr))
 
 
 def detection_accuracy(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
@@ -414,4 +458,5 @@ __all__ = [
     "ece",
     "fpr_at_95_tpr",
     "nll",
+    "tpr_threshold",
 ]

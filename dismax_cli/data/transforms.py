@@ -123,7 +123,17 @@ class ImageTransform:
             DismaxError: If ``images`` is not a uint8 ``(N, H, W, C)`` tensor with C in {1, 3}.
         """
         _check_images(images, "ImageTransform")
-        x = images.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+        return self.from_float(images.permute(0, 3, 1, 2).to(torch.float32).div_(255.0))
+
+    def from_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Steps 2–5 on float pixels: what :meth:`__call__` does after its uint8 conversion.
+
+        Args:
+            x: float32 ``(N, C, H, W)`` on the 0..1 scale, C in {1, 3}, any ``H`` and ``W``.
+
+        Returns:
+            float32 ``(N, channels, image_size, image_size)`` on the same device.
+        """
         if x.shape[1] == 3 and self.channels == 1:
             w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
             x = (x * w).sum(dim=1, keepdim=True)

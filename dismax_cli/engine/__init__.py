@@ -3,7 +3,8 @@
 Modules, one concern each: :mod:`.config` (``TrainConfig``), :mod:`.devices`, :mod:`.data`
 (``RunData``), :mod:`.build` (model, optimiser, loss), :mod:`.checkpoint` (typed, versioned
 metadata), :mod:`.loop` (``train_one_epoch``), :mod:`.predict` (``predict_logits``),
-:mod:`.calibrate`, :mod:`.run` (``fit``). Imports point down that list; none points up.
+:mod:`.calibrate`, :mod:`.run` (``fit``), :mod:`.deploy` (``load_run``). Imports point down
+that list; none points up.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dismax_cli.engine.calibrate import (
     calibrate_checkpoint,
     fit_temperature_noted,
     training_temperature,
+    validation_thresholds,
 )
 from dismax_cli.engine.checkpoint import (
     CHECKPOINT_NAME,
@@ -39,6 +41,7 @@ from dismax_cli.engine.config import (
     lr_milestones,
 )
 from dismax_cli.engine.data import RunData, load_run_data, rebuild_run_data
+from dismax_cli.engine.deploy import Prediction, Run, load_run
 from dismax_cli.engine.devices import DEVICES, resolve_device
 from dismax_cli.engine.loop import (
     EpochStats,
@@ -62,7 +65,9 @@ __all__ = [
     "EpochStats",
     "InMemoryBatches",
     "ModelBundle",
+    "Prediction",
     "ProgressCallback",
+    "Run",
     "RunData",
     "TrainConfig",
     "TrainProgress",
@@ -81,6 +86,7 @@ __all__ = [
     "load_bundle",
     "load_checkpoint",
     "load_payload",
+    "load_run",
     "load_run_data",
     "lr_milestones",
     "make_optimizer",
@@ -94,4 +100,5 @@ __all__ = [
     "save_checkpoint",
     "train_one_epoch",
     "training_temperature",
+    "validation_thresholds",
 ]

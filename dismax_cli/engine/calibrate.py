@@ -22,6 +22,7 @@ from dismax_cli.core.calibration import (
     nll_from_logits,
 )
 from dismax_cli.core.metrics import accuracy, ece
+from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint
 from dismax_cli.engine.checkpoint import (
     ModelBundle,
@@ -67,6 +68,9 @@ def calibrate_bundle(
 ) -> CalibrationResult:
     """Fit the temperature on ``val`` and record it in ``bundle.meta`` (the model is untouched).
 
+    Also records every OOD score of ``val`` at T = 1 (:func:`validation_thresholds`), from which
+    ``Run.threshold(score, tpr=...)`` reads the score threshold at a validation TPR.
+
     When the objective has no finite optimum on ``val`` (every prediction correct, or every one
     wrong), the fitted value would be a bound of the search (T = 0.001 makes every later error
     cost ~1,000 nats); the run then keeps its training temperature
@@ -87,9 +91,28 @@ def calibrate_bundle(
     )
     result = _result(logits, val.labels, temperature, objective, warning)
     bundle.meta = dataclasses.replace(
-        bundle.meta, temperature=result.temperature, calibration=result.to_dict()
+        bundle.meta,
+        temperature=result.temperature,
+        calibration=result.to_dict(),
+        thresholds=validation_thresholds(logits),
     )
     return result
+
+
+def validation_thresholds(logits: torch.Tensor) -> dict[str, list[float]]:
+    """Every OOD score of the validation logits at T = 1, each sorted from the highest.
+
+    Entry ``k - 1`` of a score's list is its k-th largest validation score: the threshold at
+    validation TPR ``k / n`` under FPR@95TPR's rule (METHOD.md §3, §5;
+    :func:`~dismax_cli.core.metrics.tpr_threshold`).
+
+    Shape:
+        logits: ``(N, C)`` raw logits; each list has N floats.
+    """
+    return {
+        name: sorted(score(logits).tolist(), reverse=True)
+        for name, score in SCORES.items()
+    }
 
 
 def _result(
@@ -179,4 +202,5 @@ __all__ = [
     "calibrate_checkpoint",
     "fit_temperature_noted",
     "training_temperature",
+    "validation_thresholds",
 ]

@@ -63,6 +63,9 @@ class CheckpointMeta:
         epoch, epochs, finished: epochs done, epochs asked, whether they are all done.
         temperature: the temperature probabilities are computed at (1 until calibrated, §4).
         calibration: :meth:`CalibrationResult.to_dict` once calibrated, else None.
+        thresholds: per score name, the validation split's ID scores at T = 1 sorted from the
+            highest (entry k-1 is the score threshold at TPR k/n, METHOD.md §5), stored at
+            calibration; None before (and in files calibrated by dismax before it kept them).
         tool_version: the dismax version that wrote it.
     """
 
@@ -83,6 +86,7 @@ class CheckpointMeta:
     finished: bool
     temperature: float = 1.0
     calibration: dict[str, Any] | None = None
+    thresholds: dict[str, list[float]] | None = None
     tool_version: str = __version__
 
     @classmethod
@@ -140,6 +144,11 @@ class CheckpointMeta:
             "finished": self.finished,
             "temperature": float(self.temperature),
             "calibration": self.calibration,
+            "thresholds": (
+                None
+                if self.thresholds is None
+                else {name: list(values) for name, values in self.thresholds.items()}
+            ),
         }
 
     @classmethod
@@ -205,10 +214,32 @@ def metadata_problem(payload: dict[str, Any]) -> str | None:
     temperature = float(payload["temperature"])
     if not (math.isfinite(temperature) and temperature > 0):
         return f"temperature={temperature!r}, it must be a positive number"
+    problem = _thresholds_problem(payload.get("thresholds"))
+    if problem:
+        return problem
     try:
         TrainConfig.from_dict(payload["config"])
     except DismaxError as exc:
         return f"config: {exc}"
+    return None
+
+
+def _thresholds_problem(thresholds: Any) -> str | None:
+    """What is wrong with the stored per-score thresholds (None is fine: not calibrated)."""
+    if thresholds is None:
+        return None
+    if not isinstance(thresholds, dict) or not thresholds:
+        return f"thresholds={printable(repr(thresholds), 60)}"
+    for name, values in thresholds.items():
+        ok = (
+            isinstance(name, str)
+            and isinstance(values, list)
+            and values
+            and all(isinstance(v, float) and math.isfinite(v) for v in values)
+            and all(a >= b for a, b in zip(values, values[1:], strict=False))
+        )
+        if not ok:
+            return f"thresholds of score {printable(repr(name), 40)} are not sorted finite scores"
     return None
 
 
