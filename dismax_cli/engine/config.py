@@ -33,7 +33,8 @@ class TrainConfig:
     Attributes:
         dataset: ID dataset spec (``digits[0-5]``, ``cifar10``, ``npz:PATH`` ...).
         test_dataset: a separate test-set spec (for single-file sources), or None.
-        method: ``softmax``, ``isomax_plus`` or ``dismax``.
+        method: a method of :func:`~dismax_cli.core.methods.list_methods` (``softmax``,
+            ``isomax_plus``, ``dismax``, ``dismax_nofpr`` or a registered one).
         model: backbone name (``convnet``, ``resnet18`` ...).
         epochs: number of epochs (300 in the paper).
         batch_size: training batch size (64).
@@ -115,10 +116,11 @@ class TrainConfig:
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
         if self.fpr and not spec.supports_fpr:
+            allowed = [m for m in list_methods() if get_method(m).supports_fpr]
             raise InvalidValueError(
                 "fpr",
-                f"FPR (fractional probability regularization) applies to dismax only, not "
-                f"{self.method!r}: drop --fpr",
+                f"FPR (fractional probability regularization) applies to "
+                f"{', '.join(allowed)} only, not {self.method!r}: drop --fpr",
             )
         return self
 
