@@ -66,6 +66,7 @@ from dismax_cli.evaluation import (
 )
 from dismax_cli.fileio import atomic_write
 from dismax_cli.models import list_backbones
+from dismax_cli.models.external import check_model_name
 from dismax_cli.reports import (
     ID_METRICS,
     METRICS,
@@ -137,11 +138,7 @@ class BenchmarkConfig:
                 "methods", f"methods {list(self.methods)} name one method twice: list each once"
             )
         check_ood_labels(self.ood)
-        if self.model not in list_backbones():
-            raise InvalidValueError(
-                "model",
-                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}",
-            )
+        check_model_name(self.model, list_backbones())
         for name in ("seeds", "ensemble_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -402,7 +399,8 @@ def run_dir_for(runs_dir: Path, config: TrainConfig, data_hash: str) -> Path:
     """The deterministic folder of a run: same settings and same data -> same folder (reuse)."""
     identity = json.dumps({**config.identity(), "data": data_hash}, sort_keys=True)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    return runs_dir / f"{config.method}-{config.model}-seed{config.seed}-{digest}"
+    model = config.model.replace(":", "-").replace("/", "-")  # torchvision:NAME, timm:a/b
+    return runs_dir / f"{config.method}-{model}-seed{config.seed}-{digest}"
 
 
 @dataclass

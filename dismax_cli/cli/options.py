@@ -98,6 +98,25 @@ class ChoiceParser:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
 
 
+#: Prefixes of ``--model`` values built by other libraries (``dismax_cli.models.external``).
+EXTERNAL_MODEL_SOURCES = ("torchvision", "timm")
+
+
+def parse_model(value: Any) -> str:
+    """A built-in backbone, ``torchvision:NAME`` or ``timm:NAME`` (spelling only; no torch).
+
+    Whether NAME exists in torchvision or timm is checked when the run is configured (exit 2
+    there too, saying how to list the names).
+    """
+    text = str(value)
+    source, sep, name = text.partition(":")
+    if text in BACKBONE_NAMES or (sep and source in EXTERNAL_MODEL_SOURCES and name.strip()):
+        return text
+    raise typer.BadParameter(
+        f"{value!r} is not one of {', '.join(BACKBONE_NAMES)}, torchvision:NAME or timm:NAME"
+    )
+
+
 def parse_device(value: Any) -> str:
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (spelling only; no torch import)."""
     try:
@@ -120,6 +139,7 @@ FRACTION = NumberParser(
 METHOD = ChoiceParser(_methods.list_methods)
 BENCHMARK_METHOD = ChoiceParser(_methods.benchmark_methods)
 BACKBONE = ChoiceParser(BACKBONE_NAMES)
+MODEL_NAME = parse_model
 OBJECTIVE = ChoiceParser(("ece", "nll"))
 SCORE = ChoiceParser(SCORE_NAMES)
 
@@ -143,9 +163,12 @@ TEST_DATASET = typer.Option(
 MODEL = typer.Option(
     None,
     "--model",
-    parser=BACKBONE,
+    parser=MODEL_NAME,
     metavar="NAME",
-    help=f"Backbone: {', '.join(BACKBONE_NAMES)} (default convnet).",
+    help=(
+        f"Backbone: {', '.join(BACKBONE_NAMES)} (default convnet), or any torchvision:NAME / "
+        "timm:NAME classification model (random weights, the method's head)."
+    ),
 )
 EPOCHS = typer.Option(
     None,
