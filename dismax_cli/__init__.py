@@ -39,6 +39,10 @@ _EXPORTS: dict[str, str] = {
         "dismax_cli.core.metrics",
     ),
     **dict.fromkeys(("fit_temperature", "calibrated_probs"), "dismax_cli.core.calibration"),
+    **dict.fromkeys(
+        ("MethodSpec", "register_method", "unregister_method", "get_method", "list_methods"),
+        "dismax_cli.core.methods",
+    ),
     "replace_head": "dismax_cli.adapters",
     **dict.fromkeys(
         ("train_one_epoch", "fpr_mix", "EpochStats", "InMemoryBatches", "epoch_generator"),
@@ -76,6 +80,7 @@ __all__ = [
     "InMemoryBatches",
     "IsoMaxPlusHead",
     "IsoMaxPlusLoss",
+    "MethodSpec",
     "ModelBundle",
     "Prediction",
     "Run",
@@ -99,6 +104,8 @@ __all__ = [
     "fpr_at_95_tpr",
     "fpr_mix",
     "fractional_probability_mix",
+    "get_method",
+    "list_methods",
     "load_bundle",
     "load_checkpoint",
     "load_run",
@@ -111,10 +118,12 @@ __all__ = [
     "predict_features_logits",
     "predict_images",
     "predict_logits",
+    "register_method",
     "replace_head",
     "resolve_device",
     "tpr_threshold",
     "train_one_epoch",
+    "unregister_method",
 ]
 
 

@@ -27,7 +27,12 @@ import torch
 from dismax_cli import __version__
 from dismax_cli.config import InvalidValueError, check_device_name, check_types
 from dismax_cli.core.ensemble import predictive_log_probs
-from dismax_cli.core.methods import get_method, list_methods
+from dismax_cli.core.methods import (
+    BASELINE_METHOD,
+    benchmark_methods,
+    default_benchmark_methods,
+    get_method,
+)
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
 from dismax_cli.engine import (
@@ -66,6 +71,7 @@ from dismax_cli.gates import (  # noqa: F401  (re-exported: the benchmark's publ
     split_label,
 )
 from dismax_cli.models import list_backbones
+from dismax_cli.models.external import check_model_name
 from dismax_cli.reports import (
     MethodResult,
     OODResult,
@@ -73,7 +79,10 @@ from dismax_cli.reports import (
     Stat,
 )
 
-BENCHMARK_METHODS = (*list_methods(), "ensemble")
+#: Every method registered at import that a benchmark can compare (``benchmark_methods()``).
+BENCHMARK_METHODS = tuple(benchmark_methods())
+#: What a benchmark compares when no methods are given.
+DEFAULT_METHODS = tuple(default_benchmark_methods())
 DEFAULT_OOD = ("digits[6-9]", "uniform")
 #: Images used to time inference for every method.
 THROUGHPUT_IMAGES = 1024
@@ -84,15 +93,16 @@ class BenchmarkConfig:
     """A benchmark run (the keys of ``dismax benchmark`` and of ``benchmarks/configs/*.yaml``).
 
     Training keys mean what they mean in :class:`~dismax_cli.engine.TrainConfig`; ``seeds`` is
-    the number of seeds (``seed``, ``seed + 1``, ...), ``ensemble_size`` the number of SoftMax
-    members of the deep ensemble (member m trained with seed ``seed + 1000 m``; member 0 is the
-    SoftMax run itself).
+    the number of seeds (``seed``, ``seed + 1``, ...), ``ensemble_size`` the number of members
+    of each deep ensemble (a method with ``members_of``, e.g. ``ensemble`` of SoftMax runs: member
+    m trained with seed ``seed + 1000 m``; member 0 is the member method's own run). What each
+    method is comes from the methods registry (:mod:`dismax_cli.core.methods`).
     """
 
     dataset: str = "digits[0-5]"
     test_dataset: str | None = None
     ood: tuple[str, ...] = DEFAULT_OOD
-    methods: tuple[str, ...] = BENCHMARK_METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     model: str = "convnet"
     epochs: int = 20
     seeds: int = 1
@@ -117,32 +127,27 @@ class BenchmarkConfig:
 
     def validate(self) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains)."""
+        known = benchmark_methods()
         if not self.methods:
-            raise InvalidValueError(
-                "methods", f"no methods given: choose from {', '.join(BENCHMARK_METHODS)}"
-            )
+            raise InvalidValueError("methods", f"no methods given: choose from {', '.join(known)}")
         for m in self.methods:
-            if m not in BENCHMARK_METHODS:
+            if m not in known:
                 raise InvalidValueError(
-                    "methods", f"unknown method {m!r}: choose from {', '.join(BENCHMARK_METHODS)}"
+                    "methods", f"unknown method {m!r}: choose from {', '.join(known)}"
                 )
         if len(set(self.methods)) != len(self.methods):
             raise InvalidValueError(
                 "methods", f"methods {list(self.methods)} name one method twice: list each once"
             )
         check_ood_labels(self.ood)
-        if self.model not in list_backbones():
-            raise InvalidValueError(
-                "model",
-                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}",
-            )
+        check_model_name(self.model, list_backbones())
         for name in ("seeds", "ensemble_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidValueError(
                     name, f"{name}={value!r} is invalid: use an integer of at least 1"
                 )
-        if "ensemble" in self.methods and self.ensemble_size < 2:
+        if any(get_method(m).members_of for m in self.methods) and self.ensemble_size < 2:
             raise InvalidValueError(
                 "ensemble_size",
                 f"ensemble_size={self.ensemble_size} is too small: a deep ensemble needs at "
@@ -153,11 +158,43 @@ class BenchmarkConfig:
                 "objective", f"objective {self.objective!r} is invalid: choose ece or nll"
             )
         check_device_name(self.device)
-        self.train_config("softmax", self.seed).validate()
-        if "dismax" in self.methods:
-            self.train_config("dismax", self.seed).validate()
+        self.train_config(BASELINE_METHOD, self.seed).validate()
+        for method in self.trained_methods():
+            self.train_config(method, self.seed).validate()
+        self._check_distinct_rows()
         parse_requirements(self.require, methods=self.methods, ood=self.ood_labels())
         return self
+
+    def trained_methods(self) -> list[str]:
+        """The single-model methods whose runs this benchmark needs, in order: each method of
+        ``methods`` that trains one model, with the member method of an ensemble first when it
+        is not listed itself."""
+        needed: list[str] = []
+        for m in self.methods:
+            spec = get_method(m)
+            if spec.members_of is None:
+                if m not in needed:
+                    needed.append(m)
+            elif spec.members_of not in needed:
+                needed.insert(0, spec.members_of)
+        return needed
+
+    def row_label(self, method: str) -> str:
+        """The table label of ``method`` in this benchmark (FPR and members resolved)."""
+        spec = get_method(method)
+        uses_fpr = spec.trains_one_model and self.train_config(method, self.seed).uses_fpr
+        return spec.row_label(uses_fpr=uses_fpr, members=self.ensemble_size)
+
+    def _check_distinct_rows(self) -> None:
+        labels = [self.row_label(m) for m in self.methods]
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                first = self.methods[labels.index(label)]
+                raise InvalidValueError(
+                    "methods",
+                    f"methods {first!r} and {self.methods[i]!r} are the same row here "
+                    f"({label}): list one of them",
+                )
 
     def ood_labels(self) -> list[str]:
         """The names OOD sets go by in reports (``NAME=SPEC`` entries use NAME)."""
@@ -178,7 +215,7 @@ class BenchmarkConfig:
             lr_decay=self.lr_decay,
             entropic_scale=self.entropic_scale,
             alpha=self.alpha,
-            fpr=self.fpr if method == "dismax" else None,
+            fpr=self.fpr if get_method(method).supports_fpr else None,
             augment=self.augment,
             seed=seed,
             val_fraction=self.val_fraction,
@@ -215,7 +252,8 @@ def run_dir_for(runs_dir: Path, config: TrainConfig, data_hash: str) -> Path:
     """The deterministic folder of a run: same settings and same data -> same folder (reuse)."""
     identity = json.dumps({**config.identity(), "data": data_hash}, sort_keys=True)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    return runs_dir / f"{config.method}-{config.model}-seed{config.seed}-{digest}"
+    model = config.model.replace(":", "-").replace("/", "-")  # torchvision:NAME, timm:a/b
+    return runs_dir / f"{config.method}-{model}-seed{config.seed}-{digest}"
 
 
 @dataclass
@@ -246,12 +284,10 @@ def benchmark_steps(config: BenchmarkConfig) -> int:
     Loading, then per seed: one per run trained or reused, one per calibration, one for the
     throughput timing and one per method scored.
     """
-    needed = [m for m in config.methods if m != "ensemble"]
-    ensemble = "ensemble" in config.methods
-    if ensemble and "softmax" not in needed:
-        needed.append("softmax")
-    runs = len(needed) + (config.ensemble_size - 1 if ensemble else 0)
-    calibrations = len(needed) + (1 if ensemble else 0)
+    needed = config.trained_methods()
+    ensembles = [m for m in config.methods if get_method(m).members_of]
+    runs = len(needed) + len(ensembles) * (config.ensemble_size - 1)
+    calibrations = len(needed) + len(ensembles)
     return 1 + config.seeds * (runs + calibrations + 1 + len(config.methods))
 
 
@@ -304,7 +340,7 @@ def _train_seconds(run_dirs: Sequence[Path]) -> float:
 
 
 def _calibrate_ensemble(
-    members: Sequence[ModelBundle], data: RunData, objective: str
+    members: Sequence[ModelBundle], data: RunData, objective: str, *, fallback: float
 ) -> tuple[float, str | None]:
     """One temperature for the ensemble, fitted on log p̄ of the validation split."""
     member_logits = torch.stack(
@@ -312,7 +348,10 @@ def _calibrate_ensemble(
     )
     assert data.val.labels is not None
     return fit_temperature_noted(
-        predictive_log_probs(member_logits), data.val.labels, objective=objective, fallback=1.0
+        predictive_log_probs(member_logits),
+        data.val.labels,
+        objective=objective,
+        fallback=fallback,
     )
 
 
@@ -385,7 +424,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
     config = config.validate()
     runs_dir = Path(config.runs_dir).expanduser() if config.runs_dir else default_runs_dir()
     progress.say(f"loading {config.dataset} and {len(config.ood)} OOD set(s)")
-    base = config.train_config("softmax", config.seed)
+    base = config.train_config(BASELINE_METHOD, config.seed)
     data = load_run_data(base)
     oods = load_ood_sets(config.ood, like=data.test, data_dir=config.data_dir)
     data_hash = hashlib.sha256(
@@ -405,19 +444,19 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         # 1. Train or reuse every run this seed needs.
         run_dirs: dict[str, list[Path]] = {}
         reused: dict[str, bool] = {}
-        needed = [m for m in config.methods if m != "ensemble"]
-        if "ensemble" in config.methods and "softmax" not in needed:
-            needed.insert(0, "softmax")
-        for method in needed:
+        for method in config.trained_methods():
             d, r = _train_or_reuse(
                 config.train_config(method, seed), runs_dir, data, data_hash, progress
             )
             run_dirs[method], reused[method] = [d], r
-        if "ensemble" in config.methods:
-            members, all_reused = list(run_dirs["softmax"]), reused["softmax"]
+        for method in config.methods:
+            member_method = get_method(method).members_of
+            if member_method is None:
+                continue
+            members, all_reused = list(run_dirs[member_method]), reused[member_method]
             for m in range(1, config.ensemble_size):
                 d, r = _train_or_reuse(
-                    config.train_config("softmax", seed + 1000 * m),
+                    config.train_config(member_method, seed + 1000 * m),
                     runs_dir,
                     data,
                     data_hash,
@@ -425,7 +464,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
                 )
                 members.append(d)
                 all_reused = all_reused and r
-            run_dirs["ensemble"], reused["ensemble"] = members, all_reused
+            run_dirs[method], reused[method] = members, all_reused
 
         # 2. Calibrate and evaluate.
         bundles: dict[str, list[ModelBundle]] = {}
@@ -439,8 +478,14 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
             group = [loaded[d] for d in dirs]
             device_used = group[0].device
             bundles[method] = group
-            if method == "ensemble":
-                temperatures[method], warning = _calibrate_ensemble(group, data, config.objective)
+            spec = get_method(method)
+            if spec.members_of is not None:
+                temperatures[method], warning = _calibrate_ensemble(
+                    group,
+                    data,
+                    config.objective,
+                    fallback=spec.training_temperature(config.entropic_scale),
+                )
             else:
                 calibration = calibrate_bundle(group[0], data.val, objective=config.objective)
                 temperatures[method], warning = calibration.temperature, calibration.warning
@@ -476,7 +521,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
                     reused=reused[method],
                 )
             )
-        softmax_ref.append(throughput.get("softmax", float("nan")))
+        softmax_ref.append(throughput.get(BASELINE_METHOD, float("nan")))
 
     methods = tuple(
         _method_result(m, per_method[m], seeds, softmax_ref, config.ensemble_size)
@@ -532,13 +577,17 @@ def _method_result(
         efficiency = Stat.of(
             [r.throughput / t for r, t in zip(results, softmax_throughput, strict=True)]
         )
-    is_ensemble = method == "ensemble"
+    spec = get_method(method)
+    is_ensemble = spec.members_of is not None
+    uses_fpr = False if is_ensemble else _uses_fpr(results[0].runs[0])
+    members = ensemble_size if is_ensemble else 1
     return MethodResult(
         method=method,
-        default_score="msp" if is_ensemble else get_method(method).default_score,
+        label=spec.row_label(uses_fpr=uses_fpr, members=members),
+        default_score=spec.default_score,
         seeds=tuple(seeds),
         runs=tuple(run for r in results for run in r.runs),
-        uses_fpr=False if is_ensemble else _uses_fpr(results[0].runs[0]),
+        uses_fpr=uses_fpr,
         temperature=Stat.of([r.temperature for r in results]),
         id_before=stats([r.id_before for r in results]),
         id_after=stats([r.id_after for r in results]),
@@ -548,7 +597,7 @@ def _method_result(
         efficiency=efficiency,
         train_s=Stat.of([r.train_s for r in results]),
         reused_runs=all(r.reused for r in results),
-        members=ensemble_size if is_ensemble else 1,
+        members=members,
     )
 
 
@@ -704,6 +753,7 @@ def score_checkpoint(
 
 __all__ = [
     "BENCHMARK_METHODS",
+    "DEFAULT_METHODS",
     "BenchmarkConfig",
     "BenchmarkProgress",
     "Requirement",

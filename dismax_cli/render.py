@@ -19,23 +19,16 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from dismax_cli.core.methods import method_label as registry_label
 from dismax_cli.reports import ID_METRICS, METRICS, OOD_METRICS, MethodResult, Report, Stat
-
-METHOD_LABELS = {
-    "softmax": "SoftMax",
-    "isomax_plus": "IsoMax+",
-    "dismax": "DisMax",
-    "ensemble": "Ensemble",
-}
 
 
 def method_label(result: MethodResult) -> str:
-    label = METHOD_LABELS.get(result.method, result.method)
-    if result.method == "dismax":
-        label += " (FPR)" if result.uses_fpr else " (no FPR)"
-    if result.method == "ensemble":
-        label += f" x{result.members}"
-    return label
+    """A row's method label: the one the report stores (from the methods registry), else the
+    registry's for that method, else the method's name."""
+    if result.label:
+        return result.label
+    return registry_label(result.method, uses_fpr=result.uses_fpr, members=result.members)
 
 
 def format_stat(stat: Stat | None, *, percent: bool, digits: int = 2, stacked: bool = False) -> str:

@@ -155,6 +155,9 @@ class MethodResult:
     train_s: Stat | None = None
     reused_runs: bool = False
     members: int = 1
+    #: Display name from the methods registry (``DisMax (FPR)``, ``Ensemble x3``); None in
+    #: reports written before labels were stored (tables then ask the registry).
+    label: str | None = None
 
     def result(self, ood: str, score: str | None = None) -> OODResult:
         """The result for ``ood`` with ``score`` (default: the method's default score)."""
@@ -225,6 +228,7 @@ _NONE_REASONS = {
         "temperature T = 1 it was trained at"
     ),
     "warning": "no warning: the temperature fit found a finite optimum",
+    "label": "not stored: the report was written before method labels were",
 }
 
 
@@ -482,6 +486,7 @@ def from_dict(data: dict[str, Any]) -> Report:
                 train_s=_stat(m.get("train_s")),
                 reused_runs=m.get("reused_runs", False),
                 members=m.get("members", 1),
+                label=m.get("label"),
             )
             for m in data["methods"]
         )

@@ -11,13 +11,14 @@ from dismax_cli.errors import DismaxError
 
 
 def test_registry_names_defaults_and_fpr() -> None:
-    assert list_methods() == ["softmax", "isomax_plus", "dismax"]
-    assert [get_method(m).default_score for m in list_methods()] == ["msp", "mds", "mmles"]
-    assert [get_method(m).uses_fpr for m in list_methods()] == [False, False, True]
+    assert list_methods() == ["softmax", "isomax_plus", "dismax", "dismax_nofpr"]
+    defaults = [get_method(m).default_score for m in list_methods()]
+    assert defaults == ["msp", "mds", "mmles", "mmles"]
+    assert [get_method(m).uses_fpr for m in list_methods()] == [False, False, True, False]
 
 
 def test_unknown_method_lists_the_valid_ones() -> None:
-    with pytest.raises(DismaxError, match="softmax, isomax_plus, dismax"):
+    with pytest.raises(DismaxError, match="softmax, isomax_plus, dismax, dismax_nofpr, ensemble"):
         get_method("isomax")
 
 

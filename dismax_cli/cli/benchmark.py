@@ -55,7 +55,10 @@ def benchmark(
         "--methods",
         parser=opt.BENCHMARK_METHOD,
         metavar="METHOD",
-        help="Any of softmax isomax_plus dismax ensemble (default all).",
+        help=(
+            f"Any of {' '.join(opt.BENCHMARK_METHOD_NAMES)} "
+            f"(default {' '.join(opt.DEFAULT_BENCHMARK_METHOD_NAMES)})."
+        ),
     ),
     model: str = opt.MODEL,
     epochs: int = opt.EPOCHS,

@@ -11,17 +11,22 @@ registries.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from dismax_cli.config import UPPER_BOUNDS, InvalidValueError, check_device_name
+from dismax_cli.core import methods as _methods  # torch-free: the registry's names only
 
-#: Training methods (``dismax_cli.core.methods.list_methods()``; a test keeps them equal).
-METHOD_NAMES = ("softmax", "isomax_plus", "dismax")
-#: Methods a benchmark compares (``dismax_cli.benchmark.BENCHMARK_METHODS``).
-BENCHMARK_METHOD_NAMES = ("softmax", "isomax_plus", "dismax", "ensemble")
+#: Training methods registered at import (``list_methods()``; the parsers ask the registry
+#: itself, so a method registered later with ``register_method`` is accepted too).
+METHOD_NAMES = tuple(_methods.list_methods())
+#: Methods a benchmark compares (``dismax_cli.core.methods.benchmark_methods()``).
+BENCHMARK_METHOD_NAMES = tuple(_methods.benchmark_methods())
+#: What ``dismax benchmark`` compares without ``--methods``.
+DEFAULT_BENCHMARK_METHOD_NAMES = tuple(_methods.default_benchmark_methods())
 #: Backbones (``dismax_cli.models.list_backbones()``).
 BACKBONE_NAMES = ("convnet", "resnet18", "resnet34", "densenet_bc_100", "wrn_28_10")
 #: OOD scores (``dismax_cli.core.scores.SCORES``).
@@ -73,15 +78,44 @@ class NumberParser:
 
 
 class ChoiceParser:
-    """Accept one of ``choices`` exactly (they are the registry names)."""
+    """Accept one of ``choices`` exactly (they are the registry names).
 
-    def __init__(self, choices: tuple[str, ...]) -> None:
-        self.choices = choices
+    ``choices`` is a tuple, or a function returning the names, called when a value is checked
+    (so the methods registry's current names count, plug-ins included).
+    """
+
+    def __init__(self, choices: tuple[str, ...] | Callable[[], Sequence[str]]) -> None:
+        self._choices = choices
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        choices = self._choices
+        return tuple(choices() if callable(choices) else choices)
 
     def __call__(self, value: Any) -> str:
-        if value in self.choices:
+        choices = self.choices
+        if value in choices:
             return str(value)
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(self.choices)}")
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+
+
+#: Prefixes of ``--model`` values built by other libraries (``dismax_cli.models.external``).
+EXTERNAL_MODEL_SOURCES = ("torchvision", "timm")
+
+
+def parse_model(value: Any) -> str:
+    """A built-in backbone, ``torchvision:NAME`` or ``timm:NAME`` (spelling only; no torch).
+
+    Whether NAME exists in torchvision or timm is checked when the run is configured (exit 2
+    there too, saying how to list the names).
+    """
+    text = str(value)
+    source, sep, name = text.partition(":")
+    if text in BACKBONE_NAMES or (sep and source in EXTERNAL_MODEL_SOURCES and name.strip()):
+        return text
+    raise typer.BadParameter(
+        f"{value!r} is not one of {', '.join(BACKBONE_NAMES)}, torchvision:NAME or timm:NAME"
+    )
 
 
 def parse_device(value: Any) -> str:
@@ -118,9 +152,10 @@ NONNEGATIVE_FLOAT = NumberParser(float, low=0, what="a number >= 0")
 FRACTION = NumberParser(
     float, low=0, low_open=True, high=1, high_open=True, what="a fraction in (0, 1), e.g. 0.1"
 )
-METHOD = ChoiceParser(METHOD_NAMES)
-BENCHMARK_METHOD = ChoiceParser(BENCHMARK_METHOD_NAMES)
+METHOD = ChoiceParser(_methods.list_methods)
+BENCHMARK_METHOD = ChoiceParser(_methods.benchmark_methods)
 BACKBONE = ChoiceParser(BACKBONE_NAMES)
+MODEL_NAME = parse_model
 OBJECTIVE = ChoiceParser(("ece", "nll"))
 SCORE = ChoiceParser(SCORE_NAMES)
 
@@ -144,9 +179,12 @@ TEST_DATASET = typer.Option(
 MODEL = typer.Option(
     None,
     "--model",
-    parser=BACKBONE,
+    parser=MODEL_NAME,
     metavar="NAME",
-    help=f"Backbone: {', '.join(BACKBONE_NAMES)} (default convnet).",
+    help=(
+        f"Backbone: {', '.join(BACKBONE_NAMES)} (default convnet), or any torchvision:NAME / "
+        "timm:NAME classification model (random weights, the method's head)."
+    ),
 )
 EPOCHS = typer.Option(
     None,
@@ -298,6 +336,7 @@ def checkpoint_argument() -> Any:
 __all__ = [
     "BACKBONE_NAMES",
     "BENCHMARK_METHOD_NAMES",
+    "DEFAULT_BENCHMARK_METHOD_NAMES",
     "DATA_DIR_ENV",
     "METHOD_NAMES",
     "SCORE_NAMES",

@@ -44,7 +44,7 @@ def train(
         "--method",
         parser=opt.METHOD,
         metavar="METHOD",
-        help="softmax, isomax_plus or dismax (default dismax).",
+        help=f"{', '.join(opt.METHOD_NAMES)} (default dismax).",
     ),
     model: str = opt.MODEL,
     epochs: int = opt.EPOCHS,

@@ -14,20 +14,43 @@ from dismax_cli.core.methods import get_method
 from dismax_cli.data import ImageSet, ImageTransform
 from dismax_cli.data import make_transform as make_data_transform
 from dismax_cli.engine.config import TrainConfig
+from dismax_cli.errors import DismaxError
 from dismax_cli.models import Classifier, build_backbone
+from dismax_cli.models.external import build_external, is_external
 
 
 def build_model(
     *, method: str, model: str, num_classes: int, channels: int, image_size: int, seed: int
-) -> Classifier:
+) -> nn.Module:
     """Build backbone + the method's head, weights drawn from ``seed`` (global RNG untouched).
 
+    ``model`` is a built-in backbone (a :class:`Classifier` comes back) or
+    ``torchvision:NAME`` / ``timm:NAME`` (the library's model with random weights and C
+    outputs, its final ``nn.Linear`` replaced by the method's head: METHOD.md §1).
+
+    Returns:
+        A module mapping images ``(B, channels, image_size, image_size)`` to logits ``(B, C)``.
+
     Raises:
-        DismaxError: for an unknown method or backbone.
+        DismaxError: for an unknown method or backbone, timm missing for ``timm:NAME``, or a
+            model that cannot take images of this size.
     """
     spec = get_method(method)
+    if spec.make_head is None:
+        raise DismaxError(
+            f"method {method!r} trains no model of its own (it is an ensemble of "
+            f"{spec.members_of} runs): train {spec.members_of} instead"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if is_external(model):
+            return build_external(
+                model,
+                method=method,
+                num_classes=num_classes,
+                channels=channels,
+                image_size=image_size,
+            )
         backbone = build_backbone(model, in_channels=channels, image_size=image_size)
         head = spec.make_head(backbone.num_features, num_classes)
     return Classifier(backbone, head)
@@ -58,7 +81,7 @@ def make_loss(config: TrainConfig) -> nn.Module:
 class TrainingSetup:
     """What one training run needs before its first batch (shared by ``fit`` and speed scripts)."""
 
-    model: Classifier
+    model: nn.Module  # a Classifier, or an ExternalClassifier for torchvision:/timm: models
     transform: ImageTransform
     optimizer: torch.optim.SGD
     loss_fn: nn.Module

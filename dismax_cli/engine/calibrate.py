@@ -21,6 +21,7 @@ from dismax_cli.core.calibration import (
     fit_temperature,
     nll_from_logits,
 )
+from dismax_cli.core.methods import get_method
 from dismax_cli.core.metrics import accuracy, ece
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint
@@ -57,10 +58,14 @@ class CalibrationResult:
 def training_temperature(method: str, entropic_scale: float) -> float:
     """The temperature a model was trained at: 1 for SoftMax, 1/E for IsoMax+ and DisMax.
 
-    IsoMax+ and DisMax are trained on softmax(E · z) (METHOD.md §2), so T = 1/E reproduces the
+    The methods registry says which (:attr:`MethodSpec.training_temperature`). IsoMax+ and
+    DisMax are trained on softmax(E · z) (METHOD.md §2), so T = 1/E reproduces the
     training-time probabilities; METHOD.md §4 expects fitted temperatures of that order.
+
+    Raises:
+        DismaxError: for an unknown method.
     """
-    return 1.0 if method == "softmax" else 1.0 / float(entropic_scale)
+    return float(get_method(method).training_temperature(entropic_scale))
 
 
 def calibrate_bundle(

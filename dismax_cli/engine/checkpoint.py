@@ -36,7 +36,8 @@ from dismax_cli.engine.data import RunData, data_hashes
 from dismax_cli.engine.devices import resolve_device
 from dismax_cli.errors import DismaxError
 from dismax_cli.fileio import atomic_write, atomic_write_bytes
-from dismax_cli.models import Classifier, list_backbones
+from dismax_cli.models import list_backbones
+from dismax_cli.models.external import model_name_problem
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "train_log.jsonl"
@@ -197,7 +198,7 @@ def metadata_problem(payload: dict[str, Any]) -> str | None:
             return f"{key}={value!r}"
     if payload["method"] not in list_methods():
         return f"method={payload['method']!r}"
-    if payload["model"] not in list_backbones():
+    if model_name_problem(payload["model"], list_backbones()) is not None:
         return f"model={payload['model']!r}"
     if payload["num_classes"] < 2 or len(payload["classes"]) != payload["num_classes"]:
         return f"num_classes={payload['num_classes']!r} with {len(payload['classes'])} class names"
@@ -491,7 +492,7 @@ class ModelBundle:
         device: where the model lives.
     """
 
-    model: Classifier
+    model: nn.Module  # a Classifier, or an ExternalClassifier (torchvision:/timm: models)
     transform: ImageTransform
     meta: CheckpointMeta
     device: torch.device

@@ -19,6 +19,7 @@ from dismax_cli.config import InvalidValueError, check_types
 from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.engine.devices import resolve_device
 from dismax_cli.models import list_backbones
+from dismax_cli.models.external import check_model_name
 
 #: Learning-rate milestones as fractions of the epochs (150/200/250 of 300 in the paper), exact.
 MILESTONE_FRACTIONS = (Fraction(1, 2), Fraction(2, 3), Fraction(5, 6))
@@ -33,8 +34,10 @@ class TrainConfig:
     Attributes:
         dataset: ID dataset spec (``digits[0-5]``, ``cifar10``, ``npz:PATH`` ...).
         test_dataset: a separate test-set spec (for single-file sources), or None.
-        method: ``softmax``, ``isomax_plus`` or ``dismax``.
-        model: backbone name (``convnet``, ``resnet18`` ...).
+        method: a method of :func:`~dismax_cli.core.methods.list_methods` (``softmax``,
+            ``isomax_plus``, ``dismax``, ``dismax_nofpr`` or a registered one).
+        model: backbone name (``convnet``, ``resnet18`` ...), or ``torchvision:NAME`` /
+            ``timm:NAME`` for a model of those libraries (random weights, the method's head).
         epochs: number of epochs (300 in the paper).
         batch_size: training batch size (64).
         lr: initial learning rate (0.1).
@@ -79,11 +82,7 @@ class TrainConfig:
                 "method",
                 f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
             )
-        if self.model not in list_backbones():
-            raise InvalidValueError(
-                "model",
-                f"unknown model {self.model!r}: choose one of {', '.join(list_backbones())}",
-            )
+        check_model_name(self.model, list_backbones())
         positive_ints = {"epochs": 1, "batch_size": MIN_BATCH}
         for name, least in positive_ints.items():
             value = getattr(self, name)
@@ -115,10 +114,11 @@ class TrainConfig:
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
         if self.fpr and not spec.supports_fpr:
+            allowed = [m for m in list_methods() if get_method(m).supports_fpr]
             raise InvalidValueError(
                 "fpr",
-                f"FPR (fractional probability regularization) applies to dismax only, not "
-                f"{self.method!r}: drop --fpr",
+                f"FPR (fractional probability regularization) applies to "
+                f"{', '.join(allowed)} only, not {self.method!r}: drop --fpr",
             )
         return self
 
