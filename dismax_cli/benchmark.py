@@ -329,7 +329,8 @@ def _train_or_reuse(
     if finished:
         progress.say(f"reusing {config.method} seed {config.seed} from {run_dir}")
         return run_dir, True
-    progress.say(f"training {config.method} seed {config.seed} ({config.epochs} epochs)")
+    epochs = f"{config.epochs} epoch{'' if config.epochs == 1 else 's'}"
+    progress.say(f"training {config.method} seed {config.seed} ({epochs})")
     callback = progress.train(f"{config.method} s{config.seed}") if progress.train else None
     fit(config, run_dir, resume=True, progress=callback, data=data)
     return run_dir, False
@@ -658,7 +659,8 @@ def score_checkpoint(
     progress.now(f"loading the ID splits of {bundle.meta.config.dataset}")
     data = rebuild_run_data(bundle.meta, data_dir=data_dir)
     progress.say(
-        f"loaded ID test split {bundle.meta.config.dataset}: {len(data.test):,} images "
+        f"loaded ID test split {bundle.meta.config.test_dataset or bundle.meta.config.dataset}: "
+        f"{len(data.test):,} images "
         f"in {time.perf_counter() - started:.1f} s"
     )
     oods = load_ood_sets(

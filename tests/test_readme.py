@@ -156,3 +156,8 @@ def test_deploy_section_loads_the_run_predicts_thresholds_and_detects(workdir: d
     assert [line.split()[0] for line in table.splitlines()[2:7]] == [
         f"unknown/{i}.png" for i in range(5)
     ]
+
+
+def test_benchmark_show_prints_the_committed_report_as_the_readme_shows(workdir: dict) -> None:
+    printed = run_block("show", workdir)
+    assert _masked(printed) == _masked(BLOCKS[("output", "show")])

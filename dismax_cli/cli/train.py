@@ -206,7 +206,11 @@ def calibrate(
     )
     if result.warning:
         warn(result.warning)
-    caption = f"fitted on {result.n_val:,} validation images, objective {result.objective}"
+    caption = (
+        f"fitted on {result.n_val:,} validation images, objective {result.objective}"
+        if not result.warning
+        else f"no finite optimum on {result.n_val:,} validation images: training T kept"
+    )
     stdout_console().print(
         Group(Text("Temperature calibration", style="bold"), table, Text(caption, style="dim"))
     )
