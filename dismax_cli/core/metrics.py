@@ -326,6 +326,17 @@ def _probabilities_and_targets(
     return np.clip(array, 0.0, 1.0), target_array
 
 
+def equal_width_bin_indices(values: np.ndarray, num_bins: int) -> np.ndarray:
+    """Assign each value in [0, 1] to one of ``num_bins`` equal-width bins (METHOD.md §5).
+
+    Bins are ``[0, 1/M], (1/M, 2/M], ..., ((M-1)/M, 1]`` with boundaries ``linspace(0, 1, M+1)``:
+    right-closed, the first also closed at 0 (0.0 lands in bin 0, 1.0 in bin M-1). The one bin
+    rule of the ECE, the classwise ECE and the reliability diagram.
+    """
+    inner_edges = np.linspace(0.0, 1.0, num_bins + 1)[1:-1]
+    return np.searchsorted(inner_edges, values, side="left")  # edge[b-1] < v <= edge[b]
+
+
 def _binned_ece(confidences: np.ndarray, correct: np.ndarray, num_bins: int) -> float:
     """ECE from top-label confidences and correctness: ``Σ_b (n_b / N) |acc_b - conf_b|``.
 
@@ -333,8 +344,7 @@ def _binned_ece(confidences: np.ndarray, correct: np.ndarray, num_bins: int) -> 
     right-closed, the first also closed at 0, so a confidence of exactly 1.0 falls in the last bin
     and 0.0 in the first. Empty bins add 0.
     """
-    inner_edges = np.linspace(0.0, 1.0, num_bins + 1)[1:-1]
-    bins = np.searchsorted(inner_edges, confidences, side="left")  # edge[b-1] < conf <= edge[b]
+    bins = equal_width_bin_indices(confidences, num_bins)
     confidence_sums = np.bincount(bins, weights=confidences, minlength=num_bins)
     correct_sums = np.bincount(bins, weights=correct.astype(np.float64), minlength=num_bins)
     return float(np.sum(np.abs(correct_sums - confidence_sums)) / confidences.size)
@@ -452,6 +462,7 @@ __all__ = [
     "NLL_PROBABILITY_FLOOR",
     "accuracy",
     "aupr_in",
+    "equal_width_bin_indices",
     "aupr_out",
     "auroc",
     "detection_accuracy",

@@ -22,18 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from dismax_cli.core._arrays import ArrayLike
-from dismax_cli.core.metrics import _check_num_bins, _probabilities_and_targets
-
-
-def _equal_width_bin_indices(values: np.ndarray, num_bins: int) -> np.ndarray:
-    """Assign each value in [0, 1] to one of ``num_bins`` equal-width bins, METHOD.md §5.
-
-    This is the bin assignment of :func:`dismax_cli.core.metrics._binned_ece`, line for line:
-    bins ``[0, 1/M], (1/M, 2/M], ..., ((M-1)/M, 1]`` with boundaries ``linspace(0, 1, M+1)``,
-    right-closed, the first also closed at 0 (0.0 lands in bin 0, 1.0 in bin M-1).
-    """
-    inner_edges = np.linspace(0.0, 1.0, num_bins + 1)[1:-1]
-    return np.searchsorted(inner_edges, values, side="left")  # edge[b-1] < v <= edge[b]
+from dismax_cli.core.metrics import (
+    _check_num_bins,
+    _probabilities_and_targets,
+    equal_width_bin_indices,
+)
 
 
 def _top_label(probs: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +209,7 @@ def classwise_ece(probs: ArrayLike, targets: ArrayLike, *, num_bins: int = 15) -
     onehot = np.zeros_like(array)
     onehot[np.arange(count), target_array] = 1.0
     # One flat bin index per (class, bin) pair: class c owns bins c*M .. c*M + M - 1.
-    flat = _equal_width_bin_indices(array, bins) + bins * np.arange(num_classes)[None, :]
+    flat = equal_width_bin_indices(array, bins) + bins * np.arange(num_classes)[None, :]
     size = bins * num_classes
     confidence_sums = np.bincount(flat.ravel(), weights=array.ravel(), minlength=size)
     hit_sums = np.bincount(flat.ravel(), weights=onehot.ravel(), minlength=size)
@@ -282,7 +275,7 @@ def reliability_bins(
     confidences, correct = _top_label(probs, targets)
     bins = int(num_bins)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    index = _equal_width_bin_indices(confidences, bins)
+    index = equal_width_bin_indices(confidences, bins)
     counts = np.bincount(index, minlength=bins)
     confidence_sums = np.bincount(index, weights=confidences, minlength=bins)
     correct_sums = np.bincount(index, weights=correct, minlength=bins)
