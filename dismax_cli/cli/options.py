@@ -72,8 +72,11 @@ class NumberParser:
         too_high = self.high is not None and (
             number >= self.high if self.high_open else number > self.high
         )
-        if too_low or too_high:
-            raise typer.BadParameter(f"{value!r} is not {self.what}")
+        if too_low:
+            bound = f"above {self.low:g}" if self.low_open else f"at least {self.low:,}"
+            raise typer.BadParameter(f"{value!r} is not {self.what} (it must be {bound})")
+        if too_high:
+            raise typer.BadParameter(f"{value!r} is not {self.what} (too large)")
         return number
 
 
