@@ -466,7 +466,6 @@ __all__ = [
     "auroc",
     "detection_accuracy",
     "ece",
-    "equal_width_bin_indices",
     "fpr_at_95_tpr",
     "nll",
     "tpr_threshold",
