@@ -184,3 +184,18 @@ def test_inference_throughput_counts_work_not_other_processes(
     assert rates["softmax"] == pytest.approx(1e4, rel=1e-9)
     assert rates["dismax"] / rates["softmax"] == pytest.approx(1 / 1.1, rel=1e-9)
     assert rates["ensemble"] / rates["softmax"] == pytest.approx(1 / 3, rel=1e-9)
+
+
+def test_run_key_leaves_out_later_fields_at_their_default(monkeypatch):
+    """A field added later must not change the key of runs trained before it existed."""
+    from dismax_cli.engine import config as config_module
+    from dismax_cli.engine.config import TrainConfig
+
+    before = TrainConfig(method="softmax").identity()
+    assert "alpha" in before
+    monkeypatch.setattr(config_module, "LATER_FIELDS", ("alpha",))
+    assert "alpha" not in TrainConfig(method="softmax").identity()
+    assert TrainConfig(method="softmax", alpha=0.5).identity()["alpha"] == 0.5
+    assert {k: v for k, v in before.items() if k != "alpha"} == TrainConfig(
+        method="softmax"
+    ).identity()
