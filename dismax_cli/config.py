@@ -285,6 +285,35 @@ def option_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def run_checks(
+    checks: dict[str, Any],
+    cli_values: dict[str, Any],
+    file_values: dict[str, Any],
+    *,
+    config: str | Path | None = None,
+) -> None:
+    """Run each of ``checks`` (key -> callable) on the file's value and the command line's.
+
+    A bad file value is reported even when the command line overrides it. The commands call
+    this with the dataset-spec checks before torch loads, so a malformed spec is a fast usage
+    error; :func:`build_config` calls it again with every check.
+
+    Raises:
+        InvalidValueError: naming the option (``--dataset``) or the key in the config file.
+    """
+    for key, check in checks.items():
+        for values, source in (
+            (file_values, f"invalid value for key {key!r} in config file '{config}'"),
+            (cli_values, f"invalid value for {option_name(key)}"),
+        ):
+            if values.get(key) is None:
+                continue
+            try:
+                check(values[key])
+            except InvalidValueError as exc:
+                raise InvalidValueError(key, f"{source}: {exc}") from None
+
+
 def build_config(
     cls: Any,
     cli_values: dict[str, Any],
@@ -310,18 +339,7 @@ def build_config(
         key: (lambda v, k=key: check_upper_bound(k, v)) for key in UPPER_BOUNDS
     }
     all_checks.update(checks or {})
-    for key, check in all_checks.items():
-        # Each place a value came from is checked, also a file value the command line overrides.
-        for values, source in (
-            (file_values, f"invalid value for key {key!r} in config file '{config}'"),
-            (cli_values, f"invalid value for {option_name(key)}"),
-        ):
-            if values.get(key) is None:
-                continue
-            try:
-                check(values[key])
-            except InvalidValueError as exc:
-                raise InvalidValueError(key, f"{source}: {exc}") from None
+    run_checks(all_checks, cli_values, file_values, config=config)
     if file_values and config is not None:
         _check_file_values(cls, file_values, config, base_values or {})
     merged = merge_options({**(base_values or {}), **file_values}, cli_values)
@@ -353,6 +371,7 @@ __all__ = [
     "merge_options",
     "read_yaml_config",
     "resolve_config_paths",
+    "run_checks",
 ]
 
 

@@ -298,6 +298,21 @@ _CONFIG = (
         _CONFIG.format(text="epochs: ten", args="['train', '--out', 'x']"),
         _CONFIG.format(text="seeds: 0", args="['benchmark']"),
         _CONFIG.format(text="require: [foo]", args="['benchmark']"),
+        # Malformed or unknown dataset specs: checked by the registry, which loads no torch.
+        _MAIN.format(args="['train', '--dataset', 'digits[9-0]', '--out', 'x']"),
+        _MAIN.format(args="['train', '--dataset', 'foo', '--out', 'x']"),
+        _MAIN.format(args="['train', '--test-dataset', 'npz:', '--out', 'x']"),
+        _MAIN.format(args="['score', 'x', '--ood', 'foo']"),
+        _MAIN.format(args="['score', 'x', '--ood', 'gaussian:-3']"),
+        _MAIN.format(args="['benchmark', '--dataset', 'foo']"),
+        _MAIN.format(args="['benchmark', '--ood', 'uniform:0']"),
+        _MAIN.format(args="['benchmark', '--ood', 'a[b]=uniform']"),
+        _MAIN.format(args="['benchmark', '--ood', 'digits[]']"),
+        _CONFIG.format(text="dataset: digits[9-0]", args="['train', '--out', 'x']"),
+        _CONFIG.format(text="test_dataset: foo", args="['train', '--out', 'x']"),
+        _CONFIG.format(text="dataset: foo", args="['benchmark']"),
+        _CONFIG.format(text="ood: [uniform:0]", args="['benchmark']"),
+        _CONFIG.format(text='ood: [\\"a[b]=uniform\\"]', args="['benchmark']"),
     ],
 )
 def test_help_and_usage_errors_do_not_import_heavy_modules(code: str) -> None:

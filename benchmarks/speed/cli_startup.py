@@ -29,6 +29,15 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dismax train --epochs ten (usage error)", ("train", "--epochs", "ten", "--out", "x")),
     ("dismax train --method foo (usage error)", ("train", "--method", "foo", "--out", "x")),
     ("dismax benchmark --device gpu (usage error)", ("benchmark", "--device", "gpu")),
+    # Malformed dataset specs are usage errors too (issue 10 item 13: no torch to check them).
+    (
+        "dismax train --dataset digits[9-0] (usage error)",
+        ("train", "--dataset", "digits[9-0]", "--out", "x"),
+    ),
+    ("dismax train --dataset foo (usage error)", ("train", "--dataset", "foo", "--out", "x")),
+    ("dismax benchmark --ood uniform:0 (usage error)", ("benchmark", "--ood", "uniform:0")),
+    ("dismax benchmark --ood a[b]=uniform (usage error)", ("benchmark", "--ood", "a[b]=uniform")),
+    ("dismax score --ood foo (usage error)", ("score", "run", "--ood", "foo")),
 )
 
 HEAVY = ("torch", "torchvision", "sklearn", "scipy")
@@ -72,13 +81,13 @@ def main() -> int:
             times[label].append(seconds)
             codes[label] = code
     print(f"median of {opts.runs} runs each ({env_note}, load {os.getloadavg()[0]:.2f})")
-    print(f"{'command':<46} {'median s':>8} {'max s':>6} {'exit':>4}  heavy modules loaded")
+    print(f"{'command':<50} {'median s':>8} {'max s':>6} {'exit':>4}  heavy modules loaded")
     worst = 0.0
     for label, args in COMMANDS:
         median = statistics.median(times[label])
         worst = max(worst, median)
         print(
-            f"{label:<46} {median:8.3f} {max(times[label]):6.3f} {codes[label]:>4}  "
+            f"{label:<50} {median:8.3f} {max(times[label]):6.3f} {codes[label]:>4}  "
             f"{heavy_modules(args)}"
         )
     ok = worst < opts.limit

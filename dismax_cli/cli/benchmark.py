@@ -21,7 +21,7 @@ from dismax_cli.cli.common import (
     write_report_outputs,
     write_stdout,
 )
-from dismax_cli.config import build_config, read_yaml_config
+from dismax_cli.config import build_config, read_yaml_config, run_checks
 from dismax_cli.errors import DismaxError
 
 benchmark_app = typer.Typer(
@@ -143,6 +143,8 @@ def benchmark(
         *(v if isinstance(v, list) else None for v in as_list),
         source=f"config file '{config}'",
     )
+    specs = {"dataset": dataset, "test_dataset": test_dataset, "ood": ood or None}
+    run_checks(spec_checks(), specs, file_values, config=config)
     from dismax_cli.benchmark import (
         BenchmarkConfig,
         BenchmarkProgress,

@@ -29,7 +29,7 @@ from dismax_cli.cli.common import (
     write_report_outputs,
     write_stdout,
 )
-from dismax_cli.config import build_config, read_yaml_config
+from dismax_cli.config import build_config, read_yaml_config, run_checks
 
 DATA_DIR_HELP = opt.DATA_DIR_HELP
 
@@ -78,6 +78,8 @@ def train(
     file_values = read_yaml_config(config) if config is not None else {}
     # Bad values in the file answer before torch loads, like bad options do.
     opt.precheck_file_values(file_values, config, {**opt.TRAINING_KNOBS, "method": opt.METHOD})
+    specs = {"dataset": dataset, "test_dataset": test_dataset}
+    run_checks(spec_checks(), specs, file_values, config=config)  # malformed specs: exit 2 now
 
     from dismax_cli.cli.progress import interrupted_train_message, progress_display
     from dismax_cli.engine import TrainConfig, checkpoint_path, fit, load_checkpoint
@@ -240,12 +242,12 @@ def score(
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Evaluate a checkpoint: ID accuracy, NLL, ECE and OOD detection metrics per set."""
+    check_option_specs("--ood", ood, labelled=True)  # before torch loads: a fast usage error
     from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
     from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.registry import canonical_spec
     from dismax_cli.engine import LOG_NAME, checkpoint_path
 
-    check_option_specs("--ood", ood, labelled=True)
     ood = [canonical_spec(entry) for entry in ood]
     check_checkpoint_file(checkpoint)
     ckpt = checkpoint_path(checkpoint)

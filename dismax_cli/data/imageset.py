@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from dismax_cli.errors import DismaxError
+
+if TYPE_CHECKING:  # torch loads when a set is built, not when the data layer is imported
+    import torch
 
 #: Names a split may carry.
 SPLITS = ("train", "val", "test", "all")
@@ -62,6 +64,8 @@ class ImageSet:
     indices: np.ndarray | None = field(default=None)
 
     def __post_init__(self) -> None:
+        import torch
+
         images = self.images
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(
@@ -136,6 +140,8 @@ class ImageSet:
             A set with copied tensors, the same classes and provenance, and ``indices`` mapped
             to positions in ``origin``.
         """
+        import torch
+
         pos = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx)
         if pos.dtype == np.bool_:
             pos = np.flatnonzero(pos)

@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.data.imageset import ImageSet, check_disjoint, stratified_holdout
@@ -293,6 +292,8 @@ def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
         raise DismaxError(
             f"train and test splits of '{a.spec}' have different classes; load them separately"
         )
+    import torch
+
     assert a.indices is not None and b.indices is not None  # set by the source
     return replace(
         a,

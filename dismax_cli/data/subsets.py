@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-import torch
-
 from dismax_cli.config import InvalidValueError
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.errors import DismaxError
@@ -80,6 +78,8 @@ def select_classes(s: ImageSet, selection: str) -> ImageSet:
             f"'{s.spec}' selects classes of an unlabelled set; drop the [..] part or use a "
             "labelled set (npz with 'y', imagefolder with class sub-folders)"
         )
+    import torch
+
     keep = parse_selection(selection, s.classes, s.spec)
     mapping = torch.full((len(s.classes),), -1, dtype=torch.int64)
     mapping[torch.tensor(keep)] = torch.arange(len(keep))

@@ -15,13 +15,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
-from dismax_cli.data.files import RawArrays
 from dismax_cli.data.imageset import ImageSet
+
+if TYPE_CHECKING:  # torch and the decoders (PIL) load when a set is loaded, not to parse a spec
+    from dismax_cli.data.files import RawArrays
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,8 @@ def to_image_set(
         augment: Default crop-and-flip policy (default: True for 3-channel images).
         synthetic: True for generated noise.
     """
+    import torch
+
     n = raw.images.shape[0]
     labels = None if raw.labels is None else torch.from_numpy(np.asarray(raw.labels, np.int64))
     return ImageSet(
