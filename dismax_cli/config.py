@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.fileio import file_problem
 
 #: Devices every command accepts (plus ``cuda:N`` for the N-th CUDA GPU).
@@ -245,28 +245,28 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     problem = file_problem(path)
     if problem is not None:
-        raise DismaxError(f"config file '{path}' {problem}: check the --config path")
+        raise DismaxError(f"config file {quote_path(path)} {problem}: check the --config path")
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except DuplicateKeyError as exc:
         raise InvalidValueError(
             str(exc.key),
-            f"config file '{path}' gives key {str(exc.key)!r} twice (again at line {exc.line}): "
-            "keep one",
+            f"config file {quote_path(path)} gives key {str(exc.key)!r} twice (again at line "
+            f"{exc.line}): keep one",
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise DismaxError(
-            f"config file {str(path)!r} is not valid YAML{where}: fix its syntax"
+            f"config file {quote_path(path)} is not valid YAML{where}: fix its syntax"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DismaxError(f"cannot read config file {str(path)!r}: {exc}") from None
+        raise DismaxError(f"cannot read config file {quote_path(path)}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise DismaxError(
-            f"config file {str(path)!r} must hold a mapping of option: value, not a "
+            f"config file {quote_path(path)} must hold a mapping of option: value, not a "
             f"{type(data).__name__}"
         )
     values = {str(k).replace("-", "_"): v for k, v in data.items()}
@@ -350,7 +350,7 @@ def build_config(
         if cli_values.get(key) is not None:
             source = f"invalid value for {option_name(key)}"
         elif key in file_values and config is not None:
-            source = f"invalid value for key {key!r} in config file {str(config)!r}"
+            source = f"invalid value for key {key!r} in config file {quote_path(config)}"
         elif base_values and key in base_values:
             source = f"invalid value for {key!r} in the run's stored settings"
         else:

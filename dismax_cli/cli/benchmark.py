@@ -22,7 +22,7 @@ from dismax_cli.cli.common import (
     write_stdout,
 )
 from dismax_cli.config import build_config, read_yaml_config, run_checks
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 
 benchmark_app = typer.Typer(
     cls=MultiValueGroup,
@@ -248,11 +248,13 @@ def show(
 
     problem = file_problem(report_path)
     if problem is not None:
-        raise DismaxError(f"report '{report_path}' {problem}: pass a file written by --out")
+        raise DismaxError(
+            f"report {quote_path(report_path)} {problem}: pass a file written by --out"
+        )
     try:
         text = report_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DismaxError(f"cannot read report {str(report_path)!r}: {exc}") from None
+        raise DismaxError(f"cannot read report {quote_path(report_path)}: {exc}") from None
     report = from_json(text)
     if output_format is OutputFormat.json:
         write_stdout(to_json(report))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -16,7 +17,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.config import InvalidValueError
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 
 if TYPE_CHECKING:  # the report modules load only when a command writes a report
     from dismax_cli.reports import Report
@@ -29,6 +30,9 @@ EXIT_USER_ERROR = 1
 EXIT_USAGE_ERROR = 2
 #: Exit code when ``dismax benchmark --require`` finds a requirement that does not hold.
 EXIT_REQUIREMENT_FAILED = 3
+#: Exit status when the reader of our output has gone (``dismax ... | head -1``): 128 + SIGPIPE,
+#: the status a shell reports for a Unix tool that SIGPIPE ended (README "Design notes").
+EXIT_BROKEN_PIPE = 141
 
 #: Options that take several values after one flag (``--ood svhn lsun``).
 MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require")
@@ -60,10 +64,49 @@ def make_console(*, stderr: bool) -> Console:
     """
     stream = sys.stderr if stderr else sys.stdout
     if plain_output(stream):
-        return Console(
+        return _Console(
             stderr=stderr, color_system=None, force_terminal=False, no_color=True, highlight=False
         )
-    return Console(stderr=stderr, highlight=False)
+    return _Console(stderr=stderr, highlight=False)
+
+
+class _Console(Console):
+    """A rich console whose closed pipe is handled by the CLI's error handler, like any write.
+
+    (rich's own handling exits with status 1 and points stdout at /dev/null even when the
+    console writes to stderr.)
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # write nothing more; the handler exits with EXIT_BROKEN_PIPE
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def _to_devnull(stream: Any) -> None:
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return  # not a real file (a test's buffer), or already gone
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def closed_pipe_exit_code() -> int:
+    """Leave quietly after a write to a closed pipe; return :data:`EXIT_BROKEN_PIPE` (141).
+
+    Each of stdout and stderr that can no longer be flushed is pointed at ``/dev/null``, so the
+    flush at interpreter exit cannot fail again ("Exception ignored ... BrokenPipeError").
+    Prints nothing: no reader is left, and the shell sees the status it sees for SIGPIPE.
+    Source: https://docs.python.org/3/library/signal.html#note-on-sigpipe.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            _to_devnull(stream)
+    return EXIT_BROKEN_PIPE
 
 
 _CONSOLES: dict[tuple[Any, ...], Console] = {}
@@ -273,7 +316,7 @@ def os_error_line(exc: OSError) -> str:
     """``cannot use 'PATH': <reason>`` for an ``OSError`` about a path (the path verbatim)."""
     reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
     path = os.fsdecode(exc.filename) if exc.filename is not None else "?"
-    return f"cannot use '{path}': {reason}"
+    return f"cannot use {quote_path(path)}: {reason}"
 
 
 def error_exit_code(exc: BaseException) -> int:
@@ -281,12 +324,16 @@ def error_exit_code(exc: BaseException) -> int:
 
     :class:`InvalidValueError` (a bad option or config value) exits 2, any other
     :class:`DismaxError` 1, an ``OSError`` about a path 1 (``cannot use 'PATH': reason``, see
-    :func:`os_error_line`), ``KeyboardInterrupt`` 130; any other exception is a bug and prints
+    :func:`os_error_line`), ``KeyboardInterrupt`` 130, a write to a closed pipe
+    (``BrokenPipeError``) 141 and prints nothing (:func:`closed_pipe_exit_code`); any other
+    exception is a bug and prints
     ``internal error: <type>: <message>; rerun with --debug for the traceback`` (exit 1).
     """
     if isinstance(exc, KeyboardInterrupt):
         say("interrupted", style="bold red")
         return 130
+    if isinstance(exc, BrokenPipeError):
+        return closed_pipe_exit_code()
     if isinstance(exc, DismaxError):
         line, code = str(exc), EXIT_USAGE_ERROR if isinstance(exc, InvalidValueError) else 1
         label = "error:"
@@ -299,7 +346,10 @@ def error_exit_code(exc: BaseException) -> int:
         line = f"{type(exc).__name__}: {message}; rerun with --debug for the traceback"
         code, label = EXIT_USER_ERROR, "internal error:"
     # User text (paths, specs like digits[0-5]) is shown verbatim, never read as rich markup.
-    say(line, prefix=label, prefix_style="bold red")
+    try:
+        say(line, prefix=label, prefix_style="bold red")
+    except BrokenPipeError:  # stderr's reader has gone too
+        return closed_pipe_exit_code()
     return code
 
 
@@ -345,7 +395,19 @@ class DismaxGroup(TyperGroup):
         argv, debug = take_debug_flag(argv)
         set_debug(debug)
         try:
-            return super().main(argv, *pargs, **kwargs)
+            try:
+                return super().main(argv, *pargs, **kwargs)
+            finally:
+                # Output still buffered meets a closed pipe here, not in the interpreter's
+                # exit flush (which would print "Exception ignored" and exit 120).
+                if sys.stdout is not None:
+                    sys.stdout.flush()
+        except SystemExit:
+            # Click itself answers a closed pipe during --help or --version with exit 1 after
+            # wrapping the streams in its PacifyFlushWrapper; exit as for any closed pipe.
+            if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
+                sys.exit(closed_pipe_exit_code())
+            raise
         except (Exception, KeyboardInterrupt) as exc:
             if _passes_through(exc) or debug:
                 raise
@@ -376,27 +438,29 @@ def check_writable(
     try:
         _check_writable(path, what, protected)
     except OSError as exc:  # a name the system refuses (too long, ...): name it, exit 1
-        raise DismaxError(f"cannot write {what} '{path}': {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        raise DismaxError(f"cannot write {what} {quote_path(path)}: {reason}") from None
 
 
 def _check_writable(path: Path, what: str, protected: tuple[Path, ...]) -> None:
     if path.is_dir():
-        raise DismaxError(f"{what} {str(path)!r} is a folder: name a file inside it")
+        raise DismaxError(f"{what} {quote_path(path)} is a folder: name a file inside it")
     target = path.resolve()
     for other in protected:
         if other.resolve() == target:
             raise DismaxError(
-                f"{what} {str(path)!r} would overwrite {str(other)!r}, which this command reads "
+                f"{what} {quote_path(path)} would overwrite {quote_path(other)}, which this "
+                "command reads "
                 "or writes: choose another file name"
             )
     parent = target.parent
     if not parent.is_dir():
         raise DismaxError(
-            f"cannot write {what} {str(path)!r}: folder {str(parent)!r} does not exist"
+            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} does not exist"
         )
     if not os.access(parent, os.W_OK):
         raise DismaxError(
-            f"cannot write {what} {str(path)!r}: folder {str(parent)!r} is not writable"
+            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} is not writable"
         )
 
 
@@ -439,7 +503,7 @@ def check_checkpoint_file(checkpoint: Path) -> None:
     path = checkpoint_path(checkpoint)
     problem = file_problem(path)
     if problem is not None and problem != "does not exist":
-        raise DismaxError(f"checkpoint '{path}' {problem} (a run's checkpoint.pt)")
+        raise DismaxError(f"checkpoint {quote_path(path)} {problem} (a run's checkpoint.pt)")
 
 
 def write_report_outputs(report: Report, *, out: Path | None, output_format: OutputFormat) -> None:
@@ -453,7 +517,7 @@ def write_report_outputs(report: Report, *, out: Path | None, output_format: Out
         try:
             atomic_write_bytes(out, (text + "\n").encode())
         except OSError as exc:
-            raise DismaxError(f"cannot write --out {str(out)!r}: {exc.strerror}") from None
+            raise DismaxError(f"cannot write --out {quote_path(out)}: {exc.strerror}") from None
     if output_format is OutputFormat.json:
         write_stdout(text)
     else:
