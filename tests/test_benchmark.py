@@ -90,6 +90,70 @@ def test_default_run_prints_valid_json_with_every_method_and_metric(default_run:
     assert [p.name for p in default_run["out"].parent.glob(".report.json*")] == []
 
 
+# ----------------------------------------------------------------------------- outcome pins
+# Issue 12 item 5: the deterministic digits run must still *learn*. A model whose optimizer
+# step does nothing scores ACC ~0.17 (1 in 6 classes) and AUROC ~0.5; these pins catch it.
+# Each helper lists what is wrong with a report (empty when every pin holds), so the same
+# check runs on a report from deliberately broken training (see the commit message).
+
+#: Distance-head scores (METHOD.md §6: MDS, MMLES) judged per method and OOD set, with floors.
+#: IsoMax+ separates uniform noise far less well than DisMax on this 8x8 toy (MDS ~0.76, as in
+#: the README's sample output), so its uniform floor only says "far better than chance".
+DETECTION_FLOORS = {
+    ("dismax", "uniform"): 0.9,
+    ("dismax", "digits[6-9]"): 0.9,
+    ("isomax_plus", "digits[6-9]"): 0.9,
+    ("isomax_plus", "uniform"): 0.65,
+}
+
+
+def accuracy_problems(report: dict) -> list[str]:
+    """Every method classifies the 216 ID test digits with ACC >= 0.9, before and after T."""
+    return [
+        f"{m['method']} {stage} ACC {m[stage]['ACC']['mean']:.4f} < 0.9"
+        for m in report["methods"]
+        for stage in ("id_before", "id_after")
+        if not m[stage]["ACC"]["mean"] >= 0.9
+    ]
+
+
+def detection_problems(report: dict) -> list[str]:
+    """DisMax and IsoMax+ MDS and MMLES AUROC reach their floors (:data:`DETECTION_FLOORS`)."""
+    by_name = {m["method"]: m for m in report["methods"]}
+    problems = []
+    for (method, ood), floor in DETECTION_FLOORS.items():
+        rows = {r["score"]: r for r in by_name[method]["ood"] if r["ood"] == ood}
+        for score in ("mds", "mmles"):
+            auroc = rows[score]["metrics"]["AUROC"]["mean"]
+            if not auroc >= floor:
+                problems.append(f"{method} {score} AUROC vs {ood} {auroc:.4f} < {floor}")
+    return problems
+
+
+def calibration_problems(report: dict) -> list[str]:
+    """Temperature scaling (§5) lowers the ECE of the distance heads below their T = 1 ECE."""
+    by_name = {m["method"]: m for m in report["methods"]}
+    problems = []
+    for method in ("isomax_plus", "dismax"):
+        before = by_name[method]["id_before"]["ECE"]["mean"]
+        after = by_name[method]["id_after"]["ECE"]["mean"]
+        if not after < before:
+            problems.append(f"{method} ECE calibrated {after:.4f} >= T=1 {before:.4f}")
+    return problems
+
+
+def test_every_method_learns_the_digits(default_run: dict) -> None:
+    assert accuracy_problems(json.loads(default_run["stdout"])) == []
+
+
+def test_distance_heads_tell_ood_from_id(default_run: dict) -> None:
+    assert detection_problems(json.loads(default_run["stdout"])) == []
+
+
+def test_calibration_lowers_the_ece_of_the_distance_heads(default_run: dict) -> None:
+    assert calibration_problems(json.loads(default_run["stdout"])) == []
+
+
 def test_json_round_trips_through_the_dataclasses(default_run: dict) -> None:
     report = from_json(default_run["out"].read_text())
     assert from_json(to_json(report)) == report

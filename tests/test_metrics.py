@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import rankdata
-from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import accuracy_score, roc_curve
 
 from dismax_cli.core.metrics import (
     NLL_PROBABILITY_FLOOR,
@@ -121,12 +121,15 @@ def test_auroc_direction_higher_is_in_distribution() -> None:
     assert auroc([0.3, 0.6], [0.9, 0.8]) == 0.0
 
 
-def test_auroc_matches_mann_whitney_and_sklearn(tied_scores: tuple[np.ndarray, ...]) -> None:
+def test_auroc_matches_mann_whitney(tied_scores: tuple[np.ndarray, ...]) -> None:
+    # auroc() is scikit-learn's roc_auc_score, so the reference is the rank statistic (Mann-
+    # Whitney U / (n_id n_ood), ties 1/2) and the pair count, not scikit-learn again.
     id_scores, ood_scores = tied_scores
     value = auroc(id_scores, ood_scores)
     assert value == pytest.approx(_mann_whitney_auroc(id_scores, ood_scores), abs=1e-12)
-    labels = np.r_[np.ones(id_scores.size), np.zeros(ood_scores.size)]
-    assert value == pytest.approx(roc_auc_score(labels, np.r_[id_scores, ood_scores]), abs=1e-15)
+    diff = id_scores[:, None] - ood_scores[None, :]
+    pairs = float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+    assert value == pytest.approx(pairs, abs=1e-12)
     assert 0.7 < value < 0.8  # d' = 1
 
 
@@ -145,16 +148,23 @@ def test_aupr_depends_on_class_balance() -> None:
     assert aupr_out(id_scores, repeated) == pytest.approx(0.9691, abs=5e-5)
 
 
-def test_aupr_matches_brute_force_and_sklearn(tied_scores: tuple[np.ndarray, ...]) -> None:
+def test_aupr_matches_brute_force(tied_scores: tuple[np.ndarray, ...]) -> None:
+    # aupr_in/aupr_out are scikit-learn's average_precision_score; the reference is the step
+    # sum over thresholds written out above, not scikit-learn again.
     id_scores, ood_scores = tied_scores
-    labels = np.r_[np.ones(id_scores.size), np.zeros(ood_scores.size)]
-    scores = np.r_[id_scores, ood_scores]
     value_in = aupr_in(id_scores, ood_scores)
     value_out = aupr_out(id_scores, ood_scores)
     assert value_in == pytest.approx(_average_precision(id_scores, ood_scores), abs=1e-12)
     assert value_out == pytest.approx(_average_precision(-ood_scores, -id_scores), abs=1e-12)
-    assert value_in == pytest.approx(average_precision_score(labels, scores), abs=1e-15)
-    assert value_out == pytest.approx(average_precision_score(1 - labels, -scores), abs=1e-15)
+
+
+def test_aupr_hand_computed_with_a_tie() -> None:
+    # Scores ID [0.9, 0.5], OOD [0.7, 0.5]. Thresholds 0.9: P 1/1, R 1/2; 0.7: no new ID;
+    # 0.5 (the tie, both at once): P 2/4, R 2/2. AP-IN = 1/2 * 1 + 1/2 * 1/2 = 0.75.
+    assert aupr_in([0.9, 0.5], [0.7, 0.5]) == pytest.approx(0.75, abs=1e-15)
+    # OOD positive, scores negated: OOD [-0.7, -0.5], ID [-0.9, -0.5]. -0.5 (tie): P 1/2,
+    # R 1/2; -0.7: P 2/3, R 1. AP-OUT = 1/2 * 1/2 + 1/2 * 2/3 = 7/12.
+    assert aupr_out([0.9, 0.5], [0.7, 0.5]) == pytest.approx(7 / 12, abs=1e-15)
 
 
 def test_aupr_perfect_separation() -> None:

@@ -94,9 +94,22 @@ def test_hand_values() -> None:
     assert mmles(logits)[0] == pytest.approx(np.log(3.0) * 1.5 + entropy)
 
 
-def test_mds_equals_max_logit() -> None:
-    logits = -np.abs(np.random.default_rng(1).standard_normal((10, 5)))  # distance-like logits
-    np.testing.assert_array_equal(mds(logits), max_logit(logits))
+def test_mds_is_minus_the_scaled_distance_to_the_nearest_prototype() -> None:
+    """§6 MDS on an IsoMax+ head, by hand: logits -|s| d_j, so MDS = -|s| min_j d_j.
+
+    (Comparing mds with max_logit would hold by construction: they are one formula.)
+    """
+    from dismax_cli.core.heads import IsoMaxPlusHead
+
+    head = IsoMaxPlusHead(2, 3)
+    with torch.no_grad():
+        head.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]]))
+        head.distance_scale.fill_(-2.5)  # |s| = 2.5
+    features = torch.tensor([[0.6, 0.8], [3.0, 0.0]])  # unit (0.6, 0.8); direction (1, 0)
+    # Row 0: distances to (1,0), (0,1), (-1,0) are sqrt(0.8), sqrt(0.4), sqrt(3.2): nearest is
+    # the second prototype. Row 1: distance 0 to the first prototype.
+    expected = np.array([-2.5 * np.sqrt(0.4), 0.0])
+    np.testing.assert_allclose(mds(head(features).detach()), expected, atol=1e-6)
 
 
 def test_zero_probability_entropy_is_zero_and_mmles_finite() -> None:
