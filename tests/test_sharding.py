@@ -1,0 +1,195 @@
+"""``dismax benchmark --shard I/N``: one benchmark spread over several jobs (issue 13 item 3).
+
+The split is round-robin over the benchmark's (method, seed, member) runs; shards are 0-based
+(like ``SLURM_ARRAY_TASK_ID`` with ``--array=0-3``); a job skips a run another job holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dismax_cli.benchmark import BenchmarkConfig, planned_runs
+from dismax_cli.cli.app import app
+from dismax_cli.config import InvalidValueError
+from dismax_cli.sharding import Shard, parse_shard
+
+runner = CliRunner()
+TINY = ["--epochs", "1", "--methods", "softmax", "dismax", "ensemble", "--ensemble-size", "2"]
+
+
+def _labels(runs: list) -> list[str]:
+    return [f"{r.config.method} {r.config.seed} m{r.member}" for r in runs]
+
+
+def test_the_default_benchmark_is_split_round_robin() -> None:
+    plan = planned_runs(BenchmarkConfig())  # 4 methods, 1 seed, 3 ensemble members
+    # By hand: SoftMax is member 0 of the ensemble; members 1 and 2 use seeds 1000 and 2000.
+    every = [
+        "softmax 0 m0", "isomax_plus 0 m0", "dismax 0 m0", "softmax 1000 m1", "softmax 2000 m2",
+    ]  # fmt: skip
+    assert _labels(plan) == every
+    assert _labels(Shard(0, 2).select(plan)) == ["softmax 0 m0", "dismax 0 m0", "softmax 2000 m2"]
+    assert _labels(Shard(1, 2).select(plan)) == ["isomax_plus 0 m0", "softmax 1000 m1"]
+    assert _labels(Shard(4, 5).select(plan)) == ["softmax 2000 m2"]
+    assert Shard(5, 6).select(plan) == []  # more jobs than runs: the last ones have nothing
+
+
+@pytest.mark.parametrize(
+    ("methods", "seeds", "members", "per_seed"),
+    [
+        (("softmax", "isomax_plus", "dismax", "ensemble"), 3, 3, 5),  # the issue's 15 runs
+        (("dismax", "ensemble"), 2, 4, 5),  # softmax is trained for the ensemble, not listed
+        (("ensemble",), 2, 2, 2),
+        (("softmax", "dismax"), 3, 3, 2),  # no ensemble: ensemble_size trains nothing
+    ],
+)
+def test_every_split_covers_each_run_once_and_is_balanced(
+    methods: tuple[str, ...], seeds: int, members: int, per_seed: int
+) -> None:
+    config = BenchmarkConfig(methods=methods, seeds=seeds, ensemble_size=members)
+    plan = planned_runs(config)
+    assert len(plan) == seeds * per_seed
+    keys = [json.dumps(r.config.identity(), sort_keys=True) for r in plan]
+    assert len(set(keys)) == len(keys)  # no training listed twice
+    for count in range(1, len(plan) + 3):
+        parts = [Shard(i, count).select(plan) for i in range(count)]
+        sizes = [len(p) for p in parts]
+        assert max(sizes) - min(sizes) <= 1, (count, sizes)
+        assert sorted(k for p in parts for k in _labels(p)) == sorted(_labels(plan))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0/1", Shard(0, 1)), (" 2 / 3 ", Shard(2, 3)), ("3/4", Shard(3, 4))]
+)
+def test_shard_values_are_zero_based_index_over_count(text: str, expected: Shard) -> None:
+    assert parse_shard(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("4/4", "numbered from 0"),
+        ("-1/4", "out of range"),
+        ("0/0", "N = 0"),
+        ("1/-2", "N = -2"),
+        ("3", "is not I/N"),
+        ("a/b", "is not I/N"),
+        ("1.0/4", "is not I/N"),
+        ("0/4/2", "is not I/N"),
+        ("", "is not I/N"),
+        ("\u0661/4", "is not I/N"),  # an Arabic-Indic digit one
+        ("0/100001", "at most 100,000"),
+    ],
+)
+def test_a_bad_shard_is_one_usage_error_before_anything_is_written(
+    value: str, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidValueError, match="0 <= I < N|at most"):
+        parse_shard(value)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["benchmark", "--shard", value, "--runs-dir", str(runs)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "--shard" in errors[0] and message in errors[0], result.output
+    assert repr(value) in errors[0]
+    assert "Traceback" not in result.output and not runs.exists()
+
+
+@pytest.mark.parametrize("flag", [["--out", "r.json"], ["--require", "softmax:ACC:id>=0.1"]])
+def test_a_shard_job_refuses_report_options(flag: list[str], tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    args = ["benchmark", "--shard", "0/2", "--runs-dir", str(runs), *flag]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert flag[0] in result.output and "without --shard" in result.output
+    assert not runs.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_a_run_locked_by_another_job_is_skipped_and_left_for_later(tmp_path: Path) -> None:
+    from dismax_cli.benchmark import run_benchmark, run_data_hash, run_dir_for
+    from dismax_cli.engine import load_run_data
+    from dismax_cli.engine.lock import RunFolderBusy, run_folder_lock
+    from dismax_cli.errors import DismaxError
+    from dismax_cli.sharding import train_shard
+
+    runs = tmp_path / "runs"
+    config = BenchmarkConfig(
+        methods=("softmax", "dismax"), epochs=1, runs_dir=str(runs), device="cpu",
+        data_dir=str(tmp_path / "data"), ood=("uniform",),
+    )  # fmt: skip
+    first = train_shard(config, Shard(0, 2))
+    assert (first.trained, first.skipped, first.remaining, first.total) == (
+        ("softmax seed 0",), (), 1, 2,
+    )  # fmt: skip
+    assert "1 of the benchmark's 2 runs are not finished yet" in first.line()
+    data = load_run_data(config.train_config("softmax", 0))
+    dismax_dir = run_dir_for(runs, planned_runs(config)[1].config, run_data_hash(data))
+    with run_folder_lock(dismax_dir):  # another job is training dismax seed 0
+        held = train_shard(config, Shard(1, 2))
+        assert (held.trained, held.skipped, held.remaining) == ((), ("dismax seed 0",), 1)
+        assert "skipped 1 run (dismax seed 0) (another job holds it)" in held.line()
+        assert not dismax_dir.exists()
+        # The final (unsharded) benchmark stops with one line instead of training it too.
+        with pytest.raises(RunFolderBusy, match="wait for it .* then run the benchmark again"):
+            run_benchmark(config)
+    second = train_shard(config, Shard(1, 2))
+    assert (second.trained, second.remaining) == (("dismax seed 0",), 0)
+    assert "all 2 runs of the benchmark are finished" in second.line()
+    assert isinstance(RunFolderBusy("x", dismax_dir), DismaxError)
+
+
+def _dismax(*args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dismax_cli", "benchmark", *args], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen) -> tuple[str, str]:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+def _comparable(report: dict) -> list[dict]:
+    """Each method's results without timings (throughput, efficiency, train time, reuse)."""
+    keep = ("method", "label", "seeds", "temperature", "id_before", "id_after", "n_id", "ood")
+    rows = [{k: m[k] for k in keep} for m in report["methods"]]
+    for row, m in zip(rows, report["methods"], strict=True):
+        row["runs"] = [Path(r).name for r in m["runs"]]  # the same run keys in both folders
+    return rows
+
+
+def test_two_concurrent_shard_jobs_then_a_final_report_equal_to_one_job(tmp_path: Path) -> None:
+    env = dict(
+        os.environ, DISMAX_OFFLINE="1", DISMAX_DATA_DIR=str(tmp_path / "data"),
+        OMP_NUM_THREADS="1", NO_COLOR="1", COLUMNS="200",
+    )  # fmt: skip
+    common = [*TINY, "--seeds", "2", "--format", "json"]
+    shared, alone = str(tmp_path / "shared-runs"), str(tmp_path / "one-job-runs")
+    jobs = [_dismax(*common, "--runs-dir", shared, "--shard", f"{i}/2", env=env) for i in (0, 1)]
+    reference = _dismax(*common, "--runs-dir", alone, env=env)
+    results = [_finish(job) for job in jobs]
+    # By hand: 6 runs (2 seeds x softmax, dismax, ensemble member 1), dealt out alternately.
+    expected = [
+        "trained 3 runs (softmax seed 0, softmax seed 1000, dismax seed 1)",
+        "trained 3 runs (dismax seed 0, softmax seed 1, softmax seed 1001)",
+    ]
+    for (out, err), trained in zip(results, expected, strict=True):
+        assert out == ""  # a shard job writes no report
+        summary = err.strip().splitlines()[-1]
+        assert trained in summary and "of 6 runs" in summary, summary
+    assert len(os.listdir(shared)) == 6  # lock files are gone; one folder per run
+    final_out, final_err = _finish(_dismax(*common, "--runs-dir", shared, env=env))
+    assert "training " not in final_err  # every run was found finished
+    final, single = json.loads(final_out), json.loads(_finish(reference)[0])
+    assert all(m["reused_runs"] for m in final["methods"])
+    assert not any(m["reused_runs"] for m in single["methods"])
+    assert _comparable(final) == _comparable(single)
