@@ -6,6 +6,7 @@ The split is round-robin over the benchmark's (method, seed, member) runs; shard
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -191,5 +192,60 @@ def test_two_concurrent_shard_jobs_then_a_final_report_equal_to_one_job(tmp_path
     assert "training " not in final_err  # every run was found finished
     final, single = json.loads(final_out), json.loads(_finish(reference)[0])
     assert all(m["reused_runs"] for m in final["methods"])
+    assert {Path(r).name for m in final["methods"] for r in m["runs"]} == set(os.listdir(shared))
     assert not any(m["reused_runs"] for m in single["methods"])
     assert _comparable(final) == _comparable(single)
+
+
+@pytest.mark.parametrize(
+    ("methods", "seeds", "members"),
+    [
+        (("softmax", "isomax_plus", "dismax", "ensemble"), 2, 3),
+        (("ensemble", "dismax"), 1, 2),
+        (("dismax", "iso_ensemble", "ensemble"), 2, 3),  # two ensembles of different members
+        (("ensemble", "softmax_ensemble"), 1, 2),  # two ensembles sharing every member
+    ],
+)
+def test_the_plan_is_every_run_the_benchmark_trains(
+    methods: tuple[str, ...], seeds: int, members: int, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """``planned_runs`` against what ``run_benchmark`` asks to train (training stubbed out)."""
+    import dismax_cli.benchmark as bench
+    from dismax_cli.core.methods import MethodSpec, register_method, unregister_method
+
+    asked: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def record(config, runs_dir, data, data_hash, progress):  # noqa: ANN001, ANN202
+        asked.append(f"{config.method} {config.seed}")
+        return tmp_path / f"{config.method}-{config.seed}", True
+
+    def stop(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise Stop
+
+    for name, of in (("iso_ensemble", "isomax_plus"), ("softmax_ensemble", "softmax")):
+        register_method(MethodSpec(
+            name=name, label=name, description="test ensemble", make_head=None, make_loss=None,
+            default_score="msp", members_of=of,
+        ))  # fmt: skip
+    monkeypatch.setattr(bench, "_train_or_reuse", record)
+    monkeypatch.setattr(bench, "load_bundle", stop)  # end a seed's training step here
+    try:
+        config = BenchmarkConfig(
+            methods=methods, seeds=1, seed=5, ensemble_size=members, ood=("uniform",),
+            runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"), device="cpu",
+        )  # fmt: skip
+        trained: list[str] = []
+        for k in range(seeds):  # one seed at a time: the stub stops after its trainings
+            asked.clear()
+            with pytest.raises(Stop):
+                bench.run_benchmark(dataclasses.replace(config, seed=5 + k))
+            trained += list(dict.fromkeys(asked))  # a shared member is asked for twice
+        plan = planned_runs(dataclasses.replace(config, seeds=seeds))
+        assert [f"{r.config.method} {r.config.seed}" for r in plan] == trained
+    finally:
+        unregister_method("iso_ensemble")
+        unregister_method("softmax_ensemble")
