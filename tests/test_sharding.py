@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from dismax_cli.config import InvalidValueError
 from dismax_cli.sharding import Shard, parse_shard
 
 runner = CliRunner()
-TINY = ["--epochs", "1", "--methods", "softmax", "dismax", "ensemble", "--ensemble-size", "2"]
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _labels(runs: list) -> list[str]:
@@ -146,9 +146,17 @@ def test_a_run_locked_by_another_job_is_skipped_and_left_for_later(tmp_path: Pat
     assert isinstance(RunFolderBusy("x", dismax_dir), DismaxError)
 
 
-def _dismax(*args: str, env: dict) -> subprocess.Popen:
+def _readme_block() -> list[str]:
+    """The README's ``readme-test: shard`` commands (``\\`` continuations joined)."""
+    text = README.read_text(encoding="utf-8")
+    block = text.split("<!-- readme-test: shard -->\n```bash\n", 1)[1].split("```", 1)[0]
+    joined = re.sub(r"\\\n\s*", " ", block)
+    return [line.strip() for line in joined.splitlines() if line.strip()]
+
+
+def _start(command: str, cwd: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "dismax_cli", "benchmark", *args], env=env,
+        ["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -156,6 +164,7 @@ def _dismax(*args: str, env: dict) -> subprocess.Popen:
 def _finish(proc: subprocess.Popen) -> tuple[str, str]:
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
+    assert "Traceback" not in err
     return out, err
 
 
@@ -169,15 +178,19 @@ def _comparable(report: dict) -> list[dict]:
 
 
 def test_two_concurrent_shard_jobs_then_a_final_report_equal_to_one_job(tmp_path: Path) -> None:
+    """The README's commands: two ``--shard`` jobs at once into one runs folder, then the report;
+    against one job of the same settings in a folder of its own."""
+    *jobs, wait, final = _readme_block()
+    assert [j.endswith("&") and f"--shard {i}/2" in j for i, j in enumerate(jobs)] == [True] * 2
+    assert wait == "wait" and "--shard" not in final and "--out report.json" in final
     env = dict(
         os.environ, DISMAX_OFFLINE="1", DISMAX_DATA_DIR=str(tmp_path / "data"),
         OMP_NUM_THREADS="1", NO_COLOR="1", COLUMNS="200",
     )  # fmt: skip
-    common = [*TINY, "--seeds", "2", "--format", "json"]
-    shared, alone = str(tmp_path / "shared-runs"), str(tmp_path / "one-job-runs")
-    jobs = [_dismax(*common, "--runs-dir", shared, "--shard", f"{i}/2", env=env) for i in (0, 1)]
-    reference = _dismax(*common, "--runs-dir", alone, env=env)
-    results = [_finish(job) for job in jobs]
+    alone = final.replace("runs-shared", "runs-alone").replace("report.json", "alone.json")
+    started = [_start(job.rstrip("&"), tmp_path, env) for job in jobs]
+    reference = _start(alone, tmp_path, env)
+    results = [_finish(job) for job in started]
     # By hand: 6 runs (2 seeds x softmax, dismax, ensemble member 1), dealt out alternately.
     expected = [
         "trained 3 runs (softmax seed 0, softmax seed 1000, dismax seed 1)",
@@ -187,14 +200,17 @@ def test_two_concurrent_shard_jobs_then_a_final_report_equal_to_one_job(tmp_path
         assert out == ""  # a shard job writes no report
         summary = err.strip().splitlines()[-1]
         assert trained in summary and "of 6 runs" in summary, summary
+    shared = tmp_path / "runs-shared"
     assert len(os.listdir(shared)) == 6  # lock files are gone; one folder per run
-    final_out, final_err = _finish(_dismax(*common, "--runs-dir", shared, env=env))
+    _, final_err = _finish(_start(final, tmp_path, env))
     assert "training " not in final_err  # every run was found finished
-    final, single = json.loads(final_out), json.loads(_finish(reference)[0])
-    assert all(m["reused_runs"] for m in final["methods"])
-    assert {Path(r).name for m in final["methods"] for r in m["runs"]} == set(os.listdir(shared))
+    _finish(reference)
+    report = json.loads((tmp_path / "report.json").read_text())
+    single = json.loads((tmp_path / "alone.json").read_text())
+    assert all(m["reused_runs"] for m in report["methods"])
+    assert {Path(r).name for m in report["methods"] for r in m["runs"]} == set(os.listdir(shared))
     assert not any(m["reused_runs"] for m in single["methods"])
-    assert _comparable(final) == _comparable(single)
+    assert _comparable(report) == _comparable(single)
 
 
 @pytest.mark.parametrize(
@@ -249,3 +265,15 @@ def test_the_plan_is_every_run_the_benchmark_trains(
     finally:
         unregister_method("iso_ensemble")
         unregister_method("softmax_ensemble")
+
+
+def test_a_shard_job_fails_on_an_unusable_ood_set_before_it_trains(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    absent = tmp_path / "absent.npz"
+    args = ["benchmark", "--shard", "0/2", "--runs-dir", str(runs), "--epochs", "1"]
+    result = runner.invoke(
+        app, [*args, "--ood", f"npz:{absent}"], env={"DISMAX_DATA_DIR": str(tmp_path / "data")}
+    )
+    assert result.exit_code == 1, result.output
+    assert "absent.npz" in result.output and "Traceback" not in result.output
+    assert "training" not in result.output and not runs.exists()
