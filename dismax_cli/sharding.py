@@ -59,7 +59,8 @@ def parse_shard(text: object) -> Shard:
     """
     match = _FORM.fullmatch(str(text))
     if match is None:
-        raise InvalidValueError("shard", f"{str(text)!r} is not I/N: {_FIX}")
+        unset = " (I is empty: is SLURM_ARRAY_TASK_ID set?)" if str(text).startswith("/") else ""
+        raise InvalidValueError("shard", f"{str(text)!r} is not I/N{unset}: {_FIX}")
     index, count = int(match.group(1)), int(match.group(2))
     if count < 1:
         raise InvalidValueError(

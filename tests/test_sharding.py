@@ -85,6 +85,7 @@ def test_shard_values_are_zero_based_index_over_count(text: str, expected: Shard
         ("1.0/4", "is not I/N"),
         ("0/4/2", "is not I/N"),
         ("", "is not I/N"),
+        ("/4", "is SLURM_ARRAY_TASK_ID set?"),  # --shard "$SLURM_ARRAY_TASK_ID/4" outside Slurm
         ("\u0661/4", "is not I/N"),  # an Arabic-Indic digit one
         ("0/100001", "at most 100,000"),
     ],
