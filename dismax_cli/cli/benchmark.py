@@ -165,6 +165,7 @@ def benchmark(
     )
     from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
     from dismax_cli.data.registry import canonical_requirement, canonical_spec
+    from dismax_cli.sharding import shard_steps, train_shard
 
     cli_values = {
         "dataset": dataset,
@@ -211,8 +212,6 @@ def benchmark(
     cfg = build_config(
         BenchmarkConfig, cli_values, file_values, config=config, checks=spec_checks()
     )
-    if shard is not None:
-        from dismax_cli.sharding import shard_steps
     steps = benchmark_steps(cfg) if shard is None else shard_steps(cfg, shard)
     display = ProgressDisplay(quiet=quiet, total_steps=steps)
     try:
@@ -221,8 +220,6 @@ def benchmark(
                 stage=display.step, train=display.train_callback, status=display.status
             )
             if shard is not None:
-                from dismax_cli.sharding import train_shard
-
                 summary = train_shard(cfg, shard, progress)
             else:
                 report = run_benchmark(cfg, progress)
