@@ -51,6 +51,7 @@ from dismax_cli.engine import (
     read_train_log,
     rebuild_run_data,
 )
+from dismax_cli.engine.lock import RunFolderBusy
 from dismax_cli.errors import DismaxError
 from dismax_cli.evaluation import (
     Outputs,
@@ -256,6 +257,56 @@ def run_dir_for(runs_dir: Path, config: TrainConfig, data_hash: str) -> Path:
     return runs_dir / f"{config.method}-{model}-seed{config.seed}-{digest}"
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training of a benchmark: ``method`` at ``seed``; ``member`` m > 0 for the extra
+    members of a deep ensemble (trained with seed ``seed + 1000 m``), else 0."""
+
+    method: str
+    seed: int
+    member: int
+    config: TrainConfig
+
+    @property
+    def label(self) -> str:
+        """How progress lines and summaries name the run (``softmax seed 1000``)."""
+        return f"{self.config.method} seed {self.config.seed}"
+
+
+def planned_runs(config: BenchmarkConfig) -> list[PlannedRun]:
+    """Every training ``run_benchmark(config)`` needs, in the order it trains them.
+
+    Per seed: each single-model method of :meth:`BenchmarkConfig.trained_methods` (member 0),
+    then members 1 .. ensemble_size − 1 of each ensemble; a run two ensembles share is listed
+    once. ``dismax benchmark --shard`` splits this list (:mod:`dismax_cli.sharding`).
+    """
+    plan: list[PlannedRun] = []
+    seen: set[str] = set()
+
+    def add(method: str, seed: int, member: int) -> None:
+        train = config.train_config(method, seed + 1000 * member)
+        key = json.dumps(train.identity(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            plan.append(PlannedRun(method, seed, member, train))
+
+    for seed in (config.seed + k for k in range(config.seeds)):
+        for method in config.trained_methods():
+            add(method, seed, 0)
+        for method in config.methods:
+            member_method = get_method(method).members_of
+            for m in range(1, config.ensemble_size if member_method else 1):
+                add(member_method, seed, m)  # type: ignore[arg-type]
+    return plan
+
+
+def run_data_hash(data: RunData) -> str:
+    """The data part of every run folder's key: the training pixels and the validation carve."""
+    return hashlib.sha256(
+        (data.train.pixels_sha256() + data.split.val_indices_sha256).encode()
+    ).hexdigest()
+
+
 @dataclass
 class BenchmarkProgress:
     """Callbacks the CLI uses to show what is happening (all optional).
@@ -332,7 +383,14 @@ def _train_or_reuse(
     epochs = f"{config.epochs} epoch{'' if config.epochs == 1 else 's'}"
     progress.say(f"training {config.method} seed {config.seed} ({epochs})")
     callback = progress.train(f"{config.method} s{config.seed}") if progress.train else None
-    fit(config, run_dir, resume=True, progress=callback, data=data)
+    try:
+        fit(config, run_dir, resume=True, progress=callback, data=data)
+    except RunFolderBusy:
+        raise RunFolderBusy(
+            f"another job is training {config.method} seed {config.seed} into {str(run_dir)!r}: "
+            "wait for it (e.g. the --shard jobs) to finish, then run the benchmark again",
+            run_dir,
+        ) from None
     return run_dir, False
 
 
@@ -428,9 +486,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
     base = config.train_config(BASELINE_METHOD, config.seed)
     data = load_run_data(base)
     oods = load_ood_sets(config.ood, like=data.test, data_dir=config.data_dir)
-    data_hash = hashlib.sha256(
-        (data.train.pixels_sha256() + data.split.val_indices_sha256).encode()
-    ).hexdigest()
+    data_hash = run_data_hash(data)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -758,10 +814,13 @@ __all__ = [
     "DEFAULT_METHODS",
     "BenchmarkConfig",
     "BenchmarkProgress",
+    "PlannedRun",
     "Requirement",
     "check_requirements",
     "default_runs_dir",
     "parse_requirements",
+    "planned_runs",
     "run_benchmark",
+    "run_data_hash",
     "score_checkpoint",
 ]

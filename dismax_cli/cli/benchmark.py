@@ -121,11 +121,22 @@ def benchmark(
         metavar="FILE",
         help="Also write the JSON report to this file (atomically).",
     ),
+    shard: str = typer.Option(
+        None,
+        "--shard",
+        parser=opt.SHARD,
+        metavar="I/N",
+        help=(
+            "Train only share I of N (0-based, like SLURM_ARRAY_TASK_ID) of the runs into "
+            "--runs-dir and exit without a report; a final run without --shard writes it."
+        ),
+    ),
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Run the benchmark (see ``dismax benchmark --help``)."""
     if ctx.invoked_subcommand is not None:
         return
+    opt.check_shard_alone(shard, out=out, require=require)
     check_writable(out, "--out")
     file_values = read_yaml_config(config) if config is not None else {}
     # Malformed file values, gates and labels answer before torch loads, like bad options do.
@@ -156,6 +167,7 @@ def benchmark(
     )
     from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
     from dismax_cli.data.registry import canonical_requirement, canonical_spec
+    from dismax_cli.sharding import shard_steps, train_shard
 
     cli_values = {
         "dataset": dataset,
@@ -202,13 +214,17 @@ def benchmark(
     cfg = build_config(
         BenchmarkConfig, cli_values, file_values, config=config, checks=spec_checks()
     )
-    display = ProgressDisplay(quiet=quiet, total_steps=benchmark_steps(cfg))
+    steps = benchmark_steps(cfg) if shard is None else shard_steps(cfg, shard)
+    display = ProgressDisplay(quiet=quiet, total_steps=steps)
     try:
         with display:
             progress = BenchmarkProgress(
                 stage=display.step, train=display.train_callback, status=display.status
             )
-            report = run_benchmark(cfg, progress)
+            if shard is not None:
+                summary = train_shard(cfg, shard, progress)
+            else:
+                report = run_benchmark(cfg, progress)
     except KeyboardInterrupt:
         runs = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else default_runs_dir()
         say(
@@ -217,6 +233,9 @@ def benchmark(
             prefix_style="bold red",
         )
         raise typer.Exit(130) from None
+    if shard is not None:
+        say(summary.line())
+        return
     report = check_requirements(report, cfg.require)
     write_report_outputs(report, out=out, output_format=output_format)
     failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]

@@ -138,6 +138,36 @@ def bounded_int(key: str) -> NumberParser:
     return NumberParser(int, low=1, high=high, what=f"an integer from 1 to {high:,}")
 
 
+def parse_shard_option(value: Any) -> Any:
+    """``--shard I/N`` → :class:`dismax_cli.sharding.Shard` (a bad value is a usage error)."""
+    from dismax_cli.sharding import Shard, parse_shard
+
+    if isinstance(value, Shard):
+        return value
+    try:
+        return parse_shard(value)
+    except InvalidValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+SHARD = parse_shard_option
+
+
+def check_shard_alone(shard: Any, *, out: Any, require: Any) -> None:
+    """Refuse ``--out`` and ``--require`` beside ``--shard``: a shard job writes no report.
+
+    Raises:
+        typer.BadParameter: (exit 2) naming the option and the fix.
+    """
+    for flag, value in (("--out", out), ("--require", require)):
+        if shard is not None and value:
+            raise typer.BadParameter(
+                f"a --shard job writes no report, so {flag} has nothing to act on: give "
+                f"{flag} to the final dismax benchmark run without --shard",
+                param_hint=f"'{flag}'",
+            )
+
+
 EPOCHS_INT = bounded_int("epochs")
 SEEDS_INT = bounded_int("seeds")
 ENSEMBLE_INT = bounded_int("ensemble_size")

@@ -23,6 +23,14 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
+class RunFolderBusy(DismaxError):
+    """Another process holds the training lock of a run folder (``run_dir``: that folder)."""
+
+    def __init__(self, message: str, run_dir: Path) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
 def lock_path(run_dir: Path) -> Path:
     """The lock file of ``run_dir``: a hidden file beside it."""
     return run_dir.parent / f".{run_dir.name}.lock"
@@ -59,9 +67,10 @@ def _acquire(path: Path, run_dir: Path) -> int:
             os.close(fd)
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            raise DismaxError(
+            raise RunFolderBusy(
                 f"another dismax process is training into {str(run_dir)!r} (it holds "
-                f"{str(path)!r}): wait for it to finish, or choose another --out"
+                f"{str(path)!r}): wait for it to finish, or choose another --out",
+                run_dir,
             ) from None
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
@@ -80,7 +89,8 @@ def run_folder_lock(run_dir: str | Path) -> Iterator[None]:
     fails before the run folder itself appears), never the run folder itself.
 
     Raises:
-        DismaxError: when another process holds the lock, or the parent cannot be created.
+        RunFolderBusy: when another process holds the lock (a :class:`DismaxError`).
+        DismaxError: when the parent cannot be created.
     """
     run_dir = Path(run_dir)
     if fcntl is None:  # pragma: no cover - Windows
@@ -103,4 +113,4 @@ def run_folder_lock(run_dir: str | Path) -> Iterator[None]:
             _remove_empty(created)
 
 
-__all__ = ["lock_path", "run_folder_lock"]
+__all__ = ["RunFolderBusy", "lock_path", "run_folder_lock"]
