@@ -17,12 +17,19 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str) -> torch.device:
-    """Map ``auto|cpu|cuda|cuda:N|mps`` to a torch device.
+    """Map ``auto|cpu|cuda|cuda:N|mps`` to a torch device (``cuda:LOCAL_RANK`` under torchrun).
 
     Raises:
         InvalidValueError: for a name that is no device (``gpu``, ``cuda:x``).
-        DismaxError: for a device this machine does not have.
+        DismaxError: for a device this machine does not have, or one torchrun cannot use
+            (:func:`~dismax_cli.engine.distributed.rank_device`).
     """
+    from dismax_cli.engine import distributed
+
+    return distributed.rank_device(_resolve(name))
+
+
+def _resolve(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
