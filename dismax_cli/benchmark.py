@@ -501,7 +501,8 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         progress.say(
             f"timing inference of {len(bundles)} model(s) on {len(timing_images):,} test images"
         )
-        throughput = measure_throughputs(bundles, timing_images)
+        with distributed.local_only():  # timed per rank: no collectives (rank 0 reports)
+            throughput = measure_throughputs(bundles, timing_images)
 
         logits_cache: dict[tuple[int, int], torch.Tensor] = {}
         for method in config.methods:

@@ -24,8 +24,10 @@ the process with ``WORLD_SIZE`` > 1, and every helper then answers as for rank 0
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -54,6 +56,27 @@ def launched() -> bool:
 def active() -> bool:
     """Whether a process group of more than one rank is initialised."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+_local_depth = 0
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Within this block :func:`sharded` is false: each rank predicts every image itself,
+    without collectives (for per-rank timing loops whose length depends on the clock)."""
+    global _local_depth
+    _local_depth += 1
+    try:
+        yield
+    finally:
+        _local_depth -= 1
+
+
+def sharded() -> bool:
+    """Whether prediction is split over the ranks and gathered (torchrun, outside
+    :func:`local_only`)."""
+    return active() and _local_depth == 0
 
 
 def rank() -> int:
@@ -361,12 +384,14 @@ __all__ = [
     "init_process_group",
     "is_main",
     "launched",
+    "local_only",
     "loss_weight",
     "rank",
     "rank_batches",
     "rank_device",
     "rank_generator",
     "shard_range",
+    "sharded",
     "split_sizes",
     "sum_over_ranks",
     "world_size",

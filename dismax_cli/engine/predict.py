@@ -167,7 +167,7 @@ def predict_images(
         return torch.zeros(0, bundle.meta.num_classes)
     if distributed.launched():
         distributed.init_process_group(bundle.device)
-    if distributed.active():
+    if distributed.sharded():
         part = distributed.shard_range(len(images))
         local = images[part.start : part.stop]
         logits = _predict_uint8(bundle, local, batch_size) if len(local) else None
