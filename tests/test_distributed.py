@@ -58,6 +58,9 @@ def _commands(out: Path, *, ranks: int) -> list[str]:
     ]  # fmt: skip
     if ranks > 1:
         cmds.append(["cli", "train", *TRAIN, "--batch-size", "63", "--out", f"{out}/bad"])
+        cmds.append(["cli", "benchmark", "--methods", "softmax", "--epochs", "1", "--ood",
+                     "digits[6-9]", "--device", "cpu", "--runs-dir", f"{out}/runs",
+                     "--out", f"{out}/bench.json", "--quiet", "--format", "json"])  # fmt: skip
     line: list[str] = [f"{out}/results"]
     for cmd in cmds:
         line += [*cmd, "++"]
@@ -305,3 +308,33 @@ def test_no_process_group_outside_torchrun(monkeypatch: pytest.MonkeyPatch) -> N
     x = torch.arange(6.0).reshape(3, 2)
     assert distributed.gather_rows(x) is x
     assert distributed.all_finite(False) is False
+
+
+def test_benchmark_under_torchrun_trains_scores_and_reports_once(sides: dict[str, Any]) -> None:
+    codes = [r["results"][10] for r in sides["ranks"]]
+    assert codes == [0, 0]
+    report = json.loads((sides["base"] / "ddp/bench.json").read_text())
+    method = report["methods"][0]
+    assert method["method"] == "softmax"
+    assert method["n_id"] == 216 and method["ood"][0]["n_ood"] == 143
+    runs = list((sides["base"] / "ddp/runs").iterdir())
+    assert len(runs) == 1 and len((runs[0] / "train_log.jsonl").read_text().splitlines()) == 1
+
+
+def test_sync_bn_joins_the_run_key_only_when_set() -> None:
+    from dismax_cli.engine import TrainConfig
+
+    # Runs trained before the option existed keep their key (and are reused) ...
+    assert "sync_bn" not in TrainConfig().identity()
+    assert TrainConfig(sync_bn=True).identity()["sync_bn"] is True
+    # ... and their checkpoints' configs, which have no sync_bn, still load.
+    saved = TrainConfig().to_dict()
+    del saved["sync_bn"]
+    assert TrainConfig.from_dict(saved).sync_bn is False
+
+
+def test_local_only_turns_sharding_off_inside_the_block() -> None:
+    depth = distributed._local_depth
+    with distributed.local_only(), distributed.local_only():
+        assert distributed._local_depth == depth + 2 and not distributed.sharded()
+    assert distributed._local_depth == depth
