@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -36,6 +38,9 @@ from torch import nn
 from dismax_cli.config import InvalidValueError
 from dismax_cli.engine.config import MIN_BATCH
 from dismax_cli.errors import DismaxError
+
+if TYPE_CHECKING:
+    from dismax_cli.engine.loop import EpochStats
 
 
 def _env_int(name: str, default: int) -> int:
@@ -264,6 +269,24 @@ def sum_over_ranks(values: list[float]) -> list[float]:
     return total.tolist()
 
 
+def global_epoch_stats(stats: EpochStats) -> EpochStats:
+    """An epoch's mean loss, clean accuracy and image counts over every rank (sums of each
+    rank's ``loss × images``, correct predictions and counts); ``stats`` in one process."""
+    if not active():
+        return stats
+    correct = stats.accuracy * max(stats.clean, 1)
+    loss_sum, correct, clean, images = sum_over_ranks(
+        [stats.loss * stats.images, correct, stats.clean, stats.images]
+    )
+    return dataclasses.replace(
+        stats,
+        images=int(images),
+        clean=int(clean),
+        loss=loss_sum / max(images, 1),
+        accuracy=round(correct) / max(clean, 1),
+    )
+
+
 def gather_rows(local: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's rows ``(n_r, ...)`` in rank order, on the CPU, on every rank.
 
@@ -381,6 +404,7 @@ __all__ = [
     "convert_sync_batchnorm",
     "gather_rows",
     "global_batch_sizes",
+    "global_epoch_stats",
     "init_process_group",
     "is_main",
     "launched",

@@ -221,7 +221,7 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
         )  # fmt: skip
     except NonFiniteLossError:
         raise _non_finite_error(run, epoch) from None
-    stats = _global_stats(stats)
+    stats = distributed.global_epoch_stats(stats)
     entry = EpochLog(
         epoch=epoch + 1,
         loss=stats.loss,
@@ -240,23 +240,6 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     distributed.barrier()  # no rank reads the checkpoint before rank 0 has written it
     report(stats, done=True)
     return entry
-
-
-def _global_stats(stats: EpochStats) -> EpochStats:
-    """An epoch's loss, accuracy and images over every rank (``stats`` in one process)."""
-    if distributed.world_size() == 1:
-        return stats
-    correct = stats.accuracy * max(stats.clean, 1)
-    loss_sum, correct, clean, images = distributed.sum_over_ranks(
-        [stats.loss * stats.images, correct, stats.clean, stats.images]
-    )
-    return dataclasses.replace(
-        stats,
-        images=int(images),
-        clean=int(clean),
-        loss=loss_sum / max(images, 1),
-        accuracy=round(correct) / max(clean, 1),
-    )
 
 
 def _progress(
