@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -300,7 +300,9 @@ def gather_rows(local: torch.Tensor) -> torch.Tensor:
         return local
     device = _comm_device()
     sizes = torch.zeros(world_size(), dtype=torch.int64, device=device)
-    dist.all_gather_into_tensor(sizes, torch.tensor([len(local)], device=device))
+    # all_gather_single is the newer name (torch 2.11+) of all_gather_into_tensor.
+    gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather_single(sizes, torch.tensor([len(local)], device=device))
     counts = sizes.tolist()
     padded = torch.zeros((max(counts), *local.shape[1:]), dtype=local.dtype, device=device)
     padded[: len(local)] = local.to(device)
@@ -309,15 +311,30 @@ def gather_rows(local: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[:c].cpu() for p, c in zip(pieces, counts, strict=True)])
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """``all_reduce(SUM)`` with its gradient (the sum of every rank's gradient), as
+    ``torch.distributed.nn.functional.all_reduce`` (deprecated in torch 2.14) does it."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return _AllReduceSum.apply(grad)
+
+
 class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics cover the global batch, for gloo on the CPU.
 
-    torch's ``nn.SyncBatchNorm`` runs only on GPUs; this computes the same statistics with the
-    differentiable ``torch.distributed.nn.functional.all_reduce`` (sum of x, then of the
-    squared deviations, over every rank's images), so the gradient flows through the
-    collective. Input (B, C, ...) with B >= 1 per rank; outside training or in one process it is
-    plain BatchNorm. Its parameters and buffers are BatchNorm's, so checkpoints load into the
-    plain model.
+    torch's ``nn.SyncBatchNorm`` runs only on GPUs; this computes the same statistics (the sum
+    of x, then of the squared deviations, over every rank's images) through an ``all_reduce``
+    whose backward all-reduces the gradient, so the gradient flows through the collective.
+    Input (B, C, ...) with B >= 1 per rank; outside training or in one process it is plain
+    BatchNorm. Its parameters and buffers are BatchNorm's, so checkpoints load into the plain
+    model. Source: Ioffe & Szegedy 2015 (batch statistics), computed over the global batch.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -327,8 +344,7 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not (self.training and active()):
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         count = torch.tensor([input.numel() / input.shape[1]], dtype=torch.float64)
