@@ -338,3 +338,26 @@ def test_local_only_turns_sharding_off_inside_the_block() -> None:
     with distributed.local_only(), distributed.local_only():
         assert distributed._local_depth == depth + 2 and not distributed.sharded()
     assert distributed._local_depth == depth
+
+
+def test_readme_torchrun_block_runs(tmp_path: Path) -> None:
+    """The README's "### torchrun" block, as written (``torchrun`` from this Python's bin)."""
+    from test_readme import BLOCKS, commands  # tests/ is on sys.path (pytest's rootdir)
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "DISMAX_OFFLINE": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    printed = []
+    for command in commands(BLOCKS[("test", "torchrun")]):
+        assert command.startswith("torchrun --standalone --nproc_per_node=2 -m dismax_cli")
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", command],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"{command}\n{proc.stderr[-2000:]}"
+        assert "Traceback" not in proc.stderr
+        printed.append(proc.stdout)
+    assert printed[0].count("runs/ddp-dismax/checkpoint.pt") == 1  # rank 0 only
+    assert "n_id 216, n_ood 143" in printed[1]
+    run = tmp_path / "runs/ddp-dismax"
+    names = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
+    assert names == ["checkpoint.pt", "train_log.jsonl"]
