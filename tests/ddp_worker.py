@@ -69,7 +69,7 @@ def _fit_stop(out: str, epochs: int, stop: int) -> None:
 
     config = TrainConfig(
         dataset="digits[0-5]", method="softmax", epochs=epochs, batch_size=64, augment=False,
-        device="cpu",
+        device="cpu", val_fraction=0.12,
     )  # fmt: skip
     with _no_batchnorm():
         fit(config, out, stop_after_epoch=stop)
