@@ -362,3 +362,20 @@ def test_readme_torchrun_block_runs(tmp_path: Path) -> None:
     run = tmp_path / "runs/ddp-dismax"
     names = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
     assert names == ["checkpoint.pt", "train_log.jsonl"]
+
+
+def test_torchrun_device_per_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dismax_cli.engine.devices import torchrun_device
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert torchrun_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(distributed.DismaxError, match="pass --device cuda$"):
+        torchrun_device(torch.device("cuda", 0))
+    with pytest.raises(distributed.DismaxError, match="torchrun with --device mps"):
+        torchrun_device(torch.device("mps"))
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(distributed.DismaxError, match="local rank 1 has no GPU"):
+            torchrun_device(torch.device("cuda"))
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: the device as asked
+    assert torchrun_device(torch.device("cuda", 0)) == torch.device("cuda", 0)

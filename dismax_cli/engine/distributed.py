@@ -37,6 +37,7 @@ from torch import nn
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.engine.config import MIN_BATCH
+from dismax_cli.engine.devices import torchrun_device as rank_device
 from dismax_cli.errors import DismaxError
 
 if TYPE_CHECKING:
@@ -97,32 +98,6 @@ def world_size() -> int:
 def is_main() -> bool:
     """Whether this process writes files and prints (rank 0, or the only process)."""
     return rank() == 0 if active() else _env_int("RANK", 0) == 0
-
-
-def rank_device(device: torch.device) -> torch.device:
-    """The device of this rank: ``cuda:LOCAL_RANK`` for CUDA under torchrun, else ``device``.
-
-    Raises:
-        DismaxError: for ``cuda:N`` under torchrun (each rank takes GPU ``LOCAL_RANK``), MPS
-            under torchrun, or fewer GPUs than local ranks.
-    """
-    if not launched() or device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise DismaxError(
-            f"torchrun with --device {device.type} is not supported: use --device cuda or cpu"
-        )
-    if device.index is not None:
-        raise DismaxError(
-            f"--device {device} under torchrun: each rank uses GPU LOCAL_RANK; pass --device cuda"
-        )
-    local = _env_int("LOCAL_RANK", 0)
-    if local >= torch.cuda.device_count():
-        raise DismaxError(
-            f"local rank {local} has no GPU (this node has {torch.cuda.device_count()}): use "
-            "--nproc_per_node at most the number of GPUs"
-        )
-    return torch.device("cuda", local)
 
 
 def init_process_group(device: torch.device) -> torch.device:
