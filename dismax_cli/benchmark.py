@@ -42,6 +42,7 @@ from dismax_cli.engine import (
     RunData,
     TrainConfig,
     calibrate_bundle,
+    distributed,
     fit,
     fit_temperature_noted,
     load_bundle,
@@ -123,6 +124,7 @@ class BenchmarkConfig:
     augment: bool | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    sync_bn: bool = False
     objective: str = "ece"
     require: tuple[str, ...] = ()
 
@@ -223,6 +225,7 @@ class BenchmarkConfig:
             split_seed=self.split_seed,
             device=self.device,
             data_dir=self.data_dir,
+            sync_bn=self.sync_bn,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -554,7 +557,8 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         progress.say(
             f"timing inference of {len(bundles)} model(s) on {len(timing_images):,} test images"
         )
-        throughput = measure_throughputs(bundles, timing_images)
+        with distributed.local_only():  # timed per rank: no collectives (rank 0 reports)
+            throughput = measure_throughputs(bundles, timing_images)
 
         logits_cache: dict[tuple[int, int], torch.Tensor] = {}
         for method in config.methods:
@@ -680,6 +684,8 @@ def write_scores_npz(path: str | Path, outputs: Outputs) -> None:
         for score, values in scores.items():
             arrays[f"ood/{spec}/{score}"] = values.numpy()
     path = Path(path)
+    if not distributed.is_main():  # under torchrun only rank 0 writes files
+        return
     try:
         atomic_write(path, lambda handle: np.savez(handle, **arrays))
     except OSError as exc:

@@ -7,6 +7,7 @@ yaml; torch, torchvision and scikit-learn load inside a command's body when it r
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -63,6 +64,22 @@ def _register() -> None:
 _register()
 
 
+def _silence_other_ranks(argv: list[str]) -> None:
+    """Under torchrun only rank 0 prints: the other ranks' stdout and stderr go to /dev/null
+    (with ``--debug`` they keep them). Reads torchrun's ``RANK`` and ``WORLD_SIZE`` only."""
+    try:
+        other = int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ["RANK"]) != 0
+    except (KeyError, ValueError):
+        return
+    if other and "--debug" not in argv:
+        sink = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(sink, 1)
+        os.dup2(sink, 2)
+        os.close(sink)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="dismax")
+    args = argv if argv is not None else sys.argv[1:]
+    _silence_other_ranks(args)
+    app(args=args, prog_name="dismax")

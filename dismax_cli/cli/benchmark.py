@@ -88,6 +88,7 @@ def benchmark(
     augment: bool = opt.AUGMENT,
     val_fraction: float = opt.VAL_FRACTION,
     split_seed: int = opt.SPLIT_SEED,
+    sync_bn: bool = opt.SYNC_BN,
     objective: str = typer.Option(
         None,
         "--objective",
@@ -190,6 +191,7 @@ def benchmark(
         "augment": augment,
         "val_fraction": val_fraction,
         "split_seed": split_seed,
+        "sync_bn": sync_bn,
         "objective": objective,
         "runs_dir": runs_dir,
         "device": device,

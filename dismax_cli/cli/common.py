@@ -508,12 +508,13 @@ def check_checkpoint_file(checkpoint: Path) -> None:
 
 def write_report_outputs(report: Report, *, out: Path | None, output_format: OutputFormat) -> None:
     """Write the report atomically to ``out`` (if given), then JSON or tables to stdout."""
+    from dismax_cli.engine.distributed import is_main
     from dismax_cli.fileio import atomic_write_bytes
     from dismax_cli.render import report_renderable
     from dismax_cli.reports import to_json
 
     text = to_json(report)
-    if out is not None:
+    if out is not None and is_main():  # under torchrun only rank 0 writes files
         try:
             atomic_write_bytes(out, (text + "\n").encode())
         except OSError as exc:

@@ -309,6 +309,11 @@ DEVICE = typer.Option(
     help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA, then MPS, then CPU).",
 )
 DATA_DIR = typer.Option(None, "--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+SYNC_BN = typer.Option(
+    None,
+    "--sync-bn/--no-sync-bn",
+    help="Under torchrun: BatchNorm statistics over the global batch (default off).",
+)
 
 #: Training-knob option of each TrainConfig field (``method`` is ``--method`` in train and
 #: ``--methods`` in benchmark).
@@ -331,6 +336,7 @@ TRAINING_KNOBS: dict[str, Any] = {
     "split_seed": SPLIT_SEED,
     "device": DEVICE,
     "data_dir": DATA_DIR,
+    "sync_bn": SYNC_BN,
 }
 
 # ----------------------------------------------------------------------------- other shared

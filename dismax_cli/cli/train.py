@@ -69,6 +69,7 @@ def train(
     val_fraction: float = opt.VAL_FRACTION,
     split_seed: int = opt.SPLIT_SEED,
     data_dir: str = opt.DATA_DIR,
+    sync_bn: bool = opt.SYNC_BN,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -108,6 +109,7 @@ def train(
         "val_fraction": val_fraction,
         "split_seed": split_seed,
         "data_dir": data_dir,
+        "sync_bn": sync_bn,
     }
     cfg = build_config(
         TrainConfig,

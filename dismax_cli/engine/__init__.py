@@ -1,6 +1,7 @@
 """The engine: train, predict and calibrate any ``nn.Module``; the CLI's run folders on top.
 
-Modules, one concern each: :mod:`.config` (``TrainConfig``), :mod:`.devices`, :mod:`.data`
+Modules, one concern each: :mod:`.config` (``TrainConfig``), :mod:`.devices`, :mod:`.distributed`
+(torchrun: process group, shards, gathers), :mod:`.data`
 (``RunData``), :mod:`.build` (model, optimiser, loss), :mod:`.checkpoint` (typed, versioned
 metadata), :mod:`.loop` (``train_one_epoch``), :mod:`.predict` (``predict_logits``),
 :mod:`.calibrate`, :mod:`.run` (``fit``), :mod:`.deploy` (``load_run``). Imports point down

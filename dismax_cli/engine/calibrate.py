@@ -25,6 +25,7 @@ from dismax_cli.core.methods import get_method
 from dismax_cli.core.metrics import accuracy, ece
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint
+from dismax_cli.engine import distributed
 from dismax_cli.engine.checkpoint import (
     ModelBundle,
     bundle_from_checkpoint,
@@ -197,7 +198,9 @@ def calibrate_checkpoint(
     data = rebuild_run_data(meta, data_dir=data_dir)
     check_disjoint(data.val, data.test)
     result = calibrate_bundle(bundle, data.val, objective=objective)
-    save_checkpoint(file, dataclasses.replace(checkpoint, meta=bundle.meta))
+    if distributed.is_main():  # under torchrun rank 0 writes; the others wait for the file
+        save_checkpoint(file, dataclasses.replace(checkpoint, meta=bundle.meta))
+    distributed.barrier()
     return result
 
 

@@ -53,6 +53,8 @@ class TrainConfig:
         split_seed: seed of that split.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         data_dir: dataset folder (None: ``DISMAX_DATA_DIR`` or the user cache).
+        sync_bn: under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm);
+            no effect in one process (:mod:`~dismax_cli.engine.distributed`).
     """
 
     dataset: str = "digits[0-5]"
@@ -74,6 +76,7 @@ class TrainConfig:
     split_seed: int = 0
     device: str = "auto"
     data_dir: str | None = None
+    sync_bn: bool = False
 
     def validate(self) -> TrainConfig:
         """Return self after checking every value; raise DismaxError naming the bad one."""
@@ -170,7 +173,7 @@ class TrainConfig:
 
 #: TrainConfig fields added after the run key was first defined: omitted from
 #: :meth:`TrainConfig.identity` while at their default (see there). Append every new field here.
-LATER_FIELDS: tuple[str, ...] = ()
+LATER_FIELDS: tuple[str, ...] = ("sync_bn",)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ CUDA runs under bfloat16 autocast; CPU and MPS run in float32.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
@@ -17,12 +18,17 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str) -> torch.device:
-    """Map ``auto|cpu|cuda|cuda:N|mps`` to a torch device.
+    """Map ``auto|cpu|cuda|cuda:N|mps`` to a torch device (``cuda:LOCAL_RANK`` under torchrun).
 
     Raises:
         InvalidValueError: for a name that is no device (``gpu``, ``cuda:x``).
-        DismaxError: for a device this machine does not have.
+        DismaxError: for a device this machine does not have, or one torchrun cannot use
+            (:func:`torchrun_device`).
     """
+    return torchrun_device(_resolve(name))
+
+
+def _resolve(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -56,6 +62,43 @@ def resolve_device(name: str) -> torch.device:
     )
 
 
+def _torchrun_env(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise DismaxError(
+            f"{name}={os.environ[name]!r} is not an integer: start the command with torchrun, "
+            "which sets it"
+        ) from None
+
+
+def torchrun_device(device: torch.device) -> torch.device:
+    """The device of this rank: ``cuda:LOCAL_RANK`` for CUDA under torchrun (``WORLD_SIZE`` > 1),
+    else ``device`` (:mod:`~dismax_cli.engine.distributed`).
+
+    Raises:
+        DismaxError: for ``cuda:N`` under torchrun (each rank takes GPU ``LOCAL_RANK``), MPS
+            under torchrun, or fewer GPUs than local ranks.
+    """
+    if _torchrun_env("WORLD_SIZE", 1) <= 1 or device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise DismaxError(
+            f"torchrun with --device {device.type} is not supported: use --device cuda or cpu"
+        )
+    if device.index is not None:
+        raise DismaxError(
+            f"--device {device} under torchrun: each rank uses GPU LOCAL_RANK; pass --device cuda"
+        )
+    local = _torchrun_env("LOCAL_RANK", 0)
+    if local >= torch.cuda.device_count():
+        raise DismaxError(
+            f"local rank {local} has no GPU (this node has {torch.cuda.device_count()}): use "
+            "--nproc_per_node at most the number of GPUs"
+        )
+    return torch.device("cuda", local)
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """The autocast context of ``device``: bfloat16 on CUDA, none (float32) elsewhere."""
     if device.type == "cuda":
@@ -70,4 +113,4 @@ def to_device_layout(inputs: torch.Tensor, device: torch.device) -> torch.Tensor
     return inputs
 
 
-__all__ = ["DEVICES", "autocast", "resolve_device", "to_device_layout"]
+__all__ = ["DEVICES", "autocast", "resolve_device", "to_device_layout", "torchrun_device"]

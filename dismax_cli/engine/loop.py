@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 
 from dismax_cli.core.mixing import FractionalMix, fractional_probability_mix
 from dismax_cli.data import ImageTransform, augment_batch
+from dismax_cli.engine import distributed
 from dismax_cli.engine.config import MIN_BATCH
 from dismax_cli.engine.devices import autocast, to_device_layout
 from dismax_cli.errors import DismaxError
@@ -151,12 +152,19 @@ class InMemoryBatches:
         transform: the ID transform (uint8 NHWC -> float NCHW, normalised).
         generator: the epoch's generator (:func:`epoch_generator`).
         augment: random crop with 4-pixel padding and horizontal flip.
+        rank, world_size: under torchrun, this rank's contiguous part of every global batch
+            (:mod:`~dismax_cli.engine.distributed`: same order on every rank, augmentation
+            from :func:`~dismax_cli.engine.distributed.rank_generator`).
+
+    Attributes:
+        loss_weights: per batch, the factor on this rank's mean loss that makes DDP's averaged
+            gradient that of the global batch (all 1 in one process).
 
     Yields:
         float (B, C, H, W) inputs and int64 (B,) targets on ``images``' device.
 
     Raises:
-        DismaxError: when ``N`` or ``batch_size`` is below 2.
+        DismaxError: when ``N`` or ``batch_size`` is below 2 (``2 * world_size`` for ``N``).
     """
 
     def __init__(
@@ -168,22 +176,40 @@ class InMemoryBatches:
         transform: ImageTransform,
         generator: torch.Generator,
         augment: bool,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.transform = batch_size, transform
         self.generator, self.augment = generator, augment
+        self.rank, self.world_size = rank, world_size
         self.sizes = batch_sizes(len(images), batch_size)
+        self.loss_weights = [1.0] * len(self.sizes)
+        if world_size > 1:
+            self.sizes = distributed.global_batch_sizes(len(images), batch_size, world_size)
+            local = [distributed.split_sizes(s, world_size)[rank] for s in self.sizes]
+            self.loss_weights = [
+                distributed.loss_weight(n, s, world_size)
+                for n, s in zip(local, self.sizes, strict=True)
+            ]
 
     def __len__(self) -> int:
         return len(self.sizes)
 
+    def _indices(self) -> Iterable[torch.Tensor]:
+        if self.world_size == 1:
+            return iterate_batches(len(self.images), self.batch_size, self.generator)
+        order = torch.randperm(len(self.images), generator=self.generator)
+        return distributed.rank_batches(order, self.sizes, self.rank, self.world_size)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
-        for index in iterate_batches(len(self.images), self.batch_size, self.generator):
+        draws = distributed.rank_generator(self.generator, self.rank)
+        for index in self._indices():
             index = index.to(device)
             batch = self.images[index]
             if self.augment:
-                batch = augment_batch(batch, generator=self.generator)
+                batch = augment_batch(batch, generator=draws)
             yield self.transform(batch), self.labels[index]
 
 
@@ -197,6 +223,7 @@ class EpochStats:
         loss: mean training loss per image.
         accuracy: the fraction of clean images (all of them without FPR) predicted right.
         seconds: wall-clock time since the epoch started.
+        clean: clean images the accuracy is over (0: not counted).
     """
 
     batches: int
@@ -204,6 +231,7 @@ class EpochStats:
     loss: float
     accuracy: float
     seconds: float
+    clean: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -227,8 +255,10 @@ def _step(
     inputs: torch.Tensor,
     targets: torch.Tensor,
     mix: MixFn | None,
+    weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One optimiser step; returns (loss, correct clean predictions, clean images), on device."""
+    """One optimiser step on ``weight ×`` the loss; returns (loss, correct clean predictions,
+    clean images), on device."""
     with autocast(inputs.device):
         if mix is not None:
             batch = mix(inputs, targets)
@@ -243,7 +273,7 @@ def _step(
             correct = (logits.argmax(1) == targets).sum()
             clean_seen = len(targets)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if weight == 1.0 else loss * weight).backward()
     optimizer.step()
     return loss, correct, clean_seen
 
@@ -258,6 +288,8 @@ def train_one_epoch(
     device: torch.device | str | None = None,
     on_batch: Callable[[EpochStats], None] | None = None,
     report_every: int = 10,
+    loss_weights: Sequence[float] | None = None,
+    all_finite: Callable[[bool], bool] | None = None,
 ) -> EpochStats:
     """Train ``model`` for one pass over ``batches`` (train mode; one step per batch).
 
@@ -273,6 +305,11 @@ def train_one_epoch(
         on_batch: called with the running :class:`EpochStats` every ``report_every`` batches
             and after the last one.
         report_every: batches between ``on_batch`` calls.
+        loss_weights: per batch, a factor on the loss before ``backward`` (the reported loss is
+            unscaled); :attr:`InMemoryBatches.loss_weights` under torchrun.
+        all_finite: ``all_finite(ok) -> ok on every rank``
+            (:func:`~dismax_cli.engine.distributed.all_finite`): the finiteness checks then run
+            at the same batches on every rank, so a non-finite loss on one stops them all.
 
     Returns:
         The epoch's :class:`EpochStats` (mean loss per image, clean accuracy, time).
@@ -288,14 +325,17 @@ def train_one_epoch(
     for inputs, targets in batches:
         inputs = to_device_layout(inputs.to(device, non_blocking=True), device)
         targets = targets.to(device, non_blocking=True)
-        tally.add(*_step(model, loss_fn, optimizer, inputs, targets, mix), len(targets))
+        weight = 1.0 if loss_weights is None else loss_weights[tally.batches]
+        step = _step(model, loss_fn, optimizer, inputs, targets, mix, weight)
+        tally.add(*step, len(targets))
         done = tally.batches
-        report = on_batch is not None and (done % report_every == 0 or done == total)
-        if (report or device.type == "cpu") and not math.isfinite(tally.meter.total()):
+        due = done % report_every == 0 or done == total
+        report = on_batch is not None and due
+        if (due or device.type == "cpu") and not tally.finite(all_finite):
             raise NonFiniteLossError(f"the training loss became non-finite in batch {done}")
         if report:
             on_batch(tally.stats())  # type: ignore[misc]
-    if not math.isfinite(tally.meter.total()):
+    if not tally.finite(all_finite):
         raise NonFiniteLossError(f"the training loss became non-finite in batch {tally.batches}")
     return tally.stats()
 
@@ -316,6 +356,10 @@ class _Tally:
         self.images += images
         self.batches += 1
 
+    def finite(self, all_finite: Callable[[bool], bool] | None) -> bool:
+        ok = math.isfinite(self.meter.total())
+        return ok if all_finite is None else all_finite(ok)
+
     def stats(self) -> EpochStats:
         return EpochStats(
             batches=self.batches,
@@ -323,6 +367,7 @@ class _Tally:
             loss=self.meter.total() / max(self.images, 1),
             accuracy=int(self.correct) / max(self.clean, 1),
             seconds=time.perf_counter() - self.started,
+            clean=self.clean,
         )
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead, SoftMaxHead
 from dismax_cli.data import ImageTransform
+from dismax_cli.engine import distributed
 from dismax_cli.engine.checkpoint import ModelBundle
 from dismax_cli.engine.devices import autocast, to_device_layout
 from dismax_cli.errors import DismaxError
@@ -147,6 +148,10 @@ def predict_images(
         images: uint8 (N, H, W, C), any size and 1 or 3 channels (the transform adapts them).
         batch_size: images per forward pass (results do not depend on it beyond float rounding).
 
+    Under torchrun each rank scores a contiguous slice and every rank gets all N rows back in
+    order (:func:`~dismax_cli.engine.distributed.gather_rows`): each image is scored exactly
+    once, whatever N and the number of ranks.
+
     Returns:
         float32 (N, C) logits on the CPU.
 
@@ -160,6 +165,19 @@ def predict_images(
         )
     if len(images) == 0:
         return torch.zeros(0, bundle.meta.num_classes)
+    if distributed.launched():
+        distributed.init_process_group(bundle.device)
+    if distributed.sharded():
+        part = distributed.shard_range(len(images))
+        local = images[part.start : part.stop]
+        logits = _predict_uint8(bundle, local, batch_size) if len(local) else None
+        if logits is None:
+            logits = torch.zeros(0, bundle.meta.num_classes)
+        return distributed.gather_rows(logits)
+    return _predict_uint8(bundle, images, batch_size)
+
+
+def _predict_uint8(bundle: ModelBundle, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     batches = image_batches(images, bundle.transform, batch_size=batch_size, device=bundle.device)
     return predict_logits(bundle.model, batches, device=bundle.device)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dismax_cli.engine import distributed
 from dismax_cli.engine.build import TrainingSetup, build_training
 from dismax_cli.engine.checkpoint import (
     CHECKPOINT_NAME,
@@ -62,6 +63,7 @@ class _Run:
     created_dir: bool
     images: torch.Tensor  # uint8 (N, H, W, C) on the training device
     labels: torch.Tensor  # int64 (N,) on the training device
+    train_model: torch.nn.Module  # setup.model, or DistributedDataParallel around it
     start_epoch: int = 0
     history: list[EpochLog] = dataclasses.field(default_factory=list)
 
@@ -101,17 +103,27 @@ def fit(
 
     Batches follow :func:`~dismax_cli.engine.loop.batch_sizes` (a one-image remainder joins the
     previous batch) and the learning rate :meth:`TrainConfig.lr_at` (METHOD.md §6).
+
+    Under torchrun (:mod:`~dismax_cli.engine.distributed`) every rank calls this: the model
+    trains as DistributedDataParallel on disjoint shards of each global batch of
+    ``batch_size`` (it must split evenly over the ranks: ``InvalidValueError`` otherwise), only
+    rank 0 takes the lock and writes the folder, and the others report no progress.
     """
     config = config.validate()
     run_dir = Path(run_dir)
+    device = distributed.init_process_group(resolve_device(config.device))
+    distributed.check_batch_size(config.batch_size, distributed.world_size())
+    progress = progress if distributed.is_main() else None
+    lock = run_folder_lock(run_dir) if distributed.is_main() else contextlib.nullcontext()
     # One process per run folder: a second one fails here instead of mixing its epochs in.
-    with run_folder_lock(run_dir):
+    with lock:
         saved = _existing_run(config, run_dir, resume)
+        distributed.barrier()  # every rank has looked before rank 0 creates the folder
         if saved is not None and saved.meta.finished:
             log = read_train_log(run_dir / LOG_NAME)
             return TrainResult(run_dir, run_dir / CHECKPOINT_NAME, 0, 0.0, log, True)
         data = data if data is not None else load_run_data(config)
-        run = _prepare(config, run_dir, data, saved)
+        run = _prepare(config, run_dir, data, saved, device)
         last = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
         epochs_run = 0
         for epoch in range(run.start_epoch, last):
@@ -139,8 +151,9 @@ def _existing_run(config: TrainConfig, run_dir: Path, resume: bool) -> Checkpoin
 
 
 def _prepare(
-    config: TrainConfig, run_dir: Path, data: RunData, saved: Checkpoint | None
-) -> _Run:
+    config: TrainConfig, run_dir: Path, data: RunData, saved: Checkpoint | None,
+    device: torch.device,
+) -> _Run:  # fmt: skip
     """Build the model, create the folder and load the saved state (if resuming)."""
     if len(data.train) < MIN_BATCH:
         raise DismaxError(
@@ -148,24 +161,28 @@ def _prepare(
             f"the validation carve: training needs at least {MIN_BATCH} (BatchNorm cannot train "
             "on one image); use a larger dataset"
         )
-    setup = build_training(config, data.train, resolve_device(config.device))
-    # Only now, with data and model ready, does the run folder appear.
+    setup = build_training(config, data.train, device)
+    main = distributed.is_main()
+    # Only now, with data and model ready, does the run folder appear (rank 0 writes it).
     created_dir = not run_dir.exists()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DismaxError(f"cannot create run folder {str(run_dir)!r}: {exc.strerror}") from None
     images, labels = data.train.images.to(setup.device), data.train.labels.to(setup.device)  # type: ignore[union-attr]
-    run = _Run(config, run_dir, data, setup, created_dir, images, labels)
+    run = _Run(config, run_dir, data, setup, created_dir, images, labels, setup.model)
     if saved is not None:
         check_same_data(saved.meta.data_sha256, data, repr(str(run.checkpoint)))
         load_model_state(setup.model, saved, path=run.checkpoint)
         load_optimizer_state(setup.optimizer, saved, path=run.checkpoint)
         run.start_epoch = saved.meta.epoch
         run.history = [h for h in read_train_log(run.log) if h.epoch <= run.start_epoch]
-        write_train_log(run.log, run.history)
-    elif run.log.exists():
+        if main:
+            write_train_log(run.log, run.history)
+    elif run.log.exists() and main:
         run.log.unlink()
+    run.train_model = distributed.wrap_model(setup.model, setup.device, sync_bn=config.sync_bn)
     return run
 
 
@@ -176,6 +193,7 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     for group in setup.optimizer.param_groups:
         group["lr"] = lr
     generator = epoch_generator(config.seed, epoch)
+    rank, world = distributed.rank(), distributed.world_size()
     batches = InMemoryBatches(
         run.images,
         run.labels,
@@ -183,8 +201,12 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
         transform=setup.transform,
         generator=generator,
         augment=train.augment if config.augment is None else config.augment,
+        rank=rank,
+        world_size=world,
     )
-    mix = fpr_mix(train.num_classes, generator=generator) if config.uses_fpr else None
+    # FPR mosaics of this rank's shard, from this rank's stream (METHOD.md §2).
+    draws = distributed.rank_generator(generator, rank)
+    mix = fpr_mix(train.num_classes, generator=draws) if config.uses_fpr else None
 
     def report(stats: EpochStats, done: bool = False) -> None:
         if progress is not None:
@@ -192,11 +214,14 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
 
     try:
         stats = train_one_epoch(
-            setup.model, setup.loss_fn, batches, setup.optimizer, mix=mix,
+            run.train_model, setup.loss_fn, batches, setup.optimizer, mix=mix,
             device=setup.device, on_batch=report if progress is not None else None,
+            loss_weights=batches.loss_weights if world > 1 else None,
+            all_finite=distributed.all_finite if world > 1 else None,
         )  # fmt: skip
     except NonFiniteLossError:
         raise _non_finite_error(run, epoch) from None
+    stats = distributed.global_epoch_stats(stats)
     entry = EpochLog(
         epoch=epoch + 1,
         loss=stats.loss,
@@ -207,10 +232,12 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     )
     # Log first, checkpoint second: a resume drops log lines past the checkpoint's epoch.
     # The checkpoint holds no timings, so identical training gives identical files.
-    append_train_log(run.log, entry)
-    meta = CheckpointMeta.for_run(config, run.data, setup.transform, epoch + 1)
-    state = Checkpoint(meta, cpu_state(setup.model), setup.optimizer.state_dict())
-    save_checkpoint(run.checkpoint, state)
+    if distributed.is_main():
+        append_train_log(run.log, entry)
+        meta = CheckpointMeta.for_run(config, run.data, setup.transform, epoch + 1)
+        state = Checkpoint(meta, cpu_state(setup.model), setup.optimizer.state_dict())
+        save_checkpoint(run.checkpoint, state)
+    distributed.barrier()  # no rank reads the checkpoint before rank 0 has written it
     report(stats, done=True)
     return entry
 
@@ -235,7 +262,7 @@ def _non_finite_error(run: _Run, epoch: int) -> DismaxError:
         kept = f"{str(run.checkpoint)!r} keeps the last good epoch ({epoch})"
     else:
         kept = "no epoch finished, so no checkpoint was written"
-        if run.created_dir:
+        if run.created_dir and distributed.is_main():
             run.log.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 run.run_dir.rmdir()
