@@ -31,7 +31,7 @@ EXIT_USAGE_ERROR = 2
 EXIT_REQUIREMENT_FAILED = 3
 
 #: Options that take several values after one flag (``--ood svhn lsun``).
-MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require")
+MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require", "--scores")
 
 
 def plain_output(stream: Any = None) -> bool:
