@@ -381,6 +381,7 @@ class DetectorStage:
         images: torch.Tensor,
         *,
         baseline: tuple[str, str],
+        rounds: int = 3,
     ) -> dict[str, dict[str, float]]:
         """``{method: {score: images/s relative to baseline}}``; ``{}`` without the baseline."""
         if baseline[0] not in groups:
@@ -391,7 +392,7 @@ class DetectorStage:
             for s in available[m]
         }
         cuda = any(b.device.type == "cuda" for bs in groups.values() for b in bs)
-        rates = measure_score_costs(work, images, cuda=cuda)
+        rates = measure_score_costs(work, images, cuda=cuda, rounds=rounds)
         ref = rates[baseline]
         out: dict[str, dict[str, float]] = {m: {} for m in groups}
         for (m, s), rate in rates.items():

@@ -62,7 +62,7 @@ def parse_scores(values: Sequence[str] | None) -> tuple[str, ...]:
             names.append(value)
     if "all" in names and len(names) > 1:
         raise InvalidValueError(
-            "scores", f"--scores {' '.join(names)} mixes all with names: give all alone"
+            "scores", f"{' '.join(names)!r} mixes all with names: give all alone"
         )
     return tuple(names)
 
