@@ -280,23 +280,50 @@ def measure_score_costs(
     cuda: bool = False,
     rounds: int = 3,
     batch_size: int = 256,
+    min_seconds: float = 0.25,
+    max_rounds: int = 200,
 ) -> dict[tuple[str, str], float]:
     """Images/s of each (method, score) on the same ``images``, timed interleaved.
 
-    As :func:`dismax_cli.evaluation.measure_throughputs`: one warm-up each, then ``rounds``
-    rounds over the batches with every item in turn (order reversed every other round), the
-    median per batch; CPU time of this process on CPU, the wall clock (synchronised) on CUDA.
+    As :func:`dismax_cli.evaluation.measure_throughputs`: one warm-up each, then at least
+    ``rounds`` rounds over the batches with every item in turn (order reversed every other
+    round), more (up to ``max_rounds``) until every item has been timed for ``min_seconds``;
+    the median per batch; on CPU the CPU time of this process with one thread (with more,
+    the idle OpenMP threads' spinning counts as CPU time and moved the ratios by ±30 % on the
+    digits), on CUDA the wall clock (synchronised).
 
     Returns:
         ``{(method, score): images per second}``.
     """
+    threads = torch.get_num_threads()
+    if not cuda:
+        torch.set_num_threads(1)  # idle OpenMP threads' spinning would count as CPU time
+    try:
+        return _timed(work, images, cuda, rounds, batch_size, min_seconds, max_rounds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _timed(
+    work: dict[tuple[str, str], Work],
+    images: torch.Tensor,
+    cuda: bool,
+    rounds: int,
+    batch_size: int,
+    min_seconds: float,
+    max_rounds: int,
+) -> dict[tuple[str, str], float]:
     batches = [images[s : s + batch_size] for s in range(0, len(images), batch_size)]
     clock = time.perf_counter if cuda else time.process_time
     names = list(work)
     for name in names:
         work[name](batches[0])
     times: dict[tuple[str, str], list[list[float]]] = {n: [[] for _ in batches] for n in names}
-    for r in range(rounds):
+    spent = dict.fromkeys(names, 0.0)
+    r = 0
+    # At least ``rounds``; more while an item has been timed for under ``min_seconds`` in all
+    # (small sets: a batch of digits takes a millisecond, too short for one reading).
+    while r < rounds or (r < max_rounds and min(spent.values()) < min_seconds):
         order = names if r % 2 == 0 else names[::-1]
         for k, batch in enumerate(batches):
             for name in order:
@@ -304,7 +331,10 @@ def measure_score_costs(
                 work[name](batch)
                 if cuda:
                     torch.cuda.synchronize()
-                times[name][k].append(clock() - start)
+                seconds = clock() - start
+                times[name][k].append(seconds)
+                spent[name] += seconds
+        r += 1
     seconds = {n: sum(statistics.median(t) for t in times[n]) for n in names}
     return {n: len(images) / max(seconds[n], 1e-12) for n in names}
 
