@@ -35,6 +35,7 @@ from dismax_cli.core.methods import (
 )
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
+from dismax_cli.detection import DetectorStage
 from dismax_cli.engine import (
     LOG_NAME,
     ModelBundle,
@@ -74,11 +75,21 @@ from dismax_cli.gates import (  # noqa: F401  (re-exported: the benchmark's publ
 )
 from dismax_cli.models import list_backbones
 from dismax_cli.models.external import check_model_name
+from dismax_cli.presets import check_preset, count_notes, group_means, list_problem, resolve_ood
+from dismax_cli.presets import groups as preset_groups
 from dismax_cli.reports import (
     MethodResult,
     OODResult,
     Report,
     Stat,
+    conventions_for,
+)
+from dismax_cli.score_names import (
+    check_fpr_convention,
+    method_scores,
+    not_applicable,
+    parse_scores,
+    shown_scores,
 )
 
 #: Every method registered at import that a benchmark can compare (``benchmark_methods()``).
@@ -127,9 +138,29 @@ class BenchmarkConfig:
     sync_bn: bool = False
     objective: str = "ece"
     require: tuple[str, ...] = ()
+    #: ``--scores``: ``()`` the built-in scores, tables by default score; ``("all",)`` or names.
+    scores: tuple[str, ...] = ()
+    #: ``--ood-preset``: ``openood-cifar10`` / ``openood-cifar100`` (``presets.PRESETS``).
+    ood_preset: str | None = None
+    #: ``--fpr-convention``: ``ours`` or ``openood`` (``core.metrics.FPR_CONVENTIONS``).
+    fpr_convention: str = "ours"
 
     def validate(self) -> BenchmarkConfig:
-        """Return self after checking every value (before anything trains)."""
+        """Return self after checking every value (before anything trains).
+
+        With ``ood_preset`` the result's ``ood`` holds the preset's sets (``presets.resolve_ood``).
+        """
+        config = self
+        if self.ood_preset is not None:
+            check_preset(self.ood_preset)
+            config = dataclasses.replace(
+                self, ood=resolve_ood(self.ood_preset, self.ood, defaults=DEFAULT_OOD)
+            )
+        config = dataclasses.replace(config, scores=parse_scores(config.scores))
+        check_fpr_convention(config.fpr_convention)
+        return config._validate()
+
+    def _validate(self) -> BenchmarkConfig:
         known = benchmark_methods()
         if not self.methods:
             raise InvalidValueError("methods", f"no methods given: choose from {', '.join(known)}")
@@ -165,8 +196,21 @@ class BenchmarkConfig:
         for method in self.trained_methods():
             self.train_config(method, self.seed).validate()
         self._check_distinct_rows()
-        parse_requirements(self.require, methods=self.methods, ood=self.ood_labels())
+        parse_requirements(
+            self.require,
+            methods=self.methods,
+            ood=self.ood_labels(),
+            scores=self.method_scores(),
+            groups=("near", "far") if self.ood_preset else (),
+        )
         return self
+
+    def method_scores(self) -> dict[str, tuple[str, ...]]:
+        """Every score each method's rows will hold (``--require METHOD/SCORE`` checks it)."""
+        return {
+            m: method_scores(self.scores, ensemble=bool(get_method(m).members_of))
+            for m in self.methods
+        }
 
     def trained_methods(self) -> list[str]:
         """The single-model methods whose runs this benchmark needs, in order: each method of
@@ -230,7 +274,7 @@ class BenchmarkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        for key in ("ood", "methods", "require"):
+        for key in ("ood", "methods", "require", "scores"):
             values[key] = list(values[key])
         return values
 
@@ -362,6 +406,7 @@ class _SeedResult:
     train_s: float
     runs: list[str]
     reused: bool
+    score_efficiency: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _train_or_reuse(
@@ -422,6 +467,7 @@ def _evaluate(
     data: RunData,
     oods: dict[str, ImageSet],
     outputs: Outputs,
+    fpr_convention: str = "ours",
 ) -> tuple[dict[str, float], dict[str, float], dict[tuple[str, str], dict[str, float]]]:
     targets = data.test.labels
     assert targets is not None
@@ -430,7 +476,9 @@ def _evaluate(
     ood: dict[tuple[str, str], dict[str, float]] = {}
     for spec in oods:
         for score, id_scores in outputs.id_scores.items():
-            ood[(spec, score)] = ood_metrics(id_scores, outputs.ood_scores[spec][score])
+            ood[(spec, score)] = ood_metrics(
+                id_scores, outputs.ood_scores[spec][score], fpr_convention=fpr_convention
+            )
     return before, after, ood
 
 
@@ -456,6 +504,9 @@ def load_ood_sets(
         started = time.perf_counter()
         if progress is not None:
             progress.now(f"loading OOD set {label}")
+        if (missing := list_problem(spec)) is not None:
+            problems.append(missing)
+            continue
         try:
             ood_set = load_ood(spec, like=like, data_dir=data_dir)
             check_disjoint(like, ood_set)
@@ -557,8 +608,12 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         progress.say(
             f"timing inference of {len(bundles)} model(s) on {len(timing_images):,} test images"
         )
+        stage = DetectorStage(config.scores)
         with distributed.local_only():  # timed per rank: no collectives (rank 0 reports)
             throughput = measure_throughputs(bundles, timing_images)
+            costs = _prepare_detectors(
+                stage, config, bundles, run_dirs, data, timing_images, progress
+            )
 
         logits_cache: dict[tuple[int, int], torch.Tensor] = {}
         for method in config.methods:
@@ -566,8 +621,10 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
                 f"scoring {method} seed {seed} on {len(data.test):,} test images and "
                 f"{len(oods)} OOD set(s)"
             )
-            outputs = model_outputs(bundles[method], data.test, oods, cache=logits_cache)
-            before, after, ood = _evaluate(temperatures[method], data, oods, outputs)
+            outputs = _scored_outputs(stage, method, bundles[method], data, oods, logits_cache)
+            before, after, ood = _evaluate(
+                temperatures[method], data, oods, outputs, config.fpr_convention
+            )
             per_method[method].append(
                 _SeedResult(
                     temperature=temperatures[method],
@@ -580,12 +637,19 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
                     train_s=_train_seconds(run_dirs[method]),
                     runs=[str(d) for d in run_dirs[method]],
                     reused=reused[method],
+                    score_efficiency=costs.get(method, {}),
                 )
             )
         softmax_ref.append(throughput.get(BASELINE_METHOD, float("nan")))
 
+    ood_groups = preset_groups(config.ood_preset, list(oods))
     methods = tuple(
-        _method_result(m, per_method[m], seeds, softmax_ref, config.ensemble_size)
+        _with_scores(
+            _method_result(m, per_method[m], seeds, softmax_ref, config.ensemble_size),
+            per_method[m],
+            config.scores,
+            ood_groups,
+        )
         for m in config.methods
     )
     datasets = (
@@ -598,7 +662,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         f"{o.spec} is synthetic ({o.source}), not real images: a sanity check, not a benchmark"
         for o in oods.values()
         if o.synthetic
-    ]
+    ] + count_notes(config.ood_preset, {label: len(o) for label, o in oods.items()})
     resolved = {**config.to_dict(), "runs_dir": str(runs_dir)}
     return Report(
         kind="benchmark",
@@ -609,6 +673,73 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         datasets=datasets,
         methods=methods,
         notes=tuple(notes),
+        conventions=conventions_for(config.fpr_convention),
+        ood_groups=ood_groups,
+    )
+
+
+def _prepare_detectors(
+    stage: DetectorStage,
+    config: BenchmarkConfig,
+    bundles: dict[str, list[ModelBundle]],
+    run_dirs: dict[str, list[Path]],
+    data: RunData,
+    timing_images: torch.Tensor,
+    progress: BenchmarkProgress,
+) -> dict[str, dict[str, float]]:
+    """Fit every method's ``--scores`` detectors on the training split; time every score."""
+    if not config.scores:
+        return {}
+    for method in config.methods:
+        progress.now(f"fitting the detectors of {method} on the training split")
+        stage.prepare(method, bundles[method], data.train, run_dirs[method][0])
+    progress.now(f"timing {len(config.methods)} method(s) with every score")
+    shown = {m: config.method_scores()[m] for m in config.methods}
+    shown = {m: shown_scores(config.scores, s) for m, s in shown.items()}
+    groups = {m: bundles[m] for m in config.methods}
+    return stage.costs(groups, shown, timing_images, baseline=(BASELINE_METHOD, "msp"))
+
+
+def _scored_outputs(
+    stage: DetectorStage,
+    method: str,
+    group: Sequence[ModelBundle],
+    data: RunData,
+    oods: dict[str, ImageSet],
+    cache: dict[tuple[int, int], torch.Tensor],
+) -> Outputs:
+    """The logit scores of ``method`` plus its ``--scores`` detectors (one pass per set)."""
+    sets = {"id": data.test.images, **{label: o.images for label, o in oods.items()}}
+    extra = stage.add_scores(method, group, sets, cache) if stage.scores else {}
+    outputs = model_outputs(group, data.test, oods, cache=cache)
+    if extra:
+        outputs.id_scores.update(extra["id"])
+        for label in oods:
+            outputs.ood_scores[label].update(extra[label])
+    return outputs
+
+
+def _with_scores(
+    result: MethodResult,
+    seeds: list[_SeedResult],
+    scores: Sequence[str],
+    ood_groups: dict[str, list[str]],
+) -> MethodResult:
+    """Add the ``--scores`` fields: n/a reasons, per-score efficiency, near/far means."""
+    ensemble = bool(get_method(result.method).members_of)
+    efficiency = {}
+    if seeds[0].score_efficiency:
+        efficiency = {
+            s: Stat.of([r.score_efficiency[s] for r in seeds]) for s in seeds[0].score_efficiency
+        }
+    means = group_means(
+        [r.ood for r in seeds], ood_groups, n_id=seeds[0].n_id, n_ood=seeds[0].n_ood
+    )
+    return dataclasses.replace(
+        result,
+        not_applicable=not_applicable(scores, ensemble=ensemble) if scores else {},
+        score_efficiency=efficiency,
+        ood_means=means,
     )
 
 
@@ -701,13 +832,17 @@ def score_checkpoint(
     score: str | None = None,
     dump: str | Path | None = None,
     progress: BenchmarkProgress | None = None,
+    scores: Sequence[str] = (),
+    fpr_convention: str = "ours",
 ) -> Report:
     """Evaluate one checkpoint on its ID test split and each OOD set (``dismax score``).
 
     ACC/NLL/ECE are reported at T = 1 and at the checkpoint's stored temperature; OOD metrics for
     every score (``score`` or the method's default is the one tables show). ``progress`` gets
     :func:`score_steps` lines (each set loaded and scored, with its size and seconds). A run that
-    was never calibrated (``dismax calibrate``) gets a note saying so.
+    was never calibrated (``dismax calibrate``) gets a note saying so. ``scores`` (``--scores``)
+    adds the post-hoc detectors, fitted on the run's training split (cached in the run folder);
+    ``fpr_convention`` is FPR@95TPR's (``ours`` or ``openood``).
 
     Raises:
         DismaxError: for an unreadable checkpoint, unknown sets or scores, or overlapping splits.
@@ -716,6 +851,8 @@ def score_checkpoint(
     if score is not None and score not in SCORES:
         raise DismaxError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
     check_ood_labels(ood)
+    scores = parse_scores(scores)
+    check_fpr_convention(fpr_convention)
     bundle = load_bundle(path, device=device)
     started = time.perf_counter()
     progress.now(f"loading the ID splits of {bundle.meta.config.dataset}")
@@ -733,9 +870,14 @@ def score_checkpoint(
     )
     # One set at a time (the ID logits are cached), so that progress can name each set.
     cache: dict[tuple[int, int], torch.Tensor] = {}
+    stage = DetectorStage(scores)
+    if scores:
+        progress.now("fitting the detectors on the training split")
+        run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+        stage.prepare(bundle.meta.method, [bundle], data.train, run_dir)
     started = time.perf_counter()
     progress.now(f"scoring the ID test split ({len(data.test):,} images)")
-    id_outputs = model_outputs([bundle], data.test, {}, cache=cache)
+    id_outputs = _scored_outputs(stage, bundle.meta.method, [bundle], data, {}, cache)
     progress.say(
         f"scored the ID test split: {len(data.test):,} images in "
         f"{time.perf_counter() - started:.1f} s"
@@ -744,8 +886,8 @@ def score_checkpoint(
     for label, ood_set in oods.items():
         started = time.perf_counter()
         progress.now(f"scoring OOD set {label} ({len(ood_set):,} images)")
-        ood_scores[label] = model_outputs(
-            [bundle], data.test, {label: ood_set}, cache=cache
+        ood_scores[label] = _scored_outputs(
+            stage, bundle.meta.method, [bundle], data, {label: ood_set}, cache
         ).ood_scores[label]
         progress.say(
             f"scored OOD set {label}: {len(ood_set):,} images in "
@@ -755,7 +897,7 @@ def score_checkpoint(
     if dump is not None:
         write_scores_npz(dump, outputs)
     temperature = bundle.temperature
-    before, after, ood_results = _evaluate(temperature, data, oods, outputs)
+    before, after, ood_results = _evaluate(temperature, data, oods, outputs, fpr_convention)
     result = _SeedResult(
         temperature=temperature,
         id_before=before,
@@ -775,7 +917,9 @@ def score_checkpoint(
     if score is not None:
         method_result = dataclasses.replace(method_result, default_score=score)
     method_result = dataclasses.replace(
-        method_result, throughput_per_s=None, uses_fpr=meta.uses_fpr
+        _with_scores(method_result, [result], scores, {}),
+        throughput_per_s=None,
+        uses_fpr=meta.uses_fpr,
     )
     notes = [
         f"{o.spec} is synthetic ({o.source}), not real images: a sanity check, not a benchmark"
@@ -802,6 +946,8 @@ def score_checkpoint(
             "checkpoint": str(path),
             "ood": list(ood),
             "score": score or method_result.default_score,
+            "scores": list(scores),
+            "fpr_convention": fpr_convention,
             "calibration": meta.calibration,
             "train_config": meta.config.to_dict(),
         },
@@ -812,6 +958,7 @@ def score_checkpoint(
         ),
         methods=(method_result,),
         notes=tuple(notes),
+        conventions=conventions_for(fpr_convention),
     )
 
 

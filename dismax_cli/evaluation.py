@@ -103,13 +103,18 @@ def id_metrics_from_logits(
     return id_metrics(probs_at(logits, temperature), targets)
 
 
-def ood_metrics(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> dict[str, float]:
-    """Every detection metric of METHOD.md §5 (higher score = more ID; ID positive)."""
+def ood_metrics(
+    id_scores: torch.Tensor, ood_scores: torch.Tensor, *, fpr_convention: str = "ours"
+) -> dict[str, float]:
+    """Every detection metric of METHOD.md §5 (higher score = more ID; ID positive).
+
+    ``fpr_convention`` is FPR@95TPR's: ``ours`` or ``openood`` (``--fpr-convention``).
+    """
     return {
         "AUROC": M.auroc(id_scores, ood_scores),
         "AUPR-IN": M.aupr_in(id_scores, ood_scores),
         "AUPR-OUT": M.aupr_out(id_scores, ood_scores),
-        "FPR@95TPR": M.fpr_at_95_tpr(id_scores, ood_scores),
+        "FPR@95TPR": M.fpr_at_95_tpr(id_scores, ood_scores, convention=fpr_convention),
         "DETACC": M.detection_accuracy(id_scores, ood_scores),
     }
 

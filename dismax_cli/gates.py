@@ -11,7 +11,7 @@ import dataclasses
 import math
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dismax_cli.config import InvalidValueError
@@ -71,10 +71,11 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass(frozen=True)
 class Requirement:
-    """``METHOD:METRIC:SET OP VALUE``, e.g. ``dismax:AUROC:tin_resize>=0.90``.
+    """``METHOD[/SCORE]:METRIC:SET OP VALUE``, e.g. ``dismax:AUROC:tin_resize>=0.90``.
 
-    SET is an OOD set of the run (the method's default score is used) or ``id`` for ACC, NLL and
-    ECE on the ID test split after calibration.
+    SET is an OOD set of the run, ``near`` / ``far`` (the means of an ``--ood-preset``), or
+    ``id`` for ACC, NLL and ECE on the ID test split after calibration. SCORE (``softmax/odin``)
+    names the score judged; without it the method's default score is.
     """
 
     text: str
@@ -83,23 +84,37 @@ class Requirement:
     dataset: str
     op: str
     threshold: float
+    score: str | None = None
 
     def check(self, report: Report) -> tuple[bool, float]:
         result = report.method(self.method)
         if self.dataset == "id":
             value = result.id_after[self.metric].mean
+        elif self.dataset in report.ood_groups:
+            wanted = self.score or result.default_score
+            rows = [r for r in result.ood_means if r.ood == self.dataset and r.score == wanted]
+            if not rows:
+                return False, float("nan")
+            value = rows[0].metrics[self.metric].mean
         else:
-            value = result.result(self.dataset).metrics[self.metric].mean
+            value = result.result(self.dataset, self.score).metrics[self.metric].mean
         return _OPS[self.op](value, self.threshold), value
 
 
 def parse_requirements(
-    texts: Sequence[str], *, methods: Sequence[str] | None, ood: Sequence[str] | None
+    texts: Sequence[str],
+    *,
+    methods: Sequence[str] | None,
+    ood: Sequence[str] | None,
+    scores: Mapping[str, Sequence[str]] | None = None,
+    groups: Sequence[str] = (),
 ) -> list[Requirement]:
     """Parse and check ``--require`` strings against the run's methods, metrics and sets.
 
-    ``methods=None`` / ``ood=None`` skip the check of that part (the CLI's torch-free early
-    check, before the run's names are final); the benchmark checks again with both.
+    ``methods=None`` / ``ood=None`` / ``scores=None`` skip the check of that part (the CLI's
+    torch-free early check, before the run's names are final); the benchmark checks again with
+    all. ``scores`` maps each method to the scores its rows hold (``METHOD/SCORE``);
+    ``groups`` are the mean groups a SET may name (``near``, ``far`` with a preset).
 
     Raises:
         InvalidValueError: for malformed text or an unknown method, metric or set.
@@ -130,6 +145,13 @@ def parse_requirements(
                 "dismax:AUROC:uniform>=0.9",
             )
         method, metric, dataset, op, value = match.groups()
+        method, _, score = method.partition("/")
+        if _ and not score:
+            raise InvalidValueError(
+                "require",
+                f"requirement '{text}' names no score after '/': write METHOD/SCORE, e.g. "
+                "softmax/odin:AUROC:uniform>=0.9",
+            )
         if method_keys is not None:
             if method.lower() not in method_keys:
                 raise InvalidValueError(
@@ -138,6 +160,19 @@ def parse_requirements(
                     f"have: use one of {', '.join(method_keys.values())}",
                 )
             method = method_keys[method.lower()]
+        if score and scores is not None and score not in scores.get(method, ()):
+            raise InvalidValueError(
+                "require",
+                f"requirement '{text}' names score '{score}', which method '{method}' does not "
+                f"have in this run: add it with --scores {score}, or use one of "
+                f"{', '.join(scores.get(method, ()))}",
+            )
+        if score and dataset == "id":
+            raise InvalidValueError(
+                "require",
+                f"requirement '{text}': the 'id' metrics do not depend on a score; write "
+                f"{method}:{metric}:id...",
+            )
         key = metric_keys.get(metric.upper())
         if key is None:
             raise InvalidValueError(
@@ -159,7 +194,7 @@ def parse_requirements(
                 f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
                 f"OOD set of the run{sets}; 'id' takes {', '.join(ID_METRICS)}",
             )
-        elif ood is not None and dataset not in ood:
+        elif ood is not None and dataset not in ood and dataset not in groups:
             raise InvalidValueError(
                 "require",
                 f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
@@ -181,15 +216,18 @@ def parse_requirements(
                 f"requirement {text!r}: {key} is a fraction in [0, 1], so write the threshold "
                 f"as one (e.g. 0.9 for 90 %)",
             )
-        out.append(Requirement(text, method, key, dataset, op, threshold))
+        out.append(Requirement(text, method, key, dataset, op, threshold, score or None))
     return out
 
 
 def check_requirements(report: Report, texts: Sequence[str]) -> Report:
     """Evaluate ``--require`` texts against ``report``; return it with the results attached."""
     methods = [m.method for m in report.methods]
+    scores = {m.method: list(dict.fromkeys(r.score for r in m.ood)) for m in report.methods}
     results = []
-    for req in parse_requirements(texts, methods=methods, ood=report.ood_sets):
+    for req in parse_requirements(
+        texts, methods=methods, ood=report.ood_sets, scores=scores, groups=report.ood_groups
+    ):
         ok, value = req.check(report)
         results.append(RequirementResult(text=req.text, passed=bool(ok), value=float(value)))
     return dataclasses.replace(report, requirements=tuple(results))

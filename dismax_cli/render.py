@@ -1,4 +1,5 @@
-"""Rich tables from reports (the only module besides ``cli/`` that imports rich).
+"""Rich tables from reports (with ``render_scores``, the only modules besides ``cli/`` that import
+rich).
 
 Metric directions and units come from :data:`dismax_cli.reports.METRICS`; the best value of each
 column is shown in bold.
@@ -181,8 +182,14 @@ def report_renderable(report: Report) -> Group:
     parts: list[_FullWidth | Text] = [_title(ID_TITLE), _FullWidth(id_table(report))]
     if report.kind == "benchmark":
         parts += [Text(""), _title("Cost"), _FullWidth(cost_table(report))]
+    from dismax_cli import render_scores as rs  # --scores and --ood-preset tables (issue 15)
+
+    every_score = bool(rs.requested_scores(report))
     for ood in report.ood_sets:
-        parts += [Text(""), _title(ood_title(report, ood)), _FullWidth(ood_table(report, ood))]
+        table = rs.scores_table(report, ood) if every_score else ood_table(report, ood)
+        parts += [Text(""), _title(ood_title(report, ood)), _FullWidth(table)]
+    if any(report.ood_groups.values()):
+        parts += [Text(""), _title(rs.means_title(report)), _FullWidth(rs.means_table(report))]
     test = next((d for d in report.datasets if d.role == "test"), None)
     lines = []
     if test is not None:
@@ -197,6 +204,9 @@ def report_renderable(report: Report) -> Group:
     for req in report.requirements:
         verdict = "pass" if req.passed else "FAIL"
         lines.append(f"require {req.text}: {verdict} (measured {req.value:.4f})")
+    if every_score and any(m.score_efficiency for m in report.methods):
+        lines.append(rs.SPEED_NOTE)
+    lines.extend(f"n/a for {line}" for line in rs.na_lines(report))
     lines.extend(f"note: {n}" for n in report.notes)
     if lines:
         parts.append(Text("\n".join(lines), style="dim"))

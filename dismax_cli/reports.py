@@ -59,6 +59,7 @@ OOD_METRICS = [k for k, m in METRICS.items() if m.kind == "ood"]
 CONVENTIONS: dict[str, Any] = {
     "score_direction": "higher score = more in-distribution",
     "positive_class": "in-distribution for AUROC, AUPR-IN, FPR@95TPR and DETACC; OOD for AUPR-OUT",
+    "fpr_at_95_tpr_convention": "ours",
     "fpr_at_95_tpr_rule": (
         "t* = the largest ID score such that at least 95% of ID scores are >= t*; "
         "FPR@95TPR = fraction of OOD scores >= t* (exact, every threshold, no interpolation)"
@@ -83,6 +84,26 @@ CONVENTIONS: dict[str, Any] = {
         "(in jq 1.6, null <= 0.05 is true)"
     ),
 }
+#: ``fpr_at_95_tpr_rule`` of each ``--fpr-convention`` (``core.metrics.FPR_CONVENTIONS``).
+FPR_RULES = {
+    "ours": CONVENTIONS["fpr_at_95_tpr_rule"],
+    "openood": (
+        "OpenOOD v1.5: OOD is the positive class; t* = the k-th smallest OOD score, k = "
+        "ceil(0.95 n_ood) (95% of OOD scores are <= t*); FPR@95TPR = fraction of ID scores "
+        "<= t* (ID called OOD while 95% of OOD is caught; ties count as called OOD)"
+    ),
+}
+
+
+def conventions_for(fpr_convention: str = "ours") -> dict[str, Any]:
+    """The ``conventions`` block of a report whose FPR@95TPR follows ``fpr_convention``."""
+    return {
+        **CONVENTIONS,
+        "fpr_at_95_tpr_convention": fpr_convention,
+        "fpr_at_95_tpr_rule": FPR_RULES[fpr_convention],
+    }
+
+
 #: The suffix of the key that explains a null: ``"std": null`` comes with ``"std_null_reason"``.
 NULL_REASON_SUFFIX = "_null_reason"
 
@@ -158,6 +179,12 @@ class MethodResult:
     #: Display name from the methods registry (``DisMax (FPR)``, ``Ensemble x3``); None in
     #: reports written before labels were stored (tables then ask the registry).
     label: str | None = None
+    #: Requested scores that do not apply to this method -> why (``--scores``; issue 15).
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    #: Score -> images/s of the method with that score relative to SoftMax with MSP, same run.
+    score_efficiency: dict[str, Stat] = field(default_factory=dict)
+    #: Unweighted means over each group of OOD sets (``ood`` = ``near`` / ``far``; a preset).
+    ood_means: tuple[OODResult, ...] = ()
 
     def result(self, ood: str, score: str | None = None) -> OODResult:
         """The result for ``ood`` with ``score`` (default: the method's default score)."""
@@ -194,6 +221,8 @@ class Report:
     notes: tuple[str, ...] = ()
     requirements: tuple[RequirementResult, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    #: Group -> OOD labels averaged in ``MethodResult.ood_means`` (``--ood-preset``).
+    ood_groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ood_sets(self) -> list[str]:
@@ -307,7 +336,18 @@ def to_dict(report: Report) -> dict[str, Any]:
     (e.g. ``"std": null, "std_null_reason": "one seed: ..."``), so a CI gate cannot read a
     missing number as a value. :func:`from_dict` drops those keys again.
     """
-    return _clean(dataclasses.asdict(report), report.kind)
+    data = dataclasses.asdict(report)
+    # Keys of issue 15 stay out of reports that do not use them (same JSON as before).
+    if not data["ood_groups"]:
+        del data["ood_groups"]
+    for m in data["methods"]:
+        for key in _OPTIONAL_METHOD_KEYS:
+            if not m[key]:
+                del m[key]
+    return _clean(data, report.kind)
+
+
+_OPTIONAL_METHOD_KEYS = ("not_applicable", "score_efficiency", "ood_means")
 
 
 def to_json(report: Report, *, indent: int | None = 2) -> str:
@@ -415,10 +455,17 @@ def _check_report_types(data: dict[str, Any]) -> None:
         for key in ("throughput_per_s", "efficiency", "train_s"):
             if key in m:
                 _check_stat(m[key], f"{where}.{key}", nullable=True)
-        for j, r in enumerate(_check_list(m, "ood", where, "dict")):
-            at = f"{where}.ood[{j}]"
-            _check_fields(r, at, {"ood": "str", "score": "str", "n_id": "int", "n_ood": "int"})
-            _check_stats(_field(r, "metrics", at)[0], f"{at}.metrics")
+        means = _check_list(m, "ood_means", where, "dict") if "ood_means" in m else []
+        for key, rows in (("ood", _check_list(m, "ood", where, "dict")), ("ood_means", means)):
+            for j, r in enumerate(rows):
+                at = f"{where}.{key}[{j}]"
+                _check_fields(
+                    r, at, {"ood": "str", "score": "str", "n_id": "int", "n_ood": "int"}
+                )
+                _check_stats(_field(r, "metrics", at)[0], f"{at}.metrics")
+        _check_fields(m, where, {"not_applicable": "dict"}, optional=True)
+        if "score_efficiency" in m:
+            _check_stats(m["score_efficiency"], f"{where}.score_efficiency")
     for i, d in enumerate(_check_list(data, "datasets", "", "dict")):
         at = f"datasets[{i}]"
         texts = ("role", "name", "spec", "split", "pixels_sha256", "source")
@@ -427,12 +474,25 @@ def _check_report_types(data: dict[str, Any]) -> None:
         shape = _check_list(d, "image_shape", at, "int")
         if len(shape) != 3:
             raise _Damaged(f"{at}.image_shape has {len(shape)} entries, expected 3 (H, W, C)")
+    _check_fields(data, "", {"ood_groups": "dict"}, optional=True)
+    for group in data.get("ood_groups", {}):
+        _check_list(data["ood_groups"], group, "ood_groups", "str")
     if "notes" in data:
         _check_list(data, "notes", "", "str")
     if "requirements" in data:
         for i, r in enumerate(_check_list(data, "requirements", "", "dict")):
             at = f"requirements[{i}]"
             _check_fields(r, at, {"text": "str", "passed": "bool", "value": "number?"})
+
+
+def _ood_result(r: dict[str, Any]) -> OODResult:
+    return OODResult(
+        ood=r["ood"],
+        score=r["score"],
+        n_id=r["n_id"],
+        n_ood=r["n_ood"],
+        metrics=_stats(r["metrics"]),
+    )
 
 
 def from_dict(data: dict[str, Any]) -> Report:
@@ -471,16 +531,10 @@ def from_dict(data: dict[str, Any]) -> Report:
                 id_before=_stats(m["id_before"]),
                 id_after=_stats(m["id_after"]),
                 n_id=m["n_id"],
-                ood=tuple(
-                    OODResult(
-                        ood=r["ood"],
-                        score=r["score"],
-                        n_id=r["n_id"],
-                        n_ood=r["n_ood"],
-                        metrics=_stats(r["metrics"]),
-                    )
-                    for r in m["ood"]
-                ),
+                ood=tuple(_ood_result(r) for r in m["ood"]),
+                not_applicable=dict(m.get("not_applicable", {})),
+                score_efficiency=_stats(m.get("score_efficiency", {})),
+                ood_means=tuple(_ood_result(r) for r in m.get("ood_means", ())),
                 throughput_per_s=_stat(m.get("throughput_per_s")),
                 efficiency=_stat(m.get("efficiency")),
                 train_s=_stat(m.get("train_s")),
@@ -505,6 +559,7 @@ def from_dict(data: dict[str, Any]) -> Report:
             notes=tuple(data.get("notes", ())),
             requirements=tuple(RequirementResult(**r) for r in data.get("requirements", ())),
             schema_version=data["schema_version"],
+            ood_groups={k: list(v) for k, v in data.get("ood_groups", {}).items()},
         )
     except (KeyError, TypeError) as exc:
         raise DismaxError(f"this dismax report is incomplete or damaged (missing {exc})") from None
@@ -527,6 +582,8 @@ def from_json(text: str) -> Report:
 
 __all__ = [
     "CONVENTIONS",
+    "FPR_RULES",
+    "conventions_for",
     "ID_METRICS",
     "METRICS",
     "NULL_REASON_SUFFIX",

@@ -113,6 +113,18 @@ def benchmark(
             "Exit 3 if any fails."
         ),
     ),
+    scores: list[str] = opt.SCORES,
+    ood_preset: str = typer.Option(
+        None,
+        "--ood-preset",
+        parser=opt.OOD_PRESET,
+        metavar="PRESET",
+        help=(
+            "OpenOOD v1.5's near/far OOD sets: openood-cifar10 or openood-cifar100 (--ood "
+            "LABEL=SPEC replaces a set; tables add near and far means)."
+        ),
+    ),
+    fpr_convention: str = opt.FPR_CONVENTION_OPTION,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -147,6 +159,9 @@ def benchmark(
         "seeds": opt.SEEDS_INT,
         "ensemble_size": opt.ENSEMBLE_INT,
         "objective": opt.OBJECTIVE,
+        "scores": opt.SCORES_CHOICE,
+        "ood_preset": opt.OOD_PRESET,
+        "fpr_convention": opt.FPR_CONVENTION,
     }
     opt.precheck_file_values(file_values, config, parsers)
     opt.precheck_gates(require or None, ood or None)
@@ -168,6 +183,7 @@ def benchmark(
     )
     from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
     from dismax_cli.data.registry import canonical_requirement, canonical_spec
+    from dismax_cli.presets import PRESETS
     from dismax_cli.sharding import shard_steps, train_shard
 
     cli_values = {
@@ -197,6 +213,9 @@ def benchmark(
         "device": device,
         "data_dir": data_dir,
         "require": require or None,
+        "scores": scores or None,
+        "ood_preset": ood_preset,
+        "fpr_convention": fpr_convention,
     }
     # The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize),
     # in --ood and in the SET of --require alike, from the command line and from a config.
@@ -207,6 +226,9 @@ def benchmark(
             values["ood"] = [canonical_spec(v) if isinstance(v, str) else v for v in values["ood"]]
     entries = cli_values["ood"] or file_values.get("ood") or BenchmarkConfig.ood
     labels = [split_label(e)[0] for e in entries if isinstance(e, str)]
+    preset = cli_values["ood_preset"] or file_values.get("ood_preset")
+    if isinstance(preset, str) and preset in PRESETS:
+        labels += [s.label for s in PRESETS[preset]]
     for values in (cli_values, file_values):
         if isinstance(values.get("require"), list | tuple):
             values["require"] = [

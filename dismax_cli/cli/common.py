@@ -35,7 +35,7 @@ EXIT_REQUIREMENT_FAILED = 3
 EXIT_BROKEN_PIPE = 141
 
 #: Options that take several values after one flag (``--ood svhn lsun``).
-MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require")
+MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require", "--scores")
 
 
 def plain_output(stream: Any = None) -> bool:

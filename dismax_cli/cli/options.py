@@ -17,6 +17,8 @@ from typing import Any
 
 import typer
 
+from dismax_cli import presets as _presets  # torch-free
+from dismax_cli import score_names as _score_names  # torch-free
 from dismax_cli.config import UPPER_BOUNDS, InvalidValueError, check_device_name
 from dismax_cli.core import methods as _methods  # torch-free: the registry's names only
 
@@ -191,6 +193,28 @@ BACKBONE = ChoiceParser(BACKBONE_NAMES)
 MODEL_NAME = parse_model
 OBJECTIVE = ChoiceParser(("ece", "nll"))
 SCORE = ChoiceParser(SCORE_NAMES)
+
+#: ``--scores``: every score name (``dismax_cli.score_names.ALL_SCORES``) or ``all``.
+SCORES_CHOICE = ChoiceParser(("all", *_score_names.ALL_SCORES))
+OOD_PRESET = ChoiceParser(tuple(_presets.PRESETS))
+FPR_CONVENTION = ChoiceParser(_score_names.FPR_CONVENTIONS)
+SCORES = typer.Option(
+    None,
+    "--scores",
+    parser=SCORES_CHOICE,
+    metavar="SCORE",
+    help=(
+        "Show every score side by side: all, or any of "
+        f"{' '.join(_score_names.ALL_SCORES)} (detectors fit on the training split)."
+    ),
+)
+FPR_CONVENTION_OPTION = typer.Option(
+    None,
+    "--fpr-convention",
+    parser=FPR_CONVENTION,
+    metavar="ours|openood",
+    help="FPR@95TPR: ours (ID positive, default) or openood (OpenOOD v1.5, OOD positive).",
+)
 
 DATA_DIR_HELP = "Dataset folder (default: $DISMAX_DATA_DIR or the per-user cache)."
 

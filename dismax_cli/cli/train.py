@@ -233,6 +233,8 @@ def score(
         help=f"Score shown in the table: {', '.join(opt.SCORE_NAMES)} (default: the method's).",
     ),
     dump: Path = typer.Option(None, "--dump", help="Write per-sample scores to this .npz file."),
+    scores: list[str] = opt.SCORES,
+    fpr_convention: str = opt.FPR_CONVENTION_OPTION,
     out: Path = typer.Option(
         None, "--out", help="Write the JSON report to this file (atomically)."
     ),
@@ -265,5 +267,7 @@ def score(
             score=score_name,
             dump=dump,
             progress=BenchmarkProgress(stage=display.log, status=display.status),
+            scores=tuple(scores or ()),
+            fpr_convention=fpr_convention or "ours",
         )
     write_report_outputs(report, out=out, output_format=output_format)
