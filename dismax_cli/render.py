@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dismax_cli.core.methods import method_label as registry_label
+from dismax_cli.protocol import protocol_line
 from dismax_cli.reports import ID_METRICS, METRICS, OOD_METRICS, MethodResult, Report, Stat
 
 
@@ -178,7 +179,12 @@ def report_renderable(report: Report) -> Group:
 
     Print it with ``crop=False``: a table wider than the console keeps its whole lines.
     """
-    parts: list[_FullWidth | Text] = [_title(ID_TITLE), _FullWidth(id_table(report))]
+    parts: list[_FullWidth | Text] = []
+    protocol = protocol_line(report.protocol)
+    loud = bool(report.protocol and report.protocol.get("test_set_seen"))
+    if protocol and loud:  # issue 14: a run that saw the test set says so before any number
+        parts += [Text(f"WARNING {protocol}", style="bold red"), Text("")]
+    parts += [_title(ID_TITLE), _FullWidth(id_table(report))]
     if report.kind == "benchmark":
         parts += [Text(""), _title("Cost"), _FullWidth(cost_table(report))]
     for ood in report.ood_sets:
@@ -192,6 +198,8 @@ def report_renderable(report: Report) -> Group:
             f"ID: {test.name} ({test.n:,} test images, {test.num_classes} classes); "
             f"{seed_text}; device: {report.environment.get('device')}"
         )
+    if protocol and not loud:
+        lines.append(protocol)
     if any(m.seeds and len(m.seeds) > 1 for m in report.methods):
         lines.append("values: mean ± sample standard deviation over seeds")
     for req in report.requirements:

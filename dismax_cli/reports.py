@@ -194,6 +194,8 @@ class Report:
     notes: tuple[str, ...] = ()
     requirements: tuple[RequirementResult, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    #: What saw the test split (dismax_cli.protocol.protocol_record); None in older reports.
+    protocol: dict[str, Any] | None = None
 
     @property
     def ood_sets(self) -> list[str]:
@@ -229,6 +231,13 @@ _NONE_REASONS = {
     ),
     "warning": "no warning: the temperature fit found a finite optimum",
     "label": "not stored: the report was written before method labels were",
+    "protocol": "not stored: the report was written before reports stated their protocol",
+    "select": "not set: the protocol's rule applies (honest: last epoch; paper: best test ACC)",
+    "calibration_split": "the run was never calibrated (run `dismax calibrate` on it)",
+    "calibration_optimizer": (
+        "not set: the protocol's optimizer applies (honest: grid, paper: lbfgsb), or the run "
+        "was never calibrated"
+    ),
 }
 
 
@@ -505,6 +514,7 @@ def from_dict(data: dict[str, Any]) -> Report:
             notes=tuple(data.get("notes", ())),
             requirements=tuple(RequirementResult(**r) for r in data.get("requirements", ())),
             schema_version=data["schema_version"],
+            protocol=data.get("protocol") if isinstance(data.get("protocol"), dict) else None,
         )
     except (KeyError, TypeError) as exc:
         raise DismaxError(f"this dismax report is incomplete or damaged (missing {exc})") from None

@@ -57,7 +57,7 @@ def test_ece_objective_hand_case() -> None:
 @pytest.mark.parametrize("objective", ["ece", "nll"])
 def test_lbfgsb_parity_method_solves_the_hand_case(objective: str) -> None:
     temperature = fit_temperature(
-        THREE_TO_ONE_LOGITS, THREE_TO_ONE_TARGETS, objective=objective, method="lbfgsb"
+        THREE_TO_ONE_LOGITS, THREE_TO_ONE_TARGETS, objective=objective, optimizer="lbfgsb"
     )
     assert temperature == pytest.approx(2.0 / math.log(3.0), abs=1e-3)
 

@@ -88,6 +88,9 @@ def benchmark(
     augment: bool = opt.AUGMENT,
     val_fraction: float = opt.VAL_FRACTION,
     split_seed: int = opt.SPLIT_SEED,
+    protocol: str = opt.PROTOCOL,
+    select: str = opt.SELECT,
+    calibration_optimizer: str = opt.CALIBRATION_OPTIMIZER,
     objective: str = typer.Option(
         None,
         "--objective",
@@ -135,6 +138,7 @@ def benchmark(
         "seeds": opt.SEEDS_INT,
         "ensemble_size": opt.ENSEMBLE_INT,
         "objective": opt.OBJECTIVE,
+        "calibration_optimizer": opt.CALIBRATION_OPTIMIZER_CHOICE,
     }
     opt.precheck_file_values(file_values, config, parsers)
     opt.precheck_gates(require or None, ood or None)
@@ -177,6 +181,9 @@ def benchmark(
         "val_fraction": val_fraction,
         "split_seed": split_seed,
         "objective": objective,
+        "protocol": protocol,
+        "select": select,
+        "calibration_optimizer": calibration_optimizer,
         "runs_dir": runs_dir,
         "device": device,
         "data_dir": data_dir,

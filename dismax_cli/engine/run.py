@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,6 +49,12 @@ from dismax_cli.engine.loop import (
     fpr_mix,
     train_one_epoch,
 )
+from dismax_cli.engine.selection import (
+    kept_state,
+    selection_set,
+    split_accuracy,
+    update_selection,
+)
 from dismax_cli.errors import DismaxError
 
 
@@ -64,6 +71,7 @@ class _Run:
     labels: torch.Tensor  # int64 (N,) on the training device
     start_epoch: int = 0
     history: list[EpochLog] = dataclasses.field(default_factory=list)
+    selection: dict[str, Any] | None = None  # CheckpointMeta.selection (best-epoch rules)
 
     @property
     def checkpoint(self) -> Path:
@@ -162,6 +170,7 @@ def _prepare(
         load_model_state(setup.model, saved, path=run.checkpoint)
         load_optimizer_state(setup.optimizer, saved, path=run.checkpoint)
         run.start_epoch = saved.meta.epoch
+        run.selection = saved.meta.selection
         run.history = [h for h in read_train_log(run.log) if h.epoch <= run.start_epoch]
         write_train_log(run.log, run.history)
     elif run.log.exists():
@@ -209,7 +218,21 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     # The checkpoint holds no timings, so identical training gives identical files.
     append_train_log(run.log, entry)
     meta = CheckpointMeta.for_run(config, run.data, setup.transform, epoch + 1)
-    state = Checkpoint(meta, cpu_state(setup.model), setup.optimizer.state_dict())
+    weights = cpu_state(setup.model)
+    selected = selection_set(config.selection, val=run.data.val, test=run.data.test)
+    if selected is not None:  # METHOD.md §6: keep the best epoch on the selection split
+        run.selection = update_selection(
+            run.selection,
+            rule=config.selection,
+            epoch=epoch + 1,
+            accuracy=split_accuracy(setup.model, setup.transform, selected, device=setup.device),
+            state=weights,
+            run_dir=run.run_dir,
+        )
+        meta = dataclasses.replace(meta, selection=run.selection)
+        if meta.finished:
+            weights = kept_state(run.selection, run.run_dir)
+    state = Checkpoint(meta, weights, setup.optimizer.state_dict())
     save_checkpoint(run.checkpoint, state)
     report(stats, done=True)
     return entry
