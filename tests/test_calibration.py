@@ -178,7 +178,7 @@ def test_calibrated_probs_are_the_softmax_of_logits_over_t() -> None:
     ("kwargs", "message"),
     [
         ({"objective": "brier"}, "unknown calibration objective 'brier'; choose one of: ece, nll"),
-        ({"method": "adam"}, "unknown calibration method 'adam'"),
+        ({"optimizer": "adam"}, "unknown calibration optimizer 'adam'"),
         ({"bounds": (0.0, 10.0)}, "bounds must satisfy 0 < low < high"),
         ({"bounds": (5.0, 1.0)}, "bounds must satisfy 0 < low < high"),
         ({"bounds": (1e-3, float("inf"))}, "bounds must satisfy 0 < low < high"),
