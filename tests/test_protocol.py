@@ -240,8 +240,10 @@ def test_score_report_states_the_paper_protocol(tmp_path: Path, paper_run: Path)
 
 
 def test_benchmark_protocol_field_and_loud_table_line(tmp_path: Path) -> None:
-    common = ["benchmark", "--epochs", "1", "--methods", "softmax", "dismax", "--ood",
-              "digits[6-9]", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu", "--quiet"]  # fmt: skip
+    common = [
+        "benchmark", "--epochs", "1", "--methods", "softmax", "dismax", "--ood", "digits[6-9]",
+        "--runs-dir", str(tmp_path / "runs"), "--device", "cpu", "--quiet",
+    ]  # fmt: skip
     reports = {}
     for protocol in ("honest", "paper"):
         out = tmp_path / f"{protocol}.json"
