@@ -184,6 +184,7 @@ def report_renderable(report: Report) -> Group:
     loud = bool(report.protocol and report.protocol.get("test_set_seen"))
     if protocol and loud:  # issue 14: a run that saw the test set says so before any number
         parts += [Text(f"WARNING {protocol}", style="bold red"), Text("")]
+    # (An honest report's tables stay as they were; its JSON has the ``protocol`` field.)
     parts += [_title(ID_TITLE), _FullWidth(id_table(report))]
     if report.kind == "benchmark":
         parts += [Text(""), _title("Cost"), _FullWidth(cost_table(report))]
@@ -198,8 +199,6 @@ def report_renderable(report: Report) -> Group:
             f"ID: {test.name} ({test.n:,} test images, {test.num_classes} classes); "
             f"{seed_text}; device: {report.environment.get('device')}"
         )
-    if protocol and not loud:
-        lines.append(protocol)
     if any(m.seeds and len(m.seeds) > 1 for m in report.methods):
         lines.append("values: mean ± sample standard deviation over seeds")
     for req in report.requirements:

@@ -265,3 +265,31 @@ def test_benchmark_protocol_field_and_loud_table_line(tmp_path: Path) -> None:
     assert roles["train"] == len(load_id_splits("digits[0-5]")[0])
     shown = runner.invoke(app, ["benchmark", "show", str(tmp_path / "paper.json")])
     assert "CALIBRATION AND MODEL SELECTION SAW THE TEST SET" in " ".join(shown.output.split())
+
+
+def test_best_val_run_resumed_ends_as_the_uninterrupted_one(tmp_path: Path) -> None:
+    config = TrainConfig(method="softmax", epochs=3, select="best-val", device="cpu")
+    fit(config, tmp_path / "whole")
+    fit(config, tmp_path / "cut", stop_after_epoch=2)
+    fit(config, tmp_path / "cut", resume=True)
+    whole, cut = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "cut")
+    assert cut.meta.selection == whole.meta.selection
+    for key, value in whole.state_dict.items():
+        assert torch.equal(cut.state_dict[key], value), key
+
+
+def test_calibrate_protocol_paper_on_an_honest_run_uses_the_test_split(tmp_path: Path) -> None:
+    run = tmp_path / "honest"
+    fit(TrainConfig(method="softmax", epochs=1, device="cpu"), run)
+    result = runner.invoke(app, ["calibrate", str(run), "--protocol", "paper", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.stdout)
+    _, test = load_id_splits("digits[0-5]")
+    assert (fitted["split"], fitted["optimizer"], fitted["n_val"]) == ("test", "lbfgsb", len(test))
+    out = tmp_path / "score.json"
+    scored = runner.invoke(app, ["score", str(run), "--ood", "digits[6-9]", "--out", str(out)])
+    assert scored.exit_code == 0, scored.output
+    protocol = json.loads(out.read_text())["protocol"]
+    assert protocol["name"] == "paper" and protocol["test_set_seen"] is True
+    assert protocol["training_split"] == "train-minus-val"
+    assert protocol["model_selection"] == "last"
