@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.protocol import protocol_line
 from dismax_cli.render import _best, format_stat, method_label, metric_header
 from dismax_cli.reports import ID_METRICS, METRICS, OOD_METRICS, Report, Stat
 
@@ -234,6 +235,11 @@ def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> 
     if any(m.seeds and len(m.seeds) > 1 for m in report.methods):
         summary.append("values: mean ± sample standard deviation over seeds")
     body = [f"<h1>{html.escape(title)}</h1>"]
+    protocol = protocol_line(report.protocol)  # issue 14: what saw the test set
+    if protocol:
+        seen = bool(report.protocol and report.protocol.get("test_set_seen"))
+        style = ' class="fail"' if seen else ""
+        body.append(f'<p id="protocol"{style}>{_text(protocol)}</p>')
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body.append("<h2>Results</h2>")
     body.append(_id_table(report))

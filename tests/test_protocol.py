@@ -293,3 +293,13 @@ def test_calibrate_protocol_paper_on_an_honest_run_uses_the_test_split(tmp_path:
     assert protocol["name"] == "paper" and protocol["test_set_seen"] is True
     assert protocol["training_split"] == "train-minus-val"
     assert protocol["model_selection"] == "last"
+
+
+def test_html_report_states_the_protocol(tmp_path: Path, paper_run: Path) -> None:
+    from dismax_cli.benchmark import score_checkpoint
+    from dismax_cli.html_report import render_html
+
+    calibrate_checkpoint(paper_run)
+    page = render_html(score_checkpoint(paper_run, ["digits[6-9]"]))
+    assert '<p id="protocol" class="fail">protocol paper' in page
+    assert "CALIBRATION AND MODEL SELECTION SAW THE TEST SET" in page
