@@ -146,3 +146,12 @@ def test_compare_with_a_missing_table_is_one_line(tmp_path: Path) -> None:
         app, ["benchmark", "show", str(path), "--compare", str(tmp_path / "none.yaml")]
     )
     assert result.exit_code == 1 and "cannot read the paper's table" in result.output
+
+
+def test_the_readme_compare_of_the_cpu_report_is_refused_for_its_backbone() -> None:
+    report = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cifar10-cpu.json"
+    result = runner.invoke(app, ["benchmark", "show", str(report), "--compare", str(TABLE)])
+    assert result.exit_code == 1
+    assert "backbone 'convnet'" in result.output and "densenet_bc_100, resnet34, wrn_28_10" in (
+        result.output
+    )
