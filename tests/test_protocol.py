@@ -303,3 +303,26 @@ def test_html_report_states_the_protocol(tmp_path: Path, paper_run: Path) -> Non
     page = render_html(score_checkpoint(paper_run, ["digits[6-9]"]))
     assert '<p id="protocol" class="fail">protocol paper' in page
     assert "CALIBRATION AND MODEL SELECTION SAW THE TEST SET" in page
+
+
+def test_checkpoints_and_reports_from_before_keep_loading(tmp_path: Path) -> None:
+    """A calibration record without optimizer/split and a report without protocol still load."""
+    from dismax_cli.benchmark import score_checkpoint
+    from dismax_cli.engine.checkpoint import load_payload, save_checkpoint
+    from dismax_cli.reports import from_json, to_dict
+
+    run = tmp_path / "old"
+    fit(TrainConfig(method="softmax", epochs=1, device="cpu"), run)
+    calibrate_checkpoint(run)
+    payload = load_payload(run / "checkpoint.pt")
+    for key in ("optimizer", "split"):
+        del payload["calibration"][key]
+    assert "selection" not in payload  # last-epoch runs write the keys they wrote before
+    save_checkpoint(run / "checkpoint.pt", payload)
+    report = score_checkpoint(run, ["digits[6-9]"])
+    assert report.protocol["calibration_split"] == "val"
+    assert report.protocol["calibration_optimizer"] == "grid"
+    assert report.protocol["test_set_seen"] is False
+    old = to_dict(report)
+    del old["protocol"]
+    assert from_json(json.dumps(old)).protocol is None
