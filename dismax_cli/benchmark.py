@@ -577,12 +577,9 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         methods=methods,
         notes=tuple(notes),
         protocol=protocol_record(
-            training=config.protocol,
-            selection=base.selection,
-            calibration_split=data.calibration_split,
-            optimizer=config.optimizer,
-            val_fraction=config.val_fraction,
-        ),
+            training=config.protocol, selection=base.selection, optimizer=config.optimizer,
+            calibration_split=data.calibration_split, val_fraction=config.val_fraction,
+        ),  # fmt: skip
     )
 
 
