@@ -77,6 +77,7 @@ from dismax_cli.models import list_backbones
 from dismax_cli.models.external import check_model_name
 from dismax_cli.presets import check_preset, count_notes, group_means, list_problem, resolve_ood
 from dismax_cli.presets import groups as preset_groups
+from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer, protocol_record
 from dismax_cli.reports import (
     MethodResult,
     OODResult,
@@ -144,6 +145,14 @@ class BenchmarkConfig:
     ood_preset: str | None = None
     #: ``--fpr-convention``: ``ours`` or ``openood`` (``core.metrics.FPR_CONVENTIONS``).
     fpr_convention: str = "ours"
+    protocol: str = "honest"  # or "paper" (dismax_cli.protocol, METHOD.md §4, §6)
+    select: str | None = None  # last / best-val; None: the protocol's rule
+    calibration_optimizer: str | None = None  # grid / lbfgsb; None: the protocol's
+
+    @property
+    def optimizer(self) -> str:
+        """The calibration optimizer used: the given one, else the protocol's (METHOD.md §4)."""
+        return self.calibration_optimizer or DEFAULT_OPTIMIZER[self.protocol]
 
     def validate(self) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains).
@@ -192,6 +201,7 @@ class BenchmarkConfig:
                 "objective", f"objective {self.objective!r} is invalid: choose ece or nll"
             )
         check_device_name(self.device)
+        check_optimizer(self.calibration_optimizer)
         self.train_config(BASELINE_METHOD, self.seed).validate()
         for method in self.trained_methods():
             self.train_config(method, self.seed).validate()
@@ -270,6 +280,8 @@ class BenchmarkConfig:
             device=self.device,
             data_dir=self.data_dir,
             sync_bn=self.sync_bn,
+            protocol=self.protocol,
+            select=self.select,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -447,7 +459,12 @@ def _train_seconds(run_dirs: Sequence[Path]) -> float:
 
 
 def _calibrate_ensemble(
-    members: Sequence[ModelBundle], data: RunData, objective: str, *, fallback: float
+    members: Sequence[ModelBundle],
+    data: RunData,
+    objective: str,
+    *,
+    fallback: float,
+    optimizer: str = "grid",
 ) -> tuple[float, str | None]:
     """One temperature for the ensemble, fitted on log p̄ of the validation split."""
     member_logits = torch.stack(
@@ -459,6 +476,8 @@ def _calibrate_ensemble(
         data.val.labels,
         objective=objective,
         fallback=fallback,
+        optimizer=optimizer,
+        split=data.calibration_split,
     )
 
 
@@ -596,9 +615,16 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
                     data,
                     config.objective,
                     fallback=spec.training_temperature(config.entropic_scale),
+                    optimizer=config.optimizer,
                 )
             else:
-                calibration = calibrate_bundle(group[0], data.val, objective=config.objective)
+                calibration = calibrate_bundle(
+                    group[0],
+                    data.val,
+                    objective=config.objective,
+                    optimizer=config.optimizer,
+                    split=data.calibration_split,
+                )
                 temperatures[method], warning = calibration.temperature, calibration.warning
             if warning:
                 notes.append(f"calibration of {method} (seed {seed}): {warning}")
@@ -654,7 +680,8 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
     )
     datasets = (
         dataset_record("train", data.train),
-        dataset_record("val", data.val),
+        # Under the paper protocol the calibration split is the test split itself.
+        *((dataset_record("val", data.val),) if data.calibration_split == "val" else ()),
         dataset_record("test", data.test),
         *(dataset_record("ood", o, name=label) for label, o in oods.items()),
     )
@@ -675,6 +702,10 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         notes=tuple(notes),
         conventions=conventions_for(config.fpr_convention),
         ood_groups=ood_groups,
+        protocol=protocol_record(
+            training=config.protocol, selection=base.selection, optimizer=config.optimizer,
+            calibration_split=data.calibration_split, val_fraction=config.val_fraction,
+        ),  # fmt: skip
     )
 
 
@@ -798,6 +829,23 @@ def _uses_fpr(run_dir: str) -> bool:
 
 
 # --------------------------------------------------------------------------- score one checkpoint
+
+
+def run_protocol(meta: Any) -> dict[str, Any]:
+    """The protocol record of a trained (and maybe calibrated) run, from its checkpoint metadata.
+
+    Calibration records written before the optimizer and split were stored were fitted on the
+    validation split with the grid search.
+    """
+    calibration = meta.calibration or {}
+    split = calibration.get("split", "val") if meta.calibration is not None else None
+    return protocol_record(
+        training=meta.config.protocol,
+        selection=meta.config.selection,
+        calibration_split=split,
+        optimizer=calibration.get("optimizer", "grid") if split else None,
+        val_fraction=meta.config.val_fraction,
+    )
 
 
 def write_scores_npz(path: str | Path, outputs: Outputs) -> None:
@@ -959,6 +1007,7 @@ def score_checkpoint(
         methods=(method_result,),
         notes=tuple(notes),
         conventions=conventions_for(fpr_convention),
+        protocol=run_protocol(meta),
     )
 
 

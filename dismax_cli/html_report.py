@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.protocol import protocol_line
 from dismax_cli.render import _best, format_stat, method_label, metric_header
 from dismax_cli.reports import ID_METRICS, METRICS, OOD_METRICS, Report, Stat
 
@@ -199,6 +200,16 @@ def _plots(plots: Mapping[str, bytes]) -> str:
     return "".join(parts)
 
 
+def _protocol_paragraph(report: Report) -> list[str]:
+    """The report's protocol line (issue 14), marked ``fail`` when the test set was seen."""
+    protocol = protocol_line(report.protocol)
+    if not protocol:
+        return []
+    seen = bool(report.protocol and report.protocol.get("test_set_seen"))
+    style = ' class="fail"' if seen else ""
+    return [f'<p id="protocol"{style}>{_text(protocol)}</p>']
+
+
 def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> str:
     """Render a report as one self-contained HTML page.
 
@@ -234,6 +245,7 @@ def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> 
     if any(m.seeds and len(m.seeds) > 1 for m in report.methods):
         summary.append("values: mean ± sample standard deviation over seeds")
     body = [f"<h1>{html.escape(title)}</h1>"]
+    body += _protocol_paragraph(report)
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body.append("<h2>Results</h2>")
     body.append(_id_table(report))

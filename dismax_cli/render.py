@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dismax_cli.core.methods import method_label as registry_label
+from dismax_cli.protocol import protocol_line
 from dismax_cli.reports import ID_METRICS, METRICS, OOD_METRICS, MethodResult, Report, Stat
 
 
@@ -179,7 +180,13 @@ def report_renderable(report: Report) -> Group:
 
     Print it with ``crop=False``: a table wider than the console keeps its whole lines.
     """
-    parts: list[_FullWidth | Text] = [_title(ID_TITLE), _FullWidth(id_table(report))]
+    parts: list[_FullWidth | Text] = []
+    protocol = protocol_line(report.protocol)
+    loud = bool(report.protocol and report.protocol.get("test_set_seen"))
+    if protocol and loud:  # issue 14: a run that saw the test set says so before any number
+        parts += [Text(f"WARNING {protocol}", style="bold red"), Text("")]
+    # (An honest report's tables stay as they were; its JSON has the ``protocol`` field.)
+    parts += [_title(ID_TITLE), _FullWidth(id_table(report))]
     if report.kind == "benchmark":
         parts += [Text(""), _title("Cost"), _FullWidth(cost_table(report))]
     from dismax_cli import render_scores as rs  # --scores and --ood-preset tables (issue 15)

@@ -223,6 +223,8 @@ class Report:
     schema_version: int = SCHEMA_VERSION
     #: Group -> OOD labels averaged in ``MethodResult.ood_means`` (``--ood-preset``).
     ood_groups: dict[str, list[str]] = field(default_factory=dict)
+    #: What saw the test split (dismax_cli.protocol.protocol_record); None in older reports.
+    protocol: dict[str, Any] | None = None
 
     @property
     def ood_sets(self) -> list[str]:
@@ -258,6 +260,13 @@ _NONE_REASONS = {
     ),
     "warning": "no warning: the temperature fit found a finite optimum",
     "label": "not stored: the report was written before method labels were",
+    "protocol": "not stored: the report was written before reports stated their protocol",
+    "select": "not set: the protocol's rule applies (honest: last epoch; paper: best test ACC)",
+    "calibration_split": "the run was never calibrated (run `dismax calibrate` on it)",
+    "calibration_optimizer": (
+        "not set: the protocol's optimizer applies (honest: grid, paper: lbfgsb), or the run "
+        "was never calibrated"
+    ),
 }
 
 
@@ -560,6 +569,7 @@ def from_dict(data: dict[str, Any]) -> Report:
             requirements=tuple(RequirementResult(**r) for r in data.get("requirements", ())),
             schema_version=data["schema_version"],
             ood_groups={k: list(v) for k, v in data.get("ood_groups", {}).items()},
+            protocol=data.get("protocol") if isinstance(data.get("protocol"), dict) else None,
         )
     except (KeyError, TypeError) as exc:
         raise DismaxError(f"this dismax report is incomplete or damaged (missing {exc})") from None

@@ -57,7 +57,7 @@ def test_ece_objective_hand_case() -> None:
 @pytest.mark.parametrize("objective", ["ece", "nll"])
 def test_lbfgsb_parity_method_solves_the_hand_case(objective: str) -> None:
     temperature = fit_temperature(
-        THREE_TO_ONE_LOGITS, THREE_TO_ONE_TARGETS, objective=objective, method="lbfgsb"
+        THREE_TO_ONE_LOGITS, THREE_TO_ONE_TARGETS, objective=objective, optimizer="lbfgsb"
     )
     assert temperature == pytest.approx(2.0 / math.log(3.0), abs=1e-3)
 
@@ -178,7 +178,7 @@ def test_calibrated_probs_are_the_softmax_of_logits_over_t() -> None:
     ("kwargs", "message"),
     [
         ({"objective": "brier"}, "unknown calibration objective 'brier'; choose one of: ece, nll"),
-        ({"method": "adam"}, "unknown calibration method 'adam'"),
+        ({"optimizer": "adam"}, "unknown calibration optimizer 'adam'"),
         ({"bounds": (0.0, 10.0)}, "bounds must satisfy 0 < low < high"),
         ({"bounds": (5.0, 1.0)}, "bounds must satisfy 0 < low < high"),
         ({"bounds": (1e-3, float("inf"))}, "bounds must satisfy 0 < low < high"),

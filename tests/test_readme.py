@@ -119,6 +119,12 @@ def test_walkthrough_trains_calibrates_and_scores(workdir: dict) -> None:
     assert '"kind": "score"' in printed
 
 
+def test_protocol_example_trains_on_every_image_and_warns(workdir: dict) -> None:
+    printed = run_block("protocol", workdir)
+    assert "fitted on 216 ID test images" in printed  # digits[0-5]'s test split (see Splits)
+    assert "CALIBRATION AND MODEL SELECTION SAW THE TEST SET" in " ".join(printed.split())
+
+
 def test_ci_gate_example_passes_and_its_jq_query_reads_the_report(workdir: dict) -> None:
     printed = run_block("ci-gate", workdir)
     report = workdir["cwd"] / "report.json"

@@ -89,6 +89,9 @@ def benchmark(
     val_fraction: float = opt.VAL_FRACTION,
     split_seed: int = opt.SPLIT_SEED,
     sync_bn: bool = opt.SYNC_BN,
+    protocol: str = opt.PROTOCOL,
+    select: str = opt.SELECT,
+    calibration_optimizer: str = opt.CALIBRATION_OPTIMIZER,
     objective: str = typer.Option(
         None,
         "--objective",
@@ -162,6 +165,7 @@ def benchmark(
         "scores": opt.SCORES_CHOICE,
         "ood_preset": opt.OOD_PRESET,
         "fpr_convention": opt.FPR_CONVENTION,
+        "calibration_optimizer": opt.CALIBRATION_OPTIMIZER_CHOICE,
     }
     opt.precheck_file_values(file_values, config, parsers)
     opt.precheck_gates(require or None, ood or None)
@@ -209,6 +213,9 @@ def benchmark(
         "split_seed": split_seed,
         "sync_bn": sync_bn,
         "objective": objective,
+        "protocol": protocol,
+        "select": select,
+        "calibration_optimizer": calibration_optimizer,
         "runs_dir": runs_dir,
         "device": device,
         "data_dir": data_dir,
@@ -283,8 +290,18 @@ def show(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="table or json."
     ),
+    compare: Path = typer.Option(
+        None,
+        "--compare",
+        metavar="TABLE.yaml",
+        help=(
+            "Print paper vs measured vs difference for the rows of the paper's table "
+            "(benchmarks/paper/table2.yaml) with the report's ID set, backbone and method, and "
+            "whether the run used the paper's protocol, budget and data."
+        ),
+    ),
 ) -> None:
-    """Re-render a saved benchmark or score report."""
+    """Re-render a saved benchmark or score report (or compare it with the paper's table)."""
     from dismax_cli.fileio import file_problem
     from dismax_cli.render import report_renderable
     from dismax_cli.reports import from_json, to_json
@@ -299,6 +316,18 @@ def show(
     except (OSError, UnicodeDecodeError) as exc:
         raise DismaxError(f"cannot read report {quote_path(report_path)}: {exc}") from None
     report = from_json(text)
+    if compare is not None:
+        import json
+
+        from dismax_cli.paper import compare as compare_report
+        from dismax_cli.paper import comparison_text, load_table
+
+        comparison = compare_report(report, load_table(compare), table_name=str(compare))
+        if output_format is OutputFormat.json:
+            write_stdout(json.dumps(comparison.to_dict(), indent=2, allow_nan=False))
+        else:
+            write_stdout(comparison_text(comparison))
+        return
     if output_format is OutputFormat.json:
         write_stdout(to_json(report))
     else:

@@ -187,6 +187,14 @@ NONNEGATIVE_FLOAT = NumberParser(float, low=0, what="a number >= 0")
 FRACTION = NumberParser(
     float, low=0, low_open=True, high=1, high_open=True, what="a fraction in (0, 1), e.g. 0.1"
 )
+#: ``--val-fraction``: 0 parses, so that the honest protocol can refuse it with its reason
+#: (dismax_cli.protocol.check_val_fraction) and the paper protocol can take it.
+VAL_FRACTION_FLOAT = NumberParser(
+    float, low=0, high=1, high_open=True, what="a fraction in [0, 1), e.g. 0.1"
+)
+PROTOCOL_CHOICE = ChoiceParser(("honest", "paper"))
+SELECT_CHOICE = ChoiceParser(("last", "best-val"))
+CALIBRATION_OPTIMIZER_CHOICE = ChoiceParser(("grid", "lbfgsb"))
 METHOD = ChoiceParser(_methods.list_methods)
 BENCHMARK_METHOD = ChoiceParser(_methods.benchmark_methods)
 BACKBONE = ChoiceParser(BACKBONE_NAMES)
@@ -314,9 +322,43 @@ SEED = typer.Option(
 VAL_FRACTION = typer.Option(
     None,
     "--val-fraction",
-    parser=FRACTION,
+    parser=VAL_FRACTION_FLOAT,
     metavar="X",
-    help="Share of the training split held out for calibration (default 0.1).",
+    help=(
+        "Share of the training split held out for calibration (default 0.1; ignored by "
+        "--protocol paper)."
+    ),
+)
+PROTOCOL = typer.Option(
+    None,
+    "--protocol",
+    parser=PROTOCOL_CHOICE,
+    metavar="honest|paper",
+    help=(
+        "honest (default): hold out a validation split, fit T on it, never touch the test split. "
+        "paper: the reference's: train on every training image, fit T on the ID test split "
+        "(L-BFGS-B), keep the best test-accuracy epoch; reports say the test set was seen."
+    ),
+)
+SELECT = typer.Option(
+    None,
+    "--select",
+    parser=SELECT_CHOICE,
+    metavar="last|best-val",
+    help=(
+        "Epoch the run keeps: last (default) or best-val (best validation accuracy); "
+        "--protocol paper keeps the best test-accuracy epoch unless --select last."
+    ),
+)
+CALIBRATION_OPTIMIZER = typer.Option(
+    None,
+    "--calibration-optimizer",
+    parser=CALIBRATION_OPTIMIZER_CHOICE,
+    metavar="grid|lbfgsb",
+    help=(
+        "Temperature fit: grid (log-grid + bounded Brent; default for --protocol honest) or "
+        "lbfgsb (the reference's bounded L-BFGS-B from T = 1; default for --protocol paper)."
+    ),
 )
 SPLIT_SEED = typer.Option(
     None,
@@ -361,6 +403,8 @@ TRAINING_KNOBS: dict[str, Any] = {
     "device": DEVICE,
     "data_dir": DATA_DIR,
     "sync_bn": SYNC_BN,
+    "protocol": PROTOCOL,
+    "select": SELECT,
 }
 
 # ----------------------------------------------------------------------------- other shared

@@ -70,6 +70,8 @@ def train(
     split_seed: int = opt.SPLIT_SEED,
     data_dir: str = opt.DATA_DIR,
     sync_bn: bool = opt.SYNC_BN,
+    protocol: str = opt.PROTOCOL,
+    select: str = opt.SELECT,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -110,6 +112,8 @@ def train(
         "split_seed": split_seed,
         "data_dir": data_dir,
         "sync_bn": sync_bn,
+        "protocol": protocol,
+        "select": select,
     }
     cfg = build_config(
         TrainConfig,
@@ -139,6 +143,7 @@ def train(
             prefix_style="bold red",
         )
         raise typer.Exit(130) from None
+    selection = load_checkpoint(result.checkpoint).meta.selection
     summary = {
         "run_dir": str(result.run_dir),
         "checkpoint": str(result.checkpoint),
@@ -149,6 +154,8 @@ def train(
         "already_finished": result.already_finished,
         "train_s": result.train_seconds,
         "final_epoch": None if not result.history else vars(result.history[-1]),
+        "protocol": cfg.protocol,
+        "selection": selection,
     }
     if output_format is OutputFormat.json:
         write_stdout(json.dumps(summary, indent=2))
@@ -161,6 +168,13 @@ def train(
             f"trained {cfg.method} on {cfg.dataset}: epoch {last.epoch}, loss {last.loss:.4f}, "
             f"train accuracy {last.accuracy * 100:.1f}%"
         )
+    if selection is not None:
+        split = "ID test" if selection["split"] == "test" else "validation"
+        say(
+            f"kept epoch {selection['epoch']}: best {split} accuracy "
+            f"{selection['accuracy'] * 100:.1f}%"
+            + ("; model selection saw the test set (protocol paper)" if split == "ID test" else "")
+        )
     typer.echo(str(result.checkpoint))
 
 
@@ -169,6 +183,18 @@ def train(
 def calibrate(
     checkpoint: Path = opt.checkpoint_argument(),
     objective: Objective = typer.Option(Objective.ece, "--objective", help=opt.OBJECTIVE_HELP),
+    protocol: str = typer.Option(
+        None,
+        "--protocol",
+        parser=opt.PROTOCOL_CHOICE,
+        metavar="honest|paper",
+        help=(
+            "Where T is fitted: honest = the run's validation split; paper = the ID test split "
+            "(the reference's; the checkpoint then says the test set was seen). Default: the "
+            "run's own protocol."
+        ),
+    ),
+    calibration_optimizer: str = opt.CALIBRATION_OPTIMIZER,
     data_dir: str = opt.DATA_DIR,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
@@ -188,10 +214,16 @@ def calibrate(
     with progress_display(quiet=quiet) as display:
         # A status only: a run refused (unfinished, changed data) prints just its error line.
         display.status(f"calibrating {checkpoint} (objective {objective.value})")
-        result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
+        result = calibrate_checkpoint(
+            checkpoint,
+            objective=objective.value,
+            data_dir=data_dir,
+            protocol=protocol,
+            optimizer=calibration_optimizer,
+        )
         display.log(
             f"calibrated {checkpoint}: T = {result.temperature:.4f} fitted on "
-            f"{result.n_val:,} validation images in {display.elapsed():.1f} s"
+            f"{result.n_val:,} {split_name(result.split)} images in {display.elapsed():.1f} s"
         )
     if output_format is OutputFormat.json:
         write_stdout(json.dumps(result.to_dict(), indent=2))
@@ -210,14 +242,23 @@ def calibrate(
     )
     if result.warning:
         warn(result.warning)
+    where = split_name(result.split)
     caption = (
-        f"fitted on {result.n_val:,} validation images, objective {result.objective}"
+        f"fitted on {result.n_val:,} {where} images, objective {result.objective}, "
+        f"optimizer {result.optimizer}"
         if not result.warning
-        else f"no finite optimum on {result.n_val:,} validation images: training T kept"
+        else f"no finite optimum on {result.n_val:,} {where} images: training T kept"
     )
+    if result.split == "test":
+        caption += "\nWARNING protocol paper: T was fitted on the ID test split (test set seen)"
     stdout_console().print(
         Group(Text("Temperature calibration", style="bold"), table, Text(caption, style="dim"))
     )
+
+
+def split_name(split: str) -> str:
+    """How a calibration split is named in messages: ``validation`` or ``ID test``."""
+    return "ID test" if split == "test" else "validation"
 
 
 @app.command(cls=MultiValueCommand)

@@ -10,7 +10,7 @@ therefore a global, deterministic search:
 2. refine with scipy's bounded Brent search (``minimize_scalar(method="bounded")``) between the
    two grid neighbours of that point, keeping the refined T only if it is strictly better.
 
-``method="lbfgsb"`` reproduces the paper's code instead: bounded L-BFGS-B from T = 1 with
+``optimizer="lbfgsb"`` reproduces the paper's code instead: bounded L-BFGS-B from T = 1 with
 numerical gradients. Either way the result lies within the bounds, is never NaN, and is the same
 on every run. When the optimum is a bound (all-correct sets push T to 0, all-wrong sets to
 infinity: no finite optimum) the bound is returned and a :class:`TemperatureAtBoundWarning` says
@@ -37,10 +37,12 @@ from dismax_cli.core.metrics import _binned_ece, _check_num_bins
 from dismax_cli.errors import DismaxError
 
 Objective = Literal["ece", "nll"]
-Method = Literal["grid", "lbfgsb"]
+Optimizer = Literal["grid", "lbfgsb"]
 
 OBJECTIVES: tuple[str, ...] = ("ece", "nll")
-METHODS: tuple[str, ...] = ("grid", "lbfgsb")
+#: The temperature optimisers of :func:`fit_temperature` (``method`` means a training method
+#: elsewhere in dismax, so the calibration keyword is ``optimizer``).
+OPTIMIZERS: tuple[str, ...] = ("grid", "lbfgsb")
 
 
 class TemperatureAtBoundWarning(UserWarning):
@@ -218,16 +220,16 @@ def fit_temperature(
     objective: Objective = "ece",
     bounds: tuple[float, float] = (1e-3, 100.0),
     num_bins: int = 15,
-    method: Method = "grid",
+    optimizer: Optimizer = "grid",
     grid_size: int = 200,
 ) -> float:
     """Fit the temperature T that minimises the ECE or the NLL of ``softmax(logits / T)``.
 
     Definition: ``T* = argmin_{T in [low, high]} objective(softmax(logits / T), targets)`` with
     objective the ``num_bins``-bin ECE (``"ece"``, the DisMax paper's choice) or the mean NLL
-    (``"nll"``, Guo et al.). ``method="grid"`` (default) searches ``grid_size`` log-spaced
+    (``"nll"``, Guo et al.). ``optimizer="grid"`` (default) searches ``grid_size`` log-spaced
     temperatures over the bounds, then refines between the best point's neighbours with a bounded
-    Brent search; exact ties go to the smallest T. ``method="lbfgsb"`` is the paper's code:
+    Brent search; exact ties go to the smallest T. ``optimizer="lbfgsb"`` is the paper's code:
     bounded L-BFGS-B from T = 1 with numerical gradients (may stop at a kink of the ECE).
     Deterministic; the result is finite and within the bounds. Fit it on a held-out split,
     never on a split that is later scored. Predictions (argmax) do not depend on T.
@@ -238,8 +240,8 @@ def fit_temperature(
         objective: ``"ece"`` or ``"nll"``.
         bounds: ``(low, high)`` with ``0 < low < high``.
         num_bins: ECE bins (ignored for ``"nll"``).
-        method: ``"grid"`` (robust, default) or ``"lbfgsb"`` (paper parity).
-        grid_size: Number of grid temperatures for ``method="grid"`` (>= 2).
+        optimizer: ``"grid"`` (robust, default) or ``"lbfgsb"`` (paper parity: METHOD.md §4).
+        grid_size: Number of grid temperatures for ``optimizer="grid"`` (>= 2).
 
     Returns:
         The fitted temperature as a Python float.
@@ -248,7 +250,7 @@ def fit_temperature(
         logits: ``(N, C)`` with ``C >= 2``; targets: ``(N,)``.
 
     Raises:
-        DismaxError: If the objective, method, bounds, ``num_bins`` or ``grid_size`` is invalid,
+        DismaxError: If the objective, optimizer, bounds, ``num_bins`` or ``grid_size`` is invalid,
             there are no samples or fewer than 2 classes, a logit is not finite, the shapes
             disagree, or a target is out of range.
 
@@ -266,9 +268,9 @@ def fit_temperature(
         raise DismaxError(
             f"unknown calibration objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}"
         )
-    if method not in METHODS:
+    if optimizer not in OPTIMIZERS:
         raise DismaxError(
-            f"unknown calibration method {method!r}; choose one of: {', '.join(METHODS)}"
+            f"unknown calibration optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
         )
     _check_num_bins(num_bins)
     if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
@@ -277,7 +279,7 @@ def fit_temperature(
     array, target_array = _logits_and_targets(logits, targets, min_classes=2)
     function = _TemperatureObjective(array, target_array, objective, int(num_bins))
 
-    if method == "grid":
+    if optimizer == "grid":
         temperature = _grid_search(function, low, high, grid_size)
     else:
         temperature = _lbfgsb(function, low, high)
@@ -334,10 +336,10 @@ def calibrated_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 __all__ = [
-    "METHODS",
     "OBJECTIVES",
-    "Method",
+    "OPTIMIZERS",
     "Objective",
+    "Optimizer",
     "TemperatureAtBoundWarning",
     "calibrated_probs",
     "ece_from_logits",

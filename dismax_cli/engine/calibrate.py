@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dismax_cli.config import InvalidValueError
 from dismax_cli.core.calibration import (
     TemperatureAtBoundWarning,
     calibrated_probs,
@@ -36,6 +37,7 @@ from dismax_cli.engine.checkpoint import (
 from dismax_cli.engine.data import rebuild_run_data
 from dismax_cli.engine.predict import predict_images
 from dismax_cli.errors import DismaxError
+from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer, check_protocol
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class CalibrationResult:
     nll_after: float
     accuracy: float
     warning: str | None = None  # set when the optimum sits at a bound (METHOD.md §4)
+    optimizer: str = "grid"  # grid (default) or lbfgsb (the reference's), METHOD.md §4
+    split: str = "val"  # what T was fitted on: the validation split, or "test" (paper protocol)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,9 +74,17 @@ def training_temperature(method: str, entropic_scale: float) -> float:
 
 
 def calibrate_bundle(
-    bundle: ModelBundle, val: ImageSet, *, objective: str = "ece"
+    bundle: ModelBundle,
+    val: ImageSet,
+    *,
+    objective: str = "ece",
+    optimizer: str = "grid",
+    split: str = "val",
 ) -> CalibrationResult:
     """Fit the temperature on ``val`` and record it in ``bundle.meta`` (the model is untouched).
+
+    ``optimizer`` is ``grid`` or ``lbfgsb`` (METHOD.md §4); ``split`` names what ``val`` is:
+    ``"val"``, or ``"test"`` under the paper protocol (then ``val`` is the ID test split).
 
     Also records every OOD score of ``val`` at T = 1 (:func:`validation_thresholds`), from which
     ``Run.threshold(score, tpr=...)`` reads the score threshold at a validation TPR.
@@ -94,8 +106,14 @@ def calibrate_bundle(
         val.labels,
         objective=objective,
         fallback=training_temperature(config.method, config.entropic_scale),
+        optimizer=optimizer,
+        split=split,
     )
-    result = _result(logits, val.labels, temperature, objective, warning)
+    result = dataclasses.replace(
+        _result(logits, val.labels, temperature, objective, warning),
+        optimizer=optimizer,
+        split=split,
+    )
     bundle.meta = dataclasses.replace(
         bundle.meta,
         temperature=result.temperature,
@@ -145,29 +163,39 @@ def _result(
 
 
 def fit_temperature_noted(
-    logits: torch.Tensor, targets: torch.Tensor, *, objective: str = "ece", fallback: float
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    objective: str = "ece",
+    fallback: float,
+    optimizer: str = "grid",
+    split: str = "val",
 ) -> tuple[float, str | None]:
     """:func:`fit_temperature`, or ``fallback`` with a note when the optimum is a search bound.
+
+    ``optimizer`` is :func:`fit_temperature`'s; ``split`` (``val`` or ``test``) names the split
+    in the note.
 
     Returns:
         ``(temperature, note)``; ``note`` is None when the fit found a finite optimum.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TemperatureAtBoundWarning)
-        temperature = fit_temperature(logits, targets, objective=objective)
+        temperature = fit_temperature(logits, targets, objective=objective, optimizer=optimizer)
     if not any(issubclass(w.category, TemperatureAtBoundWarning) for w in caught):
         return float(temperature), None
     predictions_right = int((logits.argmax(1) == targets).sum())
+    what = "test" if split == "test" else "validation"
     reason = (
-        "every validation prediction is correct"
+        f"every {what} prediction is correct"
         if predictions_right == len(targets)
-        else "every validation prediction is wrong"
+        else f"every {what} prediction is wrong"
         if predictions_right == 0
         else "the objective keeps improving towards the search bound"
     )
     note = (
         f"the {objective.upper()} fit has no finite optimum on the {len(targets):,}-image "
-        f"validation split ({reason}; it ran to T = {temperature:g}), so the training "
+        f"{what} split ({reason}; it ran to T = {temperature:g}), so the training "
         f"temperature T = {fallback:g} is kept"
     )
     return float(fallback), note
@@ -175,17 +203,30 @@ def fit_temperature_noted(
 
 
 def calibrate_checkpoint(
-    path: str | Path, *, objective: str = "ece", data_dir: str | None = None
+    path: str | Path,
+    *,
+    objective: str = "ece",
+    data_dir: str | None = None,
+    protocol: str | None = None,
+    optimizer: str | None = None,
 ) -> CalibrationResult:
     """Fit the temperature on the run's validation split and store it in the checkpoint atomically.
 
     Only the metadata changes (``temperature`` and ``calibration``); the weights stay as trained.
+    ``protocol`` None follows the run's own; ``paper`` fits T on the ID test split (METHOD.md §4
+    [parity]; the reports then say the test set was seen). ``optimizer`` None is the protocol's
+    (grid for honest, lbfgsb for paper).
 
     Raises:
-        DismaxError: for unreadable checkpoints, changed data or a bad objective.
+        DismaxError: for unreadable checkpoints, changed data or a bad objective;
+            InvalidValueError for a bad protocol or optimizer, or ``honest`` on a run trained
+            under the paper protocol (it has no validation split).
     """
     if objective not in ("ece", "nll"):
         raise DismaxError(f"objective {objective!r} is invalid: choose ece or nll")
+    check_optimizer(optimizer)
+    if protocol is not None:
+        check_protocol(protocol)
     file = checkpoint_path(path)
     checkpoint = load_checkpoint(file)
     meta = checkpoint.meta
@@ -194,10 +235,28 @@ def calibrate_checkpoint(
             f"{str(file)!r} is an unfinished run (epoch {meta.epoch} of {meta.epochs}): finish "
             f"it with `dismax train --out {file.parent} --resume` before calibrating"
         )
+    protocol = protocol or meta.config.protocol
+    if protocol == "honest" and meta.config.protocol == "paper":
+        raise InvalidValueError(
+            "protocol",
+            f"{str(file)!r} was trained under --protocol paper on every training image, so it "
+            "has no validation split to calibrate on: drop --protocol honest (it then "
+            "calibrates on the test split, as trained) or train an honest run",
+        )
     bundle = bundle_from_checkpoint(checkpoint, path=file)
     data = rebuild_run_data(meta, data_dir=data_dir)
-    check_disjoint(data.val, data.test)
-    result = calibrate_bundle(bundle, data.val, objective=objective)
+    if protocol == "paper":
+        calibration_set, split = data.test, "test"
+    else:
+        check_disjoint(data.val, data.test)
+        calibration_set, split = data.val, "val"
+    result = calibrate_bundle(
+        bundle,
+        calibration_set,
+        objective=objective,
+        optimizer=optimizer or DEFAULT_OPTIMIZER[protocol],
+        split=split,
+    )
     if distributed.is_main():  # under torchrun rank 0 writes; the others wait for the file
         save_checkpoint(file, dataclasses.replace(checkpoint, meta=bundle.meta))
     distributed.barrier()

@@ -68,6 +68,10 @@ class CheckpointMeta:
             highest (entry k-1 is the score threshold at TPR k/n, METHOD.md §5), stored at
             calibration; None before (and in files calibrated by dismax before it kept them).
         tool_version: the dismax version that wrote it.
+        selection: the epoch rule's record when the run keeps a best epoch (``--select
+            best-val`` or ``--protocol paper``): ``rule``, ``split``, ``epoch`` (the kept one),
+            ``accuracy`` and ``accuracies`` (per epoch); None for the last-epoch rule (and in
+            files written before it existed). Optional key: older checkpoints load as they are.
     """
 
     method: str
@@ -89,6 +93,7 @@ class CheckpointMeta:
     calibration: dict[str, Any] | None = None
     thresholds: dict[str, list[float]] | None = None
     tool_version: str = __version__
+    selection: dict[str, Any] | None = None
 
     @classmethod
     def for_run(
@@ -150,6 +155,8 @@ class CheckpointMeta:
                 if self.thresholds is None
                 else {name: list(values) for name, values in self.thresholds.items()}
             ),
+            # Only when set, so that last-epoch runs write the same keys as before.
+            **({} if self.selection is None else {"selection": dict(self.selection)}),
         }
 
     @classmethod
@@ -218,6 +225,11 @@ def metadata_problem(payload: dict[str, Any]) -> str | None:
     problem = _thresholds_problem(payload.get("thresholds"))
     if problem:
         return problem
+    selection = payload.get("selection")
+    if selection is not None and not (
+        isinstance(selection, dict) and isinstance(selection.get("epoch"), int)
+    ):
+        return f"selection={printable(repr(selection), 60)}"
     try:
         TrainConfig.from_dict(payload["config"])
     except DismaxError as exc:

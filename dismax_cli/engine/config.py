@@ -20,6 +20,12 @@ from dismax_cli.core.methods import get_method, list_methods
 from dismax_cli.engine.devices import resolve_device
 from dismax_cli.models import list_backbones
 from dismax_cli.models.external import check_model_name
+from dismax_cli.protocol import (
+    DEFAULT_SELECTION,
+    check_protocol,
+    check_val_fraction,
+    resolve_selection,
+)
 
 #: Learning-rate milestones as fractions of the epochs (150/200/250 of 300 in the paper), exact.
 MILESTONE_FRACTIONS = (Fraction(1, 2), Fraction(2, 3), Fraction(5, 6))
@@ -55,6 +61,10 @@ class TrainConfig:
         data_dir: dataset folder (None: ``DISMAX_DATA_DIR`` or the user cache).
         sync_bn: under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm);
             no effect in one process (:mod:`~dismax_cli.engine.distributed`).
+        protocol: ``honest`` (default) or ``paper``: train on every training image, no
+            validation carve (:mod:`dismax_cli.protocol`, METHOD.md §4, §6).
+        select: which epoch the finished run keeps: ``last``, ``best-val``, or None for the
+            protocol's rule (honest: last; paper: best ID test accuracy, as the reference).
     """
 
     dataset: str = "digits[0-5]"
@@ -77,6 +87,8 @@ class TrainConfig:
     device: str = "auto"
     data_dir: str | None = None
     sync_bn: bool = False
+    protocol: str = "honest"
+    select: str | None = None
 
     def validate(self) -> TrainConfig:
         """Return self after checking every value; raise DismaxError naming the bad one."""
@@ -108,12 +120,9 @@ class TrainConfig:
                 raise InvalidValueError(
                     name, f"{name}={value!r} is invalid: use an integer in [0, 2^62)"
                 )
-        if not 0 < self.val_fraction < 1:
-            raise InvalidValueError(
-                "val_fraction",
-                f"val_fraction={self.val_fraction!r} is invalid: use a fraction in (0, 1), "
-                "e.g. 0.1",
-            )
+        check_protocol(self.protocol)
+        check_val_fraction(self.protocol, self.val_fraction)
+        resolve_selection(self.protocol, self.select)
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
         if self.fpr and not spec.supports_fpr:
@@ -124,6 +133,11 @@ class TrainConfig:
                 f"{', '.join(allowed)} only, not {self.method!r}: drop --fpr",
             )
         return self
+
+    @property
+    def selection(self) -> str:
+        """The epoch rule: ``last``, ``best-val`` or ``best-test`` (:func:`resolve_selection`)."""
+        return resolve_selection(self.protocol, self.select)
 
     @property
     def uses_fpr(self) -> bool:
@@ -159,11 +173,19 @@ class TrainConfig:
 
         Everything but where it runs (``device``, ``data_dir``). A field added after the first
         release is listed in :data:`LATER_FIELDS` and left out while it has its default value, so
-        the run folders trained before it existed keep their keys and are still reused.
+        the run folders trained before it existed keep their keys and are still reused. Under
+        the paper protocol the validation carve's keys mean nothing and are left out; ``select``
+        enters as the rule it resolves to, and not at all when that is the protocol's own.
         """
         values = self.to_dict()
         for key in ("device", "data_dir"):
             values.pop(key)
+        values["select"] = None if self.selection == DEFAULT_SELECTION[self.protocol] else (
+            self.selection
+        )
+        if self.protocol == "paper":
+            values.pop("val_fraction")
+            values.pop("split_seed")
         defaults = TrainConfig()
         for key in LATER_FIELDS:
             if key in values and values[key] == getattr(defaults, key):
@@ -173,7 +195,7 @@ class TrainConfig:
 
 #: TrainConfig fields added after the run key was first defined: omitted from
 #: :meth:`TrainConfig.identity` while at their default (see there). Append every new field here.
-LATER_FIELDS: tuple[str, ...] = ("sync_bn",)
+LATER_FIELDS: tuple[str, ...] = ("sync_bn", "protocol", "select")
 
 
 @dataclass(frozen=True)

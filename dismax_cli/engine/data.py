@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from dismax_cli.data import ImageSet, SplitRecord, check_disjoint, load_id_splits, train_val_split
+from dismax_cli.data.imageset import indices_sha256
 from dismax_cli.engine.config import TrainConfig
 from dismax_cli.errors import DismaxError
 
@@ -18,12 +21,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunData:
-    """The splits of a run: train (after the validation carve), validation and test."""
+    """The splits of a run: train (after the validation carve), validation and test.
+
+    Under the paper protocol (``TrainConfig.protocol == "paper"``) ``train`` is the whole training
+    split and ``val`` *is* the test split (the reference calibrates and selects on it);
+    ``calibration_split`` says which one ``val`` is: ``"val"`` or ``"test"``.
+    """
 
     train: ImageSet
     val: ImageSet
     test: ImageSet
     split: SplitRecord
+    calibration_split: str = "val"
 
 
 def load_run_data(config: TrainConfig) -> RunData:
@@ -40,6 +49,12 @@ def load_run_data(config: TrainConfig) -> RunData:
             f"dataset {config.dataset!r} has no labels or fewer than 2 classes: the "
             "in-distribution set must be labelled"
         )
+    if config.protocol == "paper":
+        # METHOD.md §4, §6 [parity]: every training image trains; the test split calibrates.
+        check_disjoint(train_full, test)
+        empty = indices_sha256(np.zeros(0, dtype=np.int64))
+        record = SplitRecord(config.split_seed, 0.0, len(train_full), 0, empty)
+        return RunData(train_full, test, test, record, calibration_split="test")
     train, val, split = train_val_split(
         train_full, val_fraction=config.val_fraction, seed=config.split_seed
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,6 +50,12 @@ from dismax_cli.engine.loop import (
     fpr_mix,
     train_one_epoch,
 )
+from dismax_cli.engine.selection import (
+    kept_state,
+    selection_set,
+    split_accuracy,
+    update_selection,
+)
 from dismax_cli.errors import DismaxError
 
 
@@ -66,6 +73,7 @@ class _Run:
     train_model: torch.nn.Module  # setup.model, or DistributedDataParallel around it
     start_epoch: int = 0
     history: list[EpochLog] = dataclasses.field(default_factory=list)
+    selection: dict[str, Any] | None = None  # CheckpointMeta.selection (best-epoch rules)
 
     @property
     def checkpoint(self) -> Path:
@@ -177,6 +185,7 @@ def _prepare(
         load_model_state(setup.model, saved, path=run.checkpoint)
         load_optimizer_state(setup.optimizer, saved, path=run.checkpoint)
         run.start_epoch = saved.meta.epoch
+        run.selection = saved.meta.selection
         run.history = [h for h in read_train_log(run.log) if h.epoch <= run.start_epoch]
         if main:
             write_train_log(run.log, run.history)
@@ -232,11 +241,27 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     )
     # Log first, checkpoint second: a resume drops log lines past the checkpoint's epoch.
     # The checkpoint holds no timings, so identical training gives identical files.
+    weights = cpu_state(setup.model)
+    selected = selection_set(config.selection, val=run.data.val, test=run.data.test)
+    accuracy = None
+    if selected is not None:  # on every rank: under torchrun the prediction is sharded
+        accuracy = split_accuracy(setup.model, setup.transform, selected, device=setup.device)
     if distributed.is_main():
         append_train_log(run.log, entry)
         meta = CheckpointMeta.for_run(config, run.data, setup.transform, epoch + 1)
-        state = Checkpoint(meta, cpu_state(setup.model), setup.optimizer.state_dict())
-        save_checkpoint(run.checkpoint, state)
+        if selected is not None:  # METHOD.md §6: keep the best epoch on the selection split
+            run.selection = update_selection(
+                run.selection,
+                rule=config.selection,
+                epoch=epoch + 1,
+                accuracy=accuracy,
+                state=weights,
+                run_dir=run.run_dir,
+            )
+            meta = dataclasses.replace(meta, selection=run.selection)
+            if meta.finished:
+                weights = kept_state(run.selection, run.run_dir)
+        save_checkpoint(run.checkpoint, Checkpoint(meta, weights, setup.optimizer.state_dict()))
     distributed.barrier()  # no rank reads the checkpoint before rank 0 has written it
     report(stats, done=True)
     return entry
