@@ -144,28 +144,119 @@ class SoftMaxHead(_Head):
             return F.linear(features.to(dtype), self.weight.to(dtype), self.bias.to(dtype))
 
 
+#: Rows whose largest |entry| exceeds this are divided by it before the norm is taken: their
+#: squares would overflow (float32 overflows at |v| ≈ 1.8e19), and the logits only depend on
+#: the direction of a row longer than eps. Below it a row is left bit-for-bit unchanged.
+_RESCALE_ABOVE = 1e15
+
+
+def _rescale_large_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Divide each (finite) row whose max-abs entry exceeds :data:`_RESCALE_ABOVE` by it.
+
+    The direction ``v / ‖v‖`` is kept, so IsoMax+/DisMax logits are unchanged, while the norm no
+    longer overflows: a row with a direction keeps its logits (and a non-zero gradient, through
+    the constant divisor) up to the dtype's largest finite value (METHOD.md §1).
+
+    Shape:
+        (N, D) -> the rescaled (N, D) rows and the divisors (N, 1), same dtype.
+    """
+    peak = rows.abs().amax(dim=1, keepdim=True)  # (N, 1)
+    scale = torch.where(torch.isfinite(peak) & (peak > _RESCALE_ABOVE), peak, 1.0)
+    return rows / scale, scale
+
+
+def _distances(
+    features: torch.Tensor,
+    prototypes: torch.Tensor,
+    scales: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+) -> dict[str, object]:
+    """``‖f̂ − p̂‖`` for every pair, exact to float32 rounding (METHOD.md §1), and backward's inputs.
+
+    ``d² = ‖f̂‖² + ‖p̂‖² − 2 f̂·p̂`` from one matrix product (``‖f̂‖ = 1`` unless ``‖f‖ < eps``);
+    every pair with ``d² < 0.0625`` is recomputed as ``‖f̂ − p̂‖`` from the difference. One host
+    sync (the extreme norms and the smallest ``d²``) decides whether a rare path is needed: rows
+    with huge entries (:func:`_rescale_large_rows`), vectors shorter than eps, near pairs.
+
+    Returns:
+        A dict: ``distances`` (B, C) and the tensors and flags :func:`_prototype_backward` uses.
+    """
+    norm_f = torch.linalg.vector_norm(features, dim=1, keepdim=True)  # (B, 1)
+    norm_p = torch.linalg.vector_norm(prototypes, dim=1).unsqueeze(0)  # (1, C)
+    # F.normalize: v / max(‖v‖, eps), so ‖v̂‖ < 1 below eps and 0 stays 0.
+    inv_f = norm_f.clamp_min(_NORM_EPS).reciprocal_()
+    inv_p = norm_p.clamp_min(_NORM_EPS).reciprocal_()
+    inv_outer = inv_f * inv_p  # (B, C)
+    cosines = torch.mm(features, prototypes.t()).mul_(inv_outer)  # f̂·p̂
+    squared = torch.rsub(cosines, 2.0, alpha=2.0)  # d² for unit f̂, p̂
+    extremes = list(torch.aminmax(torch.cat((norm_f.view(-1), norm_p.view(-1)))))
+    if squared.numel():
+        extremes.append(squared.amin())
+    low, high, nearest = (*torch.stack(extremes).tolist(), math.inf)[:3]
+    if not high <= _RESCALE_ABOVE and scales[0] is None:  # huge, infinite or NaN entries
+        features, scale_f = _rescale_large_rows(features)
+        prototypes, scale_p = _rescale_large_rows(prototypes)
+        return _distances(features, prototypes, (scale_f, scale_p))
+    state: dict[str, object] = {
+        "features": features, "prototypes": prototypes, "cosines": cosines,
+        "inv_f": inv_f, "inv_p": inv_p, "inv_outer": inv_outer, "scales": scales, "near": None,
+    }  # fmt: skip
+    if low < _NORM_EPS:
+        state["vanishing"] = (norm_f < _NORM_EPS, norm_p < _NORM_EPS)
+        squared_norms = (norm_f * inv_f).square_() + (norm_p * inv_p).square_()
+        squared = torch.sub(squared_norms, cosines, alpha=2.0)
+        nearest = float(squared.amin())
+    if nearest < _EXACT_BELOW_SQUARED:  # else every d² ≥ 0.0625 > 0: no clamp needed
+        rows, cols = torch.nonzero(squared < _EXACT_BELOW_SQUARED).unbind(1)
+        # (k, D) unit vectors of the pairs to recompute (index_select: a row copy, fast).
+        unit_f = features.index_select(0, rows).mul_(inv_f.index_select(0, rows))
+        unit_p = prototypes.index_select(0, cols).mul_(inv_p.view(-1, 1).index_select(0, cols))
+        difference = unit_f - unit_p
+        exact = torch.linalg.vector_norm(difference, dim=1)
+        state["near"] = (rows, cols, unit_f, unit_p, difference, exact)
+        state["distances"] = squared.sqrt_().index_put_((rows, cols), exact)  # NaN for d² < 0
+    else:
+        state["distances"] = squared.sqrt_()
+    return state
+
+
+def _prototype_forward(
+    features: torch.Tensor,
+    prototypes: torch.Tensor,
+    distance_scale: torch.Tensor,
+    factor: float,
+    mean_term: bool,
+) -> tuple[torch.Tensor, dict[str, object]]:
+    """Logits ``−a (d + mean_k d_k)`` (DisMax) or ``−a d``, ``a = |s| factor`` (METHOD.md §1)."""
+    state = _distances(features, prototypes)
+    distances = state["distances"]
+    assert isinstance(distances, torch.Tensor)
+    scale = float(distance_scale)
+    a = abs(scale) * factor
+    state.update(a=a, sign=float(scale > 0) - float(scale < 0))
+    if mean_term:
+        return torch.add(distances.mean(dim=1, keepdim=True).mul_(-a), distances, alpha=-a), state
+    return distances * -a, state
+
+
 class _PrototypeLogits(torch.autograd.Function):
     """Fused IsoMax+/DisMax logits with a hand-written backward (one autograd node).
 
-    Forward, with unit vectors ``û = f / max(‖f‖, eps)``, ``v̂ = p / max(‖p‖, eps)`` (the
-    ``F.normalize`` convention: a zero vector stays 0) and ``a = |s| · factor``::
-
-        d² = ‖û‖² + ‖v̂‖² − 2 û v̂ᵀ                  # one matrix product, (B, C)
-        d  = sqrt(max(d², 0)), and ‖û − v̂‖ from the exact difference where d² < 0.0625
-        r  = d + mean_k d_k   (DisMax)   or   d      # (IsoMax+)
-        z  = −a r
+    Forward (:func:`_distances`, :func:`_prototype_forward`), with ``û = f / max(‖f‖, eps)``,
+    ``v̂ = p / max(‖p‖, eps)`` (the ``F.normalize`` convention: a zero vector stays 0) and
+    ``a = |s| · factor``: ``d = ‖û − v̂‖``, ``r = d + mean_k d_k`` (DisMax) or ``d`` (IsoMax+),
+    ``z = −a r``.
 
     Backward, with ``G = ∂L/∂z``: ``∂L/∂s = −sign(s) · factor · Σ G r``;
     ``∂L/∂d = −a (G + mean_k G_k)`` (DisMax) or ``−a G``. For the matrix-product pairs
-    ``H = ∂L/∂(û·v̂) = −∂L/∂d / d``; for the recomputed pairs ``∂L/∂û = ∂L/∂d · (û − v̂) / d``
-    from the exact difference (no cancellation); 0 where ``d == 0`` (a sub-gradient: a feature on
-    a prototype's direction keeps finite gradients). Then ``∂L/∂f = (I − û ûᵀ) ∂L/∂û / ‖f‖``, and
-    0 for ``‖f‖ < eps`` (no direction to follow: a zero feature gets a zero gradient, not
-    1/eps); the same for the prototypes.
+    (``d ≥ 0.25``) ``∂L/∂(û·v̂) = −∂L/∂d / d``; for the recomputed pairs
+    ``∂L/∂û = ∂L/∂d · (û − v̂) / d`` from the exact difference (no cancellation), 0 where
+    ``d == 0`` (a sub-gradient: a feature on a prototype's direction keeps finite gradients).
+    Then ``∂L/∂f = (I − û ûᵀ) ∂L/∂û / ‖f‖``, and 0 for ``‖f‖ < eps`` (no direction to follow:
+    a zero feature gets a zero gradient, not 1/eps); the same for the prototypes. Rows rescaled
+    by :func:`_rescale_large_rows` get their gradient divided by the same constant.
 
-    One node instead of about fifteen keeps the head within 2× the cost of a linear layer on
-    CPU (``benchmarks/speed/heads.py``); tests check it against float64 autograd. Inputs arrive
-    in float32 or float64 (see :func:`_compute_dtype`); autocast is off in both passes.
+    Inputs arrive in float32 or float64 (see :func:`_compute_dtype`); autocast is off in both
+    passes. Tests check it against float64 autograd and ``gradcheck``.
     """
 
     @staticmethod
@@ -177,154 +268,103 @@ class _PrototypeLogits(torch.autograd.Function):
         factor: float,
         mean_term: bool,
     ) -> torch.Tensor:
-        norm_f = torch.linalg.vector_norm(features, dim=1, keepdim=True)  # (B, 1)
-        inv_f = norm_f.clamp_min(_NORM_EPS).reciprocal_()
-        norm_p = torch.linalg.vector_norm(prototypes, dim=1, keepdim=True).t()  # (1, C)
-        inv_p = norm_p.clamp_min(_NORM_EPS).reciprocal_()
-        inv_outer = inv_f * inv_p
-        cosines = (features @ prototypes.t()).mul_(inv_outer)  # û·v̂, (B, C)
-        squared = torch.rsub(cosines, 2.0, alpha=2.0)  # d² for unit û, v̂
-        # One host sync: is any vector shorter than eps, is any pair near 0?
-        if squared.numel() == 0:  # an empty batch
-            low_f = low_p = low_squared = math.inf
-        else:
-            low_f, low_p, low_squared = torch.stack(
-                (norm_f.amin(), norm_p.amin(), squared.amin())
-            ).tolist()
-        degenerate = min(low_f, low_p) < _NORM_EPS
-        if degenerate:
-            # ‖û‖² = (‖f‖ / eps)² < 1 below eps (F.normalize's convention: 0 stays 0).
-            squared_norms = (norm_f * inv_f).square_() + (norm_p * inv_p).square_()
-            squared = torch.sub(squared_norms, cosines, alpha=2.0)
-            low_squared = float(squared.amin())
-        rows = cols = unit_f = unit_p = difference = None
-        if low_squared < _EXACT_BELOW_SQUARED:
-            rows, cols = torch.nonzero(squared < _EXACT_BELOW_SQUARED).unbind(1)
-            # (k, D) unit vectors of the pairs to recompute (index_select: a row copy, fast).
-            unit_f = features.index_select(0, rows).mul_(inv_f.index_select(0, rows))
-            unit_p = prototypes.index_select(0, cols).mul_(inv_p.t().index_select(0, cols))
-            difference = unit_f - unit_p
-        distances = squared.clamp_min_(0.0).sqrt_()
-        if rows is not None:
-            distances.index_put_((rows, cols), torch.linalg.vector_norm(difference, dim=1))
-        a = distance_scale.abs() * factor
-        reduced = distances + distances.mean(dim=1, keepdim=True) if mean_term else distances
-        ctx.save_for_backward(
-            features,
-            prototypes,
-            distance_scale,
-            norm_f,
-            norm_p,
-            inv_f,
-            inv_p,
-            inv_outer,
-            cosines,
-            distances,
-            reduced,
-            a,
-            rows,
-            cols,
-            unit_f,
-            unit_p,
-            difference,
+        logits, state = _prototype_forward(
+            features, prototypes, distance_scale, factor, mean_term
         )
+        ctx.save_for_backward(features, prototypes)  # for autograd's in-place-modification check
+        ctx.state = state
         ctx.mean_term = mean_term
         ctx.factor = factor
-        ctx.degenerate = degenerate
-        return reduced * (-a)
+        ctx.scale_shape = distance_scale.shape
+        return logits
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
+        _ = ctx.saved_tensors  # raises if an input was modified in place since the forward
         with _autocast_off(grad.device):
-            return _PrototypeLogits._backward(ctx, grad)
-
-    @staticmethod
-    def _backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor | None, ...]:
-        (
-            features,
-            prototypes,
-            distance_scale,
-            norm_f,
-            norm_p,
-            inv_f,
-            inv_p,
-            inv_outer,
-            cosines,
-            distances,
-            reduced,
-            a,
-            rows,
-            cols,
-            unit_f,
-            unit_p,
-            difference,
-        ) = ctx.saved_tensors
-        grad = grad.to(distances.dtype)
-        grad_f = grad_p = grad_s = None
-        if ctx.needs_input_grad[2]:
-            grad_s = -(grad * reduced).sum().reshape(1) * ctx.factor * distance_scale.sign()
-        if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
-            return grad_f, grad_p, grad_s, None, None
-        grad_d = grad + grad.mean(dim=1, keepdim=True) if ctx.mean_term else grad
-        # H = ∂L/∂(û·v̂) = a · grad_d / d, with 0 where d == 0.
-        h = torch.where(distances > 0, grad_d / distances, 0.0).mul_(a)
-        if ctx.degenerate:
-            # A vector shorter than eps has no direction: no gradient reaches or leaves it.
-            inv_f = inv_f.masked_fill(norm_f < _NORM_EPS, 0.0)
-            inv_p = inv_p.masked_fill(norm_p < _NORM_EPS, 0.0)
-            inv_outer = inv_f * inv_p
-        near_f = near_p = None
-        if rows is not None:
-            # Recomputed pairs, from the exact difference e = û − v̂ (no cancellation):
-            # ∂L/∂û = −H e and ∂L/∂v̂ = H e, each projected onto its sphere's tangent.
-            # For unit vectors û·e = d²/2 = −v̂·e, with d exact.
-            h_near = h[rows, cols][:, None]
-            h[rows, cols] = 0.0
-            half_squared = distances[rows, cols].square_().mul_(0.5)[:, None]
-            near_f = torch.addcmul(difference, unit_f, half_squared, value=-1.0)
-            near_f.mul_(h_near.mul(inv_f.index_select(0, rows)).neg_())
-            near_p = torch.addcmul(difference, unit_p, half_squared)
-            near_p.mul_(h_near.mul_(inv_p.t().index_select(0, cols)))
-        scaled = h * inv_outer
-        hc = h.mul_(cosines)
-        if ctx.needs_input_grad[0]:
-            coef = hc.sum(dim=1, keepdim=True).mul_(inv_f).mul_(inv_f).neg_()
-            grad_f = torch.addmm(features * coef, scaled, prototypes)
-            if near_f is not None:
-                grad_f.index_add_(0, rows, near_f)
-        if ctx.needs_input_grad[1]:
-            coef = hc.sum(dim=0, keepdim=True).mul_(inv_p).mul_(inv_p).neg_().t()
-            grad_p = torch.addmm(prototypes * coef, scaled.t(), features)
-            if near_p is not None:
-                grad_p.index_add_(0, cols, near_p)
+            grads = _prototype_backward(ctx.state, grad, ctx.needs_input_grad, ctx.mean_term)
+        grad_f, grad_p, grad_s = grads
+        if grad_s is not None:
+            grad_s = grad_s.mul(ctx.factor).reshape(ctx.scale_shape)
         return grad_f, grad_p, grad_s, None, None
 
 
-#: Rows whose largest |entry| exceeds this are divided by it before the norm is taken: their
-#: squares would overflow (float32 overflows at |v| ≈ 1.8e19), and the logits only depend on
-#: the direction of a row longer than eps. Below it a row is left bit-for-bit unchanged.
-_RESCALE_ABOVE = 1e15
+def _near_pair_gradients(
+    near: tuple[torch.Tensor, ...], g: torch.Tensor, inv_f: torch.Tensor, inv_p: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``−∂L/∂f`` and ``−∂L/∂p`` rows ``(k, D)`` of the recomputed pairs, from ``e = û − v̂``.
 
-
-def _rescale_large_rows(rows: torch.Tensor) -> torch.Tensor:
-    """Divide each (finite) row whose max-abs entry exceeds :data:`_RESCALE_ABOVE` by it.
-
-    The direction ``v / ‖v‖`` is kept, so IsoMax+/DisMax logits are unchanged, while the norm no
-    longer overflows: a row with a direction keeps its logits (and a non-zero gradient, through
-    the constant divisor) up to the dtype's largest finite value (METHOD.md §1).
-
-    Shape:
-        (N, D) -> (N, D), same dtype.
+    ``g = −∂L/∂d`` of the pairs (k,). ``∂L/∂û = −g e / d`` and ``∂L/∂v̂ = g e / d`` (0 where
+    ``d == 0``), each projected onto its sphere's tangent: for unit vectors
+    ``û·e = d²/2 = −v̂·e`` (METHOD.md §1).
     """
-    if rows.numel() == 0:
-        return rows
-    peak = rows.detach().abs().amax(dim=1, keepdim=True)  # (N, 1)
-    scale = torch.where(torch.isfinite(peak) & (peak > _RESCALE_ABOVE), peak, 1.0)
-    return rows / scale
+    rows, cols, unit_f, unit_p, difference, exact = near
+    g = torch.where(exact > 0, g / exact, 0.0)[:, None]  # (k, 1)
+    half_squared = exact.square().mul_(0.5)[:, None]
+    near_f = torch.addcmul(difference, unit_f, half_squared, value=-1.0)
+    near_f.mul_(g * inv_f.index_select(0, rows))
+    near_p = torch.addcmul(difference, unit_p, half_squared)
+    near_p.mul_(g.mul_(inv_p.view(-1, 1).index_select(0, cols)).neg_())
+    return near_f, near_p
+
+
+def _prototype_backward(
+    state: dict[str, object],
+    grad: torch.Tensor,
+    needs_input_grad: tuple[bool, ...],
+    mean_term: bool,
+) -> tuple[torch.Tensor | None, ...]:
+    """Gradients for features, prototypes and the scale (the latter without ``factor``)."""
+    s = state
+    distances, cosines, near = s["distances"], s["cosines"], s["near"]
+    features, prototypes = s["features"], s["prototypes"]
+    inv_f, inv_p, inv_outer, a = s["inv_f"], s["inv_p"], s["inv_outer"], s["a"]
+    grad = grad.to(distances.dtype)
+    # −∂L/∂d = a (G + mean_k G_k) (DisMax) or a G, held as gd · mult, and Σ G r = Σ gd d · rs.
+    if mean_term and a != 0.0:
+        gd, mult, rs = torch.add(grad.mean(dim=1, keepdim=True).mul_(a), grad, alpha=a), 1.0, 1 / a
+    elif mean_term:
+        gd, mult, rs = torch.add(grad.mean(dim=1, keepdim=True), grad), 0.0, 1.0
+    else:
+        gd, mult, rs = grad, a, 1.0
+    grad_f = grad_p = grad_s = None
+    if needs_input_grad[2]:  # ∂L/∂s = −sign(s) Σ G r (without the factor)
+        grad_s = torch.dot(gd.reshape(-1), distances.reshape(-1)).mul_(-s["sign"] * rs)
+    if not (needs_input_grad[0] or needs_input_grad[1]):
+        return grad_f, grad_p, grad_s
+    # H = ∂L/∂(û·v̂) = gd / d (d ≥ 0.25 outside the recomputed pairs, which are set to 0).
+    h = torch.div(gd, distances) if mult == 1.0 else torch.div(gd, distances).mul_(mult)
+    if "vanishing" in s:
+        # A vector shorter than eps has no direction: no gradient reaches or leaves it.
+        small_f, small_p = s["vanishing"]
+        inv_f = inv_f.masked_fill(small_f, 0.0)
+        inv_p = inv_p.masked_fill(small_p, 0.0)
+        inv_outer = inv_f * inv_p
+    if near is not None:
+        g = gd[near[0], near[1]] * mult
+        h.index_put_(near[:2], h.new_zeros(()))
+        near_f, near_p = _near_pair_gradients(near, g, inv_f, inv_p)
+    scaled = h * inv_outer
+    hc = h.mul_(cosines)
+    scale_f, scale_p = s["scales"]
+    if needs_input_grad[0]:
+        grad_f = torch.mm(scaled, prototypes)
+        grad_f.addcmul_(features, hc.sum(dim=1, keepdim=True).mul_(inv_f.square().neg_()))
+        if near is not None:
+            grad_f.index_add_(0, near[0], near_f, alpha=-1.0)
+        if scale_f is not None:
+            grad_f /= scale_f
+    if needs_input_grad[1]:
+        grad_p = torch.mm(scaled.t(), features)
+        coef = hc.sum(dim=0, keepdim=True).mul_(inv_p.square().neg_()).t()
+        grad_p.addcmul_(prototypes, coef)
+        if near is not None:
+            grad_p.index_add_(0, near[1], near_p, alpha=-1.0)
+        if scale_p is not None:
+            grad_p /= scale_p
+    return grad_f, grad_p, grad_s
 
 
 def _prototype_logits(
@@ -337,13 +377,15 @@ def _prototype_logits(
 ) -> torch.Tensor:
     dtype = _compute_dtype(features, prototypes)
     with _autocast_off(features.device):
-        return _PrototypeLogits.apply(
-            _rescale_large_rows(features.to(dtype)),
-            _rescale_large_rows(prototypes.to(dtype)),
-            distance_scale.to(dtype),
-            factor,
-            mean_term,
-        )
+        features, prototypes = features.to(dtype), prototypes.to(dtype)
+        distance_scale = distance_scale.to(dtype)
+        if torch.is_grad_enabled() and (
+            features.requires_grad or prototypes.requires_grad or distance_scale.requires_grad
+        ):
+            return _PrototypeLogits.apply(
+                features, prototypes, distance_scale, factor, mean_term
+            )
+        return _prototype_forward(features, prototypes, distance_scale, factor, mean_term)[0]
 
 
 def normalized_distances(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
