@@ -34,6 +34,8 @@ _EXACT_BELOW_SQUARED = 0.0625
 #: squares would overflow (float32 overflows at |v| ≈ 1.8e19), and the logits only depend on
 #: the direction of a row longer than eps. Below it a row is left bit-for-bit unchanged.
 _RESCALE_ABOVE = 1e15
+#: Without grad, DisMax's mean term is a (C, C) product up to this many classes.
+_MEAN_BY_PRODUCT = 64
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -78,6 +80,16 @@ def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[obj
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+@functools.lru_cache(maxsize=8)
+def _mean_term_matrix(
+    classes: int, a: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``M = −a (I + 1/C)`` (C, C): DisMax logits ``d M = −a (d + mean_k d_k)`` in one product."""
+    matrix = torch.full((classes, classes), -a / classes, dtype=dtype, device=device)
+    matrix.diagonal().sub_(a)
+    return matrix
+
+
 @functools.lru_cache(maxsize=32)
 def _two(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A 0-d tensor 2 (read only here), the ``2`` of ``d² = 2 − 2 cos``."""
@@ -119,15 +131,22 @@ def _distances(
     product = torch.mm(features, prototypes.t())
     squared = torch.addcdiv(_two(product.dtype, product.device), product, denom, value=-2.0)
     # One host sync: the extreme norms, the smallest d² and s.
-    low, high = torch.aminmax(torch.cat((norm_f.view(-1), norm_p)))
-    nearest = squared.amin() if squared.numel() else low.new_full((), math.inf)
-    low, high, nearest, s = torch.stack((low, high, nearest, distance_scale.reshape(()))).tolist()
-    if not high <= _RESCALE_ABOVE and scales[0] is None:  # huge, infinite or NaN entries
+    extremes = [
+        *torch.aminmax(norm_f if len(features) else norm_p),
+        *torch.aminmax(norm_p),
+        distance_scale.reshape(()),
+    ]
+    if squared.numel():
+        extremes.append(squared.amin())
+    low_f, high_f, low_p, high_p, s, nearest = (*torch.stack(extremes).tolist(), math.inf)[:6]
+    if not (high_f <= _RESCALE_ABOVE and high_p <= _RESCALE_ABOVE) and scales[0] is None:
+        # huge, infinite or NaN entries
         features, scale_f = _rescale_large_rows(features)
         prototypes, scale_p = _rescale_large_rows(prototypes)
         return _distances(features, prototypes, distance_scale, (scale_f, scale_p))
     unit_f, unit_p = norm_f, norm_p  # the divisors that make unit vectors
-    if low < _NORM_EPS:  # F.normalize: v / max(‖v‖, eps), so ‖v̂‖ < 1 below eps and 0 stays 0
+    if low_f < _NORM_EPS or low_p < _NORM_EPS:
+        # F.normalize: v / max(‖v‖, eps), so ‖v̂‖ < 1 below eps and 0 stays 0.
         unit_f, unit_p = norm_f.clamp_min(_NORM_EPS), norm_p.clamp_min(_NORM_EPS)
         cosines = product / (unit_f * unit_p)
         squared = torch.sub(
@@ -171,6 +190,10 @@ def _prototype_forward(
     a = abs(s) * factor
     state.update(a=a, sign=float(s > 0) - float(s < 0), factor=factor, mean_term=mean_term)
     state["scale_shape"] = distance_scale.shape
+    classes = distances.shape[1]
+    if mean_term and classes <= _MEAN_BY_PRODUCT:  # one small product instead of three ops
+        matrix = _mean_term_matrix(classes, a, distances.dtype, distances.device)
+        return torch.mm(distances, matrix), state
     if mean_term:  # a sum, not a mean: a mean over a dim takes several times as long on CPU
         rows = distances.sum(dim=1, keepdim=True).mul_(-a / distances.shape[1])
         return torch.add(rows, distances, alpha=-a), state
