@@ -341,3 +341,76 @@ def test_empty_batch_gives_empty_logits_and_zero_gradients(head_cls: type) -> No
     assert logits.shape == (0, C)
     logits.sum().backward()
     assert features.grad is not None and features.grad.shape == (0, D)
+
+
+# ------------------------------------------------- issue 11: the head's cost is its op count
+
+
+class _CountOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the aten operations dispatched inside the context (views included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("head_cls", [IsoMaxPlusHead, DisMaxHead])
+def test_prototype_head_runs_few_tensor_ops(head_cls: type) -> None:
+    """On CPU each op costs microseconds of dispatch, more than this head's arithmetic.
+
+    The old node dispatched 86 ops for forward+backward (a rescale of every row on every call,
+    reciprocal norms, a cosine matrix, a clamp); SoftMaxHead dispatches 16. Features far from
+    the prototypes take no recompute path (no ``nonzero``, no row gathering).
+    """
+    torch.manual_seed(21)
+    head = head_cls(64, 10)
+    features = torch.randn(32, 64, requires_grad=True)
+    head(features).sum().backward()  # warm-up: lazy initialisation is not counted
+    with _CountOps() as counted:
+        head(features).sum().backward()
+    assert len(counted.names) <= 48, counted.names
+    assert not {"nonzero", "index_select", "abs", "where"} & set(counted.names), counted.names
+    with torch.no_grad(), _CountOps() as inference:
+        logits = head(features)
+    # Without grad: no autograd node and about a third of the ops.
+    assert len(inference.names) <= 18, inference.names
+    assert torch.allclose(logits.double(), reference_logits(head, features), atol=1e-5)
+
+
+@pytest.mark.parametrize("head_cls", [IsoMaxPlusHead, DisMaxHead])
+@pytest.mark.parametrize("scale", [0.0, -0.5])
+def test_scale_gradient_matches_autograd_also_at_zero_and_negative(
+    head_cls: type, scale: float
+) -> None:
+    # ∂L/∂s = −sign(s)·factor·Σ G r (METHOD.md §1): 0 at s = 0, where every other gradient is 0.
+    torch.manual_seed(22)
+    head = head_cls(D, C).double()
+    with torch.no_grad():
+        head.distance_scale.fill_(scale)
+    base = head.prototypes.detach()[[0, 1]] * 2.0
+    features = torch.cat([base + 1e-3, torch.randn(3, D, dtype=torch.float64)]).requires_grad_()
+    weights = torch.randn(5, C, dtype=torch.float64)
+    (head(features) * weights).sum().backward()
+    f = features.detach().clone().requires_grad_(True)
+    p = head.prototypes.detach().clone().requires_grad_(True)
+    s = head.distance_scale.detach().clone().requires_grad_(True)
+    dist = torch.cdist(
+        f / f.norm(dim=1, keepdim=True),
+        p / p.norm(dim=1, keepdim=True),
+        compute_mode="donot_use_mm_for_euclid_dist",
+    )
+    if head_cls is IsoMaxPlusHead:
+        ref = -s.abs() * dist
+    else:
+        delta = s.abs() * dist / math.sqrt(2.0)
+        ref = -(delta + delta.mean(1, keepdim=True))
+    (ref * weights).sum().backward()
+    for got, want in ((features.grad, f.grad), (head.prototypes.grad, p.grad)):
+        assert torch.allclose(got, want, atol=1e-9), float((got - want).abs().max())
+    assert torch.allclose(head.distance_scale.grad, s.grad, atol=1e-9)
+    if scale == 0.0:
+        assert float(features.grad.abs().max()) == 0.0
