@@ -33,6 +33,7 @@ from dismax_cli.core.methods import (
     default_benchmark_methods,
     get_method,
 )
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
 from dismax_cli.engine import (
@@ -153,9 +154,11 @@ class BenchmarkConfig:
                 f"ensemble_size={self.ensemble_size} is too small: a deep ensemble needs at "
                 "least 2 members",
             )
-        if self.objective not in ("ece", "nll"):
+        if self.objective not in CALIBRATION_OBJECTIVES:
             raise InvalidValueError(
-                "objective", f"objective {self.objective!r} is invalid: choose ece or nll"
+                "objective",
+                f"objective {self.objective!r} is invalid: choose "
+                f"{' or '.join(CALIBRATION_OBJECTIVES)}",
             )
         check_device_name(self.device)
         self.train_config(BASELINE_METHOD, self.seed).validate()

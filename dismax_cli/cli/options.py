@@ -19,6 +19,7 @@ import typer
 
 from dismax_cli.config import UPPER_BOUNDS, InvalidValueError, check_device_name
 from dismax_cli.core import methods as _methods  # torch-free: the registry's names only
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 
 #: Training methods registered at import (``list_methods()``; the parsers ask the registry
 #: itself, so a method registered later with ``register_method`` is accepted too).
@@ -159,7 +160,7 @@ METHOD = ChoiceParser(_methods.list_methods)
 BENCHMARK_METHOD = ChoiceParser(_methods.benchmark_methods)
 BACKBONE = ChoiceParser(BACKBONE_NAMES)
 MODEL_NAME = parse_model
-OBJECTIVE = ChoiceParser(("ece", "nll"))
+OBJECTIVE = ChoiceParser(CALIBRATION_OBJECTIVES)
 SCORE = ChoiceParser(SCORE_NAMES)
 
 DATA_DIR_HELP = "Dataset folder (default: $DISMAX_DATA_DIR or the per-user cache)."

@@ -22,6 +22,7 @@ from dismax_cli.core.calibration import (
     nll_from_logits,
 )
 from dismax_cli.core.methods import get_method
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.core.metrics import accuracy, ece
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint
@@ -183,8 +184,10 @@ def calibrate_checkpoint(
     Raises:
         DismaxError: for unreadable checkpoints, changed data or a bad objective.
     """
-    if objective not in ("ece", "nll"):
-        raise DismaxError(f"objective {objective!r} is invalid: choose ece or nll")
+    if objective not in CALIBRATION_OBJECTIVES:
+        raise DismaxError(
+            f"objective {objective!r} is invalid: choose {' or '.join(CALIBRATION_OBJECTIVES)}"
+        )
     file = checkpoint_path(path)
     checkpoint = load_checkpoint(file)
     meta = checkpoint.meta
