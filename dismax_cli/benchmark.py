@@ -63,6 +63,7 @@ from dismax_cli.evaluation import (
     ood_metrics,
     probs_at,
 )
+from dismax_cli.evidence import DEFAULT_BOOTSTRAP, Evidence, check_bootstrap
 from dismax_cli.fileio import atomic_write
 from dismax_cli.gates import (  # noqa: F401  (re-exported: the benchmark's public names)
     Requirement,
@@ -125,6 +126,8 @@ class BenchmarkConfig:
     split_seed: int = 0
     objective: str = "ece"
     require: tuple[str, ...] = ()
+    #: Bootstrap resamples per interval (0: no intervals); see :mod:`dismax_cli.evidence`.
+    bootstrap: int = DEFAULT_BOOTSTRAP
 
     def validate(self) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains)."""
@@ -161,6 +164,7 @@ class BenchmarkConfig:
                 f"{' or '.join(CALIBRATION_OBJECTIVES)}",
             )
         check_device_name(self.device)
+        check_bootstrap(self.bootstrap)
         self.train_config(BASELINE_METHOD, self.seed).validate()
         for method in self.trained_methods():
             self.train_config(method, self.seed).validate()
@@ -418,14 +422,23 @@ def load_ood_sets(
     return oods
 
 
-def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = None) -> Report:
+def run_benchmark(
+    config: BenchmarkConfig,
+    progress: BenchmarkProgress | None = None,
+    *,
+    evidence: Evidence | None = None,
+) -> Report:
     """Train (or reuse), calibrate and evaluate every method; return the report.
+
+    The report holds reliability bins and (``config.bootstrap`` > 0) bootstrap intervals
+    (:mod:`dismax_cli.evidence`); pass ``evidence`` to keep the per-sample outputs as well.
 
     Raises:
         DismaxError: for invalid settings, datasets that cannot be loaded, or failed training.
     """
     progress = progress or BenchmarkProgress()
     config = config.validate()
+    evidence = Evidence() if evidence is None else evidence
     runs_dir = Path(config.runs_dir).expanduser() if config.runs_dir else default_runs_dir()
     progress.say(f"loading {config.dataset} and {len(config.ood)} OOD set(s)")
     base = config.train_config(BASELINE_METHOD, config.seed)
@@ -511,6 +524,10 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
             )
             outputs = model_outputs(bundles[method], data.test, oods, cache=logits_cache)
             before, after, ood = _evaluate(temperatures[method], data, oods, outputs)
+            evidence.add(
+                method, seed, outputs, temperatures[method], data.test.labels,
+                get_method(method).default_score,
+            )  # fmt: skip
             per_method[method].append(
                 _SeedResult(
                     temperature=temperatures[method],
@@ -543,7 +560,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         if o.synthetic
     ]
     resolved = {**config.to_dict(), "runs_dir": str(runs_dir)}
-    return Report(
+    report = Report(
         kind="benchmark",
         tool_version=__version__,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -552,6 +569,9 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         datasets=datasets,
         methods=methods,
         notes=tuple(notes),
+    )
+    return evidence.finish(
+        report, bootstrap=config.bootstrap, baseline=BASELINE_METHOD, status=progress.now
     )
 
 
@@ -612,15 +632,20 @@ def _uses_fpr(run_dir: str) -> bool:
 # --------------------------------------------------------------------------- score one checkpoint
 
 
-def write_scores_npz(path: str | Path, outputs: Outputs) -> None:
+def write_scores_npz(
+    path: str | Path, outputs: Outputs, labels: torch.Tensor | None = None
+) -> None:
     """Write per-sample scores atomically: ``id/<score>`` and ``ood/<set>/<score>`` arrays (N,).
 
-    Also ``id_logits`` (N, C) at T = 1.
+    Also ``id_logits`` (N, C) at T = 1 and, when given, ``id_labels`` (N,) int64 (the ID test
+    labels, so that a reliability diagram can be drawn from the dump).
 
     Raises:
         DismaxError: when the file cannot be written.
     """
     arrays = {"id_logits": outputs.id_logits.numpy()}
+    if labels is not None:
+        arrays["id_labels"] = labels.cpu().numpy().astype(np.int64)
     for score, values in outputs.id_scores.items():
         arrays[f"id/{score}"] = values.numpy()
     for spec, scores in outputs.ood_scores.items():
@@ -694,7 +719,7 @@ def score_checkpoint(
         )
     outputs = Outputs(id_outputs.id_logits, id_outputs.id_scores, ood_scores)
     if dump is not None:
-        write_scores_npz(dump, outputs)
+        write_scores_npz(dump, outputs, data.test.labels)
     temperature = bundle.temperature
     before, after, ood_results = _evaluate(temperature, data, oods, outputs)
     result = _SeedResult(

@@ -21,7 +21,9 @@ from dismax_cli.cli.common import (
     write_report_outputs,
     write_stdout,
 )
+from dismax_cli.cli.figures import HTML, PLOTS, check_figure_paths, report_samples, write_figures
 from dismax_cli.config import build_config, read_yaml_config
+from dismax_cli.core.metric_table import keys
 from dismax_cli.errors import DismaxError
 
 benchmark_app = typer.Typer(
@@ -108,8 +110,8 @@ def benchmark(
         "--require",
         metavar="REQ",
         help=(
-            "CI gate, repeatable: METHOD:METRIC:SET>=VALUE (SET 'id' for ACC/NLL/ECE). "
-            "Exit 3 if any fails."
+            "CI gate, repeatable: METHOD:METRIC:SET>=VALUE (SET 'id' for "
+            f"{'/'.join(keys('id'))}). Exit 3 if any fails."
         ),
     ),
     output_format: OutputFormat = typer.Option(
@@ -119,14 +121,27 @@ def benchmark(
         None,
         "--out",
         metavar="FILE",
-        help="Also write the JSON report to this file (atomically).",
+        help=(
+            "Also write the JSON report to this file (atomically), and its per-sample data "
+            "beside it (FILE's stem + .samples.npz)."
+        ),
     ),
+    bootstrap: int = typer.Option(
+        None,
+        "--bootstrap",
+        parser=opt.BOOTSTRAP_INT,
+        metavar="N",
+        help="Bootstrap resamples for the 95% intervals (default 1000; 0 skips them).",
+    ),
+    plots: Path = PLOTS,
+    html: Path = HTML,
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Run the benchmark (see ``dismax benchmark --help``)."""
     if ctx.invoked_subcommand is not None:
         return
     check_writable(out, "--out")
+    check_figure_paths(plots, html, protected=(out,) if out is not None else ())
     file_values = read_yaml_config(config) if config is not None else {}
     # Malformed file values, gates and labels answer before torch loads, like bad options do.
     parsers = {
@@ -135,6 +150,7 @@ def benchmark(
         "seeds": opt.SEEDS_INT,
         "ensemble_size": opt.ENSEMBLE_INT,
         "objective": opt.OBJECTIVE,
+        "bootstrap": opt.BOOTSTRAP_INT,
     }
     opt.precheck_file_values(file_values, config, parsers)
     opt.precheck_gates(require or None, ood or None)
@@ -154,6 +170,7 @@ def benchmark(
     )
     from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
     from dismax_cli.data.registry import canonical_requirement, canonical_spec
+    from dismax_cli.evidence import Evidence, write_per_sample
 
     cli_values = {
         "dataset": dataset,
@@ -181,6 +198,7 @@ def benchmark(
         "device": device,
         "data_dir": data_dir,
         "require": require or None,
+        "bootstrap": bootstrap,
     }
     # The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize),
     # in --ood and in the SET of --require alike, from the command line and from a config.
@@ -206,7 +224,8 @@ def benchmark(
             progress = BenchmarkProgress(
                 stage=display.step, train=display.train_callback, status=display.status
             )
-            report = run_benchmark(cfg, progress)
+            evidence = Evidence()
+            report = run_benchmark(cfg, progress, evidence=evidence)
     except KeyboardInterrupt:
         runs = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else default_runs_dir()
         say(
@@ -216,7 +235,11 @@ def benchmark(
         )
         raise typer.Exit(130) from None
     report = check_requirements(report, cfg.require)
+    if out is not None:
+        report = write_per_sample(report, evidence, out)
     write_report_outputs(report, out=out, output_format=output_format)
+    per_sample = evidence.per_sample() if plots is not None or html is not None else None
+    write_figures(report, per_sample, plots=plots, html=html)
     failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
     if failed:
         say(
@@ -238,8 +261,10 @@ def show(
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help="table or json."
     ),
+    plots: Path = PLOTS,
+    html: Path = HTML,
 ) -> None:
-    """Re-render a saved benchmark or score report."""
+    """Re-render a saved benchmark or score report (and redraw its plots / HTML page)."""
     from dismax_cli.fileio import file_problem
     from dismax_cli.render import report_renderable
     from dismax_cli.reports import from_json, to_json
@@ -251,8 +276,13 @@ def show(
         text = report_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DismaxError(f"cannot read report {str(report_path)!r}: {exc}") from None
+    check_figure_paths(plots, html, protected=(report_path,))
     report = from_json(text)
+    per_sample = None
+    if plots is not None or html is not None:  # read (and check) before anything is written
+        per_sample = report_samples(report, report_path, required=plots is not None)
     if output_format is OutputFormat.json:
         write_stdout(to_json(report))
     else:
         stdout_console().print(report_renderable(report), crop=False)
+    write_figures(report, per_sample, plots=plots, html=html)

@@ -156,6 +156,10 @@ NONNEGATIVE_FLOAT = NumberParser(float, low=0, what="a number >= 0")
 FRACTION = NumberParser(
     float, low=0, low_open=True, high=1, high_open=True, what="a fraction in (0, 1), e.g. 0.1"
 )
+#: ``--bootstrap N``: resamples per interval, 0 skips (the bound is evidence.MAX_BOOTSTRAP's).
+BOOTSTRAP_INT = NumberParser(
+    int, low=0, high=100_000, what="an integer from 0 to 100,000 (0 skips the intervals)"
+)
 METHOD = ChoiceParser(_methods.list_methods)
 BENCHMARK_METHOD = ChoiceParser(_methods.benchmark_methods)
 BACKBONE = ChoiceParser(BACKBONE_NAMES)
