@@ -226,6 +226,20 @@ def _reliability_tables(report: Report) -> list[str]:
     return parts
 
 
+def _results(report: Report) -> list[str]:
+    """The result tables: ID (and uncertainty), cost, per OOD set (and differences), bins."""
+    body = [_id_table(report)]
+    if has_group(report, "uncertainty"):
+        body.append(_id_table(report, "uncertainty"))
+    if report.kind == "benchmark":
+        body.append(_cost_table(report))
+    for i, ood in enumerate(report.ood_sets):
+        body.append(_ood_table(report, ood, i))
+        if difference_rows(report, ood):
+            body.append(_difference_table(report, ood, i))
+    return body + _reliability_tables(report)
+
+
 def _key_values(title: str, values: Mapping[str, Any], *, table_id: str) -> str:
     rows = [[(_text(str(k)), ""), (_text(v), "wrap")] for k, v in values.items()]
     return _table(title, ["key", "value"], rows, table_id=table_id)
@@ -273,10 +287,12 @@ def _plots(plots: Mapping[str, bytes]) -> str:
 def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> str:
     """Render a report as one self-contained HTML page.
 
-    The page holds every table of the rich output (ID metrics; cost for a benchmark; one table
-    per OOD set with each method's default score), the plots (inline PNG), the provenance
-    (datasets, environment, config), the conventions block, the ``--require`` outcomes and the
-    notes. It loads nothing: no script, font, stylesheet or image from outside the file.
+    The page holds every table of the rich output (ID metrics and uncertainty; cost for a
+    benchmark; one table per OOD set with each method's default score, its bootstrap bounds and
+    its paired difference from SoftMax), the reliability bins, the plots (inline PNG), the
+    provenance (datasets, environment, config), the conventions block, the ``--require``
+    outcomes and the notes. It loads nothing: no script, font, stylesheet or image from outside
+    the file.
 
     Args:
         report: A ``score`` or ``benchmark`` report, e.g. from
@@ -306,16 +322,7 @@ def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> 
     body = [f"<h1>{html.escape(title)}</h1>"]
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body.append("<h2>Results</h2>")
-    body.append(_id_table(report))
-    if has_group(report, "uncertainty"):
-        body.append(_id_table(report, "uncertainty"))
-    if report.kind == "benchmark":
-        body.append(_cost_table(report))
-    for i, ood in enumerate(report.ood_sets):
-        body.append(_ood_table(report, ood, i))
-        if difference_rows(report, ood):
-            body.append(_difference_table(report, ood, i))
-    body += _reliability_tables(report)
+    body += _results(report)
     if report.requirements:
         body.append("<h2>Requirements</h2><ul id=\"requirements\">")
         for req in report.requirements:
