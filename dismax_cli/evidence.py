@@ -76,6 +76,11 @@ class Evidence:
 
     targets: np.ndarray | None = None
     records: dict[str, dict[int, SeedSamples]] = field(default_factory=dict)
+    #: (method, OOD set, metric, resamples) -> (seed-mean value, (R,) resampled seed means):
+    #: the baseline's distributions are computed once, not once per method compared with it.
+    _cache: dict[tuple[str, str, str, int], tuple[float, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
 
     def add(
         self,
@@ -150,9 +155,46 @@ class Evidence:
         ood = []
         for r in m.ood:
             if bootstrap > 0 and r.score == m.default_score:
-                r = _with_intervals(r, seeds, base, baseline, bootstrap)
+                r = self._with_intervals(m.method, r, base, baseline, bootstrap)
             ood.append(r)
         return dataclasses.replace(m, reliability=reliability, ood=tuple(ood))
+
+
+    def _distribution(
+        self, method: str, ood: str, key: str, resamples: int
+    ) -> tuple[float, np.ndarray]:
+        """The seed-mean metric of ``method`` on ``ood``, full sample and resampled (cached)."""
+        cache_key = (method, ood, key, resamples)
+        if cache_key not in self._cache:
+            seeds = self.records[method]
+            sides = [(seeds[s].id_scores, seeds[s].ood_scores[ood]) for s in sorted(seeds)]
+            self._cache[cache_key] = seed_mean_distribution(key, sides, resamples)
+        return self._cache[cache_key]
+
+    def _with_intervals(
+        self,
+        method: str,
+        r: OODResult,
+        base: dict[int, SeedSamples] | None,
+        baseline: str,
+        resamples: int,
+    ) -> OODResult:
+        """``r`` with an interval per OOD metric and, with a baseline, the paired differences
+        (the same seeds and the same resamples for both methods)."""
+        seeds = self.records[method]
+        paired = base is not None and set(base) == set(seeds) and all(
+            r.ood in s.ood_scores for s in base.values()
+        )
+        intervals, diffs = {}, {}
+        for key in keys("ood"):
+            value, values = self._distribution(method, r.ood, key, resamples)
+            intervals[key] = _interval(value, values, resamples)
+            if paired:
+                base_value, base_values = self._distribution(baseline, r.ood, key, resamples)
+                diffs[key] = _interval(value - base_value, values - base_values, resamples)
+        return dataclasses.replace(
+            r, intervals=intervals, vs_baseline=diffs, baseline=baseline if paired else None
+        )
 
 
 def _numpy(values: Any) -> np.ndarray:
@@ -199,31 +241,6 @@ def _interval(value: float, values: np.ndarray, resamples: int) -> Interval:
         value=float(value), low=float(low), high=float(high), resamples=int(resamples),
         level=BOOTSTRAP_LEVEL, seed=BOOTSTRAP_SEED,
     )  # fmt: skip
-
-
-def _with_intervals(
-    r: OODResult,
-    seeds: dict[int, SeedSamples],
-    base: dict[int, SeedSamples] | None,
-    baseline: str,
-    resamples: int,
-) -> OODResult:
-    """``r`` with an interval per OOD metric and, with a baseline, the paired differences."""
-    order = sorted(seeds)
-    sides = [(seeds[s].id_scores, seeds[s].ood_scores[r.ood]) for s in order]
-    paired = base is not None and all(s in base and r.ood in base[s].ood_scores for s in order)
-    intervals, diffs = {}, {}
-    for key in keys("ood"):
-        value, values = seed_mean_distribution(key, sides, resamples)
-        intervals[key] = _interval(value, values, resamples)
-        if paired:
-            assert base is not None
-            base_sides = [(base[s].id_scores, base[s].ood_scores[r.ood]) for s in order]
-            base_value, base_values = seed_mean_distribution(key, base_sides, resamples)
-            diffs[key] = _interval(value - base_value, values - base_values, resamples)
-    return dataclasses.replace(
-        r, intervals=intervals, vs_baseline=diffs, baseline=baseline if paired else None
-    )
 
 
 # --------------------------------------------------------------------------- files
