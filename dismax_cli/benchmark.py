@@ -33,6 +33,7 @@ from dismax_cli.core.methods import (
     default_benchmark_methods,
     get_method,
 )
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
 from dismax_cli.detection import DetectorStage
@@ -65,6 +66,7 @@ from dismax_cli.evaluation import (
     ood_metrics,
     probs_at,
 )
+from dismax_cli.evidence import DEFAULT_BOOTSTRAP, Evidence, check_bootstrap
 from dismax_cli.fileio import atomic_write
 from dismax_cli.gates import (  # noqa: F401  (re-exported: the benchmark's public names)
     Requirement,
@@ -153,6 +155,8 @@ class BenchmarkConfig:
     def optimizer(self) -> str:
         """The calibration optimizer used: the given one, else the protocol's (METHOD.md §4)."""
         return self.calibration_optimizer or DEFAULT_OPTIMIZER[self.protocol]
+    #: Bootstrap resamples per interval (0: no intervals); see :mod:`dismax_cli.evidence`.
+    bootstrap: int = DEFAULT_BOOTSTRAP
 
     def validate(self) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains).
@@ -196,12 +200,15 @@ class BenchmarkConfig:
                 f"ensemble_size={self.ensemble_size} is too small: a deep ensemble needs at "
                 "least 2 members",
             )
-        if self.objective not in ("ece", "nll"):
+        if self.objective not in CALIBRATION_OBJECTIVES:
             raise InvalidValueError(
-                "objective", f"objective {self.objective!r} is invalid: choose ece or nll"
+                "objective",
+                f"objective {self.objective!r} is invalid: choose "
+                f"{' or '.join(CALIBRATION_OBJECTIVES)}",
             )
         check_device_name(self.device)
         check_optimizer(self.calibration_optimizer)
+        check_bootstrap(self.bootstrap)
         self.train_config(BASELINE_METHOD, self.seed).validate()
         for method in self.trained_methods():
             self.train_config(method, self.seed).validate()
@@ -546,14 +553,23 @@ def load_ood_sets(
     return oods
 
 
-def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = None) -> Report:
+def run_benchmark(
+    config: BenchmarkConfig,
+    progress: BenchmarkProgress | None = None,
+    *,
+    evidence: Evidence | None = None,
+) -> Report:
     """Train (or reuse), calibrate and evaluate every method; return the report.
+
+    The report holds reliability bins and (``config.bootstrap`` > 0) bootstrap intervals
+    (:mod:`dismax_cli.evidence`); pass ``evidence`` to keep the per-sample outputs as well.
 
     Raises:
         DismaxError: for invalid settings, datasets that cannot be loaded, or failed training.
     """
     progress = progress or BenchmarkProgress()
     config = config.validate()
+    evidence = Evidence() if evidence is None else evidence
     runs_dir = Path(config.runs_dir).expanduser() if config.runs_dir else default_runs_dir()
     progress.say(f"loading {config.dataset} and {len(config.ood)} OOD set(s)")
     base = config.train_config(BASELINE_METHOD, config.seed)
@@ -651,6 +667,10 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
             before, after, ood = _evaluate(
                 temperatures[method], data, oods, outputs, config.fpr_convention
             )
+            evidence.add(
+                method, seed, outputs, temperatures[method], data.test.labels,
+                get_method(method).default_score,
+            )  # fmt: skip
             per_method[method].append(
                 _SeedResult(
                     temperature=temperatures[method],
@@ -691,7 +711,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
         if o.synthetic
     ] + count_notes(config.ood_preset, {label: len(o) for label, o in oods.items()})
     resolved = {**config.to_dict(), "runs_dir": str(runs_dir)}
-    return Report(
+    report = Report(
         kind="benchmark",
         tool_version=__version__,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -706,6 +726,9 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
             training=config.protocol, selection=base.selection, optimizer=config.optimizer,
             calibration_split=data.calibration_split, val_fraction=config.val_fraction,
         ),  # fmt: skip
+    )
+    return evidence.finish(
+        report, bootstrap=config.bootstrap, baseline=BASELINE_METHOD, status=progress.now
     )
 
 
@@ -848,15 +871,20 @@ def run_protocol(meta: Any) -> dict[str, Any]:
     )
 
 
-def write_scores_npz(path: str | Path, outputs: Outputs) -> None:
+def write_scores_npz(
+    path: str | Path, outputs: Outputs, labels: torch.Tensor | None = None
+) -> None:
     """Write per-sample scores atomically: ``id/<score>`` and ``ood/<set>/<score>`` arrays (N,).
 
-    Also ``id_logits`` (N, C) at T = 1.
+    Also ``id_logits`` (N, C) at T = 1 and, when given, ``id_labels`` (N,) int64 (the ID test
+    labels, so that a reliability diagram can be drawn from the dump).
 
     Raises:
         DismaxError: when the file cannot be written.
     """
     arrays = {"id_logits": outputs.id_logits.numpy()}
+    if labels is not None:
+        arrays["id_labels"] = labels.cpu().numpy().astype(np.int64)
     for score, values in outputs.id_scores.items():
         arrays[f"id/{score}"] = values.numpy()
     for spec, scores in outputs.ood_scores.items():
@@ -943,7 +971,7 @@ def score_checkpoint(
         )
     outputs = Outputs(id_outputs.id_logits, id_outputs.id_scores, ood_scores)
     if dump is not None:
-        write_scores_npz(dump, outputs)
+        write_scores_npz(dump, outputs, data.test.labels)
     temperature = bundle.temperature
     before, after, ood_results = _evaluate(temperature, data, oods, outputs, fpr_convention)
     result = _SeedResult(

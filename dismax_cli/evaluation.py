@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dismax_cli.core import metrics as M
 from dismax_cli.core._arrays import host_float64
-from dismax_cli.core.calibration import nll_from_logits
 from dismax_cli.core.ensemble import mutual_information, predictive_log_probs
+from dismax_cli.core.metric_table import METRICS, keys
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet
 from dismax_cli.engine.checkpoint import ModelBundle
@@ -41,7 +40,7 @@ class Probabilities(torch.Tensor):
 def id_metrics(
     probs: torch.Tensor, targets: torch.Tensor, *, log_probs: torch.Tensor | None = None
 ) -> dict[str, float]:
-    """Compute ACC, NLL and ECE (15 bins) of probabilities against int64 targets.
+    """Compute every ID metric of the metric table (ACC, ECE, NLL, Brier, AURC, ...).
 
     The NLL is computed from log-probabilities (``log_probs``, else the ones a
     :class:`Probabilities` from :func:`probs_at` carries), so it is exact for any finite logits:
@@ -55,29 +54,35 @@ def id_metrics(
         log_probs: (N, C) log-probabilities matching ``probs`` (optional).
 
     Returns:
-        ``{"ACC", "NLL", "ECE"}`` as floats (NLL in nats).
+        ``{key: float}`` for each ID key of :data:`~dismax_cli.core.metric_table.METRICS`
+        (NLL in nats, the others fractions; Brier in [0, 2]).
 
     Raises:
         DismaxError: for empty, misshapen or non-finite inputs, or targets out of range.
 
     References:
-        METHOD.md §5 (accuracy, NLL, ECE).
+        METHOD.md §5 (accuracy, NLL, ECE); ``dismax_cli.core.uncertainty`` (Brier, AURC,
+        adaptive and classwise ECE).
     """
     if log_probs is None and isinstance(probs, Probabilities):
         log_probs = probs.log_probs
     if log_probs is not None and tuple(log_probs.shape) != tuple(probs.shape):
         log_probs = None  # not the log of these probabilities
-    return {
-        "ACC": M.accuracy(probs, targets),
-        "NLL": M.nll(probs, targets) if log_probs is None else nll_from_logits(log_probs, targets),
-        "ECE": M.ece(probs, targets, num_bins=15),
-    }
+    values = {}
+    for key in keys("id"):
+        info = METRICS[key]
+        log_fn = info.log_fn
+        if log_fn is not None and log_probs is not None:
+            values[key] = float(log_fn(log_probs, targets))
+        else:
+            values[key] = float(info.fn(probs, targets))
+    return values
 
 
 def id_metrics_from_logits(
     logits: torch.Tensor, targets: torch.Tensor, *, temperature: float = 1.0
 ) -> dict[str, float]:
-    """Compute ACC, NLL and ECE of ``softmax(logits / T)``, the NLL in the log domain.
+    """Compute every ID metric of ``softmax(logits / T)``, the NLL in the log domain.
 
     For a deep ensemble pass the member logits (M, N, C): the predictive distribution is the
     mean of the members' probabilities, whose log is computed stably as
@@ -90,7 +95,7 @@ def id_metrics_from_logits(
         temperature: T > 0.
 
     Returns:
-        ``{"ACC", "NLL", "ECE"}`` as floats (NLL in nats).
+        ``{key: float}`` as :func:`id_metrics` returns.
 
     Raises:
         DismaxError: for empty, misshapen or non-finite logits, or targets out of range.
@@ -106,17 +111,17 @@ def id_metrics_from_logits(
 def ood_metrics(
     id_scores: torch.Tensor, ood_scores: torch.Tensor, *, fpr_convention: str = "ours"
 ) -> dict[str, float]:
-    """Every detection metric of METHOD.md §5 (higher score = more ID; ID positive).
+    """Every detection metric of the metric table (METHOD.md §5; higher score = more ID).
 
-    ``fpr_convention`` is FPR@95TPR's: ``ours`` or ``openood`` (``--fpr-convention``).
+    Shapes: ``id_scores`` (N_id,), ``ood_scores`` (N_ood,); returns ``{key: fraction}`` for each
+    OOD key of :data:`~dismax_cli.core.metric_table.METRICS`. ``fpr_convention`` is
+    FPR@95TPR's: ``ours`` or ``openood`` (``--fpr-convention``).
     """
-    return {
-        "AUROC": M.auroc(id_scores, ood_scores),
-        "AUPR-IN": M.aupr_in(id_scores, ood_scores),
-        "AUPR-OUT": M.aupr_out(id_scores, ood_scores),
-        "FPR@95TPR": M.fpr_at_95_tpr(id_scores, ood_scores, convention=fpr_convention),
-        "DETACC": M.detection_accuracy(id_scores, ood_scores),
-    }
+    out = {}
+    for key in keys("ood"):
+        extra = {"convention": fpr_convention} if key == "FPR@95TPR" else {}
+        out[key] = float(METRICS[key].fn(id_scores, ood_scores, **extra))
+    return out
 
 
 def single_model_scores(logits: torch.Tensor) -> dict[str, torch.Tensor]:

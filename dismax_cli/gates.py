@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dismax_cli.config import InvalidValueError
-from dismax_cli.reports import ID_METRICS, METRICS, Report, RequirementResult
+from dismax_cli.core.metric_table import keys
+from dismax_cli.errors import DismaxError
+from dismax_cli.reports import METRICS, Report, RequirementResult
 
 _LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
 
@@ -74,8 +76,10 @@ class Requirement:
     """``METHOD[/SCORE]:METRIC:SET OP VALUE``, e.g. ``dismax:AUROC:tin_resize>=0.90``.
 
     SET is an OOD set of the run, ``near`` / ``far`` (the means of an ``--ood-preset``), or
-    ``id`` for ACC, NLL and ECE on the ID test split after calibration. SCORE (``softmax/odin``)
-    names the score judged; without it the method's default score is.
+    ``id`` for the ID metrics of the metric table (ACC, ECE, NLL, BRIER, AURC, ...) on the ID
+    test split after calibration. SCORE (``softmax/odin``) names the score judged; without it
+    the method's default score is. A metric missing from an older report fails the check with
+    a clear message.
     """
 
     text: str
@@ -89,16 +93,21 @@ class Requirement:
     def check(self, report: Report) -> tuple[bool, float]:
         result = report.method(self.method)
         if self.dataset == "id":
-            value = result.id_after[self.metric].mean
+            stat = result.id_after.get(self.metric)
         elif self.dataset in report.ood_groups:
             wanted = self.score or result.default_score
             rows = [r for r in result.ood_means if r.ood == self.dataset and r.score == wanted]
             if not rows:
                 return False, float("nan")
-            value = rows[0].metrics[self.metric].mean
+            stat = rows[0].metrics.get(self.metric)
         else:
-            value = result.result(self.dataset, self.score).metrics[self.metric].mean
-        return _OPS[self.op](value, self.threshold), value
+            stat = result.result(self.dataset, self.score).metrics.get(self.metric)
+        if stat is None:
+            raise DismaxError(
+                f"requirement {self.text!r}: this report holds no {self.metric} (it was written "
+                "before dismax reported it): rerun the benchmark"
+            )
+        return _OPS[self.op](stat.mean, self.threshold), stat.mean
 
 
 def parse_requirements(
@@ -180,7 +189,7 @@ def parse_requirements(
                 f"requirement {text!r} names unknown metric {metric!r}: use one of "
                 f"{', '.join(METRICS)}",
             )
-        if key in ID_METRICS:
+        if METRICS[key].kind == "id":
             if dataset != "id":
                 raise InvalidValueError(
                     "require",
@@ -192,7 +201,7 @@ def parse_requirements(
             raise InvalidValueError(
                 "require",
                 f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
-                f"OOD set of the run{sets}; 'id' takes {', '.join(ID_METRICS)}",
+                f"OOD set of the run{sets}; 'id' takes {', '.join(keys('id'))}",
             )
         elif ood is not None and dataset not in ood and dataset not in groups:
             raise InvalidValueError(
@@ -210,14 +219,29 @@ def parse_requirements(
             ) from None
         if not math.isfinite(threshold):
             raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
-        if key != "NLL" and not 0.0 <= threshold <= 1.0:
+        _check_threshold(text, key, threshold)
+        out.append(Requirement(text, method, key, dataset, op, threshold))
+    return out
+
+
+def _check_threshold(text: str, key: str, threshold: float) -> None:
+    """Refuse a threshold outside the metric's range (from the metric table's unit)."""
+    bounds = METRICS[key].bounds
+    if bounds is None:  # unbounded (the NLL)
+        return
+    low, high = bounds
+    if not low <= threshold <= high:
+        if METRICS[key].percent:
             raise InvalidValueError(
                 "require",
                 f"requirement {text!r}: {key} is a fraction in [0, 1], so write the threshold "
                 f"as one (e.g. 0.9 for 90 %)",
             )
-        out.append(Requirement(text, method, key, dataset, op, threshold, score or None))
-    return out
+        raise InvalidValueError(
+            "require",
+            f"requirement {text!r}: {key} lies in [{low:g}, {high:g}], so write a threshold "
+            "in that range",
+        )
 
 
 def check_requirements(report: Report, texts: Sequence[str]) -> Report:

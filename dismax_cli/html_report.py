@@ -20,10 +20,23 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dismax_cli.core.metric_table import keys
 from dismax_cli.errors import DismaxError
 from dismax_cli.protocol import protocol_line
-from dismax_cli.render import _best, format_stat, method_label, metric_header
-from dismax_cli.reports import ID_METRICS, METRICS, OOD_METRICS, Report, Stat
+from dismax_cli.render import (
+    ID_TITLE,
+    UNCERTAINTY_TITLE,
+    best_value,
+    difference_rows,
+    format_difference,
+    format_stat,
+    has_group,
+    id_columns,
+    legend_lines,
+    method_label,
+    metric_header,
+)
+from dismax_cli.reports import METRICS, Interval, Report, Stat
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _URL = re.compile(r"https?://[^\s<>\"'()]+")
@@ -82,23 +95,29 @@ def _table(
     )
 
 
-def _num(stat: Stat | None, *, percent: bool, best: float | None = None) -> tuple[str, str]:
-    text = html.escape(format_stat(stat, percent=percent))
+def _num(
+    stat: Stat | None,
+    *,
+    percent: bool,
+    best: float | None = None,
+    interval: Interval | None = None,
+) -> tuple[str, str]:
+    text = html.escape(format_stat(stat, percent=percent, interval=interval))
+    if interval is not None:
+        scale = 100.0 if percent else 1.0
+        text += f" <small>[{interval.low * scale:.2f}, {interval.high * scale:.2f}]</small>"
     bold = stat is not None and best is not None and stat.mean == best
     return text, "num best" if bold else "num"
 
 
-def _id_table(report: Report) -> str:
-    columns = [
-        ("ACC %", "ACC", "after"),
-        ("ECE %", "ECE", "after"),
-        ("ECE T=1", "ECE", "before"),
-        ("NLL", "NLL", "after"),
-        ("NLL T=1", "NLL", "before"),
-    ]
+def _id_table(report: Report, group: str = "classification") -> str:
+    columns = id_columns(group)
     best = {
-        key: _best([m.id_after[key].mean for m in report.methods], METRICS[key].higher_is_better)
-        for key in ID_METRICS
+        key: best_value(
+            [None if key not in m.id_after else m.id_after[key].mean for m in report.methods],
+            METRICS[key].higher_is_better,
+        )
+        for _, key, _ in columns
     }
     rows = []
     for m in report.methods:
@@ -106,15 +125,37 @@ def _id_table(report: Report) -> str:
         for _, key, stage in columns:
             percent = METRICS[key].percent
             if stage == "after":
-                row.append(_num(m.id_after[key], percent=percent, best=best[key]))
+                row.append(_num(m.id_after.get(key), percent=percent, best=best[key]))
             else:
-                row.append(_num(m.id_before[key], percent=percent))
-        row.append(_num(m.temperature, percent=False))
+                row.append(_num(m.id_before.get(key), percent=percent))
+        if group == "classification":
+            row.append(_num(m.temperature, percent=False))
         rows.append(row)
-    header = ["method"] + [h for h, _, _ in columns] + ["T"]
-    return _table(
-        "In-distribution: classification and calibration", header, rows, table_id="id-table"
-    )
+    header = ["method"] + [h for h, _, _ in columns]
+    if group == "classification":
+        header.append("T")
+        return _table(ID_TITLE, header, rows, table_id="id-table")
+    return _table(UNCERTAINTY_TITLE, header, rows, table_id="uncertainty-table")
+
+
+def _difference_table(report: Report, ood: str, number: int) -> str:
+    rows = []
+    entries = difference_rows(report, ood)
+    baseline = entries[0][1] if entries else ""
+    for m, _, diffs in entries:
+        row = [(html.escape(method_label(m)), "")]
+        for key in keys("ood"):
+            if key not in diffs:
+                row.append(("–", "num"))
+                continue
+            d = diffs[key]
+            text = html.escape(format_difference(d))
+            text += f" <small>[{100 * d.low:+.2f}, {100 * d.high:+.2f}]</small>"
+            row.append((text, "num"))
+        rows.append(row)
+    caption = f"{ood}: minus {baseline} (points, paired bootstrap)"
+    header = ["method"] + [metric_header(key) for key in keys("ood")]
+    return _table(caption, header, rows, table_id=f"diff-table-{number}")
 
 
 def _cost_table(report: Report) -> str:
@@ -141,19 +182,63 @@ def _ood_table(report: Report, ood: str, number: int) -> str:
     results = [(m, m.result(ood)) for m in report.methods]
     n_id, n_ood = results[0][1].n_id, results[0][1].n_ood
     best = {
-        key: _best([r.metrics[key].mean for _, r in results], METRICS[key].higher_is_better)
-        for key in OOD_METRICS
+        key: best_value(
+            [None if key not in r.metrics else r.metrics[key].mean for _, r in results],
+            METRICS[key].higher_is_better,
+        )
+        for key in keys("ood")
     }
     rows = []
     for m, r in results:
         row = [(html.escape(method_label(m)), ""), (html.escape(r.score), "")]
-        row += [_num(r.metrics[key], percent=True, best=best[key]) for key in OOD_METRICS]
+        row += [
+            _num(r.metrics.get(key), percent=True, best=best[key], interval=r.intervals.get(key))
+            for key in keys("ood")
+        ]
         rows.append(row)
     header = ["method", "score"] + [
-        metric_header(key) for key in OOD_METRICS
+        metric_header(key) for key in keys("ood")
     ]
     caption = f"OOD: {ood}  (n_id {n_id:,}, n_ood {n_ood:,}; %, ID positive)"
     return _table(caption, header, rows, table_id=f"ood-table-{number}")
+
+
+def _reliability_tables(report: Report) -> list[str]:
+    """Per method, the reliability bins of its first seed (T = 1 and calibrated)."""
+    parts = []
+    for i, m in enumerate(report.methods):
+        if not m.reliability:
+            continue
+        first = m.reliability[0]
+        rows = []
+        for before, after in zip(first["before"], first["after"], strict=True):
+            row = [(f"({before['lower']:.3f}, {before['upper']:.3f}]", "num")]
+            for b in (before, after):
+                row.append((f"{b['count']:,}", "num"))
+                for key in ("accuracy", "confidence"):
+                    row.append(("–" if b[key] is None else f"{100 * b[key]:.2f}", "num"))
+            rows.append(row)
+        header = ["bin", "n T=1", "acc % T=1", "conf % T=1", "n", "acc %", "conf %"]
+        caption = (
+            f"Reliability bins: {method_label(m)} (seed {first['seed']}, "
+            f"T = {first['temperature']:.4g})"
+        )
+        parts.append(_table(caption, header, rows, table_id=f"reliability-table-{i}"))
+    return parts
+
+
+def _results(report: Report) -> list[str]:
+    """The result tables: ID (and uncertainty), cost, per OOD set (and differences), bins."""
+    body = [_id_table(report)]
+    if has_group(report, "uncertainty"):
+        body.append(_id_table(report, "uncertainty"))
+    if report.kind == "benchmark":
+        body.append(_cost_table(report))
+    for i, ood in enumerate(report.ood_sets):
+        body.append(_ood_table(report, ood, i))
+        if difference_rows(report, ood):
+            body.append(_difference_table(report, ood, i))
+    return body + _reliability_tables(report)
 
 
 def _key_values(title: str, values: Mapping[str, Any], *, table_id: str) -> str:
@@ -213,10 +298,12 @@ def _protocol_paragraph(report: Report) -> list[str]:
 def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> str:
     """Render a report as one self-contained HTML page.
 
-    The page holds every table of the rich output (ID metrics; cost for a benchmark; one table
-    per OOD set with each method's default score), the plots (inline PNG), the provenance
-    (datasets, environment, config), the conventions block, the ``--require`` outcomes and the
-    notes. It loads nothing: no script, font, stylesheet or image from outside the file.
+    The page holds every table of the rich output (ID metrics and uncertainty; cost for a
+    benchmark; one table per OOD set with each method's default score, its bootstrap bounds and
+    its paired difference from SoftMax), the reliability bins, the plots (inline PNG), the
+    provenance (datasets, environment, config), the conventions block, the ``--require``
+    outcomes and the notes. It loads nothing: no script, font, stylesheet or image from outside
+    the file.
 
     Args:
         report: A ``score`` or ``benchmark`` report, e.g. from
@@ -242,16 +329,12 @@ def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> 
             f"{seed_text}; device: {report.environment.get('device')}"
         )
     summary.append(f"dismax {report.tool_version}, created {report.created}")
-    if any(m.seeds and len(m.seeds) > 1 for m in report.methods):
-        summary.append("values: mean ± sample standard deviation over seeds")
+    summary += legend_lines(report)
     body = [f"<h1>{html.escape(title)}</h1>"]
     body += _protocol_paragraph(report)
     body += [f"<p>{_text(line)}</p>" for line in summary]
     body.append("<h2>Results</h2>")
-    body.append(_id_table(report))
-    if report.kind == "benchmark":
-        body.append(_cost_table(report))
-    body += [_ood_table(report, ood, i) for i, ood in enumerate(report.ood_sets)]
+    body += _results(report)
     if report.requirements:
         body.append("<h2>Requirements</h2><ul id=\"requirements\">")
         for req in report.requirements:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dismax_cli.core.uncertainty import _sorted_with_tie_means, aurc, reliability_bins
+from dismax_cli.core.uncertainty import aurc, reliability_bins, sorted_with_tie_means
 from dismax_cli.errors import DismaxError
 from dismax_cli.fileio import atomic_write_bytes
 
@@ -379,10 +379,10 @@ def risk_coverage_points(probs: object, targets: object) -> tuple[np.ndarray, np
     Raises:
         DismaxError: If the probabilities or targets are invalid (see ``aurc``).
     """
-    from dismax_cli.core.uncertainty import _top_label
+    from dismax_cli.core.uncertainty import top_label
 
-    confidences, correct = _top_label(probs, targets)
-    _, correct_sorted = _sorted_with_tie_means(confidences, correct, descending=True)
+    confidences, correct = top_label(probs, targets)
+    _, correct_sorted = sorted_with_tie_means(confidences, correct, descending=True)
     k = np.arange(1, correct_sorted.size + 1)
     return k / correct_sorted.size, np.cumsum(1.0 - correct_sorted) / k
 

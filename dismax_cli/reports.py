@@ -15,46 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dismax_cli.core import metric_table as _table
 from dismax_cli.errors import DismaxError
 
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    """One metric's key, Python name, direction and meaning (defined once, rendered from here)."""
-
-    key: str
-    name: str
-    higher_is_better: bool
-    kind: str  # "id" (classification) or "ood" (detection)
-    description: str
-    percent: bool = True
-
-
-METRICS: dict[str, MetricInfo] = {
-    m.key: m
-    for m in (
-        MetricInfo("ACC", "accuracy", True, "id", "top-1 accuracy on the ID test split"),
-        MetricInfo("NLL", "nll", False, "id", "mean negative log-likelihood (nats)", percent=False),
-        MetricInfo("ECE", "ece", False, "id", "expected calibration error, 15 equal-width bins"),
-        MetricInfo("AUROC", "auroc", True, "ood", "area under ROC, ID positive, ties count 1/2"),
-        MetricInfo("AUPR-IN", "aupr_in", True, "ood", "average precision, ID positive"),
-        MetricInfo("AUPR-OUT", "aupr_out", True, "ood", "average precision, OOD positive"),
-        MetricInfo(
-            "FPR@95TPR",
-            "fpr_at_95_tpr",
-            False,
-            "ood",
-            "fraction of OOD scores >= the largest threshold keeping >= 95% of ID scores",
-        ),
-        MetricInfo(
-            "DETACC", "detection_accuracy", True, "ood", "max over thresholds of (TPR+TNR)/2"
-        ),
-    )
-}
-ID_METRICS = [k for k, m in METRICS.items() if m.kind == "id"]
-OOD_METRICS = [k for k, m in METRICS.items() if m.kind == "ood"]
+#: The metric table (key, function, direction, unit, kind), defined once in
+#: :mod:`dismax_cli.core.metric_table`; re-exported here for the report's readers.
+METRICS = _table.METRICS
+MetricInfo = _table.MetricInfo
+ID_METRICS = _table.ID_METRICS
+OOD_METRICS = _table.OOD_METRICS
 
 CONVENTIONS: dict[str, Any] = {
     "score_direction": "higher score = more in-distribution",
@@ -82,6 +54,15 @@ CONVENTIONS: dict[str, Any] = {
         "a null is never a value: every key whose value is null (or a list holding null) has a "
         "sibling '<key>_null_reason' string saying why; test the type, not only the number "
         "(in jq 1.6, null <= 0.05 is true)"
+    ),
+    "metrics": _table.metric_conventions(),
+    "intervals": (
+        "intervals: 95% percentile-bootstrap intervals over the test samples (ID and OOD "
+        "scores resampled with replacement separately, --bootstrap resamples, seed 0; with "
+        "several seeds the same resamples for every seed, interval of the seed mean), for the "
+        "default score of each method; vs_baseline: the paired difference method - SoftMax on "
+        "the same resamples. They measure test-sample noise only; std measures the spread over "
+        "training seeds. Tables show (±x) = half the interval's width"
     ),
 }
 #: ``fpr_at_95_tpr_rule`` of each ``--fpr-convention`` (``core.metrics.FPR_CONVENTIONS``).
@@ -147,14 +128,46 @@ class DatasetRecord:
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A percentile-bootstrap interval over test samples (``dismax_cli.core.bootstrap``).
+
+    ``value`` is the reported value (the mean over seeds of the full-sample metric, or of a
+    paired difference); ``low``/``high`` the ``(1 ∓ level) / 2`` quantiles of the same mean over
+    ``resamples`` stratified resamples of the test samples (drawn from ``seed``, the same
+    indices for every seed and method). Fractions like the metric (not percent).
+    """
+
+    value: float
+    low: float
+    high: float
+    resamples: int
+    level: float
+    seed: int
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width (tables show it as ``(±x)``)."""
+        return (self.high - self.low) / 2.0
+
+
+@dataclass(frozen=True)
 class OODResult:
-    """Detection metrics of one score on one OOD set (ID test split positive)."""
+    """Detection metrics of one score on one OOD set (ID test split positive).
+
+    ``intervals`` (metric key → :class:`Interval`) and ``vs_baseline`` (metric key → the paired
+    difference from ``baseline``'s default score, this method minus the baseline) are filled
+    for each method's default score when the benchmark ran with ``--bootstrap N`` (N > 0);
+    empty in older reports and for other scores.
+    """
 
     ood: str
     score: str
     n_id: int
     n_ood: int
     metrics: dict[str, Stat]
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    vs_baseline: dict[str, Interval] = field(default_factory=dict)
+    baseline: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,11 @@ class MethodResult:
     score_efficiency: dict[str, Stat] = field(default_factory=dict)
     #: Unweighted means over each group of OOD sets (``ood`` = ``near`` / ``far``; a preset).
     ood_means: tuple[OODResult, ...] = ()
+    #: Per seed: ``{"seed", "temperature", "before": [bins], "after": [bins]}``, each bin
+    #: ``{"lower", "upper", "count", "accuracy", "confidence"}`` (15 equal-width bins of the
+    #: top-label confidence at T = 1 and at the calibrated T; METHOD.md §5). Empty in older
+    #: reports.
+    reliability: tuple[dict[str, Any], ...] = ()
 
     def result(self, ood: str, score: str | None = None) -> OODResult:
         """The result for ``ood`` with ``score`` (default: the method's default score)."""
@@ -225,6 +243,9 @@ class Report:
     ood_groups: dict[str, list[str]] = field(default_factory=dict)
     #: What saw the test split (dismax_cli.protocol.protocol_record); None in older reports.
     protocol: dict[str, Any] | None = None
+    #: The per-sample npz beside the report: ``{"file": name relative to the report's folder,
+    #: "sha256", "seed"}``; None when none was written (or in older reports).
+    per_sample: dict[str, Any] | None = None
 
     @property
     def ood_sets(self) -> list[str]:
@@ -267,6 +288,13 @@ _NONE_REASONS = {
         "not set: the protocol's optimizer applies (honest: grid, paper: lbfgsb), or the run "
         "was never calibrated"
     ),
+    "accuracy": "empty bin: no test sample has its top-label confidence in this bin",
+    "confidence": "empty bin: no test sample has its top-label confidence in this bin",
+    "per_sample": (
+        "not written: the per-sample npz is written beside --out (or in --plots / beside "
+        "--html) when one of them is given"
+    ),
+    "baseline": "no paired difference: this row is the baseline, or the baseline was not run",
 }
 
 
@@ -372,6 +400,35 @@ def _stat(d: Any) -> Stat | None:
 
 def _stats(d: dict[str, Any]) -> dict[str, Stat]:
     return {k: _stat(v) for k, v in d.items()}  # type: ignore[misc]
+
+
+def _intervals(d: Any) -> dict[str, Interval]:
+    return {k: Interval(**v) for k, v in (d or {}).items()}
+
+
+_INTERVAL_FIELDS = {
+    "value": "number", "low": "number", "high": "number", "resamples": "int",
+    "level": "number", "seed": "int",
+}  # fmt: skip
+
+
+def _check_extras(data: dict[str, Any]) -> None:
+    """Check the optional fields newer reports hold (absent in older ones: nothing to check)."""
+    if data.get("per_sample") is not None:
+        _check_fields(data["per_sample"], "per_sample", {"file": "str", "sha256": "str"})
+    for i, m in enumerate(data["methods"]):
+        if "reliability" in m:
+            _check_list(m, "reliability", f"methods[{i}]", "dict")
+        for j, r in enumerate(m["ood"]):
+            at = f"methods[{i}].ood[{j}]"
+            for key in ("intervals", "vs_baseline"):
+                if key in r:
+                    _expect(r[key], "dict", f"{at}.{key}")
+                    for k, v in r[key].items():
+                        _expect(v, "dict", f"{at}.{key}.{k}")
+                        _check_fields(v, f"{at}.{key}.{k}", _INTERVAL_FIELDS)
+                        if set(v) - set(_INTERVAL_FIELDS):
+                            raise _Damaged(f"{at}.{key}.{k} has unknown keys")
 
 
 class _Damaged(Exception):
@@ -501,6 +558,9 @@ def _ood_result(r: dict[str, Any]) -> OODResult:
         n_id=r["n_id"],
         n_ood=r["n_ood"],
         metrics=_stats(r["metrics"]),
+        intervals=_intervals(r.get("intervals")),
+        vs_baseline=_intervals(r.get("vs_baseline")),
+        baseline=r.get("baseline"),
     )
 
 
@@ -526,6 +586,7 @@ def from_dict(data: dict[str, Any]) -> Report:
         )
     try:
         _check_report_types(data)
+        _check_extras(data)
     except _Damaged as exc:
         raise DismaxError(f"this dismax report is incomplete or damaged ({exc})") from None
     try:
@@ -550,6 +611,7 @@ def from_dict(data: dict[str, Any]) -> Report:
                 reused_runs=m.get("reused_runs", False),
                 members=m.get("members", 1),
                 label=m.get("label"),
+                reliability=tuple(m.get("reliability") or ()),
             )
             for m in data["methods"]
         )
@@ -570,6 +632,7 @@ def from_dict(data: dict[str, Any]) -> Report:
             schema_version=data["schema_version"],
             ood_groups={k: list(v) for k, v in data.get("ood_groups", {}).items()},
             protocol=data.get("protocol") if isinstance(data.get("protocol"), dict) else None,
+            per_sample=data.get("per_sample"),
         )
     except (KeyError, TypeError) as exc:
         raise DismaxError(f"this dismax report is incomplete or damaged (missing {exc})") from None
@@ -600,6 +663,7 @@ __all__ = [
     "OOD_METRICS",
     "SCHEMA_VERSION",
     "DatasetRecord",
+    "Interval",
     "MethodResult",
     "OODResult",
     "Report",

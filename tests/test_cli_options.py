@@ -75,7 +75,7 @@ def test_benchmark_seed_is_the_first_seed(monkeypatch: pytest.MonkeyPatch) -> No
 
     seen: dict[str, Any] = {}
 
-    def fake_run(config: Any, progress: Any = None) -> Any:
+    def fake_run(config: Any, progress: Any = None, **_: Any) -> Any:  # run_benchmark's keywords
         seen["config"] = config
         raise bench.DismaxError("stop here")
 

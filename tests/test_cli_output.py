@@ -289,7 +289,7 @@ def test_ctrl_c_during_benchmark_says_rerunning_resumes(
     import dismax_cli.benchmark as bench
     import dismax_cli.cli.benchmark as bench_cli
 
-    def interrupted(config: object, progress: bench.BenchmarkProgress) -> None:
+    def interrupted(config: object, progress: bench.BenchmarkProgress, **_: object) -> None:
         assert progress.train is not None
         progress.train("dismax s0")
         raise KeyboardInterrupt

@@ -104,7 +104,15 @@ def test_a_bad_shard_is_one_usage_error_before_anything_is_written(
     assert "Traceback" not in result.output and not runs.exists()
 
 
-@pytest.mark.parametrize("flag", [["--out", "r.json"], ["--require", "softmax:ACC:id>=0.1"]])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--out", "r.json"],
+        ["--require", "softmax:ACC:id>=0.1"],
+        ["--plots", "figs"],
+        ["--html", "r.html"],
+    ],
+)
 def test_a_shard_job_refuses_report_options(flag: list[str], tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     args = ["benchmark", "--shard", "0/2", "--runs-dir", str(runs), *flag]

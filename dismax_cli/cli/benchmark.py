@@ -21,7 +21,9 @@ from dismax_cli.cli.common import (
     write_report_outputs,
     write_stdout,
 )
+from dismax_cli.cli.figures import HTML, PLOTS, check_figure_paths, report_samples, write_figures
 from dismax_cli.config import build_config, read_yaml_config, run_checks
+from dismax_cli.core.metric_table import keys
 from dismax_cli.errors import DismaxError, quote_path
 
 benchmark_app = typer.Typer(
@@ -112,8 +114,8 @@ def benchmark(
         "--require",
         metavar="REQ",
         help=(
-            "CI gate, repeatable: METHOD:METRIC:SET>=VALUE (SET 'id' for ACC/NLL/ECE). "
-            "Exit 3 if any fails."
+            "CI gate, repeatable: METHOD:METRIC:SET>=VALUE (SET 'id' for "
+            f"{'/'.join(keys('id'))}). Exit 3 if any fails."
         ),
     ),
     scores: list[str] = opt.SCORES,
@@ -135,7 +137,10 @@ def benchmark(
         None,
         "--out",
         metavar="FILE",
-        help="Also write the JSON report to this file (atomically).",
+        help=(
+            "Also write the JSON report to this file (atomically), and its per-sample data "
+            "beside it (FILE's stem + .samples.npz)."
+        ),
     ),
     shard: str = typer.Option(
         None,
@@ -147,13 +152,23 @@ def benchmark(
             "--runs-dir and exit without a report; a final run without --shard writes it."
         ),
     ),
+    bootstrap: int = typer.Option(
+        None,
+        "--bootstrap",
+        parser=opt.BOOTSTRAP_INT,
+        metavar="N",
+        help="Bootstrap resamples for the 95% intervals (default 1000; 0 skips them).",
+    ),
+    plots: Path = PLOTS,
+    html: Path = HTML,
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Run the benchmark (see ``dismax benchmark --help``)."""
     if ctx.invoked_subcommand is not None:
         return
-    opt.check_shard_alone(shard, out=out, require=require)
+    opt.check_shard_alone(shard, out=out, require=require, plots=plots, html=html)
     check_writable(out, "--out")
+    check_figure_paths(plots, html, protected=(out,) if out is not None else ())
     file_values = read_yaml_config(config) if config is not None else {}
     # Malformed file values, gates and labels answer before torch loads, like bad options do.
     parsers = {
@@ -166,6 +181,7 @@ def benchmark(
         "ood_preset": opt.OOD_PRESET,
         "fpr_convention": opt.FPR_CONVENTION,
         "calibration_optimizer": opt.CALIBRATION_OPTIMIZER_CHOICE,
+        "bootstrap": opt.BOOTSTRAP_INT,
     }
     opt.precheck_file_values(file_values, config, parsers)
     opt.precheck_gates(require or None, ood or None)
@@ -187,6 +203,7 @@ def benchmark(
     )
     from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
     from dismax_cli.data.registry import canonical_requirement, canonical_spec
+    from dismax_cli.evidence import Evidence, write_per_sample
     from dismax_cli.presets import PRESETS
     from dismax_cli.sharding import shard_steps, train_shard
 
@@ -223,6 +240,7 @@ def benchmark(
         "scores": scores or None,
         "ood_preset": ood_preset,
         "fpr_convention": fpr_convention,
+        "bootstrap": bootstrap,
     }
     # The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize),
     # in --ood and in the SET of --require alike, from the command line and from a config.
@@ -252,10 +270,11 @@ def benchmark(
             progress = BenchmarkProgress(
                 stage=display.step, train=display.train_callback, status=display.status
             )
+            evidence = Evidence()
             if shard is not None:
                 summary = train_shard(cfg, shard, progress)
             else:
-                report = run_benchmark(cfg, progress)
+                report = run_benchmark(cfg, progress, evidence=evidence)
     except KeyboardInterrupt:
         runs = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else default_runs_dir()
         say(
@@ -268,7 +287,15 @@ def benchmark(
         say(summary.line())
         return
     report = check_requirements(report, cfg.require)
+    from dismax_cli.engine import distributed
+
+    if not distributed.is_main():  # under torchrun rank 0 writes the report and its files
+        return
+    if out is not None:
+        report = write_per_sample(report, evidence, out)
     write_report_outputs(report, out=out, output_format=output_format)
+    per_sample = evidence.per_sample() if plots is not None or html is not None else None
+    write_figures(report, per_sample, plots=plots, html=html)
     failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
     if failed:
         say(
@@ -300,8 +327,11 @@ def show(
             "whether the run used the paper's protocol, budget and data."
         ),
     ),
+    plots: Path = PLOTS,
+    html: Path = HTML,
 ) -> None:
-    """Re-render a saved benchmark or score report (or compare it with the paper's table)."""
+    """Re-render a saved benchmark or score report (compare it with the paper's table, redraw
+    its plots / HTML page)."""
     from dismax_cli.fileio import file_problem
     from dismax_cli.render import report_renderable
     from dismax_cli.reports import from_json, to_json
@@ -315,6 +345,7 @@ def show(
         text = report_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DismaxError(f"cannot read report {quote_path(report_path)}: {exc}") from None
+    check_figure_paths(plots, html, protected=(report_path,))
     report = from_json(text)
     if compare is not None:
         import json
@@ -328,7 +359,11 @@ def show(
         else:
             write_stdout(comparison_text(comparison))
         return
+    per_sample = None
+    if plots is not None or html is not None:  # read (and check) before anything is written
+        per_sample = report_samples(report, report_path, required=plots is not None)
     if output_format is OutputFormat.json:
         write_stdout(to_json(report))
     else:
         stdout_console().print(report_renderable(report), crop=False)
+    write_figures(report, per_sample, plots=plots, html=html)

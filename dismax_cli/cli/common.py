@@ -17,6 +17,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.config import InvalidValueError
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.errors import DismaxError, quote_path
 
 if TYPE_CHECKING:  # the report modules load only when a command writes a report
@@ -186,11 +187,8 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-class Objective(StrEnum):
-    """Temperature-calibration objective (METHOD.md §4)."""
-
-    ece = "ece"
-    nll = "nll"
+#: Temperature-calibration objective (METHOD.md §4): the metric table's objectives.
+Objective = StrEnum("Objective", {name: name for name in CALIBRATION_OBJECTIVES})
 
 
 def expand_multi_value_options(args: Sequence[str]) -> list[str]:

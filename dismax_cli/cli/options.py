@@ -21,6 +21,7 @@ from dismax_cli import presets as _presets  # torch-free
 from dismax_cli import score_names as _score_names  # torch-free
 from dismax_cli.config import UPPER_BOUNDS, InvalidValueError, check_device_name
 from dismax_cli.core import methods as _methods  # torch-free: the registry's names only
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 
 #: Training methods registered at import (``list_methods()``; the parsers ask the registry
 #: itself, so a method registered later with ``register_method`` is accepted too).
@@ -155,13 +156,16 @@ def parse_shard_option(value: Any) -> Any:
 SHARD = parse_shard_option
 
 
-def check_shard_alone(shard: Any, *, out: Any, require: Any) -> None:
-    """Refuse ``--out`` and ``--require`` beside ``--shard``: a shard job writes no report.
+def check_shard_alone(
+    shard: Any, *, out: Any, require: Any, plots: Any = None, html: Any = None
+) -> None:
+    """Refuse ``--out``, ``--require``, ``--plots``, ``--html`` beside ``--shard`` (no report).
 
     Raises:
         typer.BadParameter: (exit 2) naming the option and the fix.
     """
-    for flag, value in (("--out", out), ("--require", require)):
+    given = (("--out", out), ("--require", require), ("--plots", plots), ("--html", html))
+    for flag, value in given:
         if shard is not None and value:
             raise typer.BadParameter(
                 f"a --shard job writes no report, so {flag} has nothing to act on: give "
@@ -195,11 +199,15 @@ VAL_FRACTION_FLOAT = NumberParser(
 PROTOCOL_CHOICE = ChoiceParser(("honest", "paper"))
 SELECT_CHOICE = ChoiceParser(("last", "best-val"))
 CALIBRATION_OPTIMIZER_CHOICE = ChoiceParser(("grid", "lbfgsb"))
+#: ``--bootstrap N``: resamples per interval, 0 skips (the bound is evidence.MAX_BOOTSTRAP's).
+BOOTSTRAP_INT = NumberParser(
+    int, low=0, high=100_000, what="an integer from 0 to 100,000 (0 skips the intervals)"
+)
 METHOD = ChoiceParser(_methods.list_methods)
 BENCHMARK_METHOD = ChoiceParser(_methods.benchmark_methods)
 BACKBONE = ChoiceParser(BACKBONE_NAMES)
 MODEL_NAME = parse_model
-OBJECTIVE = ChoiceParser(("ece", "nll"))
+OBJECTIVE = ChoiceParser(CALIBRATION_OBJECTIVES)
 SCORE = ChoiceParser(SCORE_NAMES)
 
 #: ``--scores``: every score name (``dismax_cli.score_names.ALL_SCORES``) or ``all``.

@@ -325,7 +325,7 @@ def bootstrap_distribution(
     """
     function = _resolve_metric(metric)
     _check_options(resamples, seed, None)
-    id_array, ood_array = metrics._pair(id_scores, ood_scores)
+    id_array, ood_array = metrics.score_pair(id_scores, ood_scores)
     return _resampled_values(function, [(id_array, ood_array)], int(resamples), int(seed))[0]
 
 
@@ -372,7 +372,7 @@ def bootstrap_interval(
     """
     function = _resolve_metric(metric)
     _check_options(resamples, seed, level)
-    id_array, ood_array = metrics._pair(id_scores, ood_scores)
+    id_array, ood_array = metrics.score_pair(id_scores, ood_scores)
     value = function(id_array, ood_array)
     resampled = _resampled_values(function, [(id_array, ood_array)], int(resamples), int(seed))
     return _interval(value, resampled[0], resamples, seed, level)
@@ -425,8 +425,8 @@ def paired_bootstrap_difference(
     """
     function = _resolve_metric(metric)
     _check_options(resamples, seed, level)
-    side_a = metrics._pair(id_a, ood_a)
-    side_b = metrics._pair(id_b, ood_b)
+    side_a = metrics.score_pair(id_a, ood_a)
+    side_b = metrics.score_pair(id_b, ood_b)
     if side_a[0].size != side_b[0].size or side_a[1].size != side_b[1].size:
         raise DismaxError(
             f"paired bootstrap needs both methods scored on the same samples, got "

@@ -33,13 +33,15 @@ import torch
 from scipy.optimize import minimize, minimize_scalar
 
 from dismax_cli.core._arrays import ArrayLike, to_numpy_float64, to_numpy_targets
-from dismax_cli.core.metrics import _binned_ece, _check_num_bins
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
+from dismax_cli.core.metrics import binned_ece, check_num_bins
 from dismax_cli.errors import DismaxError
 
 Objective = Literal["ece", "nll"]
 Optimizer = Literal["grid", "lbfgsb"]
 
-OBJECTIVES: tuple[str, ...] = ("ece", "nll")
+#: ``("ece", "nll")``, from the metric table (the metrics marked ``objective``).
+OBJECTIVES: tuple[str, ...] = CALIBRATION_OBJECTIVES
 #: The temperature optimisers of :func:`fit_temperature` (``method`` means a training method
 #: elsewhere in dismax, so the calibration keyword is ``optimizer``).
 OPTIMIZERS: tuple[str, ...] = ("grid", "lbfgsb")
@@ -73,7 +75,7 @@ class _TemperatureObjective:
         log_normaliser = np.log(np.exp(scaled).sum(axis=1))  # >= 0: the row maximum adds exp(0)
         if self.objective == "ece":
             confidences = np.exp(-log_normaliser)
-            return _binned_ece(confidences, self.correct, self.num_bins)
+            return binned_ece(confidences, self.correct, self.num_bins)
         return float(np.mean(log_normaliser - self.target_shifted / temperature))
 
 
@@ -148,7 +150,7 @@ def ece_from_logits(
         Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
         arXiv:1706.04599.
     """
-    _check_num_bins(num_bins)
+    check_num_bins(num_bins)
     value = _check_temperature(temperature)
     array, target_array = _logits_and_targets(logits, targets, min_classes=1)
     return _TemperatureObjective(array, target_array, "ece", int(num_bins))(value)
@@ -272,7 +274,7 @@ def fit_temperature(
         raise DismaxError(
             f"unknown calibration optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
         )
-    _check_num_bins(num_bins)
+    check_num_bins(num_bins)
     if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
         raise DismaxError(f"grid_size must be an integer >= 2, got {grid_size!r}; e.g. 200")
     low, high = _check_bounds(bounds)

@@ -34,8 +34,15 @@ _PROB_RANGE_TOLERANCE = 1e-6
 _PROB_SUM_TOLERANCE = 1e-3
 
 
-def _pair(id_scores: ArrayLike, ood_scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Convert both sides to finite float64 vectors and reject an empty side, naming it."""
+def score_pair(id_scores: ArrayLike, ood_scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Convert both sides to finite float64 vectors and reject an empty side, naming it.
+
+    Shapes: ``id_scores`` (N_id,), ``ood_scores`` (N_ood,) -> two float64 numpy vectors.
+    Shared by the pair metrics here and by :mod:`dismax_cli.core.bootstrap`.
+
+    Raises:
+        DismaxError: for a side that is empty, not one-dimensional or not finite.
+    """
     id_array = to_numpy_float64(id_scores, name="id_scores", ndim=1, layout="(N_id,)")
     ood_array = to_numpy_float64(ood_scores, name="ood_scores", ndim=1, layout="(N_ood,)")
     if id_array.size == 0:
@@ -100,7 +107,7 @@ def auroc(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
         Hendrycks and Gimpel, "A Baseline for Detecting Misclassified and Out-of-Distribution
         Examples in Neural Networks", arXiv:1610.02136.
     """
-    labels, scores = _labelled(*_pair(id_scores, ood_scores))
+    labels, scores = _labelled(*score_pair(id_scores, ood_scores))
     return _roc_auc_score(labels, scores)
 
 
@@ -130,7 +137,7 @@ def aupr_in(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
         Hendrycks and Gimpel, "A Baseline for Detecting Misclassified and Out-of-Distribution
         Examples in Neural Networks", arXiv:1610.02136.
     """
-    labels, scores = _labelled(*_pair(id_scores, ood_scores))
+    labels, scores = _labelled(*score_pair(id_scores, ood_scores))
     return _average_precision_score(labels, scores)
 
 
@@ -161,7 +168,7 @@ def aupr_out(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
         Examples in Neural Networks", arXiv:1610.02136.
         Macêdo, Zanchettin and Ludermir, "Distinction Maximization Loss", arXiv:2205.05874.
     """
-    labels, scores = _labelled(*_pair(id_scores, ood_scores))
+    labels, scores = _labelled(*score_pair(id_scores, ood_scores))
     return _average_precision_score(1.0 - labels, -scores)
 
 
@@ -214,7 +221,7 @@ def fpr_at_95_tpr(
             f"unknown FPR@95TPR convention {convention!r}: choose one of "
             f"{', '.join(FPR_CONVENTIONS)}"
         )
-    id_array, ood_array = _pair(id_scores, ood_scores)
+    id_array, ood_array = score_pair(id_scores, ood_scores)
     if convention == "openood":
         k = (95 * ood_array.size + 99) // 100  # ceil(0.95 * n_ood), in integers
         threshold = np.sort(ood_array)[k - 1]
@@ -292,7 +299,7 @@ def detection_accuracy(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
         Liang, Li and Srikant, "Enhancing The Reliability of Out-of-distribution Image Detection
         in Neural Networks" (ODIN), arXiv:1706.02690.
     """
-    id_array, ood_array = _pair(id_scores, ood_scores)
+    id_array, ood_array = score_pair(id_scores, ood_scores)
     thresholds = np.unique(np.concatenate([id_array, ood_array]))
     tpr = _count_at_or_above(np.sort(id_array), thresholds) / id_array.size
     fpr = _count_at_or_above(np.sort(ood_array), thresholds) / ood_array.size
@@ -300,7 +307,7 @@ def detection_accuracy(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     return max(best, 0.5)  # t = +inf: TPR = 0, TNR = 1
 
 
-def _probabilities_and_targets(
+def probabilities_and_targets(
     probs: ArrayLike, targets: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate probabilities ``(N, C)`` (rows in [0, 1] summing to 1) and targets ``(N,)``."""
@@ -337,12 +344,16 @@ def equal_width_bin_indices(values: np.ndarray, num_bins: int) -> np.ndarray:
     return np.searchsorted(inner_edges, values, side="left")  # edge[b-1] < v <= edge[b]
 
 
-def _binned_ece(confidences: np.ndarray, correct: np.ndarray, num_bins: int) -> float:
+def binned_ece(confidences: np.ndarray, correct: np.ndarray, num_bins: int) -> float:
     """ECE from top-label confidences and correctness: ``Σ_b (n_b / N) |acc_b - conf_b|``.
 
     Bins are ``[0, 1/M], (1/M, 2/M], ..., ((M-1)/M, 1]`` with boundaries ``linspace(0, 1, M+1)``:
     right-closed, the first also closed at 0, so a confidence of exactly 1.0 falls in the last bin
-    and 0.0 in the first. Empty bins add 0.
+    and 0.0 in the first. Empty bins add 0 (METHOD.md §5). Shared by :func:`ece` and the
+    temperature fit of :mod:`dismax_cli.core.calibration`.
+
+    Shapes: ``confidences`` (N,) float64 in [0, 1]; ``correct`` (N,) bool or 0/1. Returns a
+    fraction in [0, 1]. Inputs are not validated (the callers have).
     """
     bins = equal_width_bin_indices(confidences, num_bins)
     confidence_sums = np.bincount(bins, weights=confidences, minlength=num_bins)
@@ -350,7 +361,7 @@ def _binned_ece(confidences: np.ndarray, correct: np.ndarray, num_bins: int) -> 
     return float(np.sum(np.abs(correct_sums - confidence_sums)) / confidences.size)
 
 
-def _check_num_bins(num_bins: int) -> None:
+def check_num_bins(num_bins: int) -> None:
     """Reject a number of ECE bins that is not a positive integer.
 
     Raises:
@@ -385,7 +396,7 @@ def accuracy(probs: ArrayLike, targets: ArrayLike) -> float:
         Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
         arXiv:1706.04599.
     """
-    array, target_array = _probabilities_and_targets(probs, targets)
+    array, target_array = probabilities_and_targets(probs, targets)
     return float(np.mean(np.argmax(array, axis=1) == target_array))
 
 
@@ -415,7 +426,7 @@ def nll(probs: ArrayLike, targets: ArrayLike) -> float:
         Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
         arXiv:1706.04599.
     """
-    array, target_array = _probabilities_and_targets(probs, targets)
+    array, target_array = probabilities_and_targets(probs, targets)
     target_probs = array[np.arange(array.shape[0]), target_array]
     return float(np.mean(-np.log(np.maximum(target_probs, NLL_PROBABILITY_FLOOR))))
 
@@ -451,11 +462,11 @@ def ece(probs: ArrayLike, targets: ArrayLike, *, num_bins: int = 15) -> float:
         Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
         arXiv:1706.04599.
     """
-    _check_num_bins(num_bins)
-    array, target_array = _probabilities_and_targets(probs, targets)
+    check_num_bins(num_bins)
+    array, target_array = probabilities_and_targets(probs, targets)
     confidences = array.max(axis=1)
     correct = np.argmax(array, axis=1) == target_array
-    return _binned_ece(confidences, correct, int(num_bins))
+    return binned_ece(confidences, correct, int(num_bins))
 
 
 __all__ = [

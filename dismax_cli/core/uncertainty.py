@@ -23,21 +23,21 @@ import numpy as np
 
 from dismax_cli.core._arrays import ArrayLike
 from dismax_cli.core.metrics import (
-    _check_num_bins,
-    _probabilities_and_targets,
+    check_num_bins,
     equal_width_bin_indices,
+    probabilities_and_targets,
 )
 
 
-def _top_label(probs: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def top_label(probs: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validated top-label confidences ``(N,)`` and correctness ``(N,)`` (float 0/1)."""
-    array, target_array = _probabilities_and_targets(probs, targets)
+    array, target_array = probabilities_and_targets(probs, targets)
     confidences = array.max(axis=1)
     correct = (np.argmax(array, axis=1) == target_array).astype(np.float64)
     return confidences, correct
 
 
-def _sorted_with_tie_means(
+def sorted_with_tie_means(
     confidences: np.ndarray, correct: np.ndarray, *, descending: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sort by confidence; give each sample the mean correctness of its group of equal confidence.
@@ -80,7 +80,7 @@ def brier_score(probs: ArrayLike, targets: ArrayLike) -> float:
         Brier, "Verification of forecasts expressed in terms of probability", Monthly Weather
         Review 78(1), 1950.
     """
-    array, target_array = _probabilities_and_targets(probs, targets)
+    array, target_array = probabilities_and_targets(probs, targets)
     onehot = np.zeros_like(array)
     onehot[np.arange(array.shape[0]), target_array] = 1.0
     return float(np.mean(np.sum((array - onehot) ** 2, axis=1)))
@@ -117,8 +117,8 @@ def aurc(probs: ArrayLike, targets: ArrayLike) -> float:
         Geifman, Uziel and El-Yaniv, "Bias-Reduced Uncertainty Estimation for Deep Neural
         Classifiers", arXiv:1805.08206 (ICLR 2019).
     """
-    confidences, correct = _top_label(probs, targets)
-    _, correct_sorted = _sorted_with_tie_means(confidences, correct, descending=True)
+    confidences, correct = top_label(probs, targets)
+    _, correct_sorted = sorted_with_tie_means(confidences, correct, descending=True)
     errors = np.cumsum(1.0 - correct_sorted)
     risks = errors / np.arange(1, errors.size + 1)
     return float(np.mean(risks))
@@ -156,9 +156,9 @@ def adaptive_ece(probs: ArrayLike, targets: ArrayLike, *, num_bins: int = 15) ->
         Nixon, Dusenberry, Zhang, Jerfel and Tran, "Measuring Calibration in Deep Learning",
         arXiv:1904.01685 (CVPR Workshops 2019).
     """
-    _check_num_bins(num_bins)
-    confidences, correct = _top_label(probs, targets)
-    sorted_confidences, sorted_correct = _sorted_with_tie_means(
+    check_num_bins(num_bins)
+    confidences, correct = top_label(probs, targets)
+    sorted_confidences, sorted_correct = sorted_with_tie_means(
         confidences, correct, descending=False
     )
     count = confidences.size
@@ -202,8 +202,8 @@ def classwise_ece(probs: ArrayLike, targets: ArrayLike, *, num_bins: int = 15) -
         Obtaining well-calibrated multiclass probabilities with Dirichlet calibration",
         arXiv:1910.12656 (NeurIPS 2019).
     """
-    _check_num_bins(num_bins)
-    array, target_array = _probabilities_and_targets(probs, targets)
+    check_num_bins(num_bins)
+    array, target_array = probabilities_and_targets(probs, targets)
     count, num_classes = array.shape
     bins = int(num_bins)
     onehot = np.zeros_like(array)
@@ -271,8 +271,8 @@ def reliability_bins(
         Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
         arXiv:1706.04599.
     """
-    _check_num_bins(num_bins)
-    confidences, correct = _top_label(probs, targets)
+    check_num_bins(num_bins)
+    confidences, correct = top_label(probs, targets)
     bins = int(num_bins)
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = equal_width_bin_indices(confidences, bins)

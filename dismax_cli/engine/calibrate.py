@@ -23,6 +23,7 @@ from dismax_cli.core.calibration import (
     nll_from_logits,
 )
 from dismax_cli.core.methods import get_method
+from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.core.metrics import accuracy, ece
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint
@@ -222,8 +223,10 @@ def calibrate_checkpoint(
             InvalidValueError for a bad protocol or optimizer, or ``honest`` on a run trained
             under the paper protocol (it has no validation split).
     """
-    if objective not in ("ece", "nll"):
-        raise DismaxError(f"objective {objective!r} is invalid: choose ece or nll")
+    if objective not in CALIBRATION_OBJECTIVES:
+        raise DismaxError(
+            f"objective {objective!r} is invalid: choose {' or '.join(CALIBRATION_OBJECTIVES)}"
+        )
     check_optimizer(optimizer)
     if protocol is not None:
         check_protocol(protocol)

@@ -1,0 +1,119 @@
+"""``--plots DIR`` and ``--html FILE`` of ``dismax benchmark`` and ``dismax benchmark show``.
+
+Paths are checked before any work (a bad one: one line, nothing written); the plots are drawn
+from per-sample data (:mod:`dismax_cli.plots`), the page by :mod:`dismax_cli.html_report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from dismax_cli.cli.common import check_writable, say
+from dismax_cli.config import InvalidValueError
+from dismax_cli.errors import DismaxError
+
+if TYPE_CHECKING:
+    from dismax_cli.plots import PerSample
+    from dismax_cli.reports import Report
+
+PLOTS = typer.Option(
+    None,
+    "--plots",
+    metavar="DIR",
+    help=(
+        "Write PNG plots into DIR (created): reliability diagrams, ID-vs-OOD score "
+        "histograms, ROC and PR curves, risk-coverage."
+    ),
+)
+HTML = typer.Option(
+    None,
+    "--html",
+    metavar="FILE",
+    help="Write one self-contained HTML page (tables, plots, provenance) to FILE.",
+)
+
+
+def check_figure_paths(
+    plots: Path | None, html: Path | None, *, protected: tuple[Path, ...] = ()
+) -> None:
+    """Refuse, before any work, a ``--plots`` that is a file and an ``--html`` that cannot or
+    must not be written (a folder, a missing folder, the report itself).
+
+    Raises:
+        InvalidValueError: for a ``--plots`` path that is an existing file (exit 2).
+        DismaxError: for an ``--html`` path that cannot be written (as for ``--out``).
+    """
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise InvalidValueError(
+            "plots",
+            f"--plots '{plots}' is a file: pass a folder for the plots (it is created if missing)",
+        )
+    if plots is not None and str(plots).strip() == "":
+        raise InvalidValueError("plots", "--plots is empty: pass a folder for the plots")
+    check_writable(html, "--html", protected=protected)
+    if html is not None and plots is not None and html.resolve() == plots.resolve():
+        raise InvalidValueError("html", f"--html '{html}' is the --plots folder: name a file")
+
+
+def write_figures(
+    report: Report,
+    per_sample: PerSample | None,
+    *,
+    plots: Path | None,
+    html: Path | None,
+) -> None:
+    """Draw every plot once; write them into ``plots`` and/or inline into the ``html`` page.
+
+    Without per-sample data (an older report) the page has tables only, and a line says so.
+
+    Raises:
+        DismaxError: when a file cannot be written.
+    """
+    if plots is None and html is None:
+        return
+    from dismax_cli.fileio import atomic_write_bytes
+
+    files: dict[str, bytes] = {}
+    if per_sample is not None:
+        from dismax_cli.plots import plot_files
+
+        files = plot_files(per_sample)
+    page = None
+    if html is not None:
+        from dismax_cli.html_report import render_html
+
+        page = render_html(report, plots=files).encode("utf-8")
+    try:
+        if plots is not None:
+            plots.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                atomic_write_bytes(plots / name, data)
+        if html is not None and page is not None:
+            atomic_write_bytes(html, page)
+    except OSError as exc:
+        raise DismaxError(f"cannot write {exc.filename or 'a file'}: {exc.strerror}") from None
+    if plots is not None:
+        say(f"wrote {len(files)} plot(s) to {plots}")
+    if html is not None:
+        say(f"wrote {html}" + ("" if files else " (no plots: the report has no per-sample data)"))
+
+
+def report_samples(report: Report, report_path: Path, *, required: bool) -> PerSample | None:
+    """The per-sample data a saved report names, or None when it names none and
+    ``required`` is false (``--html`` only).
+
+    Raises:
+        DismaxError: when ``required`` (``--plots``) and the report names none, or the file is
+            missing or changed.
+    """
+    from dismax_cli.evidence import load_report_samples
+
+    if not report.per_sample and not required:
+        return None
+    return load_report_samples(report, report_path)
+
+
+__all__ = ["HTML", "PLOTS", "check_figure_paths", "report_samples", "write_figures"]
