@@ -35,6 +35,7 @@ from dismax_cli.core.methods import (
 )
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
+from dismax_cli.data.stream import streaming
 from dismax_cli.engine import (
     LOG_NAME,
     ModelBundle,
@@ -51,6 +52,7 @@ from dismax_cli.engine import (
     read_train_log,
     rebuild_run_data,
 )
+from dismax_cli.engine.streaming import pixels_of
 from dismax_cli.errors import DismaxError
 from dismax_cli.evaluation import (
     Outputs,
@@ -124,6 +126,9 @@ class BenchmarkConfig:
     split_seed: int = 0
     objective: str = "ece"
     require: tuple[str, ...] = ()
+    image_size: int | None = None
+    decay_epochs: tuple[int, ...] | None = None
+    stream: bool | None = None
 
     def validate(self) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains)."""
@@ -222,12 +227,17 @@ class BenchmarkConfig:
             split_seed=self.split_seed,
             device=self.device,
             data_dir=self.data_dir,
+            image_size=self.image_size,
+            decay_epochs=self.decay_epochs,
+            stream=self.stream,
         )
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         for key in ("ood", "methods", "require"):
             values[key] = list(values[key])
+        if values["decay_epochs"] is not None:
+            values["decay_epochs"] = list(values["decay_epochs"])
         return values
 
     @classmethod
@@ -427,7 +437,8 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
     progress.say(f"loading {config.dataset} and {len(config.ood)} OOD set(s)")
     base = config.train_config(BASELINE_METHOD, config.seed)
     data = load_run_data(base)
-    oods = load_ood_sets(config.ood, like=data.test, data_dir=config.data_dir)
+    with streaming(base.stream):  # OOD folders stream like the ID data (README "Streaming")
+        oods = load_ood_sets(config.ood, like=data.test, data_dir=config.data_dir)
     data_hash = hashlib.sha256(
         (data.train.pixels_sha256() + data.split.val_indices_sha256).encode()
     ).hexdigest()
@@ -494,7 +505,7 @@ def run_benchmark(config: BenchmarkConfig, progress: BenchmarkProgress | None = 
                 notes.append(f"calibration of {method} (seed {seed}): {warning}")
 
         # 3. Throughput on the same images for every method (SoftMax is the reference).
-        timing_images = data.test.images[:THROUGHPUT_IMAGES]
+        timing_images = pixels_of(data.test.images[:THROUGHPUT_IMAGES])
         progress.say(
             f"timing inference of {len(bundles)} model(s) on {len(timing_images):,} test images"
         )
@@ -663,12 +674,13 @@ def score_checkpoint(
         f"{len(data.test):,} images "
         f"in {time.perf_counter() - started:.1f} s"
     )
-    oods = load_ood_sets(
-        ood,
-        like=data.test,
-        data_dir=data_dir or bundle.meta.config.data_dir,
-        progress=progress,
-    )
+    with streaming(bundle.meta.config.stream):
+        oods = load_ood_sets(
+            ood,
+            like=data.test,
+            data_dir=data_dir or bundle.meta.config.data_dir,
+            progress=progress,
+        )
     # One set at a time (the ID logits are cached), so that progress can name each set.
     cache: dict[tuple[int, int], torch.Tensor] = {}
     started = time.perf_counter()

@@ -103,6 +103,9 @@ def benchmark(
     ),
     device: str = opt.DEVICE,
     data_dir: str = opt.DATA_DIR,
+    image_size: int = opt.IMAGE_SIZE,
+    decay_epochs: str = opt.DECAY_EPOCHS,
+    stream: bool = opt.STREAM,
     require: list[str] = typer.Option(
         None,
         "--require",
@@ -180,6 +183,9 @@ def benchmark(
         "runs_dir": runs_dir,
         "device": device,
         "data_dir": data_dir,
+        "image_size": image_size,
+        "decay_epochs": decay_epochs,
+        "stream": stream,
         "require": require or None,
     }
     # The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize),

@@ -6,6 +6,7 @@ Option declarations only import the light modules (:mod:`dismax_cli.cli.options`
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def train(
     val_fraction: float = opt.VAL_FRACTION,
     split_seed: int = opt.SPLIT_SEED,
     data_dir: str = opt.DATA_DIR,
+    image_size: int = opt.IMAGE_SIZE,
+    decay_epochs: str = opt.DECAY_EPOCHS,
+    stream: bool = opt.STREAM,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -106,6 +110,9 @@ def train(
         "val_fraction": val_fraction,
         "split_seed": split_seed,
         "data_dir": data_dir,
+        "image_size": image_size,
+        "decay_epochs": decay_epochs,
+        "stream": stream,
     }
     cfg = build_config(
         TrainConfig,
@@ -166,6 +173,7 @@ def calibrate(
     checkpoint: Path = opt.checkpoint_argument(),
     objective: Objective = typer.Option(Objective.ece, "--objective", help=opt.OBJECTIVE_HELP),
     data_dir: str = opt.DATA_DIR,
+    stream: bool = opt.STREAM_OVERRIDE,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -178,10 +186,12 @@ def calibrate(
     from rich.text import Text
 
     from dismax_cli.cli.progress import progress_display
+    from dismax_cli.data.stream import stream_override
     from dismax_cli.engine import calibrate_checkpoint
 
     check_checkpoint_file(checkpoint)
-    with progress_display(quiet=quiet) as display:
+    override = stream_override(stream) if stream is not None else contextlib.nullcontext()
+    with override, progress_display(quiet=quiet) as display:
         # A status only: a run refused (unfinished, changed data) prints just its error line.
         display.status(f"calibrating {checkpoint} (objective {objective.value})")
         result = calibrate_checkpoint(checkpoint, objective=objective.value, data_dir=data_dir)
@@ -234,6 +244,7 @@ def score(
     ),
     device: str = opt.DEVICE,
     data_dir: str = opt.DATA_DIR,
+    stream: bool = opt.STREAM_OVERRIDE,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -243,6 +254,7 @@ def score(
     from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
     from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.registry import canonical_spec
+    from dismax_cli.data.stream import stream_override
     from dismax_cli.engine import LOG_NAME, checkpoint_path
 
     check_option_specs("--ood", ood, labelled=True)
@@ -252,7 +264,8 @@ def score(
     run_files = (ckpt, ckpt.parent / LOG_NAME)
     check_writable(dump, "--dump", protected=run_files)
     check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
-    with progress_display(quiet=quiet, total_steps=score_steps(len(ood))) as display:
+    override = stream_override(stream) if stream is not None else contextlib.nullcontext()
+    with override, progress_display(quiet=quiet, total_steps=score_steps(len(ood))) as display:
         report = score_checkpoint(
             checkpoint,
             ood,

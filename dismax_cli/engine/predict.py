@@ -15,6 +15,7 @@ from torch import nn
 
 from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead, SoftMaxHead
 from dismax_cli.data import ImageTransform
+from dismax_cli.data.stream import ImageFiles
 from dismax_cli.engine.checkpoint import ModelBundle
 from dismax_cli.engine.devices import autocast, to_device_layout
 from dismax_cli.errors import DismaxError
@@ -138,13 +139,14 @@ def image_batches(
 
 
 def predict_images(
-    bundle: ModelBundle, images: torch.Tensor, *, batch_size: int = 256
+    bundle: ModelBundle, images: torch.Tensor | ImageFiles, *, batch_size: int = 256
 ) -> torch.Tensor:
     """Raw logits (T = 1) of uint8 ``images`` through a run's transform and model.
 
     Args:
         bundle: the model, its transform and device.
-        images: uint8 (N, H, W, C), any size and 1 or 3 channels (the transform adapts them).
+        images: uint8 (N, H, W, C), any size and 1 or 3 channels (the transform adapts them),
+            or the files of a streamed set (decoded by DataLoader workers, README "Streaming").
         batch_size: images per forward pass (results do not depend on it beyond float rounding).
 
     Returns:
@@ -153,6 +155,16 @@ def predict_images(
     Raises:
         DismaxError: for a tensor that is not uint8 (N, H, W, C).
     """
+    if isinstance(images, ImageFiles):
+        from dismax_cli.engine.streaming import stream_eval_batches
+
+        if len(images) == 0:
+            return torch.zeros(0, bundle.meta.num_classes)
+        pin = bundle.device.type == "cuda"
+        batches = stream_eval_batches(
+            images, bundle.transform, batch_size=batch_size, pin_memory=pin
+        )
+        return predict_logits(bundle.model, batches, device=bundle.device)
     if images.ndim != 4 or images.dtype != torch.uint8:
         raise DismaxError(
             f"images of shape {tuple(images.shape)} and dtype {images.dtype} cannot be scored: "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dismax_cli.data.stream import StreamSet
 from dismax_cli.engine.build import TrainingSetup, build_training
 from dismax_cli.engine.checkpoint import (
     CHECKPOINT_NAME,
@@ -48,6 +49,7 @@ from dismax_cli.engine.loop import (
     fpr_mix,
     train_one_epoch,
 )
+from dismax_cli.engine.streaming import StreamBatches
 from dismax_cli.errors import DismaxError
 
 
@@ -60,8 +62,8 @@ class _Run:
     data: RunData
     setup: TrainingSetup
     created_dir: bool
-    images: torch.Tensor  # uint8 (N, H, W, C) on the training device
-    labels: torch.Tensor  # int64 (N,) on the training device
+    images: torch.Tensor | None  # uint8 (N, H, W, C) on the training device; None if streamed
+    labels: torch.Tensor | None  # int64 (N,) on the training device
     start_epoch: int = 0
     history: list[EpochLog] = dataclasses.field(default_factory=list)
 
@@ -155,7 +157,9 @@ def _prepare(
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DismaxError(f"cannot create run folder {str(run_dir)!r}: {exc.strerror}") from None
-    images, labels = data.train.images.to(setup.device), data.train.labels.to(setup.device)  # type: ignore[union-attr]
+    images = labels = None
+    if not isinstance(data.train, StreamSet):  # a streamed set stays on disk (README)
+        images, labels = data.train.images.to(setup.device), data.train.labels.to(setup.device)  # type: ignore[union-attr]
     run = _Run(config, run_dir, data, setup, created_dir, images, labels)
     if saved is not None:
         check_same_data(saved.meta.data_sha256, data, repr(str(run.checkpoint)))
@@ -176,14 +180,20 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     for group in setup.optimizer.param_groups:
         group["lr"] = lr
     generator = epoch_generator(config.seed, epoch)
-    batches = InMemoryBatches(
-        run.images,
-        run.labels,
-        batch_size=config.batch_size,
-        transform=setup.transform,
-        generator=generator,
-        augment=train.augment if config.augment is None else config.augment,
-    )
+    augment = train.augment if config.augment is None else config.augment
+    batches: InMemoryBatches | StreamBatches
+    if run.images is None:
+        batches = StreamBatches(
+            train,  # type: ignore[arg-type]
+            batch_size=config.batch_size, transform=setup.transform, generator=generator,
+            augment=augment, recipe=setup.recipe, pin_memory=setup.device.type == "cuda",
+        )  # fmt: skip
+    else:
+        batches = InMemoryBatches(
+            run.images, run.labels,  # type: ignore[arg-type]
+            batch_size=config.batch_size, transform=setup.transform, generator=generator,
+            augment=augment, recipe=setup.recipe,
+        )  # fmt: skip
     mix = fpr_mix(train.num_classes, generator=generator) if config.uses_fpr else None
 
     def report(stats: EpochStats, done: bool = False) -> None:
