@@ -106,8 +106,10 @@ def default_workers() -> int:
     """DataLoader workers: ``$DISMAX_WORKERS``, else ``min(4, CPU count)``.
 
     Raises:
-        DismaxError: If the variable is not an integer >= 0.
+        InvalidValueError: (exit 2) If the variable is not an integer >= 0.
     """
+    from dismax_cli.config import InvalidValueError
+
     text = os.environ.get(WORKERS_ENV)
     if text is None or not text.strip():
         return min(4, os.cpu_count() or 1)
@@ -116,9 +118,10 @@ def default_workers() -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise DismaxError(
+        raise InvalidValueError(
+            WORKERS_ENV,
             f"{WORKERS_ENV}={text!r} is invalid: use an integer >= 0 (0 decodes in the main "
-            "process)"
+            "process)",
         )
     return value
 

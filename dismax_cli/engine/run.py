@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from dismax_cli.data.stream import StreamSet
+from dismax_cli.data.stream import StreamSet, default_workers
 from dismax_cli.engine.build import TrainingSetup, build_training
 from dismax_cli.engine.checkpoint import (
     CHECKPOINT_NAME,
@@ -150,6 +150,8 @@ def _prepare(
             f"the validation carve: training needs at least {MIN_BATCH} (BatchNorm cannot train "
             "on one image); use a larger dataset"
         )
+    if isinstance(data.train, StreamSet):
+        default_workers()  # a bad $DISMAX_WORKERS fails before the run folder appears
     setup = build_training(config, data.train, resolve_device(config.device))
     # Only now, with data and model ready, does the run folder appear.
     created_dir = not run_dir.exists()
