@@ -36,6 +36,7 @@ from dismax_cli.core.methods import (
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
+from dismax_cli.data.stream import streaming
 from dismax_cli.detection import DetectorStage
 from dismax_cli.engine import (
     LOG_NAME,
@@ -55,6 +56,7 @@ from dismax_cli.engine import (
     rebuild_run_data,
 )
 from dismax_cli.engine.lock import RunFolderBusy
+from dismax_cli.engine.streaming import pixels_of
 from dismax_cli.errors import DismaxError
 from dismax_cli.evaluation import (
     Outputs,
@@ -157,6 +159,9 @@ class BenchmarkConfig:
         return self.calibration_optimizer or DEFAULT_OPTIMIZER[self.protocol]
     #: Bootstrap resamples per interval (0: no intervals); see :mod:`dismax_cli.evidence`.
     bootstrap: int = DEFAULT_BOOTSTRAP
+    image_size: int | None = None
+    decay_epochs: tuple[int, ...] | None = None
+    stream: bool | None = None
 
     def validate(self) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains).
@@ -289,12 +294,17 @@ class BenchmarkConfig:
             sync_bn=self.sync_bn,
             protocol=self.protocol,
             select=self.select,
+            image_size=self.image_size,
+            decay_epochs=self.decay_epochs,
+            stream=self.stream,
         )
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         for key in ("ood", "methods", "require", "scores"):
             values[key] = list(values[key])
+        if values["decay_epochs"] is not None:
+            values["decay_epochs"] = list(values["decay_epochs"])
         return values
 
     @classmethod
@@ -574,7 +584,8 @@ def run_benchmark(
     progress.say(f"loading {config.dataset} and {len(config.ood)} OOD set(s)")
     base = config.train_config(BASELINE_METHOD, config.seed)
     data = load_run_data(base)
-    oods = load_ood_sets(config.ood, like=data.test, data_dir=config.data_dir)
+    with streaming(base.stream):  # OOD folders stream like the ID data (README "Streaming")
+        oods = load_ood_sets(config.ood, like=data.test, data_dir=config.data_dir)
     data_hash = run_data_hash(data)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -646,7 +657,7 @@ def run_benchmark(
                 notes.append(f"calibration of {method} (seed {seed}): {warning}")
 
         # 3. Throughput on the same images for every method (SoftMax is the reference).
-        timing_images = data.test.images[:THROUGHPUT_IMAGES]
+        timing_images = pixels_of(data.test.images[:THROUGHPUT_IMAGES])
         progress.say(
             f"timing inference of {len(bundles)} model(s) on {len(timing_images):,} test images"
         )
@@ -938,12 +949,13 @@ def score_checkpoint(
         f"{len(data.test):,} images "
         f"in {time.perf_counter() - started:.1f} s"
     )
-    oods = load_ood_sets(
-        ood,
-        like=data.test,
-        data_dir=data_dir or bundle.meta.config.data_dir,
-        progress=progress,
-    )
+    with streaming(bundle.meta.config.stream):
+        oods = load_ood_sets(
+            ood,
+            like=data.test,
+            data_dir=data_dir or bundle.meta.config.data_dir,
+            progress=progress,
+        )
     # One set at a time (the ID logits are cached), so that progress can name each set.
     cache: dict[tuple[int, int], torch.Tensor] = {}
     stage = DetectorStage(scores)

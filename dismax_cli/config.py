@@ -428,6 +428,13 @@ def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, An
             ok = isinstance(value, bool)
         elif base == "str":
             ok = isinstance(value, str)
+        elif base.startswith("tuple[int"):
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = (value,)
+            ok = isinstance(value, list | tuple) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+            value = tuple(value) if ok else value
         elif base.startswith("tuple[str"):
             if isinstance(value, str):
                 value = (value,)
@@ -439,6 +446,7 @@ def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, An
             shown = "null" if value is None else repr(value)
             kind = {
                 "tuple[str, ...]": "a list of strings",
+                "tuple[int, ...]": "a list of integers",
                 "bool": "true or false",
                 "float": "a number",
                 "int": "an integer",

@@ -17,7 +17,7 @@ from dismax_cli.cli.app import app
 NAMES = {
     "cifar10", "cifar100", "svhn", "mnist", "fashion_mnist", "textures", "tin_crop",
     "tin_resize", "lsun_crop", "lsun_resize", "isun", "digits", "gaussian", "uniform",
-    "npz:PATH", "imagefolder:PATH",
+    "npz:PATH", "imagefolder:PATH", "imagenet1k", "imagenet_o",
 }  # fmt: skip
 
 
@@ -38,6 +38,8 @@ def test_datasets_json_lists_registry_and_presence(tmp_path: Path) -> None:
     assert "imagenet_resize" in rows["tin_resize"]["aliases"]
     assert "0f9ff11d45babf2eff5fe12281d1ac31" in rows["tin_resize"]["source"]
     assert rows["npz:PATH"]["present"] is None
+    assert rows["imagenet1k"]["present"] is False  # read from a user folder, never downloaded
+    assert rows["imagenet1k"]["location"] == str(tmp_path / "imagenet1k")
     for row in rows.values():
         assert row["licence"] and row["size"] and row["source"]
 

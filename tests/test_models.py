@@ -23,6 +23,8 @@ from dismax_cli.models import (
 from dismax_cli.models.wrn import WideBasicBlock
 
 NAMES = ["convnet", "resnet18", "resnet34", "densenet_bc_100", "wrn_28_10"]
+#: The ImageNet-stem backbones of the 224-pixel recipe (tests/test_imagenet_recipe.py).
+IMAGENET_NAMES = ["resnet18_224", "resnet50_224"]
 
 EXPECTED_NUM_FEATURES = {
     "convnet": 128,
@@ -30,6 +32,8 @@ EXPECTED_NUM_FEATURES = {
     "resnet34": 512,
     "densenet_bc_100": 342,
     "wrn_28_10": 640,
+    "resnet18_224": 512,
+    "resnet50_224": 2048,
 }
 
 # Exact parameter counts of the feature extractors (no classifier), 3 input channels. The
@@ -72,8 +76,8 @@ def built() -> dict[str, Backbone]:
 
 
 def test_registry_lists_every_backbone_with_a_one_line_description() -> None:
-    assert list_backbones() == NAMES
-    assert list(BACKBONES) == NAMES
+    assert list_backbones() == NAMES + IMAGENET_NAMES
+    assert list(BACKBONES) == NAMES + IMAGENET_NAMES
     for name, spec in BACKBONES.items():
         assert spec.name == name
         assert spec.description and "\n" not in spec.description

@@ -31,7 +31,15 @@ BENCHMARK_METHOD_NAMES = tuple(_methods.benchmark_methods())
 #: What ``dismax benchmark`` compares without ``--methods``.
 DEFAULT_BENCHMARK_METHOD_NAMES = tuple(_methods.default_benchmark_methods())
 #: Backbones (``dismax_cli.models.list_backbones()``).
-BACKBONE_NAMES = ("convnet", "resnet18", "resnet34", "densenet_bc_100", "wrn_28_10")
+BACKBONE_NAMES = (
+    "convnet",
+    "resnet18",
+    "resnet34",
+    "densenet_bc_100",
+    "wrn_28_10",
+    "resnet18_224",
+    "resnet50_224",
+)
 #: OOD scores (``dismax_cli.core.scores.SCORES``).
 SCORE_NAMES = ("msp", "max_logit", "mds", "neg_entropy", "energy", "mmles")
 #: The environment variable of the data folder (``dismax_cli.data.DATA_DIR_ENV``).
@@ -388,6 +396,66 @@ SYNC_BN = typer.Option(
     "--sync-bn/--no-sync-bn",
     help="Under torchrun: BatchNorm statistics over the global batch (default off).",
 )
+IMAGE_SIZE_INT = NumberParser(int, low=8, high=4096, what="an integer from 8 to 4,096")
+IMAGE_SIZE = typer.Option(
+    None,
+    "--image-size",
+    parser=IMAGE_SIZE_INT,
+    metavar="PX",
+    help=(
+        "Model input side (default: the backbone's, 224 for resnet18_224/resnet50_224, else "
+        "the data's); from 224 the ImageNet recipe (RandomResizedCrop, resize 256, crop 224)."
+    ),
+)
+
+
+def parse_decay_epochs(value: Any) -> tuple[int, ...]:
+    """``30,60`` (or one integer) -> ``(30, 60)``: strictly increasing integers >= 1.
+
+    Whether they stay below ``--epochs`` is checked with the merged settings (exit 2 too).
+    """
+    if isinstance(value, list | tuple):
+        items = list(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    else:
+        items = [t for t in str(value).replace(" ", ",").split(",") if t]
+    numbers: list[int] = []
+    for item in items:
+        try:
+            number = item if isinstance(item, int) and not isinstance(item, bool) else int(item)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number < 1 or (numbers and number <= numbers[-1]):
+            raise typer.BadParameter(
+                f"{value!r} is not a list of strictly increasing epochs >= 1, e.g. 30,60"
+            )
+        numbers.append(number)
+    if not numbers:
+        raise typer.BadParameter(f"{value!r} names no epoch: give e.g. 30,60")
+    return tuple(numbers)
+
+
+DECAY_EPOCHS = typer.Option(
+    None,
+    "--decay-epochs",
+    parser=parse_decay_epochs,
+    metavar="E1,E2",
+    help="Epochs after which the learning rate drops (default 1/2, 2/3, 5/6 of --epochs).",
+)
+STREAM_OVERRIDE = typer.Option(
+    None,
+    "--stream/--no-stream",
+    help="Stream image folders through DataLoader workers, or not (default: as trained).",
+)
+STREAM = typer.Option(
+    None,
+    "--stream/--no-stream",
+    help=(
+        "Read image folders through DataLoader workers instead of memory (default: when the "
+        "decoded images would exceed 2 GiB)."
+    ),
+)
 
 #: Training-knob option of each TrainConfig field (``method`` is ``--method`` in train and
 #: ``--methods`` in benchmark).
@@ -413,6 +481,9 @@ TRAINING_KNOBS: dict[str, Any] = {
     "sync_bn": SYNC_BN,
     "protocol": PROTOCOL,
     "select": SELECT,
+    "image_size": IMAGE_SIZE,
+    "decay_epochs": DECAY_EPOCHS,
+    "stream": STREAM,
 }
 
 # ----------------------------------------------------------------------------- other shared

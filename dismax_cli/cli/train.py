@@ -6,6 +6,7 @@ Option declarations only import the light modules (:mod:`dismax_cli.cli.options`
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def train(
     sync_bn: bool = opt.SYNC_BN,
     protocol: str = opt.PROTOCOL,
     select: str = opt.SELECT,
+    image_size: int = opt.IMAGE_SIZE,
+    decay_epochs: str = opt.DECAY_EPOCHS,
+    stream: bool = opt.STREAM,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -114,6 +118,9 @@ def train(
         "sync_bn": sync_bn,
         "protocol": protocol,
         "select": select,
+        "image_size": image_size,
+        "decay_epochs": decay_epochs,
+        "stream": stream,
     }
     cfg = build_config(
         TrainConfig,
@@ -196,6 +203,7 @@ def calibrate(
     ),
     calibration_optimizer: str = opt.CALIBRATION_OPTIMIZER,
     data_dir: str = opt.DATA_DIR,
+    stream: bool = opt.STREAM_OVERRIDE,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -208,10 +216,12 @@ def calibrate(
     from rich.text import Text
 
     from dismax_cli.cli.progress import progress_display
+    from dismax_cli.data.stream import stream_override
     from dismax_cli.engine import calibrate_checkpoint
 
     check_checkpoint_file(checkpoint)
-    with progress_display(quiet=quiet) as display:
+    override = stream_override(stream) if stream is not None else contextlib.nullcontext()
+    with override, progress_display(quiet=quiet) as display:
         # A status only: a run refused (unfinished, changed data) prints just its error line.
         display.status(f"calibrating {checkpoint} (objective {objective.value})")
         result = calibrate_checkpoint(
@@ -281,6 +291,7 @@ def score(
     ),
     device: str = opt.DEVICE,
     data_dir: str = opt.DATA_DIR,
+    stream: bool = opt.STREAM_OVERRIDE,
     output_format: OutputFormat = typer.Option(
         OutputFormat.table, "--format", help=opt.FORMAT_HELP
     ),
@@ -291,6 +302,7 @@ def score(
     from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
     from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.registry import canonical_spec
+    from dismax_cli.data.stream import stream_override
     from dismax_cli.engine import LOG_NAME, checkpoint_path
 
     ood = [canonical_spec(entry) for entry in ood]
@@ -299,7 +311,8 @@ def score(
     run_files = (ckpt, ckpt.parent / LOG_NAME)
     check_writable(dump, "--dump", protected=run_files)
     check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
-    with progress_display(quiet=quiet, total_steps=score_steps(len(ood))) as display:
+    override = stream_override(stream) if stream is not None else contextlib.nullcontext()
+    with override, progress_display(quiet=quiet, total_steps=score_steps(len(ood))) as display:
         report = score_checkpoint(
             checkpoint,
             ood,

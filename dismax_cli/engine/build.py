@@ -13,10 +13,13 @@ from torch import nn
 from dismax_cli.core.methods import get_method
 from dismax_cli.data import ImageSet, ImageTransform
 from dismax_cli.data import make_transform as make_data_transform
+from dismax_cli.data.stream import StreamSet
+from dismax_cli.data.transforms import recipe_for
 from dismax_cli.engine.config import TrainConfig
 from dismax_cli.errors import DismaxError
 from dismax_cli.models import Classifier, build_backbone
 from dismax_cli.models.external import build_external, is_external
+from dismax_cli.models.registry import default_image_size
 
 
 def build_model(
@@ -56,9 +59,22 @@ def build_model(
     return Classifier(backbone, head)
 
 
-def make_transform(train: ImageSet) -> ImageTransform:
-    """The ID transform: the training images' size and channels, known or computed statistics."""
-    return make_data_transform(train, channels=train.image_shape[2])
+def run_image_size(config: TrainConfig) -> int | None:
+    """The model input side a run asks for: ``image_size``, else the backbone's, else None."""
+    if config.image_size is not None:
+        return config.image_size
+    return default_image_size(config.model)
+
+
+def make_transform(
+    train: ImageSet | StreamSet, *, image_size: int | None = None, recipe: str = "cifar"
+) -> ImageTransform:
+    """The ID transform: ``image_size`` (default the training images' side), the training
+    images' channels, the recipe's or known or computed statistics (README "224-pixel
+    recipes")."""
+    return make_data_transform(
+        train, image_size=image_size, channels=train.image_shape[2], recipe=recipe
+    )
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
@@ -86,15 +102,23 @@ class TrainingSetup:
     optimizer: torch.optim.SGD
     loss_fn: nn.Module
     device: torch.device
+    recipe: str = "cifar"  # "imagenet" from 224 px: RandomResizedCrop + flip (README)
 
 
-def build_training(config: TrainConfig, train: ImageSet, device: torch.device) -> TrainingSetup:
+def build_training(
+    config: TrainConfig, train: ImageSet | StreamSet, device: torch.device
+) -> TrainingSetup:
     """Model (seeded, on ``device``), transform, optimiser and loss of a run on ``train``.
+
+    The input side is :func:`run_image_size` (or the data's); from 224 px the 224-pixel
+    recipe applies (:func:`~dismax_cli.data.transforms.recipe_for`).
 
     Raises:
         DismaxError: for an unknown method or backbone.
     """
-    transform = make_transform(train)
+    size = run_image_size(config)
+    recipe = recipe_for(size)
+    transform = make_transform(train, image_size=size, recipe=recipe)
     model = build_model(
         method=config.method,
         model=config.model,
@@ -106,7 +130,7 @@ def build_training(config: TrainConfig, train: ImageSet, device: torch.device) -
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
-    return TrainingSetup(model, transform, optimizer, make_loss(config), device)
+    return TrainingSetup(model, transform, optimizer, make_loss(config), device, recipe)
 
 
 __all__ = [
@@ -116,4 +140,5 @@ __all__ = [
     "make_loss",
     "make_optimizer",
     "make_transform",
+    "run_image_size",
 ]

@@ -65,6 +65,14 @@ class TrainConfig:
             validation carve (:mod:`dismax_cli.protocol`, METHOD.md §4, §6).
         select: which epoch the finished run keeps: ``last``, ``best-val``, or None for the
             protocol's rule (honest: last; paper: best ID test accuracy, as the reference).
+        image_size: model input side in pixels; None = the backbone's (224 for
+            ``resnet18_224``/``resnet50_224``), else the training images' shorter side. From
+            224 on, the 224-pixel recipe applies (README "224-pixel recipes").
+        decay_epochs: epochs after which the learning rate is multiplied by ``lr_decay``
+            (strictly increasing, each in [1, epochs − 1]); None = 1/2, 2/3, 5/6 of the
+            epochs (:func:`lr_milestones`).
+        stream: read image folders through DataLoader workers (True), in memory (False), or
+            by size (None: above ``STREAM_ABOVE_BYTES``; README "Streaming").
     """
 
     dataset: str = "digits[0-5]"
@@ -89,6 +97,9 @@ class TrainConfig:
     sync_bn: bool = False
     protocol: str = "honest"
     select: str | None = None
+    image_size: int | None = None
+    decay_epochs: tuple[int, ...] | None = None
+    stream: bool | None = None
 
     def validate(self) -> TrainConfig:
         """Return self after checking every value; raise DismaxError naming the bad one."""
@@ -123,6 +134,8 @@ class TrainConfig:
         check_protocol(self.protocol)
         check_val_fraction(self.protocol, self.val_fraction)
         resolve_selection(self.protocol, self.select)
+        check_image_size(self.image_size)
+        check_decay_epochs(self.decay_epochs, self.epochs)
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
         spec = get_method(self.method)
         if self.fpr and not spec.supports_fpr:
@@ -147,9 +160,12 @@ class TrainConfig:
     def milestones(self) -> list[int]:
         """Epoch counts after which the learning rate is multiplied by ``lr_decay`` (METHOD.md §6).
 
-        See :func:`lr_milestones`: ``[150, 200, 250]`` for 300 epochs, ``[30, 40, 50]`` for 60,
+        The ``decay_epochs`` field when set (the paper's ImageNet recipe: 30, 60 of 90), else
+        :func:`lr_milestones`: ``[150, 200, 250]`` for 300 epochs, ``[30, 40, 50]`` for 60,
         ``[]`` for 1 (its only epoch runs at ``lr``).
         """
+        if self.decay_epochs is not None:
+            return list(self.decay_epochs)
         return lr_milestones(self.epochs)
 
     def lr_at(self, epoch: int) -> float:
@@ -195,7 +211,64 @@ class TrainConfig:
 
 #: TrainConfig fields added after the run key was first defined: omitted from
 #: :meth:`TrainConfig.identity` while at their default (see there). Append every new field here.
-LATER_FIELDS: tuple[str, ...] = ("sync_bn", "protocol", "select")
+LATER_FIELDS: tuple[str, ...] = (
+    "sync_bn",
+    "protocol",
+    "select",
+    "image_size",
+    "decay_epochs",
+    "stream",
+)
+
+#: The largest ``image_size`` accepted (a 4096 × 4096 RGB float image is 200 MB).
+MAX_IMAGE_SIZE = 4096
+
+
+def check_image_size(value: object) -> None:
+    """Refuse an ``image_size`` that is not None or an integer in [8, 4096].
+
+    Raises:
+        InvalidValueError: naming the value and the range.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_IMAGE_SIZE:
+        raise InvalidValueError(
+            "image_size",
+            f"image_size={value!r} is invalid: use an integer from 8 to {MAX_IMAGE_SIZE}, e.g. "
+            "224 (or leave it unset for the backbone's or the data's size)",
+        )
+
+
+def check_decay_epochs(value: object, epochs: int) -> None:
+    """Refuse milestones that are not strictly increasing integers in [1, epochs − 1].
+
+    Raises:
+        InvalidValueError: naming the first bad milestone and the fix.
+    """
+    if value is None:
+        return
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    if not items:
+        raise InvalidValueError(
+            "decay_epochs", "decay_epochs is empty: give epochs such as 30,60 (or leave it unset)"
+        )
+    previous = 0
+    for m in items:
+        if isinstance(m, bool) or not isinstance(m, int) or not previous < m < epochs:
+            if isinstance(m, bool) or not isinstance(m, int):
+                why = "an integer"
+            elif m <= previous:
+                why = f"greater than {previous}" if previous else "at least 1"
+            else:
+                why = f"below epochs={epochs}"
+            raise InvalidValueError(
+                "decay_epochs",
+                f"decay epoch {m!r} in {list(items)!r} is invalid: it must be {why}; use strictly "
+                f"increasing integers from 1 to epochs - 1 = {epochs - 1}, e.g. 30,60 for 90 "
+                "epochs",
+            )
+        previous = m
 
 
 @dataclass(frozen=True)
@@ -266,6 +339,8 @@ def lr_milestones(epochs: int) -> list[int]:
 
 
 __all__ = [
+    "LATER_FIELDS",
+    "MAX_IMAGE_SIZE",
     "MILESTONE_FRACTIONS",
     "MIN_BATCH",
     "EpochLog",
@@ -273,5 +348,7 @@ __all__ = [
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
+    "check_image_size",
+    "check_decay_epochs",
     "lr_milestones",
 ]

@@ -12,6 +12,7 @@ import numpy as np
 
 from dismax_cli.data import ImageSet, SplitRecord, check_disjoint, load_id_splits, train_val_split
 from dismax_cli.data.imageset import indices_sha256
+from dismax_cli.data.stream import StreamSet, streaming
 from dismax_cli.engine.config import TrainConfig
 from dismax_cli.errors import DismaxError
 
@@ -28,9 +29,9 @@ class RunData:
     ``calibration_split`` says which one ``val`` is: ``"val"`` or ``"test"``.
     """
 
-    train: ImageSet
-    val: ImageSet
-    test: ImageSet
+    train: ImageSet | StreamSet
+    val: ImageSet | StreamSet
+    test: ImageSet | StreamSet
     split: SplitRecord
     calibration_split: str = "val"
 
@@ -41,9 +42,10 @@ def load_run_data(config: TrainConfig) -> RunData:
     Raises:
         DismaxError: for datasets that cannot be loaded, unlabelled ID sets, or overlapping splits.
     """
-    train_full, test = load_id_splits(
-        config.dataset, test_spec=config.test_dataset, data_dir=config.data_dir
-    )
+    with streaming(config.stream):  # a --stream of score/calibrate overrides (stream_override)
+        train_full, test = load_id_splits(
+            config.dataset, test_spec=config.test_dataset, data_dir=config.data_dir
+        )
     if train_full.labels is None or train_full.num_classes < 2:
         raise DismaxError(
             f"dataset {config.dataset!r} has no labels or fewer than 2 classes: the "

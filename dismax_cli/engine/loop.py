@@ -22,6 +22,7 @@ from torch import nn
 
 from dismax_cli.core.mixing import FractionalMix, fractional_probability_mix
 from dismax_cli.data import ImageTransform, augment_batch
+from dismax_cli.data.transforms import random_resized_crop_batch
 from dismax_cli.engine import distributed
 from dismax_cli.engine.config import MIN_BATCH
 from dismax_cli.engine.devices import autocast, to_device_layout
@@ -151,7 +152,9 @@ class InMemoryBatches:
         batch_size: images per batch (a one-image remainder joins the previous batch).
         transform: the ID transform (uint8 NHWC -> float NCHW, normalised).
         generator: the epoch's generator (:func:`epoch_generator`).
-        augment: random crop with 4-pixel padding and horizontal flip.
+        augment: random crop with 4-pixel padding and horizontal flip (``recipe="cifar"``), or
+            RandomResizedCrop to the transform's side + flip (``"imagenet"``, image by image).
+        recipe: ``"cifar"`` or ``"imagenet"`` (README "224-pixel recipes").
         rank, world_size: under torchrun, this rank's contiguous part of every global batch
             (:mod:`~dismax_cli.engine.distributed`: same order on every rank, augmentation
             from :func:`~dismax_cli.engine.distributed.rank_generator`).
@@ -176,12 +179,13 @@ class InMemoryBatches:
         transform: ImageTransform,
         generator: torch.Generator,
         augment: bool,
+        recipe: str = "cifar",
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.transform = batch_size, transform
-        self.generator, self.augment = generator, augment
+        self.generator, self.augment, self.recipe = generator, augment, recipe
         self.rank, self.world_size = rank, world_size
         self.sizes = batch_sizes(len(images), batch_size)
         self.loss_weights = [1.0] * len(self.sizes)
@@ -208,6 +212,12 @@ class InMemoryBatches:
         for index in self._indices():
             index = index.to(device)
             batch = self.images[index]
+            if self.augment and self.recipe == "imagenet":
+                size = self.transform.image_size
+                crops = random_resized_crop_batch(batch, size=size, generator=self.generator)
+                inputs = crops.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+                yield self.transform.from_float(inputs, geometry=False), self.labels[index]
+                continue
             if self.augment:
                 batch = augment_batch(batch, generator=draws)
             yield self.transform(batch), self.labels[index]

@@ -15,6 +15,7 @@ from torch import nn
 
 from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead, SoftMaxHead
 from dismax_cli.data import ImageTransform
+from dismax_cli.data.stream import ImageFiles
 from dismax_cli.engine import distributed
 from dismax_cli.engine.checkpoint import ModelBundle
 from dismax_cli.engine.devices import autocast, to_device_layout
@@ -139,13 +140,14 @@ def image_batches(
 
 
 def predict_images(
-    bundle: ModelBundle, images: torch.Tensor, *, batch_size: int = 256
+    bundle: ModelBundle, images: torch.Tensor | ImageFiles, *, batch_size: int = 256
 ) -> torch.Tensor:
     """Raw logits (T = 1) of uint8 ``images`` through a run's transform and model.
 
     Args:
         bundle: the model, its transform and device.
-        images: uint8 (N, H, W, C), any size and 1 or 3 channels (the transform adapts them).
+        images: uint8 (N, H, W, C), any size and 1 or 3 channels (the transform adapts them),
+            or the files of a streamed set (decoded by DataLoader workers, README "Streaming").
         batch_size: images per forward pass (results do not depend on it beyond float rounding).
 
     Under torchrun each rank scores a contiguous slice and every rank gets all N rows back in
@@ -158,6 +160,25 @@ def predict_images(
     Raises:
         DismaxError: for a tensor that is not uint8 (N, H, W, C).
     """
+    if distributed.launched():
+        distributed.init_process_group(bundle.device)
+    if isinstance(images, ImageFiles):
+        from dismax_cli.engine.streaming import stream_eval_batches
+
+        if len(images) == 0:
+            return torch.zeros(0, bundle.meta.num_classes)
+        pin = bundle.device.type == "cuda"
+        files, sharded = images, distributed.sharded()
+        if sharded:  # each rank decodes and scores its contiguous slice (as for tensors)
+            part = distributed.shard_range(len(images))
+            files = images[part.start : part.stop]
+        logits = torch.zeros(0, bundle.meta.num_classes)
+        if len(files):
+            batches = stream_eval_batches(
+                files, bundle.transform, batch_size=batch_size, pin_memory=pin
+            )
+            logits = predict_logits(bundle.model, batches, device=bundle.device)
+        return distributed.gather_rows(logits) if sharded else logits
     if images.ndim != 4 or images.dtype != torch.uint8:
         raise DismaxError(
             f"images of shape {tuple(images.shape)} and dtype {images.dtype} cannot be scored: "
@@ -165,8 +186,6 @@ def predict_images(
         )
     if len(images) == 0:
         return torch.zeros(0, bundle.meta.num_classes)
-    if distributed.launched():
-        distributed.init_process_group(bundle.device)
     if distributed.sharded():
         part = distributed.shard_range(len(images))
         local = images[part.start : part.stop]

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dismax_cli.data.stream import StreamSet, default_workers
 from dismax_cli.engine import distributed
 from dismax_cli.engine.build import TrainingSetup, build_training
 from dismax_cli.engine.checkpoint import (
@@ -56,6 +57,7 @@ from dismax_cli.engine.selection import (
     split_accuracy,
     update_selection,
 )
+from dismax_cli.engine.streaming import StreamBatches
 from dismax_cli.errors import DismaxError
 
 
@@ -68,8 +70,8 @@ class _Run:
     data: RunData
     setup: TrainingSetup
     created_dir: bool
-    images: torch.Tensor  # uint8 (N, H, W, C) on the training device
-    labels: torch.Tensor  # int64 (N,) on the training device
+    images: torch.Tensor | None  # uint8 (N, H, W, C) on the training device; None if streamed
+    labels: torch.Tensor | None  # int64 (N,) on the training device
     train_model: torch.nn.Module  # setup.model, or DistributedDataParallel around it
     start_epoch: int = 0
     history: list[EpochLog] = dataclasses.field(default_factory=list)
@@ -169,6 +171,8 @@ def _prepare(
             f"the validation carve: training needs at least {MIN_BATCH} (BatchNorm cannot train "
             "on one image); use a larger dataset"
         )
+    if isinstance(data.train, StreamSet):
+        default_workers()  # a bad $DISMAX_WORKERS fails before the run folder appears
     setup = build_training(config, data.train, device)
     main = distributed.is_main()
     # Only now, with data and model ready, does the run folder appear (rank 0 writes it).
@@ -178,7 +182,9 @@ def _prepare(
             run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DismaxError(f"cannot create run folder {str(run_dir)!r}: {exc.strerror}") from None
-    images, labels = data.train.images.to(setup.device), data.train.labels.to(setup.device)  # type: ignore[union-attr]
+    images = labels = None
+    if not isinstance(data.train, StreamSet):  # a streamed set stays on disk (README)
+        images, labels = data.train.images.to(setup.device), data.train.labels.to(setup.device)  # type: ignore[union-attr]
     run = _Run(config, run_dir, data, setup, created_dir, images, labels, setup.model)
     if saved is not None:
         check_same_data(saved.meta.data_sha256, data, repr(str(run.checkpoint)))
@@ -202,17 +208,22 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     for group in setup.optimizer.param_groups:
         group["lr"] = lr
     generator = epoch_generator(config.seed, epoch)
+    augment = train.augment if config.augment is None else config.augment
     rank, world = distributed.rank(), distributed.world_size()
-    batches = InMemoryBatches(
-        run.images,
-        run.labels,
-        batch_size=config.batch_size,
-        transform=setup.transform,
-        generator=generator,
-        augment=train.augment if config.augment is None else config.augment,
-        rank=rank,
-        world_size=world,
-    )
+    batches: InMemoryBatches | StreamBatches
+    if run.images is None:
+        batches = StreamBatches(
+            train,  # type: ignore[arg-type]
+            batch_size=config.batch_size, transform=setup.transform, generator=generator,
+            augment=augment, recipe=setup.recipe, pin_memory=setup.device.type == "cuda",
+            rank=rank, world_size=world,
+        )  # fmt: skip
+    else:
+        batches = InMemoryBatches(
+            run.images, run.labels,  # type: ignore[arg-type]
+            batch_size=config.batch_size, transform=setup.transform, generator=generator,
+            augment=augment, recipe=setup.recipe, rank=rank, world_size=world,
+        )  # fmt: skip
     # FPR mosaics of this rank's shard, from this rank's stream (METHOD.md §2).
     draws = distributed.rank_generator(generator, rank)
     mix = fpr_mix(train.num_classes, generator=draws) if config.uses_fpr else None

@@ -10,6 +10,7 @@ from dismax_cli.errors import DismaxError
 from dismax_cli.models.base import MIN_IMAGE_SIZE, VALID_IN_CHANNELS, Backbone
 from dismax_cli.models.convnet import ConvNet
 from dismax_cli.models.densenet import densenet_bc_100
+from dismax_cli.models.imagenet_resnet import IMAGENET_SIDE, resnet18_224, resnet50_224
 from dismax_cli.models.resnet import resnet18, resnet34
 from dismax_cli.models.wrn import wrn_28_10
 
@@ -23,12 +24,15 @@ class BackboneSpec:
         description: One line for CLI help.
         num_features: The feature width ``D`` it produces.
         build: ``build(in_channels, image_size)`` -> a fresh, randomly initialised backbone.
+        image_size: The input side it is built for (224 for the ImageNet-stem ResNets, which
+            selects the 224-pixel recipe), or None to take the data's.
     """
 
     name: str
     description: str
     num_features: int
     build: Callable[[int, int], Backbone]
+    image_size: int | None = None
 
     def __str__(self) -> str:
         return self.description
@@ -44,6 +48,14 @@ def _build_resnet18(in_channels: int, image_size: int) -> Backbone:
 
 def _build_resnet34(in_channels: int, image_size: int) -> Backbone:
     return resnet34(in_channels=in_channels)
+
+
+def _build_resnet18_224(in_channels: int, image_size: int) -> Backbone:
+    return resnet18_224(in_channels=in_channels)
+
+
+def _build_resnet50_224(in_channels: int, image_size: int) -> Backbone:
+    return resnet50_224(in_channels=in_channels)
 
 
 def _build_densenet_bc_100(in_channels: int, image_size: int) -> Backbone:
@@ -81,6 +93,20 @@ BACKBONES: Mapping[str, BackboneSpec] = MappingProxyType(
                 _build_densenet_bc_100,
             ),
             BackboneSpec("wrn_28_10", "WideResNet-28-10, 640-d", 640, _build_wrn_28_10),
+            BackboneSpec(
+                "resnet18_224",
+                "ResNet-18, ImageNet stem (7x7/2 conv, max-pool), 224 px recipe, 512-d",
+                512,
+                _build_resnet18_224,
+                IMAGENET_SIDE,
+            ),
+            BackboneSpec(
+                "resnet50_224",
+                "ResNet-50, ImageNet stem (7x7/2 conv, max-pool), 224 px recipe, 2048-d",
+                2048,
+                _build_resnet50_224,
+                IMAGENET_SIDE,
+            ),
         )
     }
 )
@@ -89,6 +115,12 @@ BACKBONES: Mapping[str, BackboneSpec] = MappingProxyType(
 def list_backbones() -> list[str]:
     """Return the registered backbone names in registry order."""
     return list(BACKBONES)
+
+
+def default_image_size(name: str) -> int | None:
+    """The input side backbone ``name`` is built for (None: the data's, or not a built-in)."""
+    spec = BACKBONES.get(name)
+    return None if spec is None else spec.image_size
 
 
 def build_backbone(name: str, *, in_channels: int = 3, image_size: int = 32) -> Backbone:
@@ -124,4 +156,10 @@ def build_backbone(name: str, *, in_channels: int = 3, image_size: int = 32) -> 
     return spec.build(int(in_channels), image_size)
 
 
-__all__ = ["BACKBONES", "BackboneSpec", "build_backbone", "list_backbones"]
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "build_backbone",
+    "default_image_size",
+    "list_backbones",
+]

@@ -24,6 +24,7 @@ from dismax_cli.data.sources.base import (
     to_image_set,
 )
 from dismax_cli.data.sources.digits import DigitsSource
+from dismax_cli.data.sources.imagenet import ImageNetFamily
 from dismax_cli.data.sources.local_files import ImageFolderSource, NpzSource
 from dismax_cli.data.sources.odin_family import OdinFamily
 from dismax_cli.data.sources.synthetic import SyntheticSource
@@ -39,6 +40,7 @@ SOURCES: dict[str, Source] = {
         SyntheticSource(),
         NpzSource(),
         ImageFolderSource(),
+        ImageNetFamily(),
     )
 }
 

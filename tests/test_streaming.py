@@ -1,0 +1,185 @@
+"""Streaming image folders through DataLoader workers (README "Streaming", issue 13 item 4).
+
+Real data: the Tiny ImageNet test JPEGs of ``../shared/data/tin_test_64_jpeg.npz``, written
+byte for byte as files into class folders (the labels are the folder a file was put in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dismax_cli.data import ImageSet, load_dataset
+from dismax_cli.data import stream as stream_module
+from dismax_cli.data.stream import StreamSet, estimate_bytes, stream_override, streaming
+from dismax_cli.data.transforms import make_transform
+from dismax_cli.engine.predict import image_batches
+from dismax_cli.engine.streaming import StreamBatches, sample_seed, stream_eval_batches
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+TIN = DATA / "tin_test_64_jpeg.npz"
+MIB = 1024 * 1024
+
+pytestmark = pytest.mark.skipif(not TIN.is_file(), reason=f"{TIN} is absent (real TIN JPEGs)")
+
+
+def write_tin_folder(root: Path, n: int, *, classes: int = 4, start: int = 0) -> Path:
+    """``root/c<k>/<i>.jpg``: TIN test JPEGs start..start+n-1, file i in class i % classes."""
+    with np.load(TIN) as d:
+        data, offsets = d["data"], d["offsets"]
+    for i in range(start, start + n):
+        folder = root / f"c{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:05d}.jpg").write_bytes(data[offsets[i] : offsets[i + 1]].tobytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tin_folder(tmp_path_factory.mktemp("tin") / "tin", 40)
+
+
+def test_streamed_folder_keeps_the_in_memory_order_labels_and_pixels(folder: Path) -> None:
+    spec = f"imagefolder:{folder}"
+    with streaming(True):
+        streamed = load_dataset(spec, split="all")
+    memory = load_dataset(spec, split="all")
+    assert isinstance(streamed, StreamSet) and isinstance(memory, ImageSet)
+    assert len(streamed) == len(memory) == 40
+    assert torch.equal(streamed.labels, memory.labels)
+    assert streamed.classes == ("c0", "c1", "c2", "c3")
+    assert streamed.image_shape == (64, 64, 3)
+    for i in (0, 17, 39):  # the same file at the same position, decoded to the same pixels
+        assert torch.equal(streamed.files.decode(i), memory.images[i])
+    # The carve and class subsets work on a streamed set as on the in-memory one.
+    with streaming(True):
+        part = load_dataset(f"{spec}[1,3]", split="test")
+    reference = load_dataset(f"{spec}[1,3]", split="test")
+    assert np.array_equal(part.indices, reference.indices)
+    assert torch.equal(part.labels, reference.labels)
+
+
+def test_auto_mode_streams_above_the_byte_estimate(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = sorted((folder / "c0").iterdir())[0]
+    assert estimate_bytes(40, first) == 40 * 64 * 64 * 3  # 491,520 bytes
+    spec = f"imagefolder:{folder}"
+    monkeypatch.setattr(stream_module, "STREAM_ABOVE_BYTES", 40 * 64 * 64 * 3 - 1)
+    with streaming(None):
+        assert isinstance(load_dataset(spec, split="all"), StreamSet)
+    monkeypatch.setattr(stream_module, "STREAM_ABOVE_BYTES", 40 * 64 * 64 * 3)
+    with streaming(None):
+        assert isinstance(load_dataset(spec, split="all"), ImageSet)
+    with streaming(True), stream_override(False):  # score/calibrate --no-stream wins
+        assert isinstance(load_dataset(spec, split="all"), ImageSet)
+    assert isinstance(load_dataset(spec, split="all"), ImageSet)  # the library default
+
+
+def test_streamed_evaluation_equals_the_in_memory_transform(folder: Path) -> None:
+    spec = f"imagefolder:{folder}"
+    with streaming(True):
+        streamed = load_dataset(spec, split="all")
+    memory = load_dataset(spec, split="all")
+    transform = make_transform(memory, image_size=224, recipe="imagenet")
+    assert transform.resize == 256 and transform.mean == (0.485, 0.456, 0.406)
+    cpu = torch.device("cpu")
+    expected = torch.cat(list(image_batches(memory.images, transform, batch_size=16, device=cpu)))
+    got = torch.cat(list(stream_eval_batches(streamed.files, transform, batch_size=16, workers=2)))
+    assert got.shape == expected.shape == (40, 3, 224, 224)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def _batches(train: StreamSet, workers: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    transform = make_transform(train, image_size=32)
+    generator = torch.Generator().manual_seed(seed)
+    batches = StreamBatches(
+        train, batch_size=16, transform=transform, generator=generator, augment=True,
+        recipe="cifar", workers=workers,
+    )  # fmt: skip
+    return list(batches)
+
+
+def test_stream_batches_cover_the_epoch_and_do_not_depend_on_workers(folder: Path) -> None:
+    with streaming(True):
+        train = load_dataset(f"imagefolder:{folder}", split="all")
+    one = _batches(train, 0, 7)
+    two = _batches(train, 2, 7)
+    assert [len(t) for _, t in one] == [16, 16, 8]
+    for (x1, t1), (x2, t2) in zip(one, two, strict=True):
+        assert torch.equal(x1, x2) and torch.equal(t1, t2)
+    # Every image once: the targets of the epoch are the set's labels, reordered.
+    targets = torch.cat([t for _, t in one])
+    assert torch.equal(targets.sort().values, train.labels.sort().values)
+    other = _batches(train, 0, 8)
+    assert not torch.equal(torch.cat([t for _, t in other]), targets)  # another epoch's order
+    assert sample_seed(5, 1) != sample_seed(5, 2) != sample_seed(6, 1)
+
+
+_RSS_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import torch
+    from torch import nn
+    from dismax_cli.data import load_dataset
+    from dismax_cli.data.stream import streaming
+    from dismax_cli.data.transforms import make_transform
+    from dismax_cli.engine.loop import train_one_epoch
+    from dismax_cli.engine.streaming import StreamBatches
+
+    torch.manual_seed(0)
+    with streaming(True):
+        train = load_dataset("imagefolder:" + sys.argv[1], split="all")
+    transform = make_transform(train, image_size=224, recipe="imagenet")
+    batches = StreamBatches(
+        train, batch_size=32, transform=transform, generator=torch.Generator().manual_seed(0),
+        augment=True, recipe="imagenet", workers=2,
+    )
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    shapes = set()
+    model.register_forward_pre_hook(lambda m, a: shapes.add(tuple(a[0].shape[1:])))
+    started = time.perf_counter()
+    stats = train_one_epoch(model, nn.CrossEntropyLoss(), batches, optimizer)
+    seconds = time.perf_counter() - started
+    kib = 1024
+    print(json.dumps({
+        "images": stats.images, "shapes": sorted(shapes), "seconds": seconds,
+        "self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
+        "workers_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib,
+    }))
+    """
+)
+
+
+def _peak(folder: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(folder)],
+        env=env, capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_streamed_224px_epoch_peak_rss_does_not_grow_with_the_folder(tmp_path: Path) -> None:
+    """One epoch at 224 px over 500 and over 2,000 real TIN JPEGs: the peak RSS of the main
+    process and of the busiest worker stays within 24 MiB, while holding the 1,500 extra
+    images as 224 px uint8 would take 1,500 x 224 x 224 x 3 B = 215 MiB (README "Streaming")."""
+    small = _peak(write_tin_folder(tmp_path / "small", 500))
+    large = _peak(write_tin_folder(tmp_path / "large", 2000))
+    assert small["images"] == 500 and large["images"] == 2000
+    assert small["shapes"] == large["shapes"] == [[3, 224, 224]]
+    extra_pixels_mib = 1500 * 224 * 224 * 3 / MIB
+    assert extra_pixels_mib > 215
+    for key in ("self_mib", "workers_mib"):
+        growth = large[key] - small[key]
+        assert growth < 24, (key, small, large)
