@@ -99,14 +99,37 @@ def test_streamed_evaluation_equals_the_in_memory_transform(folder: Path) -> Non
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
-def _batches(train: StreamSet, workers: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    train: StreamSet, workers: int, seed: int, *, rank: int = 0, world_size: int = 1
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     transform = make_transform(train, image_size=32)
     generator = torch.Generator().manual_seed(seed)
     batches = StreamBatches(
         train, batch_size=16, transform=transform, generator=generator, augment=True,
-        recipe="cifar", workers=workers,
+        recipe="cifar", workers=workers, rank=rank, world_size=world_size,
     )  # fmt: skip
     return list(batches)
+
+
+def test_stream_batches_under_torchrun_are_each_ranks_part_of_the_global_batch(
+    folder: Path,
+) -> None:
+    """Two ranks: batch k of rank 0 then rank 1 is global batch k of one process, augmented
+    alike (per-image seeds), so DDP streams the same epoch as one process (issue 13)."""
+    with streaming(True):
+        train = load_dataset(f"imagefolder:{folder}", split="all")
+    one = _batches(train, 0, 7)
+    ranks = [_batches(train, 0, 7, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(t) for _, t in ranks[0]] == [8, 8, 4] and [len(t) for _, t in ranks[1]] == [8, 8, 4]
+    for (x, t), (x0, t0), (x1, t1) in zip(one, ranks[0], ranks[1], strict=True):
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([t0, t1]), t)
+    odd = StreamBatches(
+        train, batch_size=15, transform=make_transform(train, image_size=32),
+        generator=torch.Generator().manual_seed(0), augment=False, recipe="cifar",
+        workers=0, rank=1, world_size=2,
+    )  # fmt: skip
+    # 40 = 15 + 15 + 10; a 15-image batch splits 8 + 7: rank 1's mean loss is weighted 7*2/15.
+    assert odd.loss_weights == [7 * 2 / 15, 7 * 2 / 15, 1.0]
 
 
 def test_stream_batches_cover_the_epoch_and_do_not_depend_on_workers(folder: Path) -> None:
