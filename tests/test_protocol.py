@@ -20,7 +20,8 @@ from dismax_cli.cli.app import app
 from dismax_cli.core.calibration import fit_temperature
 from dismax_cli.data import load_id_splits
 from dismax_cli.engine import TrainConfig, calibrate_checkpoint, fit, load_bundle, load_checkpoint
-from dismax_cli.engine import run as run_module
+from dismax_cli.engine import selection as selection_module
+from dismax_cli.engine import streaming as streaming_module
 from dismax_cli.engine.data import load_run_data
 from dismax_cli.engine.predict import predict_images
 from dismax_cli.errors import DismaxError
@@ -65,13 +66,13 @@ def paper_run(tmp_path_factory) -> Path:
 def test_paper_protocol_trains_on_every_training_image(tmp_path: Path, monkeypatch) -> None:
     train_full, test = load_id_splits("digits[0-5]")
     seen: list[int] = []
-    real = run_module.InMemoryBatches
+    real = streaming_module.InMemoryBatches
 
     def counting(images, labels, **kwargs):
         seen.append(len(images))
         return real(images, labels, **kwargs)
 
-    monkeypatch.setattr(run_module, "InMemoryBatches", counting)
+    monkeypatch.setattr(streaming_module, "InMemoryBatches", counting)
     fit(PAPER, tmp_path / "paper")
     fit(TrainConfig(method="softmax", epochs=1, device="cpu"), tmp_path / "honest")
     n = len(train_full)
@@ -105,7 +106,7 @@ def test_paper_protocol_keeps_the_best_test_accuracy_epoch(tmp_path: Path, monke
         measured.append(len(images))
         return next(script)
 
-    monkeypatch.setattr(run_module, "split_accuracy", scripted)
+    monkeypatch.setattr(selection_module, "split_accuracy", scripted)
     config = TrainConfig(method="softmax", epochs=3, protocol="paper", device="cpu")
     fit(config, tmp_path / "paper")
     _, test = load_id_splits("digits[0-5]")

@@ -29,6 +29,7 @@ from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint
 from dismax_cli.engine import distributed
 from dismax_cli.engine.checkpoint import (
+    CheckpointMeta,
     ModelBundle,
     bundle_from_checkpoint,
     checkpoint_path,
@@ -37,7 +38,7 @@ from dismax_cli.engine.checkpoint import (
 )
 from dismax_cli.engine.data import rebuild_run_data
 from dismax_cli.engine.predict import predict_images
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer, check_protocol
 
 
@@ -203,6 +204,22 @@ def fit_temperature_noted(
 
 
 
+def _check_calibratable(file: Path, meta: CheckpointMeta, protocol: str) -> None:
+    """Refuse an unfinished run, and ``honest`` on a run trained under the paper protocol."""
+    if not meta.finished:
+        raise DismaxError(
+            f"{quote_path(file)} is an unfinished run (epoch {meta.epoch} of {meta.epochs}): "
+            f"finish it with `dismax train --out {file.parent} --resume` before calibrating"
+        )
+    if protocol == "honest" and meta.config.protocol == "paper":
+        raise InvalidValueError(
+            "protocol",
+            f"{quote_path(file)} was trained under --protocol paper on every training image, so "
+            "it has no validation split to calibrate on: drop --protocol honest (it then "
+            "calibrates on the test split, as trained) or train an honest run",
+        )
+
+
 def calibrate_checkpoint(
     path: str | Path,
     *,
@@ -233,19 +250,8 @@ def calibrate_checkpoint(
     file = checkpoint_path(path)
     checkpoint = load_checkpoint(file)
     meta = checkpoint.meta
-    if not meta.finished:
-        raise DismaxError(
-            f"{str(file)!r} is an unfinished run (epoch {meta.epoch} of {meta.epochs}): finish "
-            f"it with `dismax train --out {file.parent} --resume` before calibrating"
-        )
     protocol = protocol or meta.config.protocol
-    if protocol == "honest" and meta.config.protocol == "paper":
-        raise InvalidValueError(
-            "protocol",
-            f"{str(file)!r} was trained under --protocol paper on every training image, so it "
-            "has no validation split to calibrate on: drop --protocol honest (it then "
-            "calibrates on the test split, as trained) or train an honest run",
-        )
+    _check_calibratable(file, meta, protocol)
     bundle = bundle_from_checkpoint(checkpoint, path=file)
     data = rebuild_run_data(meta, data_dir=data_dir)
     if protocol == "paper":

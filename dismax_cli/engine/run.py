@@ -22,13 +22,10 @@ from dismax_cli.engine.checkpoint import (
     CHECKPOINT_NAME,
     LOG_NAME,
     Checkpoint,
-    CheckpointMeta,
-    append_train_log,
     load_checkpoint,
     load_model_state,
     load_optimizer_state,
     read_train_log,
-    save_checkpoint,
     write_train_log,
 )
 from dismax_cli.engine.config import (
@@ -44,20 +41,13 @@ from dismax_cli.engine.devices import resolve_device
 from dismax_cli.engine.lock import run_folder_lock
 from dismax_cli.engine.loop import (
     EpochStats,
-    InMemoryBatches,
     NonFiniteLossError,
-    cpu_state,
     epoch_generator,
     fpr_mix,
     train_one_epoch,
 )
-from dismax_cli.engine.selection import (
-    kept_state,
-    selection_set,
-    split_accuracy,
-    update_selection,
-)
-from dismax_cli.engine.streaming import StreamBatches
+from dismax_cli.engine.selection import save_epoch
+from dismax_cli.engine.streaming import epoch_batches
 from dismax_cli.errors import DismaxError
 
 
@@ -208,22 +198,12 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
     for group in setup.optimizer.param_groups:
         group["lr"] = lr
     generator = epoch_generator(config.seed, epoch)
-    augment = train.augment if config.augment is None else config.augment
     rank, world = distributed.rank(), distributed.world_size()
-    batches: InMemoryBatches | StreamBatches
-    if run.images is None:
-        batches = StreamBatches(
-            train,  # type: ignore[arg-type]
-            batch_size=config.batch_size, transform=setup.transform, generator=generator,
-            augment=augment, recipe=setup.recipe, pin_memory=setup.device.type == "cuda",
-            rank=rank, world_size=world,
-        )  # fmt: skip
-    else:
-        batches = InMemoryBatches(
-            run.images, run.labels,  # type: ignore[arg-type]
-            batch_size=config.batch_size, transform=setup.transform, generator=generator,
-            augment=augment, recipe=setup.recipe, rank=rank, world_size=world,
-        )  # fmt: skip
+    batches = epoch_batches(
+        train, run.images, run.labels, batch_size=config.batch_size, transform=setup.transform,
+        generator=generator, augment=train.augment if config.augment is None else config.augment,
+        recipe=setup.recipe, device=setup.device, rank=rank, world_size=world,
+    )  # fmt: skip
     # FPR mosaics of this rank's shard, from this rank's stream (METHOD.md §2).
     draws = distributed.rank_generator(generator, rank)
     mix = fpr_mix(train.num_classes, generator=draws) if config.uses_fpr else None
@@ -250,29 +230,10 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
         seconds=stats.seconds,
         images_per_s=stats.images_per_s,
     )
-    # Log first, checkpoint second: a resume drops log lines past the checkpoint's epoch.
-    # The checkpoint holds no timings, so identical training gives identical files.
-    weights = cpu_state(setup.model)
-    selected = selection_set(config.selection, val=run.data.val, test=run.data.test)
-    accuracy = None
-    if selected is not None:  # on every rank: under torchrun the prediction is sharded
-        accuracy = split_accuracy(setup.model, setup.transform, selected, device=setup.device)
-    if distributed.is_main():
-        append_train_log(run.log, entry)
-        meta = CheckpointMeta.for_run(config, run.data, setup.transform, epoch + 1)
-        if selected is not None:  # METHOD.md §6: keep the best epoch on the selection split
-            run.selection = update_selection(
-                run.selection,
-                rule=config.selection,
-                epoch=epoch + 1,
-                accuracy=accuracy,
-                state=weights,
-                run_dir=run.run_dir,
-            )
-            meta = dataclasses.replace(meta, selection=run.selection)
-            if meta.finished:
-                weights = kept_state(run.selection, run.run_dir)
-        save_checkpoint(run.checkpoint, Checkpoint(meta, weights, setup.optimizer.state_dict()))
+    run.selection = save_epoch(
+        config, run.data, setup, epoch=epoch, entry=entry, selection=run.selection,
+        run_dir=run.run_dir, log=run.log, checkpoint=run.checkpoint,
+    )  # fmt: skip
     distributed.barrier()  # no rank reads the checkpoint before rank 0 has written it
     report(stats, done=True)
     return entry

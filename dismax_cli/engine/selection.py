@@ -11,8 +11,9 @@ weights. Ties keep the earlier epoch. The record of what was kept is
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,6 +23,11 @@ from dismax_cli.data.transforms import ImageTransform
 from dismax_cli.engine.predict import image_batches, predict_logits
 from dismax_cli.errors import DismaxError
 from dismax_cli.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from dismax_cli.engine.build import TrainingSetup
+    from dismax_cli.engine.config import EpochLog, TrainConfig
+    from dismax_cli.engine.data import RunData
 
 BEST_NAME = "best.pt"
 
@@ -119,3 +125,53 @@ def kept_state(record: dict[str, Any], run_dir: Path) -> dict[str, torch.Tensor]
 
 
 __all__ = ["BEST_NAME", "kept_state", "selection_set", "split_accuracy", "update_selection"]
+
+
+def save_epoch(
+    config: TrainConfig,
+    data: RunData,
+    setup: TrainingSetup,
+    *,
+    epoch: int,
+    entry: EpochLog,
+    selection: dict[str, Any] | None,
+    run_dir: Path,
+    log: Path,
+    checkpoint: Path,
+) -> dict[str, Any] | None:
+    """After (0-based) ``epoch``: log it, update the kept-epoch record, write the checkpoint.
+
+    Log first, checkpoint second: a resume drops log lines past the checkpoint's epoch; the
+    checkpoint holds no timings, so identical training gives identical files. Under torchrun
+    every rank measures the selection split (its prediction is sharded) and rank 0 writes.
+    Returns the (updated) selection record (METHOD.md §6); the finished checkpoint holds the
+    kept epoch's weights.
+    """
+    from dismax_cli.engine import distributed
+    from dismax_cli.engine.checkpoint import (
+        Checkpoint,
+        CheckpointMeta,
+        append_train_log,
+        save_checkpoint,
+    )
+    from dismax_cli.engine.loop import cpu_state
+
+    weights = cpu_state(setup.model)
+    selected = selection_set(config.selection, val=data.val, test=data.test)
+    accuracy = None
+    if selected is not None:
+        accuracy = split_accuracy(setup.model, setup.transform, selected, device=setup.device)
+    if not distributed.is_main():
+        return selection
+    append_train_log(log, entry)
+    meta = CheckpointMeta.for_run(config, data, setup.transform, epoch + 1)
+    if selected is not None:  # keep the best epoch on the selection split
+        selection = update_selection(
+            selection, rule=config.selection, epoch=epoch + 1, accuracy=accuracy,
+            state=weights, run_dir=run_dir,
+        )  # fmt: skip
+        meta = dataclasses.replace(meta, selection=selection)
+        if meta.finished:
+            weights = kept_state(selection, run_dir)
+    save_checkpoint(checkpoint, Checkpoint(meta, weights, setup.optimizer.state_dict()))
+    return selection

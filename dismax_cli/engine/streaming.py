@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dismax_cli.data import ImageTransform, augment_batch
+from dismax_cli.data import ImageSet, ImageTransform, augment_batch
 from dismax_cli.data.stream import ImageFiles, StreamSet, default_workers
 from dismax_cli.data.transforms import random_resized_crop_flip
 from dismax_cli.engine import distributed
-from dismax_cli.engine.loop import batch_sizes
+from dismax_cli.engine.loop import InMemoryBatches, batch_sizes
 
 _MASK63 = (1 << 63) - 1
 
@@ -223,3 +223,34 @@ def pixels_of(images: torch.Tensor | ImageFiles, *, side: int | None = None) -> 
 
 
 __all__ = ["StreamBatches", "pixels_of", "sample_seed", "stream_eval_batches"]
+
+
+def epoch_batches(
+    train: StreamSet | ImageSet,
+    images: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    *,
+    batch_size: int,
+    transform: ImageTransform,
+    generator: torch.Generator,
+    augment: bool,
+    recipe: str,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+) -> InMemoryBatches | StreamBatches:
+    """One epoch of training batches: streamed from disk through workers when ``images`` is
+    None (``train`` is a :class:`StreamSet`), else from the uint8 ``images`` (N, H, W, C) and
+    ``labels`` (N,) already on the training device. Under torchrun both give this rank's part
+    of every global batch (``rank``, ``world_size``)."""
+    if images is None:
+        return StreamBatches(
+            train,  # type: ignore[arg-type]
+            batch_size=batch_size, transform=transform, generator=generator, augment=augment,
+            recipe=recipe, pin_memory=device.type == "cuda", rank=rank, world_size=world_size,
+        )  # fmt: skip
+    assert labels is not None
+    return InMemoryBatches(
+        images, labels, batch_size=batch_size, transform=transform, generator=generator,
+        augment=augment, recipe=recipe, rank=rank, world_size=world_size,
+    )  # fmt: skip
