@@ -25,8 +25,6 @@ from pathlib import Path
 
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.data.sources.base import DatasetInfo, DatasetSpec, SourceBase, SpecText
-from dismax_cli.data.stream import folder_stream_set
-from dismax_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dismax_cli.errors import DismaxError
 
 #: Registry name -> (folder names looked for in the data folder, splits and their sub-folders).
@@ -105,6 +103,10 @@ class ImageNetFamily(SourceBase):
             shown = looked if looked is not None else data_dir / IMAGENET_SETS[spec.name][0][0]
             raise DismaxError(missing_message(spec.name, data_dir, shown))
         side = like.image_shape[0] if like is not None else None
+        # torch loads only when a set is built (spec errors answer before it: README)
+        from dismax_cli.data.stream import folder_stream_set
+        from dismax_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
         streamed = folder_stream_set(
             folder,
             spec=spec.text,

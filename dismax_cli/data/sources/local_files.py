@@ -21,7 +21,6 @@ from dismax_cli.data.sources.base import (
     file_key,
     to_image_set,
 )
-from dismax_cli.data.stream import folder_stream_set
 from dismax_cli.errors import DismaxError
 from dismax_cli.fileio import file_problem, folder_problem
 
@@ -139,6 +138,8 @@ class ImageFolderSource(_PathSource):
                 f"image folder {folder} (from '{spec.text}') {problem}; check the path"
             )
         origin = f"imagefolder:{folder.resolve()}"
+        from dismax_cli.data.stream import folder_stream_set  # torch: only when a set is built
+
         streamed = folder_stream_set(folder, spec=spec.text, origin=origin, size=size)
         if streamed is not None:  # too large for memory, or --stream (README "Streaming")
             return streamed  # type: ignore[return-value]
