@@ -282,24 +282,11 @@ def scan_folder(
     Raises:
         DismaxError: If the folder holds no images.
     """
-    from dismax_cli.data.files import IMAGE_EXTENSIONS, Skipped, _class_layout, scan_image_files
+    from dismax_cli.data.files import scan_image_folder
 
-    entries = list(folder.iterdir())
-    skipped = Skipped(hidden=sum(p.is_dir() and p.name.startswith(".") for p in entries))
-    labelled = _class_layout(entries)
-    labels: np.ndarray | None
-    if labelled is not None:
-        files, labels, classes, more = labelled
-    else:
-        files, more = scan_image_files(folder, recursive=False)
-        labels, classes = None, ()
-    skipped = skipped + more
-    if not files:
-        note = f"; {skipped.describe()}" if skipped.total else ""
-        raise DismaxError(
-            f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}{note}); use "
-            "folder/<class>/*.jpg or a flat folder of images"
-        )
+    files, labels, classes, skipped = scan_image_folder(
+        folder, where=f"image folder {folder}", example="jpg"
+    )
     return files, labels, classes, skipped.describe()
 
 

@@ -62,7 +62,8 @@ def _resolve(name: str) -> torch.device:
     )
 
 
-def _torchrun_env(name: str, default: int) -> int:
+def torchrun_env_int(name: str, default: int) -> int:
+    """An integer variable torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK), or ``default``."""
     try:
         return int(os.environ.get(name, default))
     except ValueError:
@@ -80,7 +81,7 @@ def torchrun_device(device: torch.device) -> torch.device:
         DismaxError: for ``cuda:N`` under torchrun (each rank takes GPU ``LOCAL_RANK``), MPS
             under torchrun, or fewer GPUs than local ranks.
     """
-    if _torchrun_env("WORLD_SIZE", 1) <= 1 or device.type == "cpu":
+    if torchrun_env_int("WORLD_SIZE", 1) <= 1 or device.type == "cpu":
         return device
     if device.type != "cuda":
         raise DismaxError(
@@ -90,7 +91,7 @@ def torchrun_device(device: torch.device) -> torch.device:
         raise DismaxError(
             f"--device {device} under torchrun: each rank uses GPU LOCAL_RANK; pass --device cuda"
         )
-    local = _torchrun_env("LOCAL_RANK", 0)
+    local = torchrun_env_int("LOCAL_RANK", 0)
     if local >= torch.cuda.device_count():
         raise DismaxError(
             f"local rank {local} has no GPU (this node has {torch.cuda.device_count()}): use "

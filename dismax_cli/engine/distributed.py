@@ -27,7 +27,6 @@ import atexit
 import contextlib
 import dataclasses
 import hashlib
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -38,20 +37,11 @@ from torch import nn
 from dismax_cli.config import InvalidValueError
 from dismax_cli.engine.config import MIN_BATCH
 from dismax_cli.engine.devices import torchrun_device as rank_device
+from dismax_cli.engine.devices import torchrun_env_int as _env_int
 from dismax_cli.errors import DismaxError
 
 if TYPE_CHECKING:
     from dismax_cli.engine.loop import EpochStats
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        raise DismaxError(
-            f"{name}={os.environ[name]!r} is not an integer: start the command with torchrun, "
-            "which sets it"
-        ) from None
 
 
 def launched() -> bool:
