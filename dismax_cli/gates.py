@@ -220,7 +220,7 @@ def parse_requirements(
         if not math.isfinite(threshold):
             raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
         _check_threshold(text, key, threshold)
-        out.append(Requirement(text, method, key, dataset, op, threshold))
+        out.append(Requirement(text, method, key, dataset, op, threshold, score or None))
     return out
 
 

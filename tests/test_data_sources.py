@@ -164,11 +164,13 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_the_table_holds_one_source_per_family_in_listing_order() -> None:
-    assert list(SOURCES) == ["torchvision", "odin", "digits", "synthetic", "npz", "imagefolder"]
+    assert list(SOURCES) == [
+        "torchvision", "odin", "digits", "synthetic", "npz", "imagefolder", "imagenet"
+    ]
     kinds = [row.kind for row in list_datasets()]
     # Rows come source by source, so the kinds form contiguous runs in table order.
     runs = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
-    assert runs == ["torchvision", "odin", "bundled", "synthetic", "file"]
+    assert runs == ["torchvision", "odin", "bundled", "synthetic", "file", "folder"]
 
 
 def test_a_registered_source_is_carved_subset_and_listed(toy: ToySource) -> None:

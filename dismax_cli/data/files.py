@@ -453,36 +453,6 @@ def _class_layout(
     return files, labels, tuple(name for name, _ in per_class), skipped
 
 
-def scan_image_folder(
-    folder: Path, *, where: str, example: str = "png"
-) -> tuple[list[Path], np.ndarray | None, tuple[str, ...], Skipped]:
-    """The image files of an existing ``folder`` in reading order, without decoding them.
-
-    The layouts of :func:`read_image_folder` (``folder/<class>/<image>`` or flat). Returns
-    ``(files, labels or None, classes, skipped)``.
-
-    Raises:
-        DismaxError: If the folder holds no images (``where`` names it in the message).
-    """
-    entries = list(folder.iterdir())
-    skipped = Skipped(hidden=sum(p.is_dir() and p.name.startswith(".") for p in entries))
-    labelled = _class_layout(entries)
-    labels: np.ndarray | None
-    if labelled is not None:
-        files, labels, classes, more = labelled
-    else:
-        files, more = scan_image_files(folder, recursive=False)
-        labels, classes = None, ()
-    skipped = skipped + more
-    if not files:
-        note = f"; {skipped.describe()}" if skipped.total else ""
-        raise DismaxError(
-            f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS)}{note}); use "
-            f"folder/<class>/*.{example} or a flat folder of images"
-        )
-    return files, labels, classes, skipped
-
-
 def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
     """Read a folder of images.
 
@@ -508,6 +478,8 @@ def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
     problem = folder_problem(folder)
     if problem is not None:
         raise DismaxError(f"{where} {problem}; check the path given to imagefolder:")
+    from dismax_cli.data.stream import scan_image_folder  # one scanner for both readers
+
     files, labels, classes, skipped = scan_image_folder(folder, where=where, example="png")
     images = decode_files(files, size=size, where=where)
     source = f"{folder} ({skipped.describe()})" if skipped.total else str(folder)

@@ -270,6 +270,38 @@ class StreamSet:
         return compute_mean_std(pixels)
 
 
+def scan_image_folder(
+    folder: Path, *, where: str, example: str = "png"
+) -> tuple[list[Path], np.ndarray | None, tuple[str, ...], Any]:
+    """The image files of an existing ``folder`` in reading order, without decoding them.
+
+    The layouts of :func:`~dismax_cli.data.files.read_image_folder` (``folder/<class>/<image>``
+    or flat). Returns ``(files, labels or None, classes, skipped)``.
+
+    Raises:
+        DismaxError: If the folder holds no images (``where`` names it in the message).
+    """
+    from dismax_cli.data.files import IMAGE_EXTENSIONS, Skipped, _class_layout, scan_image_files
+
+    entries = list(folder.iterdir())
+    skipped = Skipped(hidden=sum(p.is_dir() and p.name.startswith(".") for p in entries))
+    labelled = _class_layout(entries)
+    labels: np.ndarray | None
+    if labelled is not None:
+        files, labels, classes, more = labelled
+    else:
+        files, more = scan_image_files(folder, recursive=False)
+        labels, classes = None, ()
+    skipped = skipped + more
+    if not files:
+        note = f"; {skipped.describe()}" if skipped.total else ""
+        raise DismaxError(
+            f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS)}{note}); use "
+            f"folder/<class>/*.{example} or a flat folder of images"
+        )
+    return files, labels, classes, skipped
+
+
 def scan_folder(
     folder: Path,
 ) -> tuple[list[Path], np.ndarray | None, tuple[str, ...], str]:
@@ -282,8 +314,6 @@ def scan_folder(
     Raises:
         DismaxError: If the folder holds no images.
     """
-    from dismax_cli.data.files import scan_image_folder
-
     files, labels, classes, skipped = scan_image_folder(
         folder, where=f"image folder {folder}", example="jpg"
     )
