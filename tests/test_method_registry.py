@@ -119,8 +119,9 @@ def test_a_method_registered_in_a_test_runs_through_the_benchmark_cli(
     assert [m["label"] for m in report["methods"]] == ["SoftMax", "Toy head"]
     table = result.stdout
     lines = [line for line in table.splitlines() if line.startswith("Toy head ")]
-    assert len(lines) == 3, table  # ID table, cost table, one OOD set
-    assert lines[-1].split()[2] == "energy", lines[-1]
+    # ID, uncertainty and cost tables, the OOD set, its paired difference from SoftMax.
+    assert len(lines) == 5, table
+    assert lines[3].split()[2] == "energy", lines[3]
     assert max(len(line) for line in table.splitlines()) <= 80
 
 
@@ -253,7 +254,8 @@ def test_dismax_nofpr_row_in_the_benchmark_tables_fits_80_columns(tmp_path: Path
     assert rows["dismax"]["label"] == "DisMax (FPR)"
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert sum(1 for line in lines if re.match(r"DisMax \(no FPR\) ", line)) == 3
+    # One row in each table: ID, uncertainty, cost, the OOD set, its paired difference.
+    assert sum(1 for line in lines if re.match(r"DisMax \(no FPR\) ", line)) == 5
 
 
 def test_method_names_are_readable_without_torch() -> None:
