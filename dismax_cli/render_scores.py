@@ -44,7 +44,7 @@ def scores_table(report: Report, ood: str) -> Table:
 
     Shows :data:`TABLE_METRICS` (AUPR-OUT and DETACC are in the JSON and ``--require``).
     """
-    from dismax_cli.render import _best, _cell, _table, method_label, metric_header
+    from dismax_cli.render import _cell, _table, best_value, method_label, metric_header
 
     rows = [
         (m, r)
@@ -54,7 +54,7 @@ def scores_table(report: Report, ood: str) -> Table:
     headers = [metric_header(k) for k in TABLE_METRICS]
     table = _table("method", "score", *headers, "speed", right_from=2)
     best = {
-        k: _best([r.metrics[k].mean for _, r in rows], METRICS[k].higher_is_better)
+        k: best_value([r.metrics[k].mean for _, r in rows], METRICS[k].higher_is_better)
         for k in TABLE_METRICS
     }
     previous = None
@@ -69,7 +69,7 @@ def scores_table(report: Report, ood: str) -> Table:
 
 def means_table(report: Report) -> Table:
     """Near-OOD and far-OOD means (AUROC, FPR@95TPR), a row per method × score."""
-    from dismax_cli.render import _best, _cell, _table, method_label, metric_header
+    from dismax_cli.render import _cell, _table, best_value, method_label, metric_header
 
     groups = [g for g, labels in report.ood_groups.items() if labels]
     keys = ("AUROC", "FPR@95TPR")
@@ -82,7 +82,7 @@ def means_table(report: Report) -> Table:
         rows += [(m, s, [by.get((g, s)) for g in groups]) for s in scores]
     columns = [(i, k) for i in range(len(groups)) for k in keys]
     best = {
-        (i, k): _best(
+        (i, k): best_value(
             [rs[i].metrics[k].mean for _, _, rs in rows if rs[i] is not None],
             METRICS[k].higher_is_better,
         )
