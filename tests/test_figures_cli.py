@@ -18,7 +18,8 @@ import pytest
 from dismax_cli.plots import DEFAULT_HEIGHT_PX, DEFAULT_WIDTH_PX, PNG_MAGIC, png_size
 
 ROOT = Path(__file__).resolve().parents[1]
-OLD_REPORT = ROOT / "benchmarks" / "results" / "cifar10-cpu.json"
+#: The CIFAR-10 report committed before intervals and --scores all (one seed, four methods).
+OLD_REPORT = ROOT / "tests" / "data" / "cifar10-cpu-v1.json"
 
 
 def _dismax(*args: str, env: dict, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:

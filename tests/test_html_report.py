@@ -25,7 +25,8 @@ from dismax_cli.errors import DismaxError
 from dismax_cli.html_report import render_html
 from dismax_cli.reports import OOD_METRICS, RequirementResult, from_json
 
-REPORT_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cifar10-cpu.json"
+#: The CIFAR-10 report committed before intervals and --scores all (one seed, four methods).
+REPORT_JSON = Path(__file__).resolve().parents[1] / "tests" / "data" / "cifar10-cpu-v1.json"
 HOSTILE = '<script>alert("x")</script> & <img src=http://evil.example/x.png>'
 NOTE_URL = "https://example.org/why?a=1&b=2"
 
