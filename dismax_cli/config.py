@@ -9,13 +9,10 @@ option values before it loads them.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.fileio import file_problem
@@ -92,91 +89,18 @@ def check_device_name(name: object, *, key: str = "device") -> str:
     )
 
 
-# ----------------------------------------------------------------------------- YAML 1.2
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with the YAML 1.2 core schema's implicit types (no timestamps, no yes/no/on)."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {}
-_RESOLVERS: tuple[tuple[str, str, str], ...] = (
-    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN"),
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
-    (
-        "tag:yaml.org,2002:float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        "-+0123456789.",
-    ),
-)
-for _tag, _pattern, _first in _RESOLVERS:
-    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
-_Yaml12Loader.add_implicit_resolver(  # the empty scalar is null
-    "tag:yaml.org,2002:null", re.compile(r"^$"), [""]
-)
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
-    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text, 10)
-
-
-def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
-    text = str(loader.construct_scalar(node)).lower()  # type: ignore[arg-type]
-    if text.endswith(".inf"):
-        return -math.inf if text.startswith("-") else math.inf
-    if text == ".nan":
-        return math.nan
-    return float(text)
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping of a YAML document that holds one key twice (``key``, 1-based ``line``)."""
-
-    def __init__(self, key: object, line: int) -> None:
-        super().__init__(f"duplicate key {key!r} at line {line}")
-        self.key, self.line = key, line
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict[Any, Any]:
-    """A mapping that refuses a key given twice (YAML 1.2 requires unique keys)."""
-    assert isinstance(node, yaml.MappingNode)
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-        except TypeError:  # an unhashable key: SafeLoader reports it
-            break
-        if duplicate:
-            raise DuplicateKeyError(key, key_node.start_mark.line + 1)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_Yaml12Loader.add_constructor("tag:yaml.org,2002:map", _construct_unique_mapping)
-_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-
-
 def load_yaml(text: str) -> Any:
-    """Parse YAML text with the YAML 1.2 core schema.
+    """Parse YAML text with the YAML 1.2 core schema (:func:`dismax_cli.yaml12.load_yaml`).
 
-    ``5e-4``, ``1E-3``, ``.5``, ``10`` are numbers; only ``true``/``false`` (any of three
-    capitalisations) are booleans, so ``on``, ``no``, ``y`` stay strings; dates stay strings.
-    A key given twice in one mapping is an error (:class:`DuplicateKeyError`), not last-wins.
+    ``yaml`` is imported here, on first use, not when this module is.
 
     Raises:
-        yaml.YAMLError: for invalid syntax.
+        yaml.YAMLError: for invalid syntax (:class:`~dismax_cli.yaml12.DuplicateKeyError` for a
+            key given twice).
     """
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    from dismax_cli.yaml12 import load_yaml as load
+
+    return load(text)
 
 
 # ----------------------------------------------------------------------------- paths
@@ -246,6 +170,10 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     problem = file_problem(path)
     if problem is not None:
         raise DismaxError(f"config file {quote_path(path)} {problem}: check the --config path")
+    import yaml
+
+    from dismax_cli.yaml12 import DuplicateKeyError
+
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except DuplicateKeyError as exc:
