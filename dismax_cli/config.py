@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from dismax_cli.config_types import InvalidValueError, check_types
 from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.fileio import file_problem
 
@@ -38,21 +39,6 @@ UPPER_BOUNDS: dict[str, int] = {
     "seeds": 1_000,
     "ensemble_size": 100,
 }
-
-
-class InvalidValueError(DismaxError):
-    """A value that is wrong whatever the machine holds (not a choice, out of range, a bad type).
-
-    The CLI exits with status 2 for it (a usage error), like Click's own errors, and names the
-    option (``--epochs``) or the config key (``epochs`` in FILE) the value came from.
-
-    Attributes:
-        key: the config key / option name with underscores (``batch_size``).
-    """
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 def check_upper_bound(key: str, value: object) -> None:
@@ -318,68 +304,3 @@ def _check_file_values(
             ) from None
     except DismaxError:
         pass  # valid values that fail on this machine are reported for the merged options
-
-
-def check_types(cls: type, values: dict[str, Any], *, what: str) -> dict[str, Any]:
-    """Check (and normalise) option values against a config dataclass's annotations.
-
-    Accepts ints for float fields; rejects bools where numbers are expected, strings where bools
-    are expected ("no" is not False), and non-strings where strings are expected. A tuple field
-    accepts one string or a list of strings.
-
-    Raises:
-        InvalidValueError: naming the key, the value and the expected type.
-    """
-    import dataclasses
-
-    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        expected = types.get(key)
-        if expected is None:
-            raise InvalidValueError(
-                key,
-                f"unknown {what} option {key!r}: valid keys are {', '.join(sorted(types))}",
-            )
-        optional = expected.endswith("| None")
-        base = expected.replace("| None", "").strip()
-        if value is None and optional:
-            out[key] = None
-            continue
-        ok = False
-        if base == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif base == "float":
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif base == "bool":
-            ok = isinstance(value, bool)
-        elif base == "str":
-            ok = isinstance(value, str)
-        elif base.startswith("tuple[int"):
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = (value,)
-            ok = isinstance(value, list | tuple) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value
-            )
-            value = tuple(value) if ok else value
-        elif base.startswith("tuple[str"):
-            if isinstance(value, str):
-                value = (value,)
-            ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-            value = tuple(value) if ok else value
-        else:  # pragma: no cover - a new field type must be added above
-            ok = True
-        if not ok:
-            shown = "null" if value is None else repr(value)
-            kind = {
-                "tuple[str, ...]": "a list of strings",
-                "tuple[int, ...]": "a list of integers",
-                "bool": "true or false",
-                "float": "a number",
-                "int": "an integer",
-                "str": "a string",
-            }.get(base, base)
-            raise InvalidValueError(key, f"{what} option {key}={shown} is invalid: use {kind}")
-        out[key] = value
-    return out
