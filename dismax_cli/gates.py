@@ -61,7 +61,6 @@ def check_ood_labels(entries: Sequence[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- requirements
 
-_REQUIREMENT = re.compile(r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*(.+?)\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -110,6 +109,14 @@ class Requirement:
         return _OPS[self.op](stat.mean, self.threshold), stat.mean
 
 
+# SET holds no operator character, so ``uniform=>0.5`` is not read as SET 'uniform='.
+_REQUIREMENT_TEXT = re.compile(
+    r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*([^<>=!\s][^<>=!]*?)\s*"
+    r"(>=|<=|==|>|<)\s*(\S+)\s*$"
+)
+_ASCII_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def parse_requirements(
     texts: Sequence[str],
     *,
@@ -128,32 +135,11 @@ def parse_requirements(
     Raises:
         InvalidValueError: for malformed text or an unknown method, metric or set.
     """
-    out = []
-    metric_keys = {k.upper(): k for k in METRICS}
     # Method names, like metrics, match case-insensitively (``DisMax`` is ``dismax``).
     method_keys = {m.lower(): m for m in methods} if methods is not None else None
-    # SET holds no operator character, so ``uniform=>0.5`` is not read as SET 'uniform='.
-    pattern = re.compile(
-        r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*([^<>=!\s][^<>=!]*?)\s*"
-        r"(>=|<=|==|>|<)\s*(\S+)\s*$"
-    )
-    ascii_number = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+    out = []
     for text in texts:
-        match = pattern.match(text)
-        if not match:
-            bad_op = re.search(r"=>|=<|=!|!=|<>|=(?![=<>])|>>|<<", text.split(":", 2)[-1])
-            if bad_op and re.search(r"[<>=!]", text):
-                raise InvalidValueError(
-                    "require",
-                    f"requirement '{text}': {bad_op.group(0)!s} is not an operator: use one of "
-                    ">=, <=, >, < or == (e.g. dismax:AUROC:uniform>=0.9)",
-                )
-            raise InvalidValueError(
-                "require",
-                f"requirement '{text}' is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
-                "dismax:AUROC:uniform>=0.9",
-            )
-        method, metric, dataset, op, value = match.groups()
+        method, metric, dataset, op, value = _split_requirement(text)
         method, _, score = method.partition("/")
         if _ and not score:
             raise InvalidValueError(
@@ -161,67 +147,125 @@ def parse_requirements(
                 f"requirement '{text}' names no score after '/': write METHOD/SCORE, e.g. "
                 "softmax/odin:AUROC:uniform>=0.9",
             )
-        if method_keys is not None:
-            if method.lower() not in method_keys:
-                raise InvalidValueError(
-                    "require",
-                    f"requirement '{text}' names method '{method}', which this run does not "
-                    f"have: use one of {', '.join(method_keys.values())}",
-                )
-            method = method_keys[method.lower()]
-        if score and scores is not None and score not in scores.get(method, ()):
-            raise InvalidValueError(
-                "require",
-                f"requirement '{text}' names score '{score}', which method '{method}' does not "
-                f"have in this run: add it with --scores {score}, or use one of "
-                f"{', '.join(scores.get(method, ()))}",
-            )
-        if score and dataset == "id":
-            raise InvalidValueError(
-                "require",
-                f"requirement '{text}': the 'id' metrics do not depend on a score; write "
-                f"{method}:{metric}:id...",
-            )
-        key = metric_keys.get(metric.upper())
-        if key is None:
-            raise InvalidValueError(
-                "require",
-                f"requirement {text!r} names unknown metric {metric!r}: use one of "
-                f"{', '.join(METRICS)}",
-            )
-        if METRICS[key].kind == "id":
-            if dataset != "id":
-                raise InvalidValueError(
-                    "require",
-                    f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
-                    f"'id' (e.g. {method}:{key}:id>=0.9)",
-                )
-        elif dataset == "id":
-            sets = f" ({', '.join(ood)})" if ood is not None else ""
-            raise InvalidValueError(
-                "require",
-                f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
-                f"OOD set of the run{sets}; 'id' takes {', '.join(keys('id'))}",
-            )
-        elif ood is not None and dataset not in ood and dataset not in groups:
-            raise InvalidValueError(
-                "require",
-                f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
-                f"use one of {', '.join(ood)}",
-            )
-        try:
-            if not ascii_number.fullmatch(value):  # float() takes '٠.5' and '1_0' too
-                raise ValueError(value)
-            threshold = float(value)
-        except ValueError:
-            raise InvalidValueError(
-                "require", f"requirement {text!r} has threshold {value!r}, which is not a number"
-            ) from None
-        if not math.isfinite(threshold):
-            raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
+        method = _resolve_method(text, method, method_keys)
+        _check_score(text, method, score, (metric, dataset), scores)
+        key = _metric_key(text, metric)
+        _check_set(text, key, method, dataset, ood, groups)
+        threshold = _threshold(text, value)
         _check_threshold(text, key, threshold)
         out.append(Requirement(text, method, key, dataset, op, threshold, score or None))
     return out
+
+
+def _split_requirement(text: str) -> tuple[str, str, str, str, str]:
+    """``(METHOD[/SCORE], METRIC, SET, OP, VALUE)`` of ``text``; refuses malformed text."""
+    match = _REQUIREMENT_TEXT.match(text)
+    if match:
+        return match.groups()  # type: ignore[return-value]
+    bad_op = re.search(r"=>|=<|=!|!=|<>|=(?![=<>])|>>|<<", text.split(":", 2)[-1])
+    if bad_op and re.search(r"[<>=!]", text):
+        raise InvalidValueError(
+            "require",
+            f"requirement '{text}': {bad_op.group(0)!s} is not an operator: use one of "
+            ">=, <=, >, < or == (e.g. dismax:AUROC:uniform>=0.9)",
+        )
+    raise InvalidValueError(
+        "require",
+        f"requirement '{text}' is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
+        "dismax:AUROC:uniform>=0.9",
+    )
+
+
+def _resolve_method(text: str, method: str, method_keys: dict[str, str] | None) -> str:
+    """The run's spelling of ``method`` (case-insensitive); unchecked without ``method_keys``."""
+    if method_keys is None:
+        return method
+    if method.lower() not in method_keys:
+        raise InvalidValueError(
+            "require",
+            f"requirement '{text}' names method '{method}', which this run does not "
+            f"have: use one of {', '.join(method_keys.values())}",
+        )
+    return method_keys[method.lower()]
+
+
+def _check_score(
+    text: str,
+    method: str,
+    score: str,
+    metric_set: tuple[str, str],
+    scores: Mapping[str, Sequence[str]] | None,
+) -> None:
+    """Refuse a SCORE the method's rows do not hold, and any SCORE on the 'id' metrics."""
+    metric, dataset = metric_set
+    if score and scores is not None and score not in scores.get(method, ()):
+        raise InvalidValueError(
+            "require",
+            f"requirement '{text}' names score '{score}', which method '{method}' does not "
+            f"have in this run: add it with --scores {score}, or use one of "
+            f"{', '.join(scores.get(method, ()))}",
+        )
+    if score and dataset == "id":
+        raise InvalidValueError(
+            "require",
+            f"requirement '{text}': the 'id' metrics do not depend on a score; write "
+            f"{method}:{metric}:id...",
+        )
+
+
+def _metric_key(text: str, metric: str) -> str:
+    """The metric table's key of ``metric`` (case-insensitive)."""
+    key = {k.upper(): k for k in METRICS}.get(metric.upper())
+    if key is None:
+        raise InvalidValueError(
+            "require",
+            f"requirement {text!r} names unknown metric {metric!r}: use one of "
+            f"{', '.join(METRICS)}",
+        )
+    return key
+
+
+def _check_set(
+    text: str,
+    key: str,
+    method: str,
+    dataset: str,
+    ood: Sequence[str] | None,
+    groups: Sequence[str],
+) -> None:
+    """An ID metric takes SET 'id'; an OOD metric an OOD set (or mean group) of the run."""
+    if METRICS[key].kind == "id":
+        if dataset != "id":
+            raise InvalidValueError(
+                "require",
+                f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
+                f"'id' (e.g. {method}:{key}:id>=0.9)",
+            )
+    elif dataset == "id":
+        sets = f" ({', '.join(ood)})" if ood is not None else ""
+        raise InvalidValueError(
+            "require",
+            f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
+            f"OOD set of the run{sets}; 'id' takes {', '.join(keys('id'))}",
+        )
+    elif ood is not None and dataset not in ood and dataset not in groups:
+        raise InvalidValueError(
+            "require",
+            f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
+            f"use one of {', '.join(ood)}",
+        )
+
+
+def _threshold(text: str, value: str) -> float:
+    """The finite float of VALUE, written in ASCII (``float`` takes '٠.5' and '1_0' too)."""
+    if not _ASCII_NUMBER.fullmatch(value):
+        raise InvalidValueError(
+            "require", f"requirement {text!r} has threshold {value!r}, which is not a number"
+        )
+    threshold = float(value)
+    if not math.isfinite(threshold):
+        raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
+    return threshold
 
 
 def _check_threshold(text: str, key: str, threshold: float) -> None:
