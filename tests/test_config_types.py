@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
 
-from dismax_cli.config import InvalidValueError, check_types
+from dismax_cli.benchmark import BenchmarkConfig
+from dismax_cli.config import InvalidValueError, build_config, check_types, read_yaml_config
 from dismax_cli.config_types import UnsupportedFieldType
+from dismax_cli.engine import TrainConfig
 
 
 def test_the_training_engine_does_not_import_yaml() -> None:
@@ -114,3 +117,88 @@ def test_a_bad_value_inside_a_nested_config_names_its_path() -> None:
     )
     with pytest.raises(InvalidValueError, match="unknown test option 'colour'"):
         check_types(_Typed, {"inner": {"colour": 1}}, what="test")
+
+
+# ----------------------------------------------------------------------------- BenchmarkConfig
+
+@dataclasses.dataclass(frozen=True)
+class _TrainWithWarmup(TrainConfig):
+    """A training config with a field added after BenchmarkConfig was written."""
+
+    warmup: int = 0
+
+
+class _BenchWithWarmup(BenchmarkConfig):
+    train_class = _TrainWithWarmup
+
+
+def test_a_new_training_field_flows_from_yaml_to_each_run(tmp_path: Path) -> None:
+    path = tmp_path / "bench.yaml"
+    path.write_text("warmup: 3\nepochs: 2\nseeds: 2\nseed: 4\nmethods: [softmax, dismax]\n")
+    config = build_config(_BenchWithWarmup, {}, read_yaml_config(path), config=path)
+    run = config.train_config("dismax", 5)
+    assert isinstance(run, _TrainWithWarmup)
+    assert (run.warmup, run.epochs, run.seed, run.method) == (3, 2, 5, "dismax")
+    assert config.warmup == 3 and config.to_dict()["warmup"] == 3
+    assert (config.seeds, config.methods) == (2, ("softmax", "dismax"))
+    # The command line overrides the file for the new key as for any other.
+    config = build_config(_BenchWithWarmup, {"warmup": 7}, read_yaml_config(path), config=path)
+    assert config.train_config("softmax", 4).warmup == 7
+    path.write_text("warmup: soon\n")
+    with pytest.raises(InvalidValueError) as info:
+        build_config(_BenchWithWarmup, {}, read_yaml_config(path), config=path)
+    assert str(info.value) == (
+        f"invalid value for key 'warmup' in config file '{path}': benchmark option "
+        "warmup='soon' is invalid: use an integer"
+    )
+
+
+def test_flat_keys_are_routed_to_the_training_or_the_benchmark_part() -> None:
+    config = BenchmarkConfig(epochs=1, lr=0.05, seeds=2, seed=3, ood=("uniform",))
+    assert (config.train.epochs, config.train.lr, config.train.seed) == (1, 0.05, 3)
+    assert (config.seeds, config.ood) == (2, ("uniform",))
+    assert dataclasses.replace(config, seed=9).train == dataclasses.replace(config.train, seed=9)
+    assert dataclasses.replace(config, seed=9).seeds == 2
+    for wrong in ("method", "train_epochs"):  # method is set per run, not by the benchmark
+        with pytest.raises(TypeError, match=wrong):
+            BenchmarkConfig(**{wrong: "dismax"})
+    with pytest.raises(AttributeError):
+        _ = config.method
+
+
+def test_to_dict_is_flat_and_from_dict_reads_it_back() -> None:
+    config = BenchmarkConfig.from_dict(
+        {"epochs": 2, "decay_epochs": [1], "ood": "uniform", "methods": ["softmax", "ensemble"],
+         "ensemble_size": 2, "fpr": False, "require": "ensemble:AUROC:uniform>=0.5"}
+    )  # fmt: skip
+    flat = config.to_dict()
+    assert "train" not in flat and "method" not in flat
+    assert set(flat) == set(BenchmarkConfig.keys())
+    assert set(flat) == {f.name for f in dataclasses.fields(TrainConfig)} - {"method"} | {
+        f.name for f in dataclasses.fields(BenchmarkConfig)
+    } - {"train"}
+    assert flat["decay_epochs"] == [1] and flat["ood"] == ["uniform"] and flat["fpr"] is False
+    assert BenchmarkConfig.from_dict(flat) == config
+
+
+def test_benchmark_training_defaults_stay_as_they_were() -> None:
+    # The benchmark trains 20 epochs by default (TrainConfig: 10); every other training default
+    # is TrainConfig's own.
+    assert BenchmarkConfig().train_config("dismax", 0) == TrainConfig(epochs=20)
+    defaults = BenchmarkConfig()
+    assert (defaults.seeds, defaults.ensemble_size, defaults.objective) == (1, 3, "ece")
+    assert defaults.ood == ("digits[6-9]", "uniform") and defaults.runs_dir is None
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainWithSeeds(TrainConfig):
+    seeds: int = 1
+
+
+class _BenchClash(BenchmarkConfig):
+    train_class = _TrainWithSeeds
+
+
+def test_a_training_field_named_like_a_benchmark_field_is_refused() -> None:
+    with pytest.raises(TypeError, match="'seeds' is both a training and a benchmark field"):
+        _BenchClash.from_dict({})
