@@ -45,6 +45,7 @@ from dismax_cli.engine.predict import (
 from dismax_cli.errors import DismaxError
 from dismax_cli.fileio import atomic_write
 from dismax_cli.score_names import ENSEMBLE_SCORES
+from dismax_cli.timing import timing_seconds
 
 #: The cache file in a run folder.
 CACHE_NAME = "detector_stats.pt"
@@ -281,14 +282,15 @@ def measure_score_costs(
     cuda: bool = False,
     rounds: int = 3,
     batch_size: int = 256,
-    min_seconds: float = 0.25,
+    min_seconds: float | None = None,
     max_rounds: int = 200,
 ) -> dict[tuple[str, str], float]:
     """Images/s of each (method, score) on the same ``images``, timed interleaved.
 
     As :func:`dismax_cli.evaluation.measure_throughputs`: one warm-up each, then at least
     ``rounds`` rounds over the batches with every item in turn (order reversed every other
-    round), more (up to ``max_rounds``) until every item has been timed for ``min_seconds``;
+    round), more (up to ``max_rounds``) until every item has been timed for ``min_seconds``
+    (default 0.25 s, or ``DISMAX_TIMING_SECONDS``: :mod:`dismax_cli.timing`);
     the median per batch; on CPU the CPU time of this process with one thread (with more,
     the idle OpenMP threads' spinning counts as CPU time and moved the ratios by ±30 % on the
     digits), on CUDA the wall clock (synchronised).
@@ -296,6 +298,8 @@ def measure_score_costs(
     Returns:
         ``{(method, score): images per second}``.
     """
+    if min_seconds is None:
+        min_seconds = timing_seconds(0.25)
     threads = torch.get_num_threads()
     if not cuda:
         torch.set_num_threads(1)  # idle OpenMP threads' spinning would count as CPU time

@@ -23,6 +23,7 @@ from dismax_cli.data import ImageSet
 from dismax_cli.engine.checkpoint import ModelBundle
 from dismax_cli.engine.predict import predict_images
 from dismax_cli.reports import DatasetRecord
+from dismax_cli.timing import timing_seconds
 
 
 class Probabilities(torch.Tensor):
@@ -215,7 +216,7 @@ def measure_throughputs(
     *,
     batch_size: int = 256,
     rounds: int = 7,
-    min_seconds: float = 1.0,
+    min_seconds: float | None = None,
     max_rounds: int = 400,
 ) -> dict[str, float]:
     """Inference images/s of each model or ensemble on the same ``images`` (the prediction path).
@@ -223,7 +224,8 @@ def measure_throughputs(
     Timing follows :func:`predict_images` (transform + forward, T = 1) batch by batch. Every
     group is warmed up first; then, ``rounds`` times, each batch is run by every group in turn
     (the order reversed every other round), and more rounds follow (up to ``max_rounds``) until
-    every group has been timed for ``min_seconds``. A batch's time is the median over rounds, a
+    every group has been timed for ``min_seconds`` (default 1 s, or ``DISMAX_TIMING_SECONDS``:
+    :mod:`dismax_cli.timing`). A batch's time is the median over rounds, a
     pass the sum of those medians. On CPU the time is this process's CPU time
     (``time.process_time``): other processes on a shared machine stretch the wall clock of
     whichever method runs at that moment (the efficiency column read 0.81–0.93 for one set of
@@ -235,6 +237,8 @@ def measure_throughputs(
         ``{group name: images per second}``: per CPU-second on CPU (equal to wall-clock images/s
         on an idle machine with one thread), per second on CUDA.
     """
+    if min_seconds is None:
+        min_seconds = timing_seconds(1.0)
     batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
     names = list(groups)
     for name in names:  # warm-up: allocator, kernels, caches

@@ -30,7 +30,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.optimize import minimize, minimize_scalar
 
 from dismax_cli.core._arrays import ArrayLike, to_numpy_float64, to_numpy_targets
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
@@ -193,6 +192,8 @@ def _grid_search(objective: _TemperatureObjective, low: float, high: float, size
     values = np.array([objective(float(temperature)) for temperature in grid])
     best = int(np.argmin(values))  # the first minimum: the smallest T on exact ties
     left, right = float(grid[max(best - 1, 0)]), float(grid[min(best + 1, size - 1)])
+    from scipy.optimize import minimize_scalar  # on first use (about a second to import)
+
     refined = minimize_scalar(
         objective,
         bounds=(left, right),
@@ -206,6 +207,8 @@ def _grid_search(objective: _TemperatureObjective, low: float, high: float, size
 
 def _lbfgsb(objective: _TemperatureObjective, low: float, high: float) -> float:
     start = min(max(1.0, low), high)
+    from scipy.optimize import minimize  # on first use (about a second to import)
+
     result = minimize(
         lambda x: objective(float(x[0])),
         x0=np.array([start]),

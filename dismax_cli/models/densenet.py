@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from dismax_cli.models.base import Backbone
@@ -55,6 +54,8 @@ class DenseNetBC100(Backbone):
 
     def __init__(self, *, in_channels: int = 3) -> None:
         super().__init__(num_features=DENSENET_NUM_FEATURES, in_channels=in_channels)
+        import torchvision  # on first use: it loads torch._dynamo (seconds per process)
+
         net = torchvision.models.DenseNet(
             growth_rate=DENSENET_GROWTH_RATE,
             block_config=DENSENET_BLOCK_CONFIG,  # type: ignore[arg-type]

@@ -18,12 +18,15 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-import torchvision
 from torch import nn
 
 from dismax_cli.models.base import Backbone
+
+if TYPE_CHECKING:
+    import torchvision
 
 #: The input side these backbones are built for.
 IMAGENET_SIDE = 224
@@ -71,6 +74,8 @@ def resnet18_224(*, in_channels: int = 3) -> ImageNetResNet:
     References:
         He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", arXiv:1512.03385.
     """
+    import torchvision  # on first use: it loads torch._dynamo (seconds per process)
+
     return ImageNetResNet(torchvision.models.resnet18, num_features=512, in_channels=in_channels)
 
 
@@ -80,6 +85,8 @@ def resnet50_224(*, in_channels: int = 3) -> ImageNetResNet:
     References:
         He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", arXiv:1512.03385.
     """
+    import torchvision  # on first use: it loads torch._dynamo (seconds per process)
+
     return ImageNetResNet(torchvision.models.resnet50, num_features=2048, in_channels=in_channels)
 
 

@@ -18,12 +18,15 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-import torchvision
 from torch import nn
 
 from dismax_cli.models.base import Backbone
+
+if TYPE_CHECKING:
+    import torchvision
 
 RESNET_NUM_FEATURES = 512
 
@@ -71,6 +74,8 @@ def resnet18(*, in_channels: int = 3) -> CifarResNet:
     References:
         He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", arXiv:1512.03385.
     """
+    import torchvision  # on first use: it loads torch._dynamo (seconds per process)
+
     return CifarResNet(torchvision.models.resnet18, in_channels=in_channels)
 
 
@@ -80,6 +85,8 @@ def resnet34(*, in_channels: int = 3) -> CifarResNet:
     References:
         He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", arXiv:1512.03385.
     """
+    import torchvision  # on first use: it loads torch._dynamo (seconds per process)
+
     return CifarResNet(torchvision.models.resnet34, in_channels=in_channels)
 
 

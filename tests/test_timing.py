@@ -1,0 +1,47 @@
+"""``DISMAX_TIMING_SECONDS``: how long the Cost columns time each method (dismax_cli/timing.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dismax_cli import evaluation
+from dismax_cli.config import InvalidValueError
+from dismax_cli.timing import TIMING_SECONDS_VARIABLE, timing_seconds
+
+
+def _rounds_timed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Run measure_throughputs on two fake groups whose every batch 'takes' 10 ms of CPU."""
+    calls = {"a": 0, "b": 0}
+
+    def fake_run(bundles, batch, batch_size):  # noqa: ANN001, ANN202
+        calls[bundles[0]] += 1
+        return 0.01
+
+    monkeypatch.setattr(evaluation, "_run_group", fake_run)
+    import torch
+
+    evaluation.measure_throughputs({"a": ["a"], "b": ["b"]}, torch.zeros(10, 3, 4, 4))  # type: ignore[dict-item]
+    return calls
+
+
+def test_unset_times_each_method_for_one_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TIMING_SECONDS_VARIABLE, raising=False)
+    # 1 warm-up + rounds until 1.0 s at 0.01 s a batch: 100 timed batches each (float sums
+    # reach 1.0 after 100 or 101 additions).
+    assert all(n - 1 in (100, 101) for n in _rounds_timed(monkeypatch).values())
+
+
+@pytest.mark.parametrize(("value", "timed"), [("0", 7), ("0.2", 20), (" 0.5 ", 50)])
+def test_the_variable_sets_the_minimum(
+    value: str, timed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TIMING_SECONDS_VARIABLE, value)
+    # "0": only the fixed 7 rounds; otherwise rounds until value seconds at 0.01 s each.
+    assert all(n - 1 in (timed, timed + 1) for n in _rounds_timed(monkeypatch).values())
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf", "1e999"])
+def test_bad_values_name_the_variable(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TIMING_SECONDS_VARIABLE, value)
+    with pytest.raises(InvalidValueError, match=rf"DISMAX_TIMING_SECONDS={value!r} is invalid"):
+        timing_seconds(1.0)
