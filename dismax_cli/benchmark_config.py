@@ -30,6 +30,7 @@ from dismax_cli.models.external import check_model_name
 from dismax_cli.presets import check_preset, resolve_ood
 from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer
 from dismax_cli.score_names import check_fpr_convention, method_scores, parse_scores
+from dismax_cli.timing import timing_seconds
 
 #: Every method registered at import that a benchmark can compare (``benchmark_methods()``).
 BENCHMARK_METHODS = tuple(benchmark_methods())
@@ -157,6 +158,7 @@ class BenchmarkConfig:
             InvalidValueError: naming the first bad key.
         """
         config = self
+        timing_seconds(1.0)  # a bad DISMAX_TIMING_SECONDS fails here, not after training
         if self.ood_preset is not None:
             check_preset(self.ood_preset)
             config = dataclasses.replace(

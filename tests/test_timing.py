@@ -45,3 +45,17 @@ def test_bad_values_name_the_variable(value: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv(TIMING_SECONDS_VARIABLE, value)
     with pytest.raises(InvalidValueError, match=rf"DISMAX_TIMING_SECONDS={value!r} is invalid"):
         timing_seconds(1.0)
+
+
+def test_a_bad_value_stops_the_benchmark_before_anything_trains(tmp_path) -> None:  # noqa: ANN001
+    import os
+
+    from support import run_dismax
+
+    env = dict(os.environ, DISMAX_TIMING_SECONDS="fast", DISMAX_RUNS_DIR=str(tmp_path / "runs"))
+    proc = run_dismax("benchmark", "--epochs", "1", env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "DISMAX_TIMING_SECONDS='fast' is invalid: use a number of seconds ≥ 0" in lines[0]
+    assert not (tmp_path / "runs").exists()
