@@ -142,16 +142,8 @@ def fit_detectors(
     path = None if run_dir is None else Path(run_dir) / CACHE_NAME
     key = _cache_key(bundle, train)
     cached = {} if path is None else _read_cache(path, key)
-    if all(n in cached for n in fitted):
-        if "vim" in names:
-            values = cached["vim"]["values"]  # type: ignore[index]
-            detectors["vim"] = ViMDetector(dim=values.get("dim"), alpha=values.get("alpha"))
-        try:
-            for n in fitted:
-                detectors[n].load(cached[n])  # type: ignore[arg-type]
-            return {n: detectors[n] for n in names}, True
-        except DismaxError:
-            pass  # other settings: refit below
+    if all(n in cached for n in fitted) and _load_cached(detectors, cached, names):
+        return {n: detectors[n] for n in names}, True
     assert train.labels is not None
     features, _ = _features_logits(bundle, train.images)
     if "vim" in names:
@@ -163,14 +155,35 @@ def fit_detectors(
         except DismaxError as exc:
             raise DismaxError(f"detector {n} cannot be fitted on this run: {exc}") from None
     if path is not None and distributed.rank() == 0:  # under torchrun rank 0 writes the cache
-        payload = {"format": CACHE_FORMAT, "key": key, "detectors": stats}
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        try:
-            atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-        except OSError:
-            pass  # a read-only run folder: fit again next time
+        _write_cache(path, key, stats)
     return {n: detectors[n] for n in names}, False
+
+
+def _load_cached(
+    detectors: dict[str, Detector], cached: dict[str, object], names: Sequence[str]
+) -> bool:
+    """Load every fitted detector of ``names`` from ``cached``; False when a setting differs."""
+    if "vim" in names:
+        values = cached["vim"]["values"]  # type: ignore[index]
+        detectors["vim"] = ViMDetector(dim=values.get("dim"), alpha=values.get("alpha"))
+    try:
+        for n in names:
+            if n in FITTED:
+                detectors[n].load(cached[n])  # type: ignore[arg-type]
+    except DismaxError:
+        return False  # other settings: the caller refits
+    return True
+
+
+def _write_cache(path: Path, key: dict[str, object], stats: dict[str, object]) -> None:
+    """Write the fitted statistics atomically; a read-only run folder is refitted next time."""
+    payload = {"format": CACHE_FORMAT, "key": key, "detectors": stats}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    except OSError:
+        pass  # a read-only run folder: fit again next time
 
 
 def _odin(bundle: ModelBundle, images: torch.Tensor, detector: Detector) -> torch.Tensor:

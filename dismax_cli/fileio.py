@@ -46,18 +46,25 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 __all__ = ["atomic_write", "atomic_write_bytes"]
 
 
+def _stat(path: str | os.PathLike[str]) -> tuple[os.stat_result | None, str | None]:
+    """``os.stat(path)``, or None and why it failed (``does not exist``, the system's reason)."""
+    try:
+        return os.stat(path), None
+    except FileNotFoundError:
+        return None, "does not exist"
+    except OSError as exc:
+        return None, f"cannot be used: {exc.strerror or exc}"
+
+
 def file_problem(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` cannot be read as a regular file, or None when it can be.
 
     ``"does not exist"``, ``"is a folder: name a file"``, ``"is not a regular file (a FIFO,
     device or socket): name a file"``, or the system's reason (``File name too long``).
     """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return "does not exist"
-    except OSError as exc:
-        return f"cannot be used: {exc.strerror or exc}"
+    info, problem = _stat(path)
+    if info is None:
+        return problem
     if stat.S_ISDIR(info.st_mode):
         return "is a folder: name a file"
     if not stat.S_ISREG(info.st_mode):
@@ -67,12 +74,9 @@ def file_problem(path: str | os.PathLike[str]) -> str | None:
 
 def folder_problem(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` cannot be used as a folder (``does not exist``, ``is a file``), or None."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return "does not exist"
-    except OSError as exc:
-        return f"cannot be used: {exc.strerror or exc}"
+    info, problem = _stat(path)
+    if info is None:
+        return problem
     if not stat.S_ISDIR(info.st_mode):
         return "is not a folder: name a folder"
     return None

@@ -310,6 +310,16 @@ def report_renderable(report: Report) -> Group:
             parts += [Text(""), _title(title), _FullWidth(difference_table(report, ood))]
     if any(report.ood_groups.values()):
         parts += [Text(""), _title(rs.means_title(report)), _FullWidth(rs.means_table(report))]
+    lines = _footer_lines(report, every_score)
+    if lines:
+        parts.append(Text("\n".join(lines), style="dim"))
+    return Group(*parts)
+
+
+def _footer_lines(report: Report, every_score: bool) -> list[str]:
+    """The dim lines under the tables: ID set and seeds, legend, requirements, n/a, notes."""
+    from dismax_cli import render_scores as rs
+
     test = next((d for d in report.datasets if d.role == "test"), None)
     lines = []
     if test is not None:
@@ -327,9 +337,7 @@ def report_renderable(report: Report) -> Group:
         lines.append(rs.SPEED_NOTE)
     lines.extend(f"n/a for {line}" for line in rs.na_lines(report))
     lines.extend(f"note: {n}" for n in report.notes)
-    if lines:
-        parts.append(Text("\n".join(lines), style="dim"))
-    return Group(*parts)
+    return lines
 
 
 __all__ = [

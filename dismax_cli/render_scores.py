@@ -75,11 +75,7 @@ def means_table(report: Report) -> Table:
     keys = ("AUROC", "FPR@95TPR")
     headers = [f"{g} {metric_header(k)}" for g in groups for k in keys]
     table = _table("method", "score", *headers, right_from=2)
-    rows = []
-    for m in report.methods:
-        by = {(r.ood, r.score): r for r in m.ood_means}
-        scores = [r.score for r in _rows(report, [x for x in m.ood_means if x.ood == groups[0]], m)]
-        rows += [(m, s, [by.get((g, s)) for g in groups]) for s in scores]
+    rows = _means_rows(report, groups)
     columns = [(i, k) for i in range(len(groups)) for k in keys]
     best = {
         (i, k): best_value(
@@ -94,11 +90,22 @@ def means_table(report: Report) -> Table:
         previous = m
         cells = [Text(label), Text(score)]
         for i, k in columns:
-            r = results[i]
-            stat = None if r is None else r.metrics[k]
+            stat = None if results[i] is None else results[i].metrics[k]
             cells.append(_cell(stat, best[(i, k)], percent=True))
         table.add_row(*cells)
     return table
+
+
+def _means_rows(
+    report: Report, groups: list[str]
+) -> list[tuple[MethodResult, str, list[OODResult | None]]]:
+    """``(method, score, [its mean row of each group, or None])`` in the scores table's order."""
+    rows = []
+    for m in report.methods:
+        by = {(r.ood, r.score): r for r in m.ood_means}
+        scores = [r.score for r in _rows(report, [x for x in m.ood_means if x.ood == groups[0]], m)]
+        rows += [(m, s, [by.get((g, s)) for g in groups]) for s in scores]
+    return rows
 
 
 def means_title(report: Report) -> str:

@@ -206,3 +206,26 @@ def test_one_streamed_224px_epoch_peak_rss_does_not_grow_with_the_folder(tmp_pat
     for key in ("self_mib", "workers_mib"):
         growth = large[key] - small[key]
         assert growth < 24, (key, small, large)
+
+
+def test_stream_and_image_sets_declare_their_metadata_once_in_one_base(folder: Path) -> None:
+    """Issue 12 item 8: the ten metadata fields live in ImageSetBase; a subclass only retypes
+    ``images``, so both keep the same field order (positional construction) and subset rule."""
+    import dataclasses
+
+    from dismax_cli.data.imageset import ImageSetBase
+
+    shared = ["labels", "classes", "spec", "split", "source", "synthetic", "mean", "std",
+              "augment", "origin", "indices"]  # fmt: skip
+    for cls in (ImageSet, StreamSet):
+        assert issubclass(cls, ImageSetBase)
+        assert [f.name for f in dataclasses.fields(cls)] == ["images", *shared]
+        assert set(cls.__dict__.get("__annotations__", {})) == {"images"}
+    with streaming(True):
+        streamed = load_dataset(f"imagefolder:{folder}", split="all")
+    mask = np.zeros(len(streamed), dtype=bool)
+    mask[[3, 5, 38]] = True
+    part = streamed.subset(torch.from_numpy(mask), split="val").subset([2, 0], split="val")
+    assert part.images is part.files and len(part) == 2
+    assert part.indices.tolist() == [38, 3]  # positions in the folder, through both subsets
+    assert part.labels.tolist() == [int(streamed.labels[38]), int(streamed.labels[3])]

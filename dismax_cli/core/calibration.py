@@ -232,10 +232,7 @@ def fit_temperature(
 
     Definition: ``T* = argmin_{T in [low, high]} objective(softmax(logits / T), targets)`` with
     objective the ``num_bins``-bin ECE (``"ece"``, the DisMax paper's choice) or the mean NLL
-    (``"nll"``, Guo et al.). ``optimizer="grid"`` (default) searches ``grid_size`` log-spaced
-    temperatures over the bounds, then refines between the best point's neighbours with a bounded
-    Brent search; exact ties go to the smallest T. ``optimizer="lbfgsb"`` is the paper's code:
-    bounded L-BFGS-B from T = 1 with numerical gradients (may stop at a kink of the ECE).
+    (``"nll"``, Guo et al.); the two optimizers are described in the module docstring.
     Deterministic; the result is finite and within the bounds. Fit it on a held-out split,
     never on a split that is later scored. Predictions (argmax) do not depend on T.
 
@@ -269,6 +266,20 @@ def fit_temperature(
         arXiv:1706.04599.
         Macêdo, Zanchettin and Ludermir, "Distinction Maximization Loss", arXiv:2205.05874.
     """
+    _check_fit_options(objective, optimizer, num_bins, grid_size)
+    low, high = _check_bounds(bounds)
+    array, target_array = _logits_and_targets(logits, targets, min_classes=2)
+    function = _TemperatureObjective(array, target_array, objective, int(num_bins))
+
+    if optimizer == "grid":
+        temperature = _grid_search(function, low, high, grid_size)
+    else:
+        temperature = _lbfgsb(function, low, high)
+    return _within_bounds(temperature, low, high, objective)
+
+
+def _check_fit_options(objective: str, optimizer: str, num_bins: int, grid_size: int) -> None:
+    """Raise the :class:`DismaxError` of :func:`fit_temperature` for a bad option value."""
     if objective not in OBJECTIVES:
         raise DismaxError(
             f"unknown calibration objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}"
@@ -280,15 +291,13 @@ def fit_temperature(
     check_num_bins(num_bins)
     if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
         raise DismaxError(f"grid_size must be an integer >= 2, got {grid_size!r}; e.g. 200")
-    low, high = _check_bounds(bounds)
-    array, target_array = _logits_and_targets(logits, targets, min_classes=2)
-    function = _TemperatureObjective(array, target_array, objective, int(num_bins))
 
-    if optimizer == "grid":
-        temperature = _grid_search(function, low, high, grid_size)
-    else:
-        temperature = _lbfgsb(function, low, high)
 
+def _within_bounds(temperature: float, low: float, high: float, objective: str) -> float:
+    """``temperature``, or the bound it reached with a :class:`TemperatureAtBoundWarning`.
+
+    The warning's ``stacklevel`` names the caller of :func:`fit_temperature`.
+    """
     if temperature <= low:
         warnings.warn(
             f"the {objective.upper()}-optimal temperature is the lower bound {low:g}: the "
@@ -296,7 +305,7 @@ def fit_temperature(
             f"correct, so there is no finite optimum; returning T = {low:g} (check the "
             "calibration split, or lower the bound)",
             TemperatureAtBoundWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return low
     if temperature >= high:
@@ -306,7 +315,7 @@ def fit_temperature(
             f"wrong, so there is no finite optimum; returning T = {high:g} (check the "
             "calibration split, or raise the bound)",
             TemperatureAtBoundWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return high
     return temperature

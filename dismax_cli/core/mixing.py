@@ -1,5 +1,11 @@
 """Fractional probability regularization (FPR): 2×2 mosaics of four images with fractional targets.
 
+Quadrants split at H//2 and W//2; nothing is resized or moved, so any batch size B ≥ 1 and odd
+H, W work (with fewer than 8 images the sources wrap and repeat). Each mosaic source weighs the
+share of the H·W pixels its quadrant covers: exactly 0.25 each for even H and W (the paper's
+case, METHOD.md §2 step 3); for 33×33, 256/1089, 272/1089, 272/1089 and 289/1089 (top-left,
+bottom-left, top-right, bottom-right); for H = 1 the top quadrants are empty and weigh 0.
+
 References:
     Macêdo, Zanchettin, Ludermir, "Distinction Maximization Loss", arXiv:2205.05874, §3.2;
     METHOD.md §2.
@@ -53,13 +59,9 @@ def fractional_probability_mix(
     The batch is randomly permuted (images and labels together); the first h = ⌊B/2⌋ rows stay
     as they are; each of the remaining n = B − h rows, with local index j, becomes a mosaic whose
     top-left quadrant comes from image j, bottom-left from j−1, top-right from j−2 and
-    bottom-right from j−3 (indices modulo n in the permuted half). Quadrants split at H//2 and
-    W//2; nothing is resized or moved, so any B ≥ 1 and odd H, W work (with fewer than 8 images
-    the sources wrap and repeat). The mosaic target is q = Σ_k w_k · onehot(y_k) with w_k the
-    share of the H·W pixels that quadrant k covers: exactly 0.25 each for even H and W (the
-    paper's case, METHOD.md §2 step 3); for 33×33, 256/1089, 272/1089, 272/1089 and 289/1089
-    (top-left, bottom-left, top-right, bottom-right); for H = 1 the top quadrants are empty and
-    weigh 0.
+    bottom-right from j−3 (indices modulo n in the permuted half). The mosaic target is
+    q = Σ_k w_k · onehot(y_k) with w_k the share of the H·W pixels that quadrant k covers
+    (0.25 each for even H and W; odd sizes: see the module docstring).
 
     Args:
         images: (B, C, H, W) float batch, already augmented and normalised.
@@ -82,6 +84,35 @@ def fractional_probability_mix(
         Macêdo et al., arXiv:2205.05874, §3.2 (fractional probability regularization);
         METHOD.md §2 steps 1–3.
     """
+    targets = _checked_targets(images, targets, num_classes)
+    batch, device = images.shape[0], images.device
+    permutation = torch.randperm(batch, generator=generator).to(device)
+    num_clean = batch // 2
+    n = batch - num_clean
+
+    # Sources of local row j in the permuted half: j, j−1, j−2, j−3 (mod n).
+    local = torch.arange(n, device=device)
+    offsets = torch.arange(4, device=device)
+    local_sources = (local[:, None] - offsets[None, :]) % n  # (n, 4)
+    sources = permutation[num_clean:][local_sources]  # indices into the input batch
+    clean_rows = permutation[:num_clean]
+    mixed_images = torch.cat([images[clean_rows], _mosaics(images, sources)], dim=0)
+    clean_targets = targets[clean_rows]
+    source_labels = targets[sources]  # (n, 4)
+    return FractionalMix(
+        images=mixed_images,
+        targets=torch.cat([clean_targets, source_labels[:, 0]]),
+        target_probs=_target_probs(images, clean_targets, source_labels, num_classes),
+        num_clean=num_clean,
+        permutation=permutation,
+        sources=sources,
+    )
+
+
+def _checked_targets(
+    images: torch.Tensor, targets: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """The labels as int64 after checking the batch (the errors of the public function)."""
     if images.ndim != 4:
         raise DismaxError(
             f"images of shape {tuple(images.shape)} cannot be mixed: expected (B, C, H, W)"
@@ -102,46 +133,41 @@ def fractional_probability_mix(
             f"labels must lie in [0, {num_classes}); got min {int(targets.min())}, "
             f"max {int(targets.max())}"
         )
-    device = images.device
-    permutation = torch.randperm(batch, generator=generator).to(device)
-    num_clean = batch // 2
-    n = batch - num_clean
+    return targets
 
-    # Sources of local row j in the permuted half: j, j−1, j−2, j−3 (mod n).
-    local = torch.arange(n, device=device)
-    offsets = torch.arange(4, device=device)
-    local_sources = (local[:, None] - offsets[None, :]) % n  # (n, 4)
-    sources = permutation[num_clean:][local_sources]  # indices into the input batch
 
-    height, width = images.shape[2], images.shape[3]
-    h2, w2 = height // 2, width // 2
+def _mosaics(images: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """The (n, C, H, W) mosaics of input rows ``sources`` (n, 4), split at H//2 and W//2."""
+    h2, w2 = images.shape[2] // 2, images.shape[3] // 2
     mosaic = images[sources[:, 0]]  # top-left (and, for now, everything else)
     mosaic[:, :, h2:, :w2] = images[sources[:, 1], :, h2:, :w2]  # bottom-left
     mosaic[:, :, :h2, w2:] = images[sources[:, 2], :, :h2, w2:]  # top-right
     mosaic[:, :, h2:, w2:] = images[sources[:, 3], :, h2:, w2:]  # bottom-right
-    clean_rows = permutation[:num_clean]
-    mixed_images = torch.cat([images[clean_rows], mosaic], dim=0)
+    return mosaic
 
+
+def _target_probs(
+    images: torch.Tensor,
+    clean_targets: torch.Tensor,
+    source_labels: torch.Tensor,
+    num_classes: int,
+) -> torch.Tensor:
+    """(B, num_classes) targets: one-hot clean rows, then each mosaic's pixel-share mixture."""
+    height, width = images.shape[2], images.shape[3]
+    h2, w2 = height // 2, width // 2
+    num_clean, n = clean_targets.shape[0], source_labels.shape[0]
     probs_dtype = images.dtype if images.dtype.is_floating_point else torch.float32
-    target_probs = torch.zeros(batch, num_classes, dtype=probs_dtype, device=device)
-    clean_targets = targets[clean_rows]
+    target_probs = torch.zeros(
+        num_clean + n, num_classes, dtype=probs_dtype, device=images.device
+    )
     target_probs[:num_clean].scatter_(1, clean_targets[:, None], 1.0)
-    source_labels = targets[sources]  # (n, 4)
     # Each source weighs its quadrant's share of the pixels (0.25 each for even H and W).
     areas = [h2 * w2, (height - h2) * w2, h2 * (width - w2), (height - h2) * (width - w2)]
     weights = torch.tensor(
-        [area / (height * width) for area in areas], dtype=probs_dtype, device=device
+        [area / (height * width) for area in areas], dtype=probs_dtype, device=images.device
     )
     target_probs[num_clean:].scatter_add_(1, source_labels, weights.expand(n, 4).contiguous())
-    mixed_targets = torch.cat([clean_targets, source_labels[:, 0]])
-    return FractionalMix(
-        images=mixed_images,
-        targets=mixed_targets,
-        target_probs=target_probs,
-        num_clean=num_clean,
-        permutation=permutation,
-        sources=sources,
-    )
+    return target_probs
 
 
 __all__ = ["FractionalMix", "fractional_probability_mix"]

@@ -25,14 +25,15 @@ SPLITS = ("train", "val", "test", "all")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class ImageSet:
-    """A split of images held as one uint8 tensor, with labels and provenance.
+class ImageSetBase:
+    """The fields an in-memory :class:`ImageSet` and a streamed ``StreamSet`` share.
 
-    Treat the tensors as read-only: loaders may share them between sets through an in-memory
-    cache.
+    A subclass re-declares ``images`` with its own type (a uint8 tensor, or the files of a
+    streamed set); every other field is the same in both, in this order, so positional and
+    keyword construction stay as they were.
 
     Attributes:
-        images: uint8 ``(N, H, W, C)`` with ``C`` in {1, 3}, on the CPU, contiguous.
+        images: The pixels (``ImageSet``) or the files (``StreamSet``).
         labels: int64 ``(N,)``; ``None`` for unlabelled sets.
         classes: Class names, ``len(classes) == num_classes``; ``()`` when unlabelled.
         spec: The dataset spec as the user gave it, e.g. ``"digits[0-5]"``.
@@ -44,13 +45,9 @@ class ImageSet:
         augment: Whether random crop and horizontal flip suit the set (False for digit sets).
         origin: Identifies the underlying array that ``indices`` point into.
         indices: int64 positions in ``origin``, one per image (used by :func:`check_disjoint`).
-
-    Shape:
-        - images: ``(N, H, W, C)``, uint8.
-        - labels: ``(N,)``, int64.
     """
 
-    images: torch.Tensor
+    images: Any
     labels: torch.Tensor | None
     classes: tuple[str, ...]
     spec: str
@@ -62,6 +59,49 @@ class ImageSet:
     augment: bool = True
     origin: str = ""
     indices: np.ndarray | None = field(default=None)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (0 when unlabelled)."""
+        return len(self.classes)
+
+    def _positions(self, idx: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``idx`` (int array, bool mask or tensor) as int64 positions, and their ``indices``.
+
+        Shape:
+            idx ``(K,)`` or a mask ``(N,)`` -> positions ``(K,)`` and origin positions ``(K,)``.
+        """
+        import torch
+
+        pos = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx)
+        if pos.dtype == np.bool_:
+            pos = np.flatnonzero(pos)
+        pos = pos.astype(np.int64, copy=False).reshape(-1)
+        base = self.indices if self.indices is not None else np.arange(len(self), dtype=np.int64)
+        return pos, base[pos]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImageSet(ImageSetBase):
+    """A split of images held as one uint8 tensor, with labels and provenance.
+
+    Treat the tensors as read-only: loaders may share them between sets through an in-memory
+    cache.
+
+    Attributes:
+        images: uint8 ``(N, H, W, C)`` with ``C`` in {1, 3}, on the CPU, contiguous.
+        labels, classes, spec, split, source, synthetic, mean, std, augment, origin, indices:
+            as :class:`ImageSetBase` (labels int64 ``(N,)``, ``indices`` int64 ``(N,)``).
+
+    Shape:
+        - images: ``(N, H, W, C)``, uint8.
+        - labels: ``(N,)``, int64.
+    """
+
+    images: torch.Tensor
 
     def __post_init__(self) -> None:
         import torch
@@ -117,11 +157,6 @@ class ImageSet:
         _, h, w, c = self.images.shape
         return (int(h), int(w), int(c))
 
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (0 when unlabelled)."""
-        return len(self.classes)
-
     def pixels_sha256(self) -> str:
         """Return the sha256 of the pixel bytes, prefixed by the shape (identifies the content)."""
         h = hashlib.sha256()
@@ -142,18 +177,14 @@ class ImageSet:
         """
         import torch
 
-        pos = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx)
-        if pos.dtype == np.bool_:
-            pos = np.flatnonzero(pos)
-        pos = pos.astype(np.int64, copy=False).reshape(-1)
+        pos, origin_positions = self._positions(idx)
         t = torch.from_numpy(pos)
-        base = self.indices if self.indices is not None else np.arange(len(self), dtype=np.int64)
         return replace(
             self,
             images=self.images.index_select(0, t),
             labels=None if self.labels is None else self.labels.index_select(0, t),
             split=split,
-            indices=base[pos],
+            indices=origin_positions,
         )
 
 

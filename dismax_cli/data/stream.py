@@ -23,13 +23,14 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from dismax_cli.data.imageset import ImageSetBase
 from dismax_cli.errors import DismaxError
 
 #: Above this many bytes of decoded uint8 pixels a set streams when ``stream`` is null (auto).
@@ -188,27 +189,16 @@ class ImageFiles:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class StreamSet:
+class StreamSet(ImageSetBase):
     """A split whose images stay on disk; the ``ImageSet`` interface without the pixels.
 
     Attributes:
-        files: The :class:`ImageFiles` (also :attr:`images`).
+        images: The :class:`ImageFiles` (also :attr:`files`).
         labels, classes, spec, split, source, synthetic, mean, std, augment, origin, indices:
-            as :class:`~dismax_cli.data.ImageSet`.
+            as :class:`~dismax_cli.data.imageset.ImageSetBase`.
     """
 
-    files: ImageFiles
-    labels: torch.Tensor | None
-    classes: tuple[str, ...]
-    spec: str
-    split: str
-    source: str
-    synthetic: bool = False
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    augment: bool = True
-    origin: str = ""
-    indices: np.ndarray | None = field(default=None)
+    images: ImageFiles
 
     def __len__(self) -> int:
         return len(self.files)
@@ -220,18 +210,14 @@ class StreamSet:
         )
 
     @property
-    def images(self) -> ImageFiles:
-        """The files (consumers that need pixels check for :class:`ImageFiles`)."""
-        return self.files
+    def files(self) -> ImageFiles:
+        """The files (the ``images`` field; consumers that need pixels check for it)."""
+        return self.images
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """Nominal ``(side, side, 3)``."""
         return (self.files.side, self.files.side, 3)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def pixels_sha256(self) -> str:
         """The file listing's fingerprint (:meth:`ImageFiles.fingerprint`), not the pixels'."""
@@ -239,13 +225,11 @@ class StreamSet:
 
     def subset(self, idx: Any, *, split: str) -> StreamSet:
         """The files at positions ``idx`` (int array or bool mask) as a set named ``split``."""
-        pos = np.asarray(idx.cpu() if isinstance(idx, torch.Tensor) else idx)
-        if pos.dtype == np.bool_:
-            pos = np.flatnonzero(pos)
-        pos = pos.astype(np.int64, copy=False).reshape(-1)
-        base = self.indices if self.indices is not None else np.arange(len(self), dtype=np.int64)
+        pos, origin_positions = self._positions(idx)
         labels = None if self.labels is None else self.labels.index_select(0, torch.from_numpy(pos))
-        return replace(self, files=self.files[pos], labels=labels, split=split, indices=base[pos])
+        return replace(
+            self, images=self.files[pos], labels=labels, split=split, indices=origin_positions
+        )
 
     def sample_mean_std(
         self, *, size: int, channels: int
@@ -356,7 +340,7 @@ def folder_stream_set(
     listing = listing_of(files, folder, side=first_side(files[0], size))
     n = len(files)
     return StreamSet(
-        files=listing,
+        images=listing,
         labels=None if labels is None else torch.from_numpy(np.asarray(labels, np.int64)),
         classes=classes if labels is not None else (),
         spec=spec,

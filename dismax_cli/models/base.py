@@ -79,6 +79,21 @@ class Backbone(nn.Module):
         return f"in_channels={self.in_channels}, num_features={self.num_features}"
 
 
+def init_conv_bn(model: nn.Module) -> None:
+    """Initialise every ``Conv2d`` weight of ``model`` (Kaiming normal, fan-out, ReLU gain) and
+    every ``BatchNorm2d`` to weight 1, bias 0 (PyTorch's own BN default, made explicit).
+
+    The CIFAR backbones' recipe (He et al., arXiv:1502.01852; METHOD.md §6's backbones). Draws
+    from torch's global generator in module order, so seeded builds repeat exactly.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 def check_images(images: torch.Tensor, *, in_channels: int) -> None:
     """Check that ``images`` is a float batch ``(B, in_channels, H, W)`` with ``H, W >= 8``.
 
@@ -155,4 +170,11 @@ class Classifier(nn.Module):
         return self.head(self.backbone.forward_features(images))
 
 
-__all__ = ["MIN_IMAGE_SIZE", "VALID_IN_CHANNELS", "Backbone", "Classifier", "check_images"]
+__all__ = [
+    "MIN_IMAGE_SIZE",
+    "VALID_IN_CHANNELS",
+    "Backbone",
+    "Classifier",
+    "check_images",
+    "init_conv_bn",
+]

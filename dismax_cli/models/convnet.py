@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dismax_cli.models.base import Backbone
+from dismax_cli.models.base import Backbone, init_conv_bn
 
 #: Stage widths; the last one is ``num_features``.
 CONVNET_WIDTHS: tuple[int, ...] = (32, 64, 128)
@@ -46,9 +46,7 @@ class ConvNet(Backbone):
             channels = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init_conv_bn(self)
 
     def _forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.features(images)), 1)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dismax_cli.models.base import Backbone
+from dismax_cli.models.base import Backbone, init_conv_bn
 
 DENSENET_GROWTH_RATE = 12
 DENSENET_BLOCK_CONFIG = (16, 16, 16)
@@ -70,12 +70,7 @@ class DenseNetBC100(Backbone):
         del features.norm0, features.relu0, features.pool0
         self.features = features
         self.pool = nn.AdaptiveAvgPool2d(1)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self)
 
     def _forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(F.relu(self.features(images))), 1)

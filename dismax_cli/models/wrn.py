@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dismax_cli.models.base import Backbone
+from dismax_cli.models.base import Backbone, init_conv_bn
 
 WRN_DEPTH = 28
 WRN_WIDEN_FACTOR = 10
@@ -130,12 +130,7 @@ class WideResNet(Backbone):
         self.block1, self.block2, self.block3 = groups
         self.bn = nn.BatchNorm2d(widths[-1], momentum=WRN_BN_MOMENTUM)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn(self)
 
     def _forward_features(self, images: torch.Tensor) -> torch.Tensor:
         out = self.conv1(images)

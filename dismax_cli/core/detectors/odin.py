@@ -1,5 +1,13 @@
 """ODIN: temperature scaling plus a small input perturbation that raises the max softmax.
 
+:func:`odin_scores` follows the reference code: ``sign(0)`` counts as +1
+(``torch.ge(grad, 0)``), and when the model sees normalised images ``(x_raw − mean)/std`` the
+step is divided by the per-channel ``std`` so that ε is measured in the raw [0, 1] pixel scale
+(facebookresearch/odin divides by 63/255, 62.1/255, 66.7/255). The gradient is taken with
+respect to the images only (the model's parameter gradients are untouched) in the model's dtype
+on the images' device. Each image's score depends on that image only, which is why the model
+must be in eval mode (batch-norm statistics, no dropout).
+
 References:
     Liang, Li and Srikant, "Enhancing The Reliability of Out-of-distribution Image Detection in
     Neural Networks", arXiv:1706.02690 (ICLR 2018; reference code:
@@ -94,16 +102,9 @@ def odin_scores(
         score = max_c softmax(z(x̃)/T)_c
 
     i.e. ``x̃ = x − ε·sign(−∇_x log S_ŷ(x; T))``, the step that raises the max softmax (paper
-    eq. 2). As in the reference code, ``sign(0)`` counts as +1 (``torch.ge(grad, 0)``), and
-    when the model sees normalised images ``(x_raw − mean)/std`` the step is divided by the
-    per-channel ``std`` so that ε is measured in the raw [0, 1] pixel scale
-    (facebookresearch/odin divides by 63/255, 62.1/255, 66.7/255): pass the normalisation's
-    std as ``input_std``; ``None`` applies ε to the given images as they are.
-
-    The gradient is taken with respect to the images only (the model's parameter gradients are
-    untouched) in the model's dtype on the images' device; the softmax of the score is computed
-    in float64 on the CPU. Each image's score depends on that image only, so the model must be
-    in eval mode (batch-norm statistics, no dropout).
+    eq. 2; ``sign(0)`` = +1). Pass the normalisation's std as ``input_std`` so that ε is in raw
+    pixel units; ``None`` applies ε to the given images as they are. The softmax of the score is
+    computed in float64 on the CPU; the model must be in eval mode.
 
     Args:
         model: Images -> logits (the whole network, head included, at T = 1).
@@ -142,25 +143,38 @@ def odin_scores(
     rows = (
         images.shape[0] if batch_size is None else check_positive_int(batch_size, name="batch_size")
     )
-    scores = []
-    for start in range(0, images.shape[0], rows):
-        x = images[start : start + rows].detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            logits = _model_logits(model, x)
-            as_logits(logits.detach(), num_samples=x.shape[0], name="model logits")
-            log_probs = torch.log_softmax(logits / temperature, dim=1)
-            predicted = logits.argmax(dim=1, keepdim=True)
-            loss = -log_probs.gather(1, predicted).sum()
-            (gradient,) = torch.autograd.grad(loss, x)
-        step = torch.where(gradient >= 0, 1.0, -1.0).to(x.dtype)
-        if std is not None:
-            step = step / std
-        perturbed = x.detach() - epsilon * step
-        with torch.no_grad():
-            logits = _model_logits(model, perturbed)
-        z = as_logits(logits, num_samples=x.shape[0], name="model logits")
-        scores.append(torch.softmax(z / temperature, dim=1).max(dim=1).values)
-    return torch.cat(scores)
+    batches = (images[i : i + rows] for i in range(0, images.shape[0], rows))
+    return torch.cat([_odin_batch(model, x, temperature, epsilon, std) for x in batches])
+
+
+def _odin_batch(
+    model: Model,
+    images: torch.Tensor,
+    temperature: float,
+    epsilon: float,
+    std: torch.Tensor | None,
+) -> torch.Tensor:
+    """ODIN scores of one batch: the gradient step on the images, then the tempered max softmax.
+
+    Shape:
+        images ``(B, channels, ...)`` -> float64 CPU scores ``(B,)``.
+    """
+    x = images.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = _model_logits(model, x)
+        as_logits(logits.detach(), num_samples=x.shape[0], name="model logits")
+        log_probs = torch.log_softmax(logits / temperature, dim=1)
+        predicted = logits.argmax(dim=1, keepdim=True)
+        loss = -log_probs.gather(1, predicted).sum()
+        (gradient,) = torch.autograd.grad(loss, x)
+    step = torch.where(gradient >= 0, 1.0, -1.0).to(x.dtype)
+    if std is not None:
+        step = step / std
+    perturbed = x.detach() - epsilon * step
+    with torch.no_grad():
+        logits = _model_logits(model, perturbed)
+    z = as_logits(logits, num_samples=x.shape[0], name="model logits")
+    return torch.softmax(z / temperature, dim=1).max(dim=1).values
 
 
 class ODINDetector(Detector):
