@@ -59,8 +59,10 @@ class CommandSyntax:
 class _Scan:
     out: list[str] = field(default_factory=list)
     positionals: int = 0
-    #: (option, its last value) of the latest multi-value run that took bare values.
+    #: (option, its last value) of the latest multi-value run that took bare values; of the
+    #: latest that took two or more, when there is one (its last value is likelier a stray).
     last_run: tuple[str, str] | None = None
+    last_long_run: tuple[str, str] | None = None
 
 
 def is_option_token(token: str) -> bool:
@@ -119,8 +121,11 @@ def _take_values(args: Sequence[str], i: int, syntax: CommandSyntax, scan: _Scan
     if not values:
         scan.out.append(name)  # Click reports the missing value
         return i
-    if len(values) > (1 if eq else 0):
+    bare = len(values) - (1 if eq else 0)
+    if bare:
         scan.last_run = (name, values[-1])
+    if len(values) > 1:
+        scan.last_long_run = (name, values[-1])
     for value in values:
         parts = [value] if name in syntax.keep_commas else split_commas(value)
         for part in parts:
@@ -163,9 +168,10 @@ def expand(args: Sequence[str], syntax: CommandSyntax) -> list[str]:
 
 
 def _check_positionals(syntax: CommandSyntax, scan: _Scan) -> None:
-    if scan.last_run is None or scan.positionals >= len(syntax.positionals):
+    run = scan.last_long_run or scan.last_run
+    if run is None or scan.positionals >= len(syntax.positionals):
         return
-    option, value = scan.last_run
+    option, value = run
     what = syntax.positionals[scan.positionals]
     raise AmbiguousValuesError(
         f"{what} is missing and {option} took {value!r} as one of its values: give {what} "
