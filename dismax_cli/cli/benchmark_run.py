@@ -90,29 +90,48 @@ def benchmark_config(
     The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize), in
     ``--ood`` and in the SET of ``--require`` alike, from the command line and from a config.
     """
-    from dismax_cli.benchmark import BenchmarkConfig, split_label
-    from dismax_cli.data.registry import canonical_requirement, canonical_spec
-    from dismax_cli.presets import PRESETS
+    from dismax_cli.benchmark import BenchmarkConfig
 
     for values in (cli_values, file_values):
-        if isinstance(values.get("ood"), str):
-            values["ood"] = [values["ood"]]
-        if isinstance(values.get("ood"), list | tuple):
-            values["ood"] = [canonical_spec(v) if isinstance(v, str) else v for v in values["ood"]]
-    entries = cli_values["ood"] or file_values.get("ood") or BenchmarkConfig.ood
+        _canonical_ood(values)
+    labels = _ood_labels(cli_values, file_values, BenchmarkConfig.ood)
+    for values in (cli_values, file_values):
+        _canonical_requirements(values, labels)
+    return build_config(
+        BenchmarkConfig, cli_values, file_values, config=config, checks=spec_checks()
+    )
+
+
+def _canonical_ood(values: dict[str, Any]) -> None:
+    from dismax_cli.data.registry import canonical_spec
+
+    if isinstance(values.get("ood"), str):
+        values["ood"] = [values["ood"]]
+    if isinstance(values.get("ood"), list | tuple):
+        values["ood"] = [canonical_spec(v) if isinstance(v, str) else v for v in values["ood"]]
+
+
+def _ood_labels(cli_values: dict[str, Any], file_values: dict[str, Any], default: Any) -> list:
+    """The OOD sets' labels (``--ood`` or the file's, else the default; the preset's)."""
+    from dismax_cli.benchmark import split_label
+    from dismax_cli.presets import PRESETS
+
+    entries = cli_values["ood"] or file_values.get("ood") or default
     labels = [split_label(e)[0] for e in entries if isinstance(e, str)]
     preset = cli_values["ood_preset"] or file_values.get("ood_preset")
     if isinstance(preset, str) and preset in PRESETS:
         labels += [s.label for s in PRESETS[preset]]
-    for values in (cli_values, file_values):
-        if isinstance(values.get("require"), list | tuple):
-            values["require"] = [
-                canonical_requirement(v, labels) if isinstance(v, str) else v
-                for v in values["require"]
-            ]
-    return build_config(
-        BenchmarkConfig, cli_values, file_values, config=config, checks=spec_checks()
-    )
+    return labels
+
+
+def _canonical_requirements(values: dict[str, Any], labels: list) -> None:
+    from dismax_cli.data.registry import canonical_requirement
+
+    if isinstance(values.get("require"), list | tuple):
+        values["require"] = [
+            canonical_requirement(v, labels) if isinstance(v, str) else v
+            for v in values["require"]
+        ]
 
 
 def execute(cfg: Any, shard: Any, *, quiet: bool) -> Any:
