@@ -131,18 +131,8 @@ def run(invoke: Callable[[list[str]], Any], group: Any, args: Sequence[str]) -> 
             # flush (which would print "Exception ignored" and exit 120).
             if sys.stdout is not None:
                 sys.stdout.flush()
-    except SystemExit as exc:
-        # Click answers a closed pipe with exit 1 after wrapping the streams in its
-        # PacifyFlushWrapper; exit as for any closed pipe.
-        if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
-            return closed_pipe_exit_code()
-        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
-    except _CLICK_EXCEPTION as exc:
-        exc.show()
-        return exc.exit_code
-    except typer.Abort:
-        typer.echo("Aborted!", err=True)
-        return EXIT_USER_ERROR
+    except (SystemExit, _CLICK_EXCEPTION, typer.Abort) as exc:
+        return click_exit_code(exc)
     except (Exception, KeyboardInterrupt) as exc:
         if isinstance(exc, CommandInterrupted) and exc.__cause__ is not None:
             exc = exc.__cause__
@@ -150,6 +140,24 @@ def run(invoke: Callable[[list[str]], Any], group: Any, args: Sequence[str]) -> 
             raise exc  # with its own traceback
         return error_exit_code(exc)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def click_exit_code(exc: BaseException) -> int:
+    """The exit code of Click's own outcomes: a usage error prints Click's message (its code,
+    2), an abort ``Aborted!`` (1); Click's exit 1 after a closed pipe becomes 141."""
+    if isinstance(exc, SystemExit):
+        # Click answers a closed pipe with exit 1 after wrapping the streams in its
+        # PacifyFlushWrapper; exit as for any closed pipe.
+        if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
+            return closed_pipe_exit_code()
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        return EXIT_USER_ERROR
+    if isinstance(exc, _CLICK_EXCEPTION):
+        exc.show()
+        return exc.exit_code
+    typer.echo("Aborted!", err=True)
+    return EXIT_USER_ERROR
 
 
 class DismaxGroup(TyperGroup):
