@@ -11,12 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
-from dismax_cli.cli.common import expand_multi_value_options
+from dismax_cli.cli.entry import expand_argv
 
 runner = CliRunner()
+
+
+def expand_multi_value_options(args: list[str]) -> list[str]:
+    """The root group's expansion of ``dismax ARGS`` (cli/entry.py over cli/multivalue.py)."""
+    return expand_argv(typer.main.get_command(app), args)
 
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
@@ -41,14 +47,17 @@ def test_multi_value_options_expand() -> None:
     assert expand_multi_value_options(
         ["score", "ck", "--ood", "digits[6-9]", "uniform", "--format", "json"]
     ) == ["score", "ck", "--ood", "digits[6-9]", "--ood", "uniform", "--format", "json"]
-    assert expand_multi_value_options(["--ood=a,digits[0,2]", "-x"]) == [
+    assert expand_multi_value_options(["score", "--ood=a,digits[0,2]", "-q"]) == [
+        "score",
         "--ood",
         "a",
         "--ood",
         "digits[0,2]",
-        "-x",
+        "-q",
     ]
-    assert expand_multi_value_options(["--require", "dismax:AUROC:a>=0.5", "x:ACC:id>0"]) == [
+    args = ["benchmark", "--require", "dismax:AUROC:a>=0.5", "x:ACC:id>0"]
+    assert expand_multi_value_options(args) == [
+        "benchmark",
         "--require",
         "dismax:AUROC:a>=0.5",
         "--require",

@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
-from dismax_cli.cli.common import EXIT_BROKEN_PIPE, check_writable
+from dismax_cli.cli.checks import check_writable
+from dismax_cli.cli.common import EXIT_BROKEN_PIPE
 from dismax_cli.errors import DismaxError, quote_path
 
 runner = CliRunner()

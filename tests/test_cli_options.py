@@ -354,12 +354,12 @@ def test_an_internal_error_is_one_line_without_traceback(
 
 
 def test_an_error_while_parsing_is_one_line_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dismax_cli.cli.options as options
+    import dismax_cli.cli.parsers as parsers
 
     def boom(value: Any, **kwargs: Any) -> str:
         raise KeyError("parse")
 
-    monkeypatch.setattr(options, "check_device_name", boom)
+    monkeypatch.setattr(parsers, "check_device_name", boom)
     result = runner.invoke(app, ["train", "--device", "cpu", "--out", "X"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [

@@ -11,9 +11,10 @@ import os
 import sys
 
 import typer
+import typer.main
 
 from dismax_cli import __version__
-from dismax_cli.cli.common import DismaxGroup
+from dismax_cli.cli.entry import DismaxGroup, interrupts_reported
 
 app = typer.Typer(
     name="dismax",
@@ -43,6 +44,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(
         False,
         "--debug",
@@ -52,8 +54,10 @@ def _root(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    # DismaxGroup.main takes --debug off the command line wherever it is, before parsing.
+    # The root group's main (cli/entry.py) takes --debug off the command line wherever it is,
+    # before parsing, and reports a Ctrl-C in the command through this resource.
     del debug, version
+    ctx.with_resource(interrupts_reported())
 
 
 def _register() -> None:
@@ -79,7 +83,14 @@ def _silence_other_ranks(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: run ``dismax`` on ``argv`` (default ``sys.argv[1:]``) and exit
+    with its code.
+
+    The root group runs Click with ``standalone_mode=False`` and turns every exception into one
+    line and an exit code (:func:`dismax_cli.cli.entry.run`); ``CliRunner`` tests that invoke
+    ``app`` go through the same handler.
+    """
     args = argv if argv is not None else sys.argv[1:]
     _silence_other_ranks(args)
-    app(args=args, prog_name="dismax")
+    command = typer.main.get_command(app)
+    sys.exit(command.main(args, prog_name="dismax", standalone_mode=False))

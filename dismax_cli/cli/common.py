@@ -1,20 +1,17 @@
-"""Pieces shared by every command: error handling, output formats, multi-value options."""
+"""Terminal output and exit codes shared by every command: consoles, ``say``/``warn``, the one-line
+error report (:func:`error_exit_code`), output formats."""
 
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import sys
-from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperCommand, TyperGroup
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
@@ -34,10 +31,6 @@ EXIT_REQUIREMENT_FAILED = 3
 #: Exit status when the reader of our output has gone (``dismax ... | head -1``): 128 + SIGPIPE,
 #: the status a shell reports for a Unix tool that SIGPIPE ended (README "Design notes").
 EXIT_BROKEN_PIPE = 141
-
-#: Options that take several values after one flag (``--ood svhn lsun``).
-MULTI_VALUE_OPTIONS = ("--ood", "--methods", "--require", "--scores")
-
 
 def plain_output(stream: Any = None) -> bool:
     """True when ``stream`` (default stderr) must get plain lines without any escape code.
@@ -143,16 +136,6 @@ class _StderrConsole:
 #: Print user text through :func:`say` / :func:`warn` (never as markup).
 err_console: Console = _StderrConsole()  # type: ignore[assignment]
 
-#: ``--quiet``: one definition for every command that shows progress (train, calibrate, score,
-#: benchmark).
-QUIET_OPTION: Any = typer.Option(
-    False,
-    "--quiet",
-    "-q",
-    help="Show no progress (results, warnings and errors still print).",
-)
-
-
 def user_text(text: object, style: str = "") -> Text:
     """``text`` as a rich ``Text``: shown verbatim, never parsed as markup (``[in]``, ``\\``)."""
     return text if isinstance(text, Text) else Text(str(text), style=style)
@@ -177,9 +160,6 @@ def warn(text: object) -> None:
     say(text, prefix="warning:", prefix_style="yellow")
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
 class OutputFormat(StrEnum):
     """How a command writes its result to stdout."""
 
@@ -189,125 +169,6 @@ class OutputFormat(StrEnum):
 
 #: Temperature-calibration objective (METHOD.md §4): the metric table's objectives.
 Objective = StrEnum("Objective", {name: name for name in CALIBRATION_OBJECTIVES})
-
-
-def expand_multi_value_options(args: Sequence[str]) -> list[str]:
-    """Rewrite ``--ood a b c`` as ``--ood a --ood b --ood c``.
-
-    Click options take one value each; users of OOD tools write several sets after one flag.
-    Values run until the next token that starts with ``-`` (a lone ``-`` is a value). Values may
-    also be comma-separated (``--ood a,b``) or the flag repeated.
-    """
-    out: list[str] = []
-    i = 0
-    args = list(args)
-    while i < len(args):
-        token = args[i]
-        if token == "--":
-            out.extend(args[i:])
-            break
-        name, eq, inline = token.partition("=")
-        if name in MULTI_VALUE_OPTIONS:
-            values: list[str] = []
-            if eq:
-                values.append(inline)
-            i += 1
-            while (
-                i < len(args)
-                and not (args[i].startswith("-") and args[i] != "-")
-                and not _is_checkpoint_path(args[i])
-            ):
-                values.append(args[i])
-                i += 1
-            if not values:
-                out.append(name)  # let click report the missing value
-                continue
-            for value in values:
-                for part in _split_commas(name, value):
-                    out.extend([name, part])
-            continue
-        out.append(token)
-        i += 1
-    return out
-
-
-def _is_checkpoint_path(token: str) -> bool:
-    """A run folder or ``.pt`` file given after ``--ood a b`` is the command's CHECKPOINT.
-
-    No dataset spec names one (a spec is a name or ``npz:``/``imagefolder:PATH``), so
-    ``dismax score --ood uniform runs/x`` and ``... --ood uniform runs/x/checkpoint.pt`` work;
-    a ``.pt`` path counts even when it does not exist, so the error says that it is missing.
-    """
-    if ":" in token.split("/", 1)[0] or "=" in token:
-        return False
-    path = Path(token)
-    return path.suffix == ".pt" or (path / "checkpoint.pt").is_file()
-
-
-def _split_commas(name: str, value: str) -> list[str]:
-    # Requirements contain no commas of their own meaning but dataset specs do (``digits[0,2]``),
-    # so only split outside brackets.
-    if name == "--require":
-        return [value]
-    parts, depth, current = [], 0, ""
-    for ch in value:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
-    kept = [p for p in parts if p]
-    return kept or [value]  # an empty value stays, for the command to name it
-
-
-class MultiValueCommand(TyperCommand):
-    """A command whose multi-value options accept ``--ood a b c``."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, expand_multi_value_options(args))
-
-
-class MultiValueGroup(TyperGroup):
-    """A group (``dismax benchmark [show]``) whose own options accept ``--ood a b c``."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, expand_multi_value_options(args))
-
-
-#: Set by ``--debug`` (accepted anywhere on the command line): errors then show their traceback.
-_STATE = {"debug": False}
-
-
-def set_debug(enabled: bool) -> None:
-    _STATE["debug"] = bool(enabled)
-
-
-def debug_enabled() -> bool:
-    return _STATE["debug"]
-
-
-def take_debug_flag(args: Sequence[str]) -> tuple[list[str], bool]:
-    """Remove every ``--debug`` before a ``--`` from ``args``; return the rest and whether found.
-
-    ``--debug`` is a global flag: ``dismax --debug train ...`` and ``dismax train ... --debug``
-    mean the same, for every command, also when parsing fails.
-    """
-    out: list[str] = []
-    found = False
-    for i, token in enumerate(args):
-        if token == "--":
-            out.extend(args[i:])
-            break
-        if token == "--debug":
-            found = True
-        else:
-            out.append(token)
-    return out, found
 
 
 def os_error_line(exc: OSError) -> str:
@@ -351,157 +212,12 @@ def error_exit_code(exc: BaseException) -> int:
     return code
 
 
-#: Exceptions that are Click's control flow (typer vendors Click): exit, abort, usage errors.
-#: (Found through typer's public BadParameter, whichever Click it uses.)
-_CLICK_FLOW = (
-    typer.Exit,
-    typer.Abort,
-    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
-)
-
-
-def _passes_through(exc: BaseException) -> bool:
-    """Click's own control flow (exit, abort, usage errors) is not an error to report here."""
-    return isinstance(exc, _CLICK_FLOW)
-
-
-def handle_errors(func: F) -> F:
-    """Turn every exception of a command into one line on stderr and an exit code.
-
-    See :func:`error_exit_code`; with ``--debug`` the exception propagates with its traceback.
-    The root group (:class:`DismaxGroup`) applies the same handler to errors raised while the
-    command line is parsed (option callbacks, parameter types).
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (Exception, KeyboardInterrupt) as exc:
-            if _passes_through(exc) or debug_enabled():
-                raise
-            raise typer.Exit(error_exit_code(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-class DismaxGroup(TyperGroup):
-    """The root ``dismax`` group: global ``--debug`` and one error handler for everything."""
-
-    def main(self, args: Sequence[str] | None = None, *pargs: Any, **kwargs: Any) -> Any:
-        argv = list(sys.argv[1:] if args is None else args)
-        argv, debug = take_debug_flag(argv)
-        set_debug(debug)
-        try:
-            try:
-                return super().main(argv, *pargs, **kwargs)
-            finally:
-                # Output still buffered meets a closed pipe here, not in the interpreter's
-                # exit flush (which would print "Exception ignored" and exit 120).
-                if sys.stdout is not None:
-                    sys.stdout.flush()
-        except SystemExit:
-            # Click itself answers a closed pipe during --help or --version with exit 1 after
-            # wrapping the streams in its PacifyFlushWrapper; exit as for any closed pipe.
-            if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
-                sys.exit(closed_pipe_exit_code())
-            raise
-        except (Exception, KeyboardInterrupt) as exc:
-            if _passes_through(exc) or debug:
-                raise
-            code = error_exit_code(exc)
-        if kwargs.get("standalone_mode", True):
-            sys.exit(code)
-        raise typer.Exit(code)
-
-
 def write_stdout(text: str) -> None:
     """Write machine output (JSON) to stdout, nothing else."""
     sys.stdout.write(text)
     if not text.endswith("\n"):
         sys.stdout.write("\n")
     sys.stdout.flush()
-
-
-def check_writable(
-    path: Path | None, what: str = "--out", *, protected: tuple[Path, ...] = ()
-) -> None:
-    """Refuse early (before any work) an output path that cannot or must not be written.
-
-    ``protected`` lists files the command reads (a checkpoint, its log, another output): writing
-    over one of them would destroy it.
-    """
-    if path is None:
-        return
-    try:
-        _check_writable(path, what, protected)
-    except OSError as exc:  # a name the system refuses (too long, ...): name it, exit 1
-        reason = exc.strerror or exc
-        raise DismaxError(f"cannot write {what} {quote_path(path)}: {reason}") from None
-
-
-def _check_writable(path: Path, what: str, protected: tuple[Path, ...]) -> None:
-    if path.is_dir():
-        raise DismaxError(f"{what} {quote_path(path)} is a folder: name a file inside it")
-    target = path.resolve()
-    for other in protected:
-        if other.resolve() == target:
-            raise DismaxError(
-                f"{what} {quote_path(path)} would overwrite {quote_path(other)}, which this "
-                "command reads "
-                "or writes: choose another file name"
-            )
-    parent = target.parent
-    if not parent.is_dir():
-        raise DismaxError(
-            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} does not exist"
-        )
-    if not os.access(parent, os.W_OK):
-        raise DismaxError(
-            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} is not writable"
-        )
-
-
-def _check_specs(key: str, *, labelled: bool) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        from dismax_cli.data.registry import check_spec
-
-        for entry in value if isinstance(value, list | tuple) else [value]:
-            check_spec(entry, key=key, labelled=labelled)
-
-    return check
-
-
-def spec_checks() -> dict[str, Callable[[Any], None]]:
-    """``build_config`` checks of the dataset keys: a malformed spec or label exits 2."""
-    return {
-        "dataset": _check_specs("dataset", labelled=False),
-        "test_dataset": _check_specs("test_dataset", labelled=False),
-        "ood": _check_specs("ood", labelled=True),
-    }
-
-
-def check_option_specs(option: str, values: Sequence[str], *, labelled: bool) -> None:
-    """Check specs given to ``option`` (``--ood``) before any work; exit 2 naming it."""
-    key = option.lstrip("-").replace("-", "_")
-    try:
-        _check_specs(key, labelled=labelled)(list(values))
-    except InvalidValueError as exc:
-        raise InvalidValueError(key, f"invalid value for {option}: {exc}") from None
-
-
-def check_checkpoint_file(checkpoint: Path) -> None:
-    """Refuse early a CHECKPOINT (run folder or ``.pt``) whose file is a folder, FIFO, device.
-
-    A missing file is left to the loader, whose message says how to make one.
-    """
-    from dismax_cli.engine.checkpoint import checkpoint_path
-    from dismax_cli.fileio import file_problem
-
-    path = checkpoint_path(checkpoint)
-    problem = file_problem(path)
-    if problem is not None and problem != "does not exist":
-        raise DismaxError(f"checkpoint {quote_path(path)} {problem} (a run's checkpoint.pt)")
 
 
 def write_report_outputs(report: Report, *, out: Path | None, output_format: OutputFormat) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dismax_cli.cli.app import app
-from dismax_cli.cli.common import OutputFormat, handle_errors, stdout_console, write_stdout
+from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
 from dismax_cli.cli.options import DATA_DIR_ENV
 
 if TYPE_CHECKING:  # the data layer (torch) loads only when the command runs
@@ -89,7 +89,6 @@ def render_datasets_long(rows: list[DatasetInfo], data_dir: Path) -> Group:
 
 
 @app.command("datasets")
-@handle_errors
 def datasets(
     data_dir: Path | None = typer.Option(
         None,

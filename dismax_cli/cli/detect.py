@@ -7,55 +7,49 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
-from dismax_cli.cli.common import (
-    OutputFormat,
-    handle_errors,
-    say,
-    stdout_console,
-    user_text,
-    write_stdout,
-)
+from dismax_cli.cli.common import OutputFormat, say, stdout_console, user_text, write_stdout
 
 TPR_FRACTION = opt.NumberParser(
     float, low=0, low_open=True, high=1, what="a fraction in (0, 1], e.g. 0.95"
 )
 
 
-@app.command()
-@handle_errors
-def detect(
-    checkpoint: Path = opt.checkpoint_argument(),
-    images: list[Path] = typer.Argument(
-        ...,
+Images = Annotated[
+    list[Path],
+    typer.Argument(
         metavar="IMAGES...",
         help="npz files (array 'x' or encoded images), image folders (searched recursively) "
         "or image files.",
         show_default=False,
     ),
-    score_name: str = typer.Option(
-        None,
-        "--score",
-        parser=opt.SCORE,
-        metavar="SCORE",
-        help=f"Score to threshold: {', '.join(opt.SCORE_NAMES)} (default: the method's).",
-    ),
-    tpr: float = typer.Option(
-        0.95,
+]
+ScoreName = Annotated[str | None, opt.score_option("Score to threshold")]
+Tpr = Annotated[
+    float,
+    typer.Option(
         "--tpr",
         parser=TPR_FRACTION,
         metavar="FRACTION",
         help="Keep this share of the validation split as in-distribution (threshold rule of "
         "FPR@95TPR).",
     ),
-    device: str = opt.DEVICE,
-    output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", help=opt.FORMAT_HELP
-    ),
+]
+
+
+@app.command()
+def detect(
+    checkpoint: opt.Checkpoint,
+    images: Images,
+    score_name: ScoreName = None,
+    tpr: Tpr = 0.95,
+    device: opt.Device = None,
+    output_format: opt.Format = OutputFormat.table,
 ) -> None:
     """Label each image in-distribution or OOD, with its score and predicted class."""
     from dismax_cli.engine.deploy import load_run, read_images

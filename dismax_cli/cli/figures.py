@@ -1,4 +1,4 @@
-"""``--plots DIR`` and ``--html FILE`` of ``dismax benchmark`` and ``dismax benchmark show``.
+"""``--plots DIR`` and ``--html FILE`` of ``dismax benchmark`` and ``dismax show``.
 
 Paths are checked before any work (a bad one: one line, nothing written); the plots are drawn
 from per-sample data (:mod:`dismax_cli.plots`), the page by :mod:`dismax_cli.html_report`.
@@ -7,11 +7,12 @@ from per-sample data (:mod:`dismax_cli.plots`), the page by :mod:`dismax_cli.htm
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dismax_cli.cli.common import check_writable, say
+from dismax_cli.cli.checks import check_writable
+from dismax_cli.cli.common import say
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError
 
@@ -19,21 +20,27 @@ if TYPE_CHECKING:
     from dismax_cli.plots import PerSample
     from dismax_cli.reports import Report
 
-PLOTS = typer.Option(
-    None,
-    "--plots",
-    metavar="DIR",
-    help=(
-        "Write PNG plots into DIR (created): reliability diagrams, ID-vs-OOD score "
-        "histograms, ROC and PR curves, risk-coverage."
+#: ``--plots DIR`` of benchmark and show (``= None``).
+Plots = Annotated[
+    Path | None,
+    typer.Option(
+        "--plots",
+        metavar="DIR",
+        help=(
+            "Write PNG plots into DIR (created): reliability diagrams, ID-vs-OOD score "
+            "histograms, ROC and PR curves, risk-coverage."
+        ),
     ),
-)
-HTML = typer.Option(
-    None,
-    "--html",
-    metavar="FILE",
-    help="Write one self-contained HTML page (tables, plots, provenance) to FILE.",
-)
+]
+#: ``--html FILE`` of benchmark and show (``= None``).
+Html = Annotated[
+    Path | None,
+    typer.Option(
+        "--html",
+        metavar="FILE",
+        help="Write one self-contained HTML page (tables, plots, provenance) to FILE.",
+    ),
+]
 
 
 def check_figure_paths(
@@ -116,4 +123,4 @@ def report_samples(report: Report, report_path: Path, *, required: bool) -> PerS
     return load_report_samples(report, report_path)
 
 
-__all__ = ["HTML", "PLOTS", "check_figure_paths", "report_samples", "write_figures"]
+__all__ = ["Html", "Plots", "check_figure_paths", "report_samples", "write_figures"]

@@ -1,0 +1,201 @@
+"""The work of ``dismax benchmark`` (:mod:`dismax_cli.cli.benchmark`): check, configure, run,
+write the report, its figures and the ``--require`` verdict.
+
+Every check that needs no torch runs first (bad paths, config values, gates and specs answer at
+once, exit 2 or 1); then the library runs the benchmark (:func:`dismax_cli.benchmark.
+run_benchmark`) or one ``--shard``, with the progress display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dismax_cli.cli import options as opt
+from dismax_cli.cli.checks import (
+    check_shard_alone,
+    check_writable,
+    precheck_file_values,
+    precheck_gates,
+    spec_checks,
+)
+from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_outputs
+from dismax_cli.cli.figures import check_figure_paths, write_figures
+from dismax_cli.config import build_config, read_yaml_config, run_checks
+
+#: Parameters of ``benchmark`` that are no BenchmarkConfig field (command-line only).
+COMMAND_ONLY = ("config", "output_format", "out", "shard", "plots", "html", "quiet")
+#: Multi-value options: not given is ``None`` in the config, not an empty list.
+LIST_KEYS = ("ood", "methods", "require", "scores")
+#: Parsers of the config file's non-training keys (checked before torch loads).
+FILE_PARSERS = {
+    "methods": opt.BENCHMARK_METHOD,
+    "seeds": opt.SEEDS_INT,
+    "ensemble_size": opt.ENSEMBLE_INT,
+    "objective": opt.OBJECTIVE,
+    "scores": opt.SCORES_CHOICE,
+    "ood_preset": opt.OOD_PRESET,
+    "fpr_convention": opt.FPR_CONVENTION,
+    "calibration_optimizer": opt.CALIBRATION_OPTIMIZER_CHOICE,
+    "bootstrap": opt.BOOTSTRAP_INT,
+}
+
+
+def run_benchmark_command(params: dict[str, Any]) -> None:
+    """Run ``dismax benchmark`` with the command's parameters (Click's ``ctx.params``).
+
+    Raises:
+        typer.Exit: 3 when a ``--require`` fails, 130 on Ctrl-C (after saying what is saved).
+        InvalidValueError, DismaxError, typer.BadParameter: a bad value or path (one line).
+    """
+    command = {key: params.pop(key) for key in COMMAND_ONLY}
+    cli_values = {k: (v or None) if k in LIST_KEYS else v for k, v in params.items()}
+    shard, out = command["shard"], command["out"]
+    check_shard_alone(
+        shard, out=out, require=cli_values["require"], plots=command["plots"], html=command["html"]
+    )
+    check_writable(out, "--out")
+    check_figure_paths(command["plots"], command["html"], protected=(out,) if out else ())
+    file_values = read_yaml_config(command["config"]) if command["config"] is not None else {}
+    precheck(cli_values, file_values, command["config"])
+    cfg = benchmark_config(cli_values, file_values, command["config"])
+    outcome = execute(cfg, shard, quiet=command["quiet"])
+    if shard is not None:
+        say(outcome.line())
+        return
+    report, evidence = outcome
+    finish(report, evidence, cfg, command)
+
+
+def precheck(cli_values: dict[str, Any], file_values: dict[str, Any], config: Path | None) -> None:
+    """Malformed file values, gates, labels and specs answer before torch loads (exit 2)."""
+    precheck_file_values(file_values, config, {**opt.TRAINING_KNOBS, **FILE_PARSERS})
+    precheck_gates(cli_values["require"], cli_values["ood"])
+    as_list = [file_values.get(k) for k in ("require", "ood")]
+    precheck_gates(
+        *(v if isinstance(v, list) else None for v in as_list),
+        source=f"config file '{config}'",
+    )
+    keys = ("dataset", "test_dataset", "ood")
+    run_checks(spec_checks(), {k: cli_values[k] for k in keys}, file_values, config=config)
+
+
+def benchmark_config(
+    cli_values: dict[str, Any], file_values: dict[str, Any], config: Path | None
+) -> Any:
+    """The :class:`~dismax_cli.benchmark.BenchmarkConfig`: file values, then the command line.
+
+    The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize), in
+    ``--ood`` and in the SET of ``--require`` alike, from the command line and from a config.
+    """
+    from dismax_cli.benchmark import BenchmarkConfig
+
+    for values in (cli_values, file_values):
+        _canonical_ood(values)
+    labels = _ood_labels(cli_values, file_values, BenchmarkConfig.ood)
+    for values in (cli_values, file_values):
+        _canonical_requirements(values, labels)
+    return build_config(
+        BenchmarkConfig, cli_values, file_values, config=config, checks=spec_checks()
+    )
+
+
+def _canonical_ood(values: dict[str, Any]) -> None:
+    from dismax_cli.data.registry import canonical_spec
+
+    if isinstance(values.get("ood"), str):
+        values["ood"] = [values["ood"]]
+    if isinstance(values.get("ood"), list | tuple):
+        values["ood"] = [canonical_spec(v) if isinstance(v, str) else v for v in values["ood"]]
+
+
+def _ood_labels(cli_values: dict[str, Any], file_values: dict[str, Any], default: Any) -> list:
+    """The OOD sets' labels (``--ood`` or the file's, else the default; the preset's)."""
+    from dismax_cli.benchmark import split_label
+    from dismax_cli.presets import PRESETS
+
+    entries = cli_values["ood"] or file_values.get("ood") or default
+    labels = [split_label(e)[0] for e in entries if isinstance(e, str)]
+    preset = cli_values["ood_preset"] or file_values.get("ood_preset")
+    if isinstance(preset, str) and preset in PRESETS:
+        labels += [s.label for s in PRESETS[preset]]
+    return labels
+
+
+def _canonical_requirements(values: dict[str, Any], labels: list) -> None:
+    from dismax_cli.data.registry import canonical_requirement
+
+    if isinstance(values.get("require"), list | tuple):
+        values["require"] = [
+            canonical_requirement(v, labels) if isinstance(v, str) else v
+            for v in values["require"]
+        ]
+
+
+def execute(cfg: Any, shard: Any, *, quiet: bool) -> Any:
+    """Run the benchmark (``(report, evidence)``) or one shard (its summary) with progress;
+    Ctrl-C says where the finished runs are saved and exits 130."""
+    from dismax_cli.benchmark import BenchmarkProgress, benchmark_steps, default_runs_dir
+    from dismax_cli.cli.progress import ProgressDisplay, interrupted_benchmark_message
+    from dismax_cli.sharding import shard_steps
+
+    steps = benchmark_steps(cfg) if shard is None else shard_steps(cfg, shard)
+    display = ProgressDisplay(quiet=quiet, total_steps=steps)
+    try:
+        with display:
+            progress = BenchmarkProgress(
+                stage=display.step, train=display.train_callback, status=display.status
+            )
+            return _run(cfg, shard, progress)
+    except KeyboardInterrupt:
+        runs = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else default_runs_dir()
+        say(
+            interrupted_benchmark_message(runs, display.training),
+            prefix="interrupted:",
+            prefix_style="bold red",
+        )
+        raise typer.Exit(130) from None
+
+
+def _run(cfg: Any, shard: Any, progress: Any) -> Any:
+    # Looked up when called, so that a test can stand in for the library's functions.
+    from dismax_cli import benchmark, sharding
+    from dismax_cli.evidence import Evidence
+
+    if shard is not None:
+        return sharding.train_shard(cfg, shard, progress)
+    evidence = Evidence()
+    return benchmark.run_benchmark(cfg, progress, evidence=evidence), evidence
+
+
+def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> None:
+    """Check ``--require``, write the report (``--out`` and stdout), its figures, the verdict.
+
+    Raises:
+        typer.Exit: 3 when a requirement fails (after everything is written).
+    """
+    from dismax_cli.benchmark import check_requirements
+    from dismax_cli.engine import distributed
+    from dismax_cli.evidence import write_per_sample
+
+    report = check_requirements(report, cfg.require)
+    if not distributed.is_main():  # under torchrun rank 0 writes the report and its files
+        return
+    out, plots, html = command["out"], command["plots"], command["html"]
+    if out is not None:
+        report = write_per_sample(report, evidence, out)
+    write_report_outputs(report, out=out, output_format=command["output_format"])
+    per_sample = evidence.per_sample() if plots is not None or html is not None else None
+    write_figures(report, per_sample, plots=plots, html=html)
+    failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
+    if failed:
+        say(
+            "; ".join(failed),
+            prefix=f"{len(failed)} requirement(s) failed:",
+            prefix_style="bold red",
+        )
+        raise typer.Exit(EXIT_REQUIREMENT_FAILED)
+    if cfg.require:
+        say(f"all {len(cfg.require)} requirement(s) hold")

@@ -1,0 +1,169 @@
+"""Checks a command makes before any work: output paths, dataset specs, a checkpoint file, a
+config file's values and gates, options that ``--shard`` excludes.
+
+Each answers before torch loads, with one line naming the value and the fix:
+:class:`~dismax_cli.config.InvalidValueError` or ``typer.BadParameter`` for a bad value (exit
+2), :class:`~dismax_cli.errors.DismaxError` for a path that cannot be used (exit 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dismax_cli.config import InvalidValueError
+from dismax_cli.errors import DismaxError, quote_path
+
+
+def check_writable(
+    path: Path | None, what: str = "--out", *, protected: tuple[Path, ...] = ()
+) -> None:
+    """Refuse early (before any work) an output path that cannot or must not be written.
+
+    ``protected`` lists files the command reads (a checkpoint, its log, another output): writing
+    over one of them would destroy it.
+    """
+    if path is None:
+        return
+    try:
+        _check_writable(path, what, protected)
+    except OSError as exc:  # a name the system refuses (too long, ...): name it, exit 1
+        reason = exc.strerror or exc
+        raise DismaxError(f"cannot write {what} {quote_path(path)}: {reason}") from None
+
+
+def _check_writable(path: Path, what: str, protected: tuple[Path, ...]) -> None:
+    if path.is_dir():
+        raise DismaxError(f"{what} {quote_path(path)} is a folder: name a file inside it")
+    target = path.resolve()
+    for other in protected:
+        if other.resolve() == target:
+            raise DismaxError(
+                f"{what} {quote_path(path)} would overwrite {quote_path(other)}, which this "
+                "command reads "
+                "or writes: choose another file name"
+            )
+    parent = target.parent
+    if not parent.is_dir():
+        raise DismaxError(
+            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} does not exist"
+        )
+    if not os.access(parent, os.W_OK):
+        raise DismaxError(
+            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} is not writable"
+        )
+
+
+def _check_specs(key: str, *, labelled: bool) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        from dismax_cli.data.registry import check_spec
+
+        for entry in value if isinstance(value, list | tuple) else [value]:
+            check_spec(entry, key=key, labelled=labelled)
+
+    return check
+
+
+def spec_checks() -> dict[str, Callable[[Any], None]]:
+    """``build_config`` checks of the dataset keys: a malformed spec or label exits 2."""
+    return {
+        "dataset": _check_specs("dataset", labelled=False),
+        "test_dataset": _check_specs("test_dataset", labelled=False),
+        "ood": _check_specs("ood", labelled=True),
+    }
+
+
+def check_option_specs(option: str, values: Sequence[str], *, labelled: bool) -> None:
+    """Check specs given to ``option`` (``--ood``) before any work; exit 2 naming it."""
+    key = option.lstrip("-").replace("-", "_")
+    try:
+        _check_specs(key, labelled=labelled)(list(values))
+    except InvalidValueError as exc:
+        raise InvalidValueError(key, f"invalid value for {option}: {exc}") from None
+
+
+def check_checkpoint_file(checkpoint: Path) -> None:
+    """Refuse early a CHECKPOINT (run folder or ``.pt``) whose file is a folder, FIFO, device.
+
+    A missing file is left to the loader, whose message says how to make one.
+    """
+    from dismax_cli.engine.checkpoint import checkpoint_path
+    from dismax_cli.fileio import file_problem
+
+    path = checkpoint_path(checkpoint)
+    problem = file_problem(path)
+    if problem is not None and problem != "does not exist":
+        raise DismaxError(f"checkpoint {quote_path(path)} {problem} (a run's checkpoint.pt)")
+
+
+def check_shard_alone(
+    shard: Any, *, out: Any, require: Any, plots: Any = None, html: Any = None
+) -> None:
+    """Refuse ``--out``, ``--require``, ``--plots``, ``--html`` beside ``--shard`` (no report).
+
+    Raises:
+        typer.BadParameter: (exit 2) naming the option and the fix.
+    """
+    given = (("--out", out), ("--require", require), ("--plots", plots), ("--html", html))
+    for flag, value in given:
+        if shard is not None and value:
+            raise typer.BadParameter(
+                f"a --shard job writes no report, so {flag} has nothing to act on: give "
+                f"{flag} to the final dismax benchmark run without --shard",
+                param_hint=f"'{flag}'",
+            )
+
+
+def precheck_file_values(file_values: dict[str, Any], config: Any, parsers: dict[str, Any]) -> None:
+    """Check a config file's values with the options' own parsers, before torch loads.
+
+    A value that the option would refuse on the command line is refused from the file too, at
+    once (exit 2, naming the key and the file); the full check by type hints follows later.
+    ``parsers`` maps keys to parsers or to typer options that carry one (``parser=...``).
+
+    Raises:
+        InvalidValueError: naming the key and the file.
+    """
+    for key, value in file_values.items():
+        parser = parsers.get(key)
+        parser = getattr(parser, "parser", parser)
+        if parser is None or value is None:
+            continue
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            try:
+                parser(item)
+            except typer.BadParameter as exc:
+                raise InvalidValueError(
+                    key,
+                    f"invalid value for key {key!r} in config file '{config}': {exc.message}",
+                ) from None
+
+
+def precheck_gates(
+    require: list[str] | None, ood: list[str] | None, *, source: str = "the command line"
+) -> None:
+    """Check ``--require`` syntax and ``--ood`` labels without torch (exit 2 at once).
+
+    Method and set names are checked later against the run's final names (aliases resolved).
+
+    Raises:
+        InvalidValueError: naming the option.
+    """
+    from dismax_cli.gates import check_ood_labels, parse_requirements
+
+    for key, check in (
+        ("require", lambda: parse_requirements(require, methods=None, ood=None)),
+        ("ood", lambda: check_ood_labels(ood)),
+    ):
+        if (require if key == "require" else ood) is None:
+            continue
+        try:
+            check()
+        except InvalidValueError as exc:
+            where = f"--{key}" if source == "the command line" else f"key {key!r} in {source}"
+            raise InvalidValueError(key, f"invalid value for {where}: {exc}") from None

@@ -1,0 +1,89 @@
+"""``dismax show REPORT.json`` (also ``dismax benchmark show``): re-render a saved report.
+
+Compare it with the paper's table (``--compare``), redraw its plots and HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dismax_cli.cli.app import app
+from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
+from dismax_cli.cli.figures import Html, Plots, check_figure_paths, report_samples, write_figures
+from dismax_cli.errors import DismaxError, quote_path
+
+ReportPath = Annotated[
+    Path, typer.Argument(metavar="REPORT.json", help="A JSON report written by --out.")
+]
+ShowFormat = Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+Compare = Annotated[
+    Path | None,
+    typer.Option("--compare", metavar="TABLE.yaml", help=(
+        "Print paper vs measured vs difference for the rows of the paper's table "
+        "(benchmarks/paper/table2.yaml) with the report's ID set, backbone and method, and "
+        "whether the run used the paper's protocol, budget and data.")),
+]  # fmt: skip
+
+
+@app.command()
+def show(
+    report_path: ReportPath,
+    output_format: ShowFormat = OutputFormat.table,
+    compare: Compare = None,
+    plots: Plots = None,
+    html: Html = None,
+) -> None:
+    """Re-render a saved benchmark or score report (compare it with the paper's table, redraw
+    its plots / HTML page). Also spelled dismax benchmark show."""
+    from dismax_cli.render import report_renderable
+    from dismax_cli.reports import from_json, to_json
+
+    text = read_report(report_path)
+    check_figure_paths(plots, html, protected=(report_path,))
+    report = from_json(text)
+    if compare is not None:
+        show_comparison(report, compare, output_format)
+        return
+    per_sample = None
+    if plots is not None or html is not None:  # read (and check) before anything is written
+        per_sample = report_samples(report, report_path, required=plots is not None)
+    if output_format is OutputFormat.json:
+        write_stdout(to_json(report))
+    else:
+        stdout_console().print(report_renderable(report), crop=False)
+    write_figures(report, per_sample, plots=plots, html=html)
+
+
+def read_report(report_path: Path) -> str:
+    """The report's text.
+
+    Raises:
+        DismaxError: (exit 1) it is missing, not a regular file, unreadable or not UTF-8.
+    """
+    from dismax_cli.fileio import file_problem
+
+    problem = file_problem(report_path)
+    if problem is not None:
+        raise DismaxError(
+            f"report {quote_path(report_path)} {problem}: pass a file written by --out"
+        )
+    try:
+        return report_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DismaxError(f"cannot read report {quote_path(report_path)}: {exc}") from None
+
+
+def show_comparison(report: object, table: Path, output_format: OutputFormat) -> None:
+    """Paper vs measured vs difference (``--compare TABLE.yaml``), as text or JSON."""
+    from dismax_cli.paper import compare as compare_report
+    from dismax_cli.paper import comparison_text, load_table
+
+    comparison = compare_report(report, load_table(table), table_name=str(table))
+    if output_format is OutputFormat.json:
+        write_stdout(json.dumps(comparison.to_dict(), indent=2, allow_nan=False))
+    else:
+        write_stdout(comparison_text(comparison))
