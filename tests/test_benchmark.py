@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import SHARED_DATA as SHARED
+from support import dismax_command
 from typer.testing import CliRunner
 
 from dismax_cli.benchmark import BenchmarkConfig, parse_requirements
@@ -18,13 +18,7 @@ from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED
 from dismax_cli.errors import DismaxError
 from dismax_cli.reports import METRICS, from_json, to_json
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 runner = CliRunner()
-
-
-def dismax_command() -> list[str]:
-    exe = shutil.which("dismax")
-    return [exe] if exe else [sys.executable, "-m", "dismax_cli"]
 
 
 @pytest.fixture(scope="module")

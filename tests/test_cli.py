@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import typer.main
+from support import run_dismax
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -38,9 +37,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def dismax(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the installed ``dismax`` console script (``python -m dismax_cli`` if not on PATH)."""
-    exe = shutil.which("dismax")
-    command = [exe] if exe else [sys.executable, "-m", "dismax_cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=600)
+    return run_dismax(*args, env=env, timeout=600)
 
 
 def test_multi_value_options_expand() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import SHARED_DATA
 
 from dismax_cli.data import (
     ImageSet,
@@ -36,7 +37,6 @@ from dismax_cli.data import (
 from dismax_cli.data import torchvision_sets as tvs
 from dismax_cli.errors import DismaxError
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_CLASSES = (

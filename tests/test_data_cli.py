@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from support import run_dismax
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -66,12 +64,7 @@ def test_datasets_runs_as_a_real_process(tmp_path: Path) -> None:
     (tmp_path / "cache").mkdir()
     np.savez(tmp_path / "cache" / "mnist_test.npz", x=np.zeros((1, 1, 1, 1), np.uint8))
     env = {**os.environ, "DISMAX_DATA_DIR": str(tmp_path), "DISMAX_OFFLINE": "1"}
-    exe = shutil.which("dismax")
-    cmd = [exe] if exe else [sys.executable, "-c", "from dismax_cli.cli.app import main; main()"]
-    out = subprocess.run(
-        [*cmd, "datasets", "--format", "json"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+    out = run_dismax("datasets", "--format", "json", env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)["datasets"]}
     assert rows["mnist"]["present"] is False  # the train part is still missing

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import run_dismax
 from typer.testing import CliRunner
 
 from dismax_cli import DismaxError, Run, fpr_at_95_tpr, load_run, tpr_threshold
@@ -334,12 +335,9 @@ def test_detect_runs_as_a_real_command_and_its_help_does_not_import_torch(
     runs: dict, inputs: dict
 ) -> None:
     env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
-    exe = shutil.which("dismax")
-    command = [exe] if exe else [sys.executable, "-m", "dismax_cli"]
-    proc = subprocess.run(
-        [*command, "detect", str(runs["run"]), str(inputs["npz"]), "--format", "json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+    proc = run_dismax(
+        "detect", str(runs["run"]), str(inputs["npz"]), "--format", "json", env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["images"]) == 6
     probe = (

@@ -11,12 +11,13 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support import SHARED_DATA as SHARED
+from support import dismax_command
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -33,13 +34,7 @@ from dismax_cli.score_names import (
     parse_scores,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 runner = CliRunner()
-
-
-def dismax_command() -> list[str]:
-    exe = shutil.which("dismax")
-    return [exe] if exe else [sys.executable, "-m", "dismax_cli"]
 
 
 # --------------------------------------------------------------------------- names, no torch

@@ -9,11 +9,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import run_dismax
 
 from dismax_cli.plots import DEFAULT_HEIGHT_PX, DEFAULT_WIDTH_PX, PNG_MAGIC, png_size
 
@@ -23,11 +23,7 @@ OLD_REPORT = ROOT / "tests" / "data" / "cifar10-cpu-v1.json"
 
 
 def _dismax(*args: str, env: dict, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    exe = shutil.which("dismax")
-    command = [exe] if exe else [sys.executable, "-m", "dismax_cli"]
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
-    )
+    return run_dismax(*args, env=env, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import SHARED_DATA as DATA
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 SCRIPT = REPO / "benchmarks" / "gpu" / "cifar10.sh"
 NEEDED = ("cifar10_train_jpeg.npz", "cifar10_test.npz", "tin_resize.npz", "mnist_test.npz")
 

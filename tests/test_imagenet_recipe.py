@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import SHARED_DATA
 from torch import nn
 from torchvision.transforms import v2
 
@@ -36,7 +37,7 @@ from dismax_cli.errors import DismaxError
 from dismax_cli.models import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
-TIN = REPO.parent / "shared" / "data" / "tin_test_64_jpeg.npz"
+TIN = SHARED_DATA / "tin_test_64_jpeg.npz"
 
 
 def test_imagenet_eval_transform_is_resize_256_centre_crop_224_and_imagenet_stats() -> None:
@@ -107,7 +108,7 @@ def test_imagenet_stem_resnets_at_224(name: str, features: int, published: int) 
     assert out.shape == (2, features) and seen == [torch.Size([2, features, 7, 7])]
 
 
-FIRST20 = REPO.parent / "shared" / "data" / "cifar10_test_first20_png.npz"
+FIRST20 = SHARED_DATA / "cifar10_test_first20_png.npz"
 
 
 def _train_set() -> object:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import SHARED_DATA as DATA
 
 from dismax_cli.data import ImageSet, load_dataset
 from dismax_cli.data import stream as stream_module
@@ -25,7 +26,6 @@ from dismax_cli.engine.predict import image_batches
 from dismax_cli.engine.streaming import StreamBatches, sample_seed, stream_eval_batches
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 TIN = DATA / "tin_test_64_jpeg.npz"
 MIB = 1024 * 1024
 
