@@ -167,8 +167,9 @@ def test_quiet_silences_progress_of_every_command(trained: Path, tmp_path: Path)
 
 def test_benchmark_prints_one_line_per_step_and_per_epoch(tmp_path: Path) -> None:
     runs = tmp_path / "r[/b]uns"
-    args = ["benchmark", "--methods", "softmax", "dismax", "ensemble", "--ensemble-size", "2",
-            "--epochs", "2", "--seeds", "2", "--ood", "uniform", "--runs-dir", str(runs),
+    args = ["benchmark", "--dataset", "digits[0-2]", "--methods", "softmax", "dismax", "ensemble",
+            "--ensemble-size", "2", "--epochs", "2", "--seeds", "2", "--ood", "uniform",
+            "--runs-dir", str(runs),
             "--format", "json"]  # fmt: skip
     env = {"DISMAX_OFFLINE": "1", "DISMAX_DATA_DIR": str(tmp_path / "data")}
     result = runner.invoke(app, args, env=env)
