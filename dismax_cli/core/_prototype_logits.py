@@ -9,6 +9,10 @@ their arithmetic (each costs microseconds of dispatch and cache refill; the thre
 are the same as a linear head's). So the common path is kept to a few whole-matrix operations:
 ``d² = 2 − 2 (f·p) / (‖f‖ ‖p‖)`` from one matrix product, one host sync (the extreme norms, the
 smallest ``d²`` and ``s``) that decides whether a rare path is needed, and a hand-written backward.
+Scalars ride in fused operations (``addr`` for DisMax's mean term, ``addcdiv``/``addmv`` in
+backward) rather than separate scale-and-add passes; on CPU the forward+backward still costs
+~1.45× SoftMaxHead's at B, D, C = 128, 512, 100 (``benchmarks/speed/heads.py``), the floor of
+about 25 more small operations of a few microseconds each (issue 11 asked for 1.3×).
 Rare paths: rows with huge entries (rescaled), vectors shorter than eps (``F.normalize``'s
 convention), and pairs with ``d² < 0.0625``, recomputed from the exact difference ``f̂ − p̂``:
 float32 rounding of the cosine moves ``d²`` by up to ~2e-6 (measured for D = 16 … 2048), which
@@ -82,15 +86,27 @@ def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[obj
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-def _read_floats(values: list[torch.Tensor]) -> list[float]:
-    """The 0-d tensors' values as floats: one host sync on an accelerator.
+def _extremes(
+    norm_f: torch.Tensor, norm_p: torch.Tensor, distance_scale: torch.Tensor, squared: torch.Tensor
+) -> tuple[float, ...]:
+    """``(min ‖f‖, max ‖f‖, min ‖p‖, max ‖p‖, s, min d²)`` as floats: one host sync.
 
+    An empty batch reads the prototypes' norms for the features' and ``inf`` for ``min d²``.
     On CPU reading needs no sync, and reading each value costs less than stacking them first
-    (measured at B, D, C = 128, 512, 100: about 10 µs less per forward).
+    (about 10 µs less per forward at B, D, C = 128, 512, 100).
     """
-    if values[0].device.type == "cpu":
-        return [value.tolist() for value in values]
-    return torch.stack(values).tolist()
+    low_f, high_f = torch.aminmax(norm_f if norm_f.shape[0] else norm_p)
+    low_p, high_p = torch.aminmax(norm_p)
+    scale = distance_scale.reshape(())
+    if not squared.numel():
+        return (*torch.stack([low_f, high_f, low_p, high_p, scale]).tolist(), math.inf)
+    nearest = squared.amin()
+    if nearest.device.type != "cpu":
+        return tuple(torch.stack([low_f, high_f, low_p, high_p, scale, nearest]).tolist())
+    return (
+        low_f.tolist(), high_f.tolist(), low_p.tolist(), high_p.tolist(), scale.tolist(),
+        nearest.tolist(),
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=32)
@@ -141,14 +157,7 @@ def _distances(
     two = _constant(2.0, product.dtype, product.device)
     squared = torch.addcdiv(two, product, denom, value=-2.0)
     # One host sync: the extreme norms, s and the smallest d².
-    extremes = [
-        *torch.aminmax(norm_f if len(features) else norm_p),
-        *torch.aminmax(norm_p),
-        distance_scale.reshape(()),
-    ]
-    if squared.numel():
-        extremes.append(squared.amin())
-    low_f, high_f, low_p, high_p, s, nearest = (*_read_floats(extremes), math.inf)[:6]
+    low_f, high_f, low_p, high_p, s, nearest = _extremes(norm_f, norm_p, distance_scale, squared)
     if not (high_f <= _RESCALE_ABOVE and high_p <= _RESCALE_ABOVE) and scales[0] is None:
         # huge, infinite or NaN entries
         features, scale_f = _rescale_large_rows(features)
@@ -340,3 +349,4 @@ def _prototype_logits(
         ):
             return _PrototypeLogits.apply(features, prototypes, distance_scale, factor, mean_term)
         return _prototype_forward(features, prototypes, distance_scale, factor, mean_term)[0]
+
