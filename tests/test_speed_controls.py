@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed"
@@ -46,3 +47,35 @@ def test_heads_script_rotates_the_order_of_the_timed_steps() -> None:
     followers = {(calls[i], calls[i + 1]) for i in range(len(calls) - 1)}
     assert {("a", "b"), ("c", "a"), ("b", "c")} <= followers
     assert len({calls[3 * r] for r in range(3)}) == 3  # each step opens one round
+
+
+def test_throughput_times_every_method_in_the_same_state(monkeypatch) -> None:  # noqa: ANN001
+    """Identical models read the same throughput wherever they sit in the order (issue 11).
+
+    A model is slower straight after another one (cold caches) than after itself. In a fixed
+    order (reversed every other round) the ends follow themselves half the time and the middle
+    never, so two identical copies read apart; each timed run now follows an untimed run of the
+    same group, and the order rotates.
+    """
+    import time
+
+    import dismax_cli.evaluation as evaluation
+
+    class Member:
+        device = torch.device("cpu")
+
+    clock = {"now": 0.0, "last": None}
+
+    def fake_predict(member: Member, batch: torch.Tensor, batch_size: int) -> None:
+        cold = clock["last"] is not member
+        clock["now"] += (1.3 if cold else 1.0) * 1e-4 * len(batch)
+        clock["last"] = member
+
+    monkeypatch.setattr(evaluation, "predict_images", fake_predict)
+    monkeypatch.setattr(time, "process_time", lambda: clock["now"])
+    images = torch.zeros(300, 8, 8, 1, dtype=torch.uint8)
+    groups = {name: [Member()] for name in ("softmax", "copy_a", "copy_b", "last")}
+    rates = evaluation.measure_throughputs(groups, images, batch_size=256)  # type: ignore[arg-type]
+    for name in groups:
+        assert rates[name] / rates["softmax"] == pytest.approx(1.0, abs=1e-9), rates
+    assert rates["softmax"] == pytest.approx(1e4, rel=1e-9)  # the warm cost, 1e-4 s per image
