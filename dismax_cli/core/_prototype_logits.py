@@ -11,7 +11,7 @@ are the same as a linear head's). So the common path is kept to a few whole-matr
 smallest ``d²`` and ``s``) that decides whether a rare path is needed, and a hand-written backward.
 Scalars ride in fused operations (``addr`` for DisMax's mean term, ``addcdiv``/``addmv`` in
 backward) rather than separate scale-and-add passes; on CPU the forward+backward still costs
-~1.45× SoftMaxHead's at B, D, C = 128, 512, 100 (``benchmarks/speed/heads.py``), the floor of
+~1.5× SoftMaxHead's at B, D, C = 128, 512, 100 (``benchmarks/speed/heads.py``), the floor of
 about 25 more small operations of a few microseconds each (issue 11 asked for 1.3×).
 Rare paths: rows with huge entries (rescaled), vectors shorter than eps (``F.normalize``'s
 convention), and pairs with ``d² < 0.0625``, recomputed from the exact difference ``f̂ − p̂``:
@@ -349,4 +349,3 @@ def _prototype_logits(
         ):
             return _PrototypeLogits.apply(features, prototypes, distance_scale, factor, mean_term)
         return _prototype_forward(features, prototypes, distance_scale, factor, mean_term)[0]
-
