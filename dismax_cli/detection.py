@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +44,7 @@ from dismax_cli.engine.predict import (
 from dismax_cli.errors import DismaxError
 from dismax_cli.fileio import atomic_write
 from dismax_cli.score_names import ENSEMBLE_SCORES
-from dismax_cli.timing import timing_seconds
+from dismax_cli.timing import interleaved_seconds, timing_seconds
 
 #: The cache file in a run folder.
 CACHE_NAME = "detector_stats.pt"
@@ -301,9 +300,10 @@ def measure_score_costs(
     """Images/s of each (method, score) on the same ``images``, timed interleaved.
 
     As :func:`dismax_cli.evaluation.measure_throughputs`: one warm-up each, then at least
-    ``rounds`` rounds over the batches with every item in turn (order reversed every other
-    round), more (up to ``max_rounds``) until every item has been timed for ``min_seconds``
-    (default 0.25 s, or ``DISMAX_TIMING_SECONDS``: :mod:`dismax_cli.timing`);
+    ``rounds`` rounds over the batches with every item in turn (order rotated every round,
+    each timed run right after an untimed one: :func:`dismax_cli.timing.interleaved_seconds`),
+    more (up to ``max_rounds``) until every item has been timed for ``min_seconds`` (default
+    0.25 s, or ``DISMAX_TIMING_SECONDS``: :mod:`dismax_cli.timing`);
     the median per batch; on CPU the CPU time of this process with one thread (with more,
     the idle OpenMP threads' spinning counts as CPU time and moved the ratios by ±30 % on the
     digits), on CUDA the wall clock (synchronised).
@@ -333,28 +333,25 @@ def _timed(
 ) -> dict[tuple[str, str], float]:
     batches = [images[s : s + batch_size] for s in range(0, len(images), batch_size)]
     clock = time.perf_counter if cuda else time.process_time
-    names = list(work)
-    for name in names:
-        work[name](batches[0])
-    times: dict[tuple[str, str], list[list[float]]] = {n: [[] for _ in batches] for n in names}
-    spent = dict.fromkeys(names, 0.0)
-    r = 0
-    # At least ``rounds``; more while an item has been timed for under ``min_seconds`` in all
-    # (small sets: a batch of digits takes a millisecond, too short for one reading).
-    while r < rounds or (r < max_rounds and min(spent.values()) < min_seconds):
-        order = names if r % 2 == 0 else names[::-1]
-        for k, batch in enumerate(batches):
-            for name in order:
-                start = clock()
-                work[name](batch)
-                if cuda:
-                    torch.cuda.synchronize()
-                seconds = clock() - start
-                times[name][k].append(seconds)
-                spent[name] += seconds
-        r += 1
-    seconds = {n: sum(statistics.median(t) for t in times[n]) for n in names}
-    return {n: len(images) / max(seconds[n], 1e-12) for n in names}
+
+    def timer(run: Work) -> Callable[[torch.Tensor], float]:
+        def seconds(batch: torch.Tensor) -> float:
+            start = clock()
+            run(batch)
+            if cuda:
+                torch.cuda.synchronize()
+            return clock() - start
+
+        return seconds
+
+    seconds = interleaved_seconds(
+        {name: timer(run) for name, run in work.items()},
+        batches,
+        rounds=rounds,
+        min_seconds=min_seconds,
+        max_rounds=max_rounds,
+    )
+    return {n: len(images) / max(seconds[n], 1e-12) for n in work}
 
 
 __all__ = [

@@ -5,8 +5,8 @@ Definitions: METHOD.md §3 (scores), §4 (calibration), §5 (metrics).
 
 from __future__ import annotations
 
+import functools
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +23,7 @@ from dismax_cli.data import ImageSet
 from dismax_cli.engine.checkpoint import ModelBundle
 from dismax_cli.engine.predict import predict_images
 from dismax_cli.reports import DatasetRecord
-from dismax_cli.timing import timing_seconds
+from dismax_cli.timing import interleaved_seconds, timing_seconds
 
 
 class Probabilities(torch.Tensor):
@@ -223,9 +223,13 @@ def measure_throughputs(
 
     Timing follows :func:`predict_images` (transform + forward, T = 1) batch by batch. Every
     group is warmed up first; then, ``rounds`` times, each batch is run by every group in turn
-    (the order reversed every other round), and more rounds follow (up to ``max_rounds``) until
-    every group has been timed for ``min_seconds`` (default 1 s, or ``DISMAX_TIMING_SECONDS``:
-    :mod:`dismax_cli.timing`). A batch's time is the median over rounds, a
+    (the order rotated every round), and more rounds follow (up to ``max_rounds``) until every
+    group has been timed for ``min_seconds`` (default 1 s, or ``DISMAX_TIMING_SECONDS``:
+    :mod:`dismax_cli.timing`). Each timed run follows an untimed run of the same
+    group on the same batch, so every method is timed in the same state, as when it predicts a
+    data set batch after batch (issue 11: in a fixed order a method read by its neighbour, e.g.
+    two copies of one trained digits DisMax 0.981 and 0.970 of SoftMax; now 0.963 and 0.963).
+    A batch's time is the median over rounds, a
     pass the sum of those medians. On CPU the time is this process's CPU time
     (``time.process_time``): other processes on a shared machine stretch the wall clock of
     whichever method runs at that moment (the efficiency column read 0.81–0.93 for one set of
@@ -240,27 +244,17 @@ def measure_throughputs(
     if min_seconds is None:
         min_seconds = timing_seconds(1.0)
     batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
-    names = list(groups)
-    for name in names:  # warm-up: allocator, kernels, caches
-        _run_group(groups[name], batches[0], batch_size)
-    times: dict[str, list[list[float]]] = {n: [[] for _ in batches] for n in names}
-    spent = dict.fromkeys(names, 0.0)
-    r = 0
-    # At least ``rounds``; more while a group has been timed for under ``min_seconds`` in all
-    # (small sets: milliseconds per sample need hundreds of samples for a stable median).
-    while r < rounds or (r < max_rounds and min(spent.values()) < min_seconds):
-        order = names if r % 2 == 0 else names[::-1]
-        for k, batch in enumerate(batches):
-            for name in order:
-                seconds = _run_group(groups[name], batch, batch_size)
-                times[name][k].append(seconds)
-                spent[name] += seconds
-        r += 1
-    seconds = {n: sum(statistics.median(t) for t in times[n]) for n in names}
-    return {n: len(images) / max(seconds[n], 1e-12) for n in names}
+    timed = {
+        name: functools.partial(_run_group, bundles, batch_size=batch_size)
+        for name, bundles in groups.items()
+    }
+    seconds = interleaved_seconds(
+        timed, batches, rounds=rounds, min_seconds=min_seconds, max_rounds=max_rounds
+    )
+    return {n: len(images) / max(seconds[n], 1e-12) for n in groups}
 
 
-def _run_group(bundles: Sequence[ModelBundle], batch: torch.Tensor, batch_size: int) -> float:
+def _run_group(bundles: Sequence[ModelBundle], batch: torch.Tensor, *, batch_size: int) -> float:
     """Seconds (CPU time on CPU, wall clock on CUDA) for every member of a group to predict."""
     cuda = bool(bundles) and bundles[0].device.type == "cuda"
     clock = time.perf_counter if cuda else time.process_time

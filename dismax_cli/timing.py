@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from dismax_cli.config import InvalidValueError
+
+K = TypeVar("K")
+B = TypeVar("B")
 
 #: The environment variable read by :func:`timing_seconds`.
 TIMING_SECONDS_VARIABLE = "DISMAX_TIMING_SECONDS"
@@ -41,3 +47,44 @@ def timing_seconds(default: float) -> float:
             "(0 times only the fixed minimum of rounds), or unset it for the default",
         )
     return value
+
+
+def interleaved_seconds(
+    timed: dict[K, Callable[[B], float]],
+    batches: Sequence[B],
+    *,
+    rounds: int,
+    min_seconds: float,
+    max_rounds: int,
+) -> dict[K, float]:
+    """Seconds per pass over ``batches`` of every item, timed interleaved in one state.
+
+    ``timed[name](batch)`` runs one item on one batch and returns the seconds it took (CPU time
+    on CPU, synchronised wall clock on CUDA: the caller's clock). Every item is warmed up on the
+    first batch; then, at least ``rounds`` times and more (up to ``max_rounds``) until every item
+    has been timed for ``min_seconds``, each batch is run by every item in an order that rotates
+    every round, each timed run right after an untimed run of the same item on the same batch
+    (so that no item is timed in the state its neighbour left: issue 11, README "Design notes").
+    A batch's time is the median over rounds; a pass is the sum of those medians.
+
+    Used by :func:`dismax_cli.evaluation.measure_throughputs` (models and ensembles) and
+    :func:`dismax_cli.detection.measure_score_costs` (detectors).
+    """
+    names = list(timed)
+    for name in names:  # warm-up: allocator, kernels, caches
+        timed[name](batches[0])
+    times: dict[K, list[list[float]]] = {n: [[] for _ in batches] for n in names}
+    spent = dict.fromkeys(names, 0.0)
+    r = 0
+    # At least ``rounds``; more while an item has been timed for under ``min_seconds`` in all
+    # (small sets: a batch of digits takes milliseconds, too short for one reading).
+    while r < rounds or (r < max_rounds and min(spent.values()) < min_seconds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for k, batch in enumerate(batches):
+            for name in order:
+                timed[name](batch)  # untimed: the same state for every item
+                seconds = timed[name](batch)
+                times[name][k].append(seconds)
+                spent[name] += seconds
+        r += 1
+    return {n: sum(statistics.median(t) for t in times[n]) for n in names}

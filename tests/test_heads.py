@@ -363,8 +363,11 @@ def test_prototype_head_runs_few_tensor_ops(head_cls: type) -> None:
     """On CPU each op costs microseconds of dispatch, more than this head's arithmetic.
 
     The old node dispatched 86 ops for forward+backward (a rescale of every row on every call,
-    reciprocal norms, a cosine matrix, a clamp); SoftMaxHead dispatches 16. Features far from
-    the prototypes take no recompute path (no ``nonzero``, no row gathering).
+    reciprocal norms, a cosine matrix, a clamp), then 42 (DisMax; 39 IsoMax+); SoftMaxHead
+    dispatches 16. Issue 11: DisMax's mean term is one rank-1 ``addr`` (not sum, scale, add)
+    in forward and a sum and an add in backward, the backward scales by ``a`` inside an
+    ``addcdiv`` and an ``addmv``, and the extremes are read without stacking them: 40 (37).
+    Features far from the prototypes take no recompute path (no ``nonzero``, no row gathering).
     """
     torch.manual_seed(21)
     head = head_cls(64, 10)
@@ -372,12 +375,12 @@ def test_prototype_head_runs_few_tensor_ops(head_cls: type) -> None:
     head(features).sum().backward()  # warm-up: lazy initialisation is not counted
     with _CountOps() as counted:
         head(features).sum().backward()
-    assert len(counted.names) <= 48, counted.names
+    assert len(counted.names) <= 40, counted.names
     assert not {"nonzero", "index_select", "abs", "where"} & set(counted.names), counted.names
     with torch.no_grad(), _CountOps() as inference:
         logits = head(features)
     # Without grad: no autograd node and about a third of the ops.
-    assert len(inference.names) <= 18, inference.names
+    assert len(inference.names) <= 13, inference.names
     assert torch.allclose(logits.double(), reference_logits(head, features), atol=1e-5)
 
 

@@ -13,7 +13,7 @@ def _rounds_timed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Run measure_throughputs on two fake groups whose every batch 'takes' 10 ms of CPU."""
     calls = {"a": 0, "b": 0}
 
-    def fake_run(bundles, batch, batch_size):  # noqa: ANN001, ANN202
+    def fake_run(bundles, batch, *, batch_size):  # noqa: ANN001, ANN202
         calls[bundles[0]] += 1
         return 0.01
 
@@ -21,14 +21,15 @@ def _rounds_timed(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     import torch
 
     evaluation.measure_throughputs({"a": ["a"], "b": ["b"]}, torch.zeros(10, 3, 4, 4))  # type: ignore[dict-item]
-    return calls
+    # One warm-up, then each timed run follows an untimed run of the same group.
+    return {name: (n - 1) // 2 for name, n in calls.items()}
 
 
 def test_unset_times_each_method_for_one_second(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(TIMING_SECONDS_VARIABLE, raising=False)
-    # 1 warm-up + rounds until 1.0 s at 0.01 s a batch: 100 timed batches each (float sums
-    # reach 1.0 after 100 or 101 additions).
-    assert all(n - 1 in (100, 101) for n in _rounds_timed(monkeypatch).values())
+    # Rounds until 1.0 s at 0.01 s a batch: 100 timed batches each (float sums reach 1.0
+    # after 100 or 101 additions).
+    assert all(n in (100, 101) for n in _rounds_timed(monkeypatch).values())
 
 
 @pytest.mark.parametrize(("value", "timed"), [("0", 7), ("0.2", 20), (" 0.5 ", 50)])
@@ -37,7 +38,7 @@ def test_the_variable_sets_the_minimum(
 ) -> None:
     monkeypatch.setenv(TIMING_SECONDS_VARIABLE, value)
     # "0": only the fixed 7 rounds; otherwise rounds until value seconds at 0.01 s each.
-    assert all(n - 1 in (timed, timed + 1) for n in _rounds_timed(monkeypatch).values())
+    assert all(n in (timed, timed + 1) for n in _rounds_timed(monkeypatch).values())
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf", "1e999"])
@@ -59,3 +60,18 @@ def test_a_bad_value_stops_the_benchmark_before_anything_trains(tmp_path) -> Non
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert "DISMAX_TIMING_SECONDS='fast' is invalid: use a number of seconds ≥ 0" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_detectors_and_models_share_one_interleaved_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """measure_score_costs (detectors) times like measure_throughputs: rotating order, each
+    timed run right after an untimed run of the same item (dismax_cli.timing)."""
+    import torch
+
+    from dismax_cli import detection
+
+    monkeypatch.setenv(TIMING_SECONDS_VARIABLE, "0")
+    log: list[str] = []
+    work = {("m", s): (lambda batch, s=s: log.append(s)) for s in ("x", "y", "z")}
+    detection.measure_score_costs(work, torch.zeros(4, 3, 2, 2), rounds=3)  # type: ignore[arg-type]
+    # Warm-up x y z, then per round each item twice in a row, the order rotating by one.
+    assert "".join(log) == "xyz" + "xxyyzz" + "yyzzxx" + "zzxxyy"

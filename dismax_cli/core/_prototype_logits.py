@@ -9,6 +9,10 @@ their arithmetic (each costs microseconds of dispatch and cache refill; the thre
 are the same as a linear head's). So the common path is kept to a few whole-matrix operations:
 ``d² = 2 − 2 (f·p) / (‖f‖ ‖p‖)`` from one matrix product, one host sync (the extreme norms, the
 smallest ``d²`` and ``s``) that decides whether a rare path is needed, and a hand-written backward.
+Scalars ride in fused operations (``addr`` for DisMax's mean term, ``addcdiv``/``addmv`` in
+backward) rather than separate scale-and-add passes; on CPU the forward+backward still costs
+~1.5× SoftMaxHead's at B, D, C = 128, 512, 100 (``benchmarks/speed/heads.py``), the floor of
+about 25 more small operations of a few microseconds each (issue 11 asked for 1.3×).
 Rare paths: rows with huge entries (rescaled), vectors shorter than eps (``F.normalize``'s
 convention), and pairs with ``d² < 0.0625``, recomputed from the exact difference ``f̂ − p̂``:
 float32 rounding of the cosine moves ``d²`` by up to ~2e-6 (measured for D = 16 … 2048), which
@@ -34,8 +38,6 @@ _EXACT_BELOW_SQUARED = 0.0625
 #: squares would overflow (float32 overflows at |v| ≈ 1.8e19), and the logits only depend on
 #: the direction of a row longer than eps. Below it a row is left bit-for-bit unchanged.
 _RESCALE_ABOVE = 1e15
-#: Without grad, DisMax's mean term is a (C, C) product up to this many classes.
-_MEAN_BY_PRODUCT = 64
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -59,11 +61,15 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float32
 
 
+_NO_CONTEXT = contextlib.nullcontext()  # stateless: one shared instance
+
+
 def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[object]:
     """Return a context that switches autocast off for ``device``'s type where it is on.
 
     Works for every device type (CPU, CUDA, MPS, …); a type that autocast does not know (e.g.
-    ``meta``) gets a no-op context.
+    ``meta``) gets a no-op context. Where autocast is off (the usual case) the shared no-op
+    context is returned, so the check costs no allocation.
 
     Args:
         device: The device the computation runs on.
@@ -74,26 +80,45 @@ def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[obj
     try:
         enabled = torch.is_autocast_enabled(device.type)
     except (RuntimeError, ValueError):  # a device type autocast does not know, e.g. "meta"
-        return contextlib.nullcontext()
+        return _NO_CONTEXT
     if not enabled:
-        return contextlib.nullcontext()
+        return _NO_CONTEXT
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-@functools.lru_cache(maxsize=8)
-def _mean_term_matrix(
-    classes: int, a: float, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """``M = −a (I + 1/C)`` (C, C): DisMax logits ``d M = −a (d + mean_k d_k)`` in one product."""
-    matrix = torch.full((classes, classes), -a / classes, dtype=dtype, device=device)
-    matrix.diagonal().sub_(a)
-    return matrix
+def _extremes(
+    norm_f: torch.Tensor, norm_p: torch.Tensor, distance_scale: torch.Tensor, squared: torch.Tensor
+) -> tuple[float, ...]:
+    """``(min ‖f‖, max ‖f‖, min ‖p‖, max ‖p‖, s, min d²)`` as floats: one host sync.
+
+    An empty batch reads the prototypes' norms for the features' and ``inf`` for ``min d²``.
+    On CPU reading needs no sync, and reading each value costs less than stacking them first
+    (about 10 µs less per forward at B, D, C = 128, 512, 100).
+    """
+    low_f, high_f = torch.aminmax(norm_f if norm_f.shape[0] else norm_p)
+    low_p, high_p = torch.aminmax(norm_p)
+    scale = distance_scale.reshape(())
+    if not squared.numel():
+        return (*torch.stack([low_f, high_f, low_p, high_p, scale]).tolist(), math.inf)
+    nearest = squared.amin()
+    if nearest.device.type != "cpu":
+        return tuple(torch.stack([low_f, high_f, low_p, high_p, scale, nearest]).tolist())
+    return (
+        low_f.tolist(), high_f.tolist(), low_p.tolist(), high_p.tolist(), scale.tolist(),
+        nearest.tolist(),
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=32)
-def _two(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A 0-d tensor 2 (read only here), the ``2`` of ``d² = 2 − 2 cos``."""
-    return torch.full((), 2.0, dtype=dtype, device=device)
+def _constant(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached 0-d tensor ``value`` (read only here): the ``2`` of ``d² = 2 − 2 cos``, a 0."""
+    return torch.full((), value, dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=32)
+def _ones(classes: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached (C,) tensor of ones (read only here): ``torch.addr``'s row-broadcast vector."""
+    return torch.ones(classes, dtype=dtype, device=device)
 
 
 def _rescale_large_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,16 +154,10 @@ def _distances(
     norm_p = torch.linalg.vector_norm(prototypes, dim=1)  # (C,)
     denom = norm_f * norm_p  # (B, C)
     product = torch.mm(features, prototypes.t())
-    squared = torch.addcdiv(_two(product.dtype, product.device), product, denom, value=-2.0)
-    # One host sync: the extreme norms, the smallest d² and s.
-    extremes = [
-        *torch.aminmax(norm_f if len(features) else norm_p),
-        *torch.aminmax(norm_p),
-        distance_scale.reshape(()),
-    ]
-    if squared.numel():
-        extremes.append(squared.amin())
-    low_f, high_f, low_p, high_p, s, nearest = (*torch.stack(extremes).tolist(), math.inf)[:6]
+    two = _constant(2.0, product.dtype, product.device)
+    squared = torch.addcdiv(two, product, denom, value=-2.0)
+    # One host sync: the extreme norms, s and the smallest d².
+    low_f, high_f, low_p, high_p, s, nearest = _extremes(norm_f, norm_p, distance_scale, squared)
     if not (high_f <= _RESCALE_ABOVE and high_p <= _RESCALE_ABOVE) and scales[0] is None:
         # huge, infinite or NaN entries
         features, scale_f = _rescale_large_rows(features)
@@ -190,13 +209,10 @@ def _prototype_forward(
     a = abs(s) * factor
     state.update(a=a, sign=float(s > 0) - float(s < 0), factor=factor, mean_term=mean_term)
     state["scale_shape"] = distance_scale.shape
-    classes = distances.shape[1]
-    if mean_term and classes <= _MEAN_BY_PRODUCT:  # one small product instead of three ops
-        matrix = _mean_term_matrix(classes, a, distances.dtype, distances.device)
-        return torch.mm(distances, matrix), state
-    if mean_term:  # a sum, not a mean: a mean over a dim takes several times as long on CPU
-        rows = distances.sum(dim=1, keepdim=True).mul_(-a / distances.shape[1])
-        return torch.add(rows, distances, alpha=-a), state
+    if mean_term:  # −a d − (a / C) Σ_k d_k in one rank-1 update (fewer passes than sum-scale-add)
+        ones = _ones(distances.shape[1], distances.dtype, distances.device)
+        logits = torch.addr(distances, distances.sum(dim=1), ones, beta=-a, alpha=-a / len(ones))
+        return logits, state
     return distances * -a, state
 
 
@@ -226,28 +242,29 @@ def _prototype_backward(
     d, product, denom, near = state["distances"], state["product"], state["denom"], state["near"]
     features, prototypes = state["features"], state["prototypes"]
     norm_f, norm_p, a = state["norm_f"], state["norm_p"], state["a"]
-    grad = grad.to(d.dtype)
-    # gd · mult = −∂L/∂d = a (G + mean_k G_k) (DisMax) or a G, and Σ G r = Σ gd d · rs.
-    if state["mean_term"] and a != 0.0:
-        rows = grad.sum(dim=1, keepdim=True).mul_(a / d.shape[1])
-        gd, mult, rs = torch.add(rows, grad, alpha=a), 1.0, 1 / a
-    elif state["mean_term"]:
-        gd, mult, rs = torch.add(grad.sum(dim=1, keepdim=True).div_(d.shape[1]), grad), 0.0, 1.0
+    if grad.dtype != d.dtype:
+        grad = grad.to(d.dtype)
+    # gd = −∂L/∂d / a = G + mean_k G_k (DisMax) or G (IsoMax+); ∂L/∂s = −sign(s)·factor·Σ gd d.
+    if state["mean_term"]:
+        gd = torch.add(grad, grad.sum(dim=1, keepdim=True), alpha=1.0 / d.shape[1])
     else:
-        gd, mult, rs = grad, a, 1.0
+        gd = grad
     grad_f = grad_p = grad_s = None
-    if needs_input_grad[2]:  # ∂L/∂s = −sign(s) · factor · Σ G r
-        grad_s = torch.dot(gd.reshape(-1), d.reshape(-1))
-        grad_s = grad_s.mul_(-state["sign"] * state["factor"] * rs).reshape(state["scale_shape"])
+    if needs_input_grad[2]:  # (1,) from one matrix-vector product, scaled by its alpha
+        scale = -state["sign"] * state["factor"]
+        zero = _constant(0.0, d.dtype, d.device)
+        grad_s = torch.addmv(zero, gd.reshape(1, -1), d.reshape(-1), beta=0, alpha=scale)
+        grad_s = grad_s.reshape(state["scale_shape"])
     if not (needs_input_grad[0] or needs_input_grad[1]):
         return grad_f, grad_p, grad_s
-    # H = ∂L/∂cos = −∂L/∂d / d (d ≥ 0.25 outside the recomputed pairs, which are set to 0 here).
-    h = torch.div(gd, d) if mult == 1.0 else torch.div(gd, d).mul_(mult)
+    # H / a = gd / d (d ≥ 0.25 outside the recomputed pairs, which are set to 0 here).
+    h = torch.div(gd, d)
     if near is not None:
-        g = gd[near[0], near[1]] * mult
+        g = gd[near[0], near[1]] * a
         h.index_put_(near[:2], h.new_zeros(()))
         near_f, near_p = _near_pair_gradients(near, g, norm_f, norm_p)
-    scaled = torch.div(h, denom)  # H / (‖f‖ ‖p‖)
+    # H / (‖f‖ ‖p‖) with H = a gd / d = ∂L/∂cos
+    scaled = torch.addcdiv(_constant(0.0, d.dtype, d.device), h, denom, value=a)
     radial = scaled * product  # H cos
     scale_f, scale_p = state["scales"]
     if needs_input_grad[0]:  # Σ_j H_j (p_j / (‖f‖ ‖p_j‖) − cos_j f / ‖f‖²)
@@ -323,9 +340,10 @@ def _prototype_logits(
     node only when a gradient can be needed. METHOD.md §1.
     """
     dtype = _compute_dtype(features, prototypes)
-    with _autocast_off(features.device):
+    if not features.dtype == prototypes.dtype == distance_scale.dtype == dtype:
         features, prototypes = features.to(dtype), prototypes.to(dtype)
         distance_scale = distance_scale.to(dtype)
+    with _autocast_off(features.device):
         if torch.is_grad_enabled() and (
             features.requires_grad or prototypes.requires_grad or distance_scale.requires_grad
         ):
