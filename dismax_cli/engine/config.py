@@ -109,43 +109,48 @@ class TrainConfig:
                 f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
             )
         check_model_name(self.model, list_backbones())
-        positive_ints = {"epochs": 1, "batch_size": MIN_BATCH}
-        for name, least in positive_ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
-                raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
-                )
-        for name in ("lr", "entropic_scale"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise InvalidValueError(name, f"{name}={value!r} is invalid: use a positive number")
-        for name in ("momentum", "weight_decay", "alpha", "lr_decay"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise InvalidValueError(name, f"{name}={value!r} is invalid: use a number >= 0")
-        for name in ("seed", "split_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
-                raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer in [0, 2^62)"
-                )
+        self._check_numbers()
         check_protocol(self.protocol)
         check_val_fraction(self.protocol, self.val_fraction)
         resolve_selection(self.protocol, self.select)
         check_image_size(self.image_size)
         check_decay_epochs(self.decay_epochs, self.epochs)
         resolve_device(self.device)  # unknown or unavailable devices fail before any work
-        spec = get_method(self.method)
-        if self.fpr and not spec.supports_fpr:
+        self._check_fpr()
+        return self
+
+    def _check_numbers(self) -> None:
+        for name, least in {"epochs": 1, "batch_size": MIN_BATCH}.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
+                raise InvalidValueError(
+                    name, f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
+                )
+        for names, positive, rule in (
+            (("lr", "entropic_scale"), True, "a positive number"),
+            (("momentum", "weight_decay", "alpha", "lr_decay"), False, "a number >= 0"),
+        ):
+            for name in names:
+                value = getattr(self, name)
+                finite = isinstance(value, int | float) and math.isfinite(value)
+                if not (finite and (value > 0 if positive else value >= 0)):
+                    raise InvalidValueError(name, f"{name}={value!r} is invalid: use {rule}")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
+                raise InvalidValueError(
+                    name, f"{name}={value!r} is invalid: use an integer in [0, 2^62)"
+                )
+
+    def _check_fpr(self) -> None:
+        if self.fpr and not get_method(self.method).supports_fpr:
             allowed = [m for m in list_methods() if get_method(m).supports_fpr]
             raise InvalidValueError(
                 "fpr",
                 f"FPR (fractional probability regularization) applies to "
                 f"{', '.join(allowed)} only, not {self.method!r}: drop --fpr",
             )
-        return self
 
     @property
     def selection(self) -> str:

@@ -79,6 +79,11 @@ class Backbone(nn.Module):
         return f"in_channels={self.in_channels}, num_features={self.num_features}"
 
 
+#: The class bound at import: a test that builds models with ``nn.BatchNorm2d`` swapped for
+#: ``nn.Identity`` (tests/ddp_worker.py) must not make this check match or fail.
+_BATCH_NORM = nn.BatchNorm2d
+
+
 def init_conv_bn(model: nn.Module) -> None:
     """Initialise every ``Conv2d`` weight of ``model`` (Kaiming normal, fan-out, ReLU gain) and
     every ``BatchNorm2d`` to weight 1, bias 0 (PyTorch's own BN default, made explicit).
@@ -89,7 +94,7 @@ def init_conv_bn(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
+        elif isinstance(module, _BATCH_NORM):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
