@@ -124,7 +124,8 @@ def na_lines(report: Report) -> list[str]:
         for score, reason in m.not_applicable.items():
             by_reason.setdefault(reason, []).append(score)
         for reason, scores in by_reason.items():
-            lines.append(f"{method_label(m)}: {', '.join(scores)} do not apply: {reason}")
+            verb = "does" if len(scores) == 1 else "do"
+            lines.append(f"{method_label(m)}: {', '.join(scores)} {verb} not apply: {reason}")
     return lines
 
 

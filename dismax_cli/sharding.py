@@ -105,7 +105,8 @@ class ShardSummary:
             left = f"all {self.total} runs of the benchmark are finished: {report}"
         else:
             left = (
-                f"{self.remaining} of the benchmark's {self.total} runs are not finished yet: "
+                f"{self.remaining} of the benchmark's {self.total} runs "
+                f"{'is' if self.remaining == 1 else 'are'} not finished yet: "
                 f"once every shard has ended, {report}"
             )
         return f"shard {self.shard} ({mine} of {self.total} runs): {did}; {left}"

@@ -138,7 +138,7 @@ def test_a_run_locked_by_another_job_is_skipped_and_left_for_later(tmp_path: Pat
     assert (first.trained, first.skipped, first.remaining, first.total) == (
         ("softmax seed 0",), (), 1, 2,
     )  # fmt: skip
-    assert "1 of the benchmark's 2 runs are not finished yet" in first.line()
+    assert "1 of the benchmark's 2 runs is not finished yet" in first.line()
     data = load_run_data(config.train_config("softmax", 0))
     dismax_dir = run_dir_for(runs, planned_runs(config)[1].config, run_data_hash(data))
     with run_folder_lock(dismax_dir):  # another job is training dismax seed 0

@@ -54,8 +54,9 @@ def calibrate(
             protocol=protocol,
             optimizer=calibration_optimizer,
         )
+        how = "kept (no finite optimum) on" if result.warning else "fitted on"
         display.log(
-            f"calibrated {checkpoint}: T = {result.temperature:.4f} fitted on "
+            f"calibrated {checkpoint}: T = {result.temperature:.4f} {how} "
             f"{result.n_val:,} {split_name(result.split)} images in {display.elapsed():.1f} s"
         )
     if output_format is OutputFormat.json:
