@@ -183,7 +183,17 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
             f"config file {quote_path(path)} must hold a mapping of option: value, not a "
             f"{type(data).__name__}"
         )
-    values = {str(k).replace("-", "_"): v for k, v in data.items()}
+    values: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for k, v in data.items():
+        key = str(k).replace("-", "_")
+        if key in values:  # ``batch-size`` and ``batch_size``: one key, given twice
+            raise InvalidValueError(
+                key,
+                f"config file {quote_path(path)} gives key {key!r} twice (as {spelled[key]!r} "
+                f"and {str(k)!r}): keep one",
+            )
+        values[key], spelled[key] = v, str(k)
     return resolve_config_paths(values, path.resolve().parent)
 
 

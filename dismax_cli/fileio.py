@@ -20,8 +20,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
 
     The file gets the permissions a plain ``open()`` would give (0666 minus the umask), not
     ``mkstemp``'s 0600. On any error the temporary file is removed and the error re-raised.
+
+    A ``path`` that already exists as something other than a regular file or a folder (a FIFO,
+    ``/dev/null``, ``/dev/stdout``, a shell's ``>(...)``) is written to directly, as any Unix
+    tool does: renaming over it would replace the device or pipe with a plain file.
     """
     path = Path(path)
+    if _is_special(path):
+        with open(path, "wb") as handle:
+            write(handle)
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         umask = os.umask(0)
@@ -36,6 +44,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _is_special(path: Path) -> bool:
+    """True for an existing FIFO, character/block device or socket (symlinks followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -271,7 +271,13 @@ def _threshold(text: str, value: str) -> float:
 def _check_threshold(text: str, key: str, threshold: float) -> None:
     """Refuse a threshold outside the metric's range (from the metric table's unit)."""
     bounds = METRICS[key].bounds
-    if bounds is None:  # unbounded (the NLL)
+    if bounds is None:  # unbounded above (the NLL, in nats), never below 0
+        if threshold < 0:
+            raise InvalidValueError(
+                "require",
+                f"requirement {text!r}: {key} is at least 0 ({METRICS[key].description}), so "
+                "write a threshold of 0 or more",
+            )
         return
     low, high = bounds
     if not low <= threshold <= high:

@@ -91,6 +91,13 @@ def load_table(path: str | Path) -> dict[str, Any]:
             ``rows``/``columns``.
     """
     path = Path(path)
+    from dismax_cli.fileio import file_problem
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise DismaxError(
+            f"the paper's table {str(path)!r} {problem}: pass benchmarks/paper/table2.yaml"
+        )
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

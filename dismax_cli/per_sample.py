@@ -156,6 +156,13 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
         DismaxError: If the file is missing, is not a per-sample npz, or its sha256 differs.
     """
     path = Path(path)
+    from dismax_cli.fileio import file_problem
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise DismaxError(
+            f"the per-sample file {str(path)!r} {problem}: pass the .npz written beside the report"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:

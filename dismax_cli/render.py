@@ -49,7 +49,7 @@ def format_stat(
     bootstrap interval over test samples (the exact bounds are in the JSON). ``stacked`` puts
     each on a line of its own (``95.12``, ``±0.30``, ``(±0.41)``), as tables do.
     """
-    if stat is None:
+    if stat is None or stat.mean is None:  # missing, or null with its reason in the JSON
         return "–"
     scale = 100.0 if percent else 1.0
     fmt = f"{{:.{digits}f}}" if percent else "{:.4f}"

@@ -71,6 +71,8 @@ def _expect(value: Any, kind: str, path: str) -> None:
         return
     if kind == "number":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and isinstance(value, int) and abs(value) > 2**1023:
+            raise Damaged(f"{path} is an integer too large for a number (over 2^1023)")
         if ok and not math.isfinite(value):
             raise Damaged(f"{path} is {value!r}, not a finite number (write null with a reason)")
     elif kind == "int":
@@ -144,7 +146,9 @@ def _check_method(m: Any, where: str) -> None:
         where,
         {"method": "str", "default_score": "str", "uses_fpr": "bool", "n_id": "int"},
     )
-    _check_fields(m, where, {"reused_runs": "bool", "members": "int"}, optional=True)
+    _check_fields(
+        m, where, {"reused_runs": "bool", "members": "int", "label": "str"}, optional=True
+    )
     _check_list(m, "seeds", where, "int")
     _check_list(m, "runs", where, "str")
     _check_stat(_field(m, "temperature", where)[0], f"{where}.temperature", nullable=False)

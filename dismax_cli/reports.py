@@ -284,6 +284,8 @@ def from_json(text: str) -> Report:
         raise DismaxError(
             f"the report is not valid JSON ({exc.msg} at line {exc.lineno})"
         ) from None
+    except RecursionError:
+        raise DismaxError("the report nests too deeply to be a dismax report") from None
     return from_dict(data)
 
 

@@ -56,7 +56,6 @@ def ood(*values: str) -> list[str]:
         (["--ood", "-", "a"], ood("-", "a")),  # a lone '-' is a value
         (["--ood", "a", "-q", "b"], [*ood("a"), "-q", "b"]),  # a short option ends the values
         (["--ood", "a", "--", "b"], [*ood("a"), "--", "b"]),  # '--' ends them, rest verbatim
-        (["--ood"], ["--ood"]),  # no value: left for Click's message
     ],
 )
 def test_values_run_until_an_option_token(tokens: list[str], expected: list[str]) -> None:
@@ -250,3 +249,22 @@ def test_show_beside_benchmark_and_under_it_print_the_same() -> None:
         text = runner.invoke(app, [*path, "--help"]).output
         assert "--format" in text, path
     assert "--plots" in runner.invoke(app, ["show", "-h"]).output
+
+
+@pytest.mark.parametrize("tokens", [["--ood"], ["--ood", "-x"], ["--ood", "--format", "json"]])
+def test_a_multi_value_option_without_a_value_is_an_error(tokens: list[str]) -> None:
+    # Left to Click, the next option token became the value (``--ood -h``: dataset '-h').
+    with pytest.raises(mv.MissingValuesError, match="--ood needs at least one value"):
+        mv.expand(tokens, SCORE)
+
+
+@pytest.mark.parametrize("path", ["runs/lr=0.1", "runs/exp[1]", "./runs/lr=0.1", "./a[b]"])
+def test_paths_with_equals_or_brackets_after_a_separator_are_paths(path: str) -> None:
+    assert mv.is_path_like(path) and not mv.looks_like_spec(path)
+    assert mv.expand(["--ood", "uniform", path], SCORE) == ["--ood", "uniform", path]
+
+
+def test_help_wins_even_as_a_would_be_value() -> None:
+    for argv in (["score", "--ood", "uniform", "-h"], ["score", "r1", "--ood", "-h"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0 and "Usage: dismax score" in result.output, result.output

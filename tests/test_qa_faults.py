@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
+from dismax_cli.config import InvalidValueError
 from dismax_cli.core.heads import DisMaxHead, IsoMaxPlusHead
 
 runner = CliRunner()
@@ -531,3 +533,121 @@ def test_replace_head_on_a_bare_linear_says_to_build_the_head() -> None:
         replace_head(nn.Linear(4, 3))
     assert "bare nn.Linear" in str(info.value) and "DisMaxHead(4, 3)" in str(info.value)
     assert "has no nn.Linear" not in str(info.value)
+
+
+# ------------------------------------------------ bad-input round of issue 12 (the merged CLI)
+
+
+def test_an_output_that_is_a_fifo_is_written_through_not_replaced(tmp_path: Path) -> None:
+    import threading
+
+    from dismax_cli.fileio import atomic_write_bytes
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write_bytes(fifo, b"report\n")  # renaming over it would leave a regular file
+    reader.join(timeout=30)
+    assert got == [b"report\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(b"old")
+    atomic_write_bytes(plain, b"new")
+    assert plain.read_bytes() == b"new" and stat.S_ISREG(os.stat(plain).st_mode)
+
+
+def test_outputs_never_overwrite_what_the_command_reads(qa_home: Path) -> None:
+    data = qa_home / "mine.npz"
+    np.savez(data, x=np.zeros((4, 8, 8, 1), np.uint8), y=np.zeros(4, np.int64))
+    before = data.read_bytes()
+    for option in ("--out", "--dump"):
+        result = invoke(qa_home, "score", "r1", "--ood", f"npz:{data}", option, str(data), "-q")
+        assert result.exit_code == 1, result.output
+        assert "would overwrite" in one_error_line(result)
+    config = qa_home / "bench.yaml"
+    config.write_text("epochs: 1\nmethods: [softmax]\nood: [uniform]\n")
+    for args in (["--out", str(config)], ["--html", str(config)], ["--out", "r.json", "--html",
+                 "r.samples.npz"], ["--out", "r.json", "--plots", "r.json"]):  # fmt: skip
+        result = invoke(qa_home, "benchmark", "--config", str(config), *args, "-q")
+        assert result.exit_code in (1, 2), result.output
+        assert "would overwrite" in one_error_line(result) or "--plots" in result.output
+        assert not (qa_home / "r.json").exists()  # refused before anything trained
+    assert data.read_bytes() == before and config.read_text().startswith("epochs: 1")
+
+
+def test_show_refuses_compare_with_figures_and_its_own_samples_as_html(
+    qa_home: Path, score_json: Path
+) -> None:
+    table = Path(__file__).resolve().parents[1] / "benchmarks" / "paper" / "table2.yaml"
+    result = invoke(qa_home, "show", str(score_json), "--compare", str(table), "--html", "p.html")
+    assert result.exit_code == 2 and "--compare prints the comparison only" in result.output
+    samples = score_json.with_name(score_json.stem + ".samples.npz")
+    result = invoke(qa_home, "show", str(score_json), "--html", str(samples))
+    assert result.exit_code == 1 and "would overwrite" in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "text", ["ood: 5", "ood: [uniform, 5]", "ood: [null]", "require: [1]", "ood: [[uniform]]"]
+)
+def test_wrong_typed_list_items_in_a_config_exit_2(qa_home: Path, text: str) -> None:
+    config = qa_home / "typed.yaml"
+    config.write_text(text + "\n")
+    result = invoke(qa_home, "benchmark", "--config", str(config))
+    assert result.exit_code == 2, result.output
+    assert "in config file" in one_error_line(result)
+
+
+def test_one_key_spelled_two_ways_in_a_config_is_an_error(qa_home: Path) -> None:
+    config = qa_home / "twice.yaml"
+    config.write_text("batch-size: 8\nbatch_size: 16\n")
+    result = invoke(qa_home, "train", "--config", str(config), "--out", str(qa_home / "tw"))
+    assert result.exit_code == 2 and "gives key 'batch_size' twice" in one_error_line(result)
+    assert not (qa_home / "tw").exists()
+
+
+def test_a_fifo_among_the_images_is_named_not_waited_for(qa_home: Path) -> None:
+    from PIL import Image
+
+    folder = qa_home / "imgs"
+    folder.mkdir()
+    Image.new("L", (8, 8)).save(folder / "a.png")
+    os.mkfifo(folder / "b.png")
+    import shutil
+
+    shutil.copytree(qa_home / "r1", qa_home / "r1cal")
+    assert invoke(qa_home, "calibrate", "r1cal", "-q").exit_code == 0
+    for args in (["detect", "r1cal", str(folder / "b.png")], ["detect", "r1cal", str(folder)]):
+        result = invoke(qa_home, *args)
+        assert result.exit_code == 1 and "b.png" in one_error_line(result), result.output
+        assert "not a regular file" in result.output
+
+
+def test_damaged_report_values_that_crashed_the_renderer(qa_home: Path, score_json: Path) -> None:
+    import json
+
+    for path, value, field in (
+        (["methods", 0, "label"], 12, "label"),
+        (["methods", 0, "id_after", "NLL", "mean"], 10**400, "NLL.mean"),
+    ):
+        data = json.loads(score_json.read_text())
+        _damage(path, value)(data)
+        bad = qa_home / "damaged2.json"
+        bad.write_text(json.dumps(data))
+        result = invoke(qa_home, "show", str(bad))
+        assert result.exit_code == 1 and field in one_error_line(result), result.output
+    data = json.loads(score_json.read_text())
+    nll = data["methods"][0]["id_after"]["NLL"]
+    nll["mean"], nll["mean_null_reason"] = None, "not computed"  # the documented null form
+    (qa_home / "null.json").write_text(json.dumps(data))
+    assert invoke(qa_home, "show", str(qa_home / "null.json")).exit_code == 0
+    (qa_home / "deep.json").write_text("[" * 100_000)
+    result = invoke(qa_home, "show", str(qa_home / "deep.json"))
+    assert result.exit_code == 1 and "nests too deeply" in one_error_line(result)
+
+
+def test_a_negative_nll_threshold_is_refused_before_training() -> None:
+    from dismax_cli.gates import parse_requirements
+
+    with pytest.raises(InvalidValueError, match="NLL is at least 0"):
+        parse_requirements(["softmax:NLL:id<=-1"], methods=("softmax",), ood=["uniform"])

@@ -19,11 +19,14 @@ from dismax_cli.cli.checks import (
     check_writable,
     precheck_file_values,
     precheck_gates,
+    report_samples_path,
     spec_checks,
+    spec_files,
 )
 from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_outputs
 from dismax_cli.cli.figures import check_figure_paths, write_figures
-from dismax_cli.config import build_config, read_yaml_config, run_checks
+from dismax_cli.config import InvalidValueError, build_config, read_yaml_config, run_checks
+from dismax_cli.errors import quote_path
 
 #: Parameters of ``benchmark`` that are no BenchmarkConfig field (command-line only).
 COMMAND_ONLY = ("config", "output_format", "out", "shard", "plots", "html", "quiet")
@@ -43,6 +46,27 @@ FILE_PARSERS = {
 }
 
 
+def check_outputs(
+    out: Path | None, command: dict[str, Any], cli_values: dict, file_values: dict
+) -> None:
+    """Refuse, before anything trains, outputs that cannot be written or would overwrite what
+    the benchmark reads (its config file, ``npz:``/``imagefolder:`` data) or another of its
+    outputs (the report, its per-sample file, the plots folder)."""
+    reads: list[Path] = [command["config"]] if command["config"] is not None else []
+    for values in (cli_values, file_values):
+        for key in ("dataset", "test_dataset", "ood"):
+            reads.extend(spec_files(values.get(key) or []))
+    check_writable(out, "--out", protected=tuple(reads))
+    outputs = (out, report_samples_path(out)) if out is not None else ()
+    plots = command["plots"]
+    if plots is not None and any(plots.resolve() == o.resolve() for o in outputs):
+        raise InvalidValueError(
+            "plots", f"--plots {quote_path(plots)} is the report or its per-sample file: "
+            "pass a folder for the plots"
+        )  # fmt: skip
+    check_figure_paths(plots, command["html"], protected=(*reads, *outputs))
+
+
 def run_benchmark_command(params: dict[str, Any]) -> None:
     """Run ``dismax benchmark`` with the command's parameters (Click's ``ctx.params``).
 
@@ -56,9 +80,8 @@ def run_benchmark_command(params: dict[str, Any]) -> None:
     check_shard_alone(
         shard, out=out, require=cli_values["require"], plots=command["plots"], html=command["html"]
     )
-    check_writable(out, "--out")
-    check_figure_paths(command["plots"], command["html"], protected=(out,) if out else ())
     file_values = read_yaml_config(command["config"]) if command["config"] is not None else {}
+    check_outputs(out, command, cli_values, file_values)
     precheck(cli_values, file_values, command["config"])
     cfg = benchmark_config(cli_values, file_values, command["config"])
     outcome = execute(cfg, shard, quiet=command["quiet"])
@@ -71,6 +94,15 @@ def run_benchmark_command(params: dict[str, Any]) -> None:
 
 def precheck(cli_values: dict[str, Any], file_values: dict[str, Any], config: Path | None) -> None:
     """Malformed file values, gates, labels and specs answer before torch loads (exit 2)."""
+    for key in (*LIST_KEYS, "dataset", "test_dataset"):
+        value = file_values.get(key)
+        items = value if isinstance(value, list) else [value]
+        if value is not None and not all(isinstance(item, str) for item in items):
+            what = "a name or a list of names" if key in LIST_KEYS else "one dataset spec"
+            raise InvalidValueError(
+                key, f"invalid value for key {key!r} in config file '{config}': {value!r} is "
+                f"not {what} (strings)"
+            )  # fmt: skip
     precheck_file_values(file_values, config, {**opt.TRAINING_KNOBS, **FILE_PARSERS})
     precheck_gates(cli_values["require"], cli_values["ood"])
     as_list = [file_values.get(k) for k in ("require", "ood")]

@@ -107,10 +107,14 @@ def expand_argv(group: Any, args: Sequence[str]) -> list[str]:
     words = args[start : start + 2]
     name = COMMAND_ALIASES.get(tuple(words), words[0])  # type: ignore[arg-type]
     rest = start + (2 if name != words[0] else 1)
+    head = args[: args.index("--")] if "--" in args else args
+    if "-h" in head[rest:] or "--help" in head[rest:]:
+        # Help wins wherever it is, also as a would-be value (``--ood -h``).
+        return [*args[:rest], "--help"]
     syntax = command_syntax(group.commands[name], f"dismax {' '.join(args[start:rest])}")
     try:
         return [*args[:rest], *multivalue.expand(args[rest:], syntax)]
-    except multivalue.AmbiguousValuesError as exc:
+    except (multivalue.AmbiguousValuesError, multivalue.MissingValuesError) as exc:
         raise InvalidValueError(name, str(exc)) from None
 
 

@@ -36,6 +36,10 @@ class AmbiguousValuesError(ValueError):
     """A multi-value option took the token the command needed as its positional argument."""
 
 
+class MissingValuesError(ValueError):
+    """A multi-value option followed by an option token or nothing (``--ood -h``)."""
+
+
 @dataclass(frozen=True)
 class CommandSyntax:
     """What :func:`expand` needs to know about one command's options and arguments.
@@ -70,12 +74,20 @@ def is_option_token(token: str) -> bool:
     return token.startswith("-") and token != "-"
 
 
-def looks_like_spec(token: str) -> bool:
-    """A dataset spec by syntax: ``kind:`` before any separator, a ``[...]`` subset, ``=``."""
-    head = token
+def _before_separator(text: str) -> str:
     for sep in PATH_SEPARATORS:
-        head = head.split(sep, 1)[0]
-    return ":" in head or "[" in token or "=" in token
+        text = text.split(sep, 1)[0]
+    return text
+
+
+def looks_like_spec(token: str) -> bool:
+    """A dataset spec by syntax: ``kind:`` before any separator, or a ``[...]`` subset or a
+    ``LABEL=`` before any separator (``runs/lr=0.1`` and ``runs/exp[1]`` are paths). A token
+    that starts as a path does (``./``, ``../``, ``/``, ``~``) is never a spec."""
+    if token.startswith(("./", "../", "/", "~", ".\\", "..\\", "\\")):
+        return False
+    head = _before_separator(token)
+    return ":" in head or "[" in head or "=" in head
 
 
 def is_path_like(token: str) -> bool:
@@ -119,8 +131,8 @@ def _take_values(args: Sequence[str], i: int, syntax: CommandSyntax, scan: _Scan
         values.append(args[i])
         i += 1
     if not values:
-        scan.out.append(name)  # Click reports the missing value
-        return i
+        # Click would take the next option token (``--ood -h``) as the value.
+        raise MissingValuesError(f"{name} needs at least one value: e.g. {name} uniform")
     bare = len(values) - (1 if eq else 0)
     if bare:
         scan.last_run = (name, values[-1])
@@ -174,7 +186,8 @@ def _check_positionals(syntax: CommandSyntax, scan: _Scan) -> None:
     option, value = run
     what = syntax.positionals[scan.positionals]
     raise AmbiguousValuesError(
-        f"{what} is missing and {option} took {value!r} as one of its values: give {what} "
-        f"before the options ({syntax.usage} {value} {option} ...) or after -- "
-        f"({syntax.usage} {option} ... -- {value}); a path such as ./{value} also works"
+        f"{what} is missing and {option} took {value!r} as one of its values: if it is the "
+        f"{what}, give it before the options ({syntax.usage} {value} {option} ...), after -- "
+        f"({syntax.usage} {option} ... -- {value}) or as a path (./{value}); otherwise add "
+        f"the {what}"
     )

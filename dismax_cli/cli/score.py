@@ -13,7 +13,12 @@ import typer
 
 from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
-from dismax_cli.cli.checks import check_checkpoint_file, check_option_specs, check_writable
+from dismax_cli.cli.checks import (
+    check_checkpoint_file,
+    check_option_specs,
+    check_writable,
+    spec_files,
+)
 from dismax_cli.cli.common import OutputFormat, write_report_outputs
 
 Ood = Annotated[list[str], typer.Option("--ood", metavar="SET", help=opt.OOD_HELP)]
@@ -52,7 +57,7 @@ def score(
     ood = [canonical_spec(entry) for entry in ood]
     check_checkpoint_file(checkpoint)
     ckpt = checkpoint_path(checkpoint)
-    run_files = (ckpt, ckpt.parent / LOG_NAME)
+    run_files = (ckpt, ckpt.parent / LOG_NAME, *spec_files(list(ood)))  # what it reads
     check_writable(dump, "--dump", protected=run_files)
     check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
     override = stream_override(stream) if stream is not None else contextlib.nullcontext()

@@ -12,8 +12,10 @@ from typing import Annotated
 import typer
 
 from dismax_cli.cli.app import app
+from dismax_cli.cli.checks import report_samples_path
 from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
 from dismax_cli.cli.figures import Html, Plots, check_figure_paths, report_samples, write_figures
+from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError, quote_path
 
 ReportPath = Annotated[
@@ -42,8 +44,13 @@ def show(
     from dismax_cli.render import report_renderable
     from dismax_cli.reports import from_json, to_json
 
+    if compare is not None and (plots is not None or html is not None):
+        raise InvalidValueError(
+            "compare", "--compare prints the comparison only: drop --plots/--html, or run "
+            "dismax show again without --compare for the figures"
+        )  # fmt: skip
     text = read_report(report_path)
-    check_figure_paths(plots, html, protected=(report_path,))
+    check_figure_paths(plots, html, protected=(report_path, report_samples_path(report_path)))
     report = from_json(text)
     if compare is not None:
         show_comparison(report, compare, output_format)

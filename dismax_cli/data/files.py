@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -121,6 +122,22 @@ def _convert(im: Image.Image, mode: str) -> Image.Image:
         wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
         im = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
     return im if im.mode == mode else im.convert(mode)
+
+
+def open_image(path: Path) -> Any:
+    """``PIL.Image.open(path)`` after checking that ``path`` is a regular file.
+
+    Opening a FIFO would block until something writes to it; a device would be read forever.
+
+    Raises:
+        OSError: for a path that is not a regular file (callers name it in one line).
+    """
+    from dismax_cli.fileio import file_problem
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise OSError(problem)
+    return Image.open(path)
 
 
 def _decode_error(where: str, what: str, exc: BaseException) -> DismaxError:
@@ -397,7 +414,7 @@ def decode_files(
     sizes, modes = [], []
     for path in files:
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 sizes.append(im.size)
                 modes.append(im.mode)
         except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...)
@@ -413,7 +430,7 @@ def decode_files(
     )
     for i, path in enumerate(files):
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 im = _convert(im, mode)
                 if not same:
                     im = resize_short_center_crop(im, side)

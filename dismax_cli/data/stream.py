@@ -91,10 +91,11 @@ def wants_stream(n: int, first_file: Path) -> bool:
 
 def estimate_bytes(n: int, first_file: Path) -> int:
     """``n × H × W × 3``: the uint8 bytes of ``n`` RGB images the size of ``first_file``."""
-    from PIL import Image
+
+    from dismax_cli.data.files import open_image
 
     try:
-        with Image.open(first_file) as im:
+        with open_image(first_file) as im:
             width, height = im.size
     except Exception as exc:  # Pillow raises many types on bad data
         raise DismaxError(
@@ -167,13 +168,12 @@ class ImageFiles:
         Raises:
             DismaxError: If the file cannot be decoded.
         """
-        from PIL import Image
 
-        from dismax_cli.data.files import _convert, _decode_error
+        from dismax_cli.data.files import _convert, _decode_error, open_image
 
         path = self.path(i)
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 arr = np.asarray(_convert(im, "RGB"), dtype=np.uint8)
         except Exception as exc:  # truncated data surfaces only at decode time
             raise _decode_error(f"streamed set {self.root}", f"image {path}", exc) from None
@@ -366,9 +366,10 @@ def first_side(path: Path, size: int | None) -> int:
     """The nominal side of a streamed set: ``size`` if given, else the first file's shorter side."""
     if size is not None:
         return int(size)
-    from PIL import Image
 
-    with Image.open(path) as im:
+    from dismax_cli.data.files import open_image
+
+    with open_image(path) as im:
         return int(min(im.size))
 
 
