@@ -96,7 +96,8 @@ def load_table(path: str | Path) -> dict[str, Any]:
     problem = file_problem(path)
     if problem is not None:
         raise DismaxError(
-            f"the paper's table {str(path)!r} {problem}: pass benchmarks/paper/table2.yaml"
+            f"cannot read the paper's table {str(path)!r}: it {problem}; pass "
+            "benchmarks/paper/table2.yaml"
         )
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))

@@ -161,7 +161,8 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
     problem = file_problem(path)
     if problem is not None:
         raise DismaxError(
-            f"the per-sample file {str(path)!r} {problem}: pass the .npz written beside the report"
+            f"cannot read the per-sample file {str(path)!r}: it {problem}; pass the .npz "
+            "written beside the report"
         )
     try:
         data = path.read_bytes()
