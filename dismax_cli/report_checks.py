@@ -147,7 +147,7 @@ def _check_method(m: Any, where: str) -> None:
         {"method": "str", "default_score": "str", "uses_fpr": "bool", "n_id": "int"},
     )
     _check_fields(
-        m, where, {"reused_runs": "bool", "members": "int", "label": "str"}, optional=True
+        m, where, {"reused_runs": "bool", "members": "int", "label": "str?"}, optional=True
     )
     _check_list(m, "seeds", where, "int")
     _check_list(m, "runs", where, "str")
