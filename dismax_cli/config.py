@@ -265,7 +265,8 @@ def build_config(
     all_checks.update(checks or {})
     run_checks(all_checks, cli_values, file_values, config=config)
     if file_values and config is not None:
-        _check_file_values(cls, file_values, config, base_values or {})
+        context = {k: v for k, v in cli_values.items() if v is not None and k not in file_values}
+        _check_file_values(cls, file_values, config, {**(base_values or {}), **context})
     merged = merge_options({**(base_values or {}), **file_values}, cli_values)
     try:
         return cls.from_dict(merged).validate()
@@ -302,8 +303,11 @@ __all__ = [
 def _check_file_values(
     cls: Any, file_values: dict[str, Any], config: str | Path, base_values: dict[str, Any]
 ) -> None:
-    """Validate the config file's values on their own: a bad one is reported even when the
-    command line overrides its key (a config is checked whole, not only where it is used).
+    """Validate the config file's values: a bad one is reported even when the command line
+    overrides its key (a config is checked whole, not only where it is used). ``base_values``
+    holds the rest of the context (the stored run settings and the command line's options for
+    keys the file does not set), so a value that is valid with the options it is used with
+    (``val_fraction: 0`` with ``--protocol paper``) is not refused for a default it never meets.
     """
     try:
         cls.from_dict({**base_values, **file_values}).validate()

@@ -651,3 +651,16 @@ def test_a_negative_nll_threshold_is_refused_before_training() -> None:
 
     with pytest.raises(InvalidValueError, match="NLL is at least 0"):
         parse_requirements(["softmax:NLL:id<=-1"], methods=("softmax",), ood=["uniform"])
+
+
+def test_a_config_value_valid_with_the_command_line_options_is_accepted(qa_home: Path) -> None:
+    # The file was checked with defaults for every key it does not set: --epochs 20 given on the
+    # command line, decay_epochs: [15] in the file was refused as "below epochs=10".
+    config = qa_home / "decay.yaml"
+    config.write_text("decay_epochs: [15]\n")
+    out = qa_home / "decay-run"
+    result = invoke(qa_home, "train", "--config", str(config), "--epochs", "20",
+                    "--dataset", "digits[0-1]", "--out", str(out), "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    alone = invoke(qa_home, "train", "--config", str(config), "--out", str(qa_home / "d2"))
+    assert alone.exit_code == 2 and "below epochs=10" in one_error_line(alone)
