@@ -12,7 +12,7 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
@@ -87,6 +87,22 @@ def file_problem(path: str | os.PathLike[str]) -> str | None:
     if not stat.S_ISREG(info.st_mode):
         return "is not a regular file (a FIFO, device or socket): name a file"
     return None
+
+
+def open_image(path: str | os.PathLike[str]) -> Any:
+    """``PIL.Image.open(path)`` after checking that ``path`` is a regular file.
+
+    Opening a FIFO would block until something writes to it; a device would be read forever.
+
+    Raises:
+        OSError: for a path that is not a regular file (callers name it in one line).
+    """
+    from PIL import Image
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise OSError(problem)
+    return Image.open(path)
 
 
 def folder_problem(path: str | os.PathLike[str]) -> str | None:

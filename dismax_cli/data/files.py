@@ -12,14 +12,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dismax_cli.data.download import one_line
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import file_problem, folder_problem
+from dismax_cli.fileio import file_problem, folder_problem, open_image
 
 #: File name endings read as images (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
@@ -122,22 +121,6 @@ def _convert(im: Image.Image, mode: str) -> Image.Image:
         wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
         im = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
     return im if im.mode == mode else im.convert(mode)
-
-
-def open_image(path: Path) -> Any:
-    """``PIL.Image.open(path)`` after checking that ``path`` is a regular file.
-
-    Opening a FIFO would block until something writes to it; a device would be read forever.
-
-    Raises:
-        OSError: for a path that is not a regular file (callers name it in one line).
-    """
-    from dismax_cli.fileio import file_problem
-
-    problem = file_problem(path)
-    if problem is not None:
-        raise OSError(problem)
-    return Image.open(path)
 
 
 def _decode_error(where: str, what: str, exc: BaseException) -> DismaxError:

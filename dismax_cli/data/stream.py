@@ -92,7 +92,7 @@ def wants_stream(n: int, first_file: Path) -> bool:
 def estimate_bytes(n: int, first_file: Path) -> int:
     """``n × H × W × 3``: the uint8 bytes of ``n`` RGB images the size of ``first_file``."""
 
-    from dismax_cli.data.files import open_image
+    from dismax_cli.fileio import open_image
 
     try:
         with open_image(first_file) as im:
@@ -169,7 +169,8 @@ class ImageFiles:
             DismaxError: If the file cannot be decoded.
         """
 
-        from dismax_cli.data.files import _convert, _decode_error, open_image
+        from dismax_cli.data.files import _convert, _decode_error
+        from dismax_cli.fileio import open_image
 
         path = self.path(i)
         try:
@@ -367,7 +368,7 @@ def first_side(path: Path, size: int | None) -> int:
     if size is not None:
         return int(size)
 
-    from dismax_cli.data.files import open_image
+    from dismax_cli.fileio import open_image
 
     with open_image(path) as im:
         return int(min(im.size))
