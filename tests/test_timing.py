@@ -75,3 +75,18 @@ def test_detectors_and_models_share_one_interleaved_timer(monkeypatch: pytest.Mo
     detection.measure_score_costs(work, torch.zeros(4, 3, 2, 2), rounds=3)  # type: ignore[arg-type]
     # Warm-up x y z, then per round each item twice in a row, the order rotating by one.
     assert "".join(log) == "xyz" + "xxyyzz" + "yyzzxx" + "zzxxyy"
+
+
+def test_a_bad_value_answers_before_torch_loads() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom dismax_cli.cli.app import main\n"
+        "try:\n    main(['benchmark'])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(code, 'torch' in sys.modules)"
+    )
+    env = dict(os.environ, DISMAX_TIMING_SECONDS="-2")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr

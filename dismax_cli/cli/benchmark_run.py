@@ -27,6 +27,7 @@ from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_out
 from dismax_cli.cli.figures import check_figure_paths, write_figures
 from dismax_cli.config import InvalidValueError, build_config, read_yaml_config, run_checks
 from dismax_cli.errors import quote_path
+from dismax_cli.timing import timing_seconds
 
 #: Parameters of ``benchmark`` that are no BenchmarkConfig field (command-line only).
 COMMAND_ONLY = ("config", "output_format", "out", "shard", "plots", "html", "quiet")
@@ -94,6 +95,7 @@ def run_benchmark_command(params: dict[str, Any]) -> None:
 
 def precheck(cli_values: dict[str, Any], file_values: dict[str, Any], config: Path | None) -> None:
     """Malformed file values, gates, labels and specs answer before torch loads (exit 2)."""
+    timing_seconds(1.0)  # a bad DISMAX_TIMING_SECONDS, at once
     for key in (*LIST_KEYS, "dataset", "test_dataset"):
         value = file_values.get(key)
         items = value if isinstance(value, list) else [value]
