@@ -34,6 +34,7 @@ from dismax_cli.core.bootstrap import bootstrap_distribution
 from dismax_cli.core.metric_table import METRICS, keys
 from dismax_cli.core.uncertainty import reliability_bins
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import samples_path
 from dismax_cli.plots import MethodSamples, PerSample, load_per_sample, save_per_sample, softmax
 from dismax_cli.reports import Interval, MethodResult, OODResult, Report
 
@@ -47,8 +48,6 @@ BOOTSTRAP_LEVEL = 0.95
 DEFAULT_BOOTSTRAP = 1000
 #: Reliability-diagram bins (the ECE's, METHOD.md §5).
 RELIABILITY_BINS = 15
-#: The suffix of the per-sample file beside a report: ``R.json`` -> ``R.samples.npz``.
-SAMPLES_SUFFIX = ".samples.npz"
 
 
 @dataclass
@@ -259,12 +258,6 @@ def check_bootstrap(value: object) -> int:
             f"(resamples per interval; 0 skips the intervals, {DEFAULT_BOOTSTRAP} is the default)",
         )
     return value
-
-
-def samples_path(report_path: str | Path) -> Path:
-    """The per-sample file beside a report: ``R.json`` -> ``R.samples.npz``."""
-    path = Path(report_path)
-    return path.with_name(path.stem + SAMPLES_SUFFIX)
 
 
 def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path) -> Report:

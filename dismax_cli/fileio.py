@@ -63,6 +63,31 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 __all__ = ["atomic_write", "atomic_write_bytes"]
 
 
+#: The suffix of the per-sample file beside a report: ``R.json`` -> ``R.samples.npz``.
+SAMPLES_SUFFIX = ".samples.npz"
+
+
+def samples_path(report_path: str | os.PathLike[str]) -> Path:
+    """The per-sample file beside a report: ``R.json`` -> ``R.samples.npz`` (stdlib only, so
+    the CLI can protect it before anything heavy loads)."""
+    path = Path(report_path)
+    return path.with_name(path.stem + SAMPLES_SUFFIX)
+
+
+def check_regular_file(path: str | os.PathLike[str], what: str, fix: str) -> None:
+    """Refuse at once a ``path`` that is missing or no regular file (a folder, a FIFO that would
+    block the read, a device): ``cannot read WHAT 'PATH': it PROBLEM; FIX``.
+
+    Raises:
+        DismaxError: naming the path, the problem and the fix.
+    """
+    from dismax_cli.errors import DismaxError
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise DismaxError(f"cannot read {what} {os.fspath(path)!r}: it {problem}; {fix}")
+
+
 def _stat(path: str | os.PathLike[str]) -> tuple[os.stat_result | None, str | None]:
     """``os.stat(path)``, or None and why it failed (``does not exist``, the system's reason)."""
     try:

@@ -25,6 +25,7 @@ import yaml
 from dismax_cli.config import load_yaml
 from dismax_cli.core.methods import method_label
 from dismax_cli.errors import DismaxError
+from dismax_cli.fileio import check_regular_file
 from dismax_cli.reports import METRICS, MethodResult, Report
 
 #: The paper's full training/test split sizes for the CIFAR sets (METHOD.md §7).
@@ -91,14 +92,7 @@ def load_table(path: str | Path) -> dict[str, Any]:
             ``rows``/``columns``.
     """
     path = Path(path)
-    from dismax_cli.fileio import file_problem
-
-    problem = file_problem(path)
-    if problem is not None:
-        raise DismaxError(
-            f"cannot read the paper's table {str(path)!r}: it {problem}; pass "
-            "benchmarks/paper/table2.yaml"
-        )
+    check_regular_file(path, "the paper's table", "pass benchmarks/paper/table2.yaml")
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import atomic_write_bytes
+from dismax_cli.fileio import atomic_write_bytes, check_regular_file
 
 #: Version of the per-sample npz layout (stored in its index).
 PER_SAMPLE_FORMAT = 1
@@ -156,14 +156,7 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
         DismaxError: If the file is missing, is not a per-sample npz, or its sha256 differs.
     """
     path = Path(path)
-    from dismax_cli.fileio import file_problem
-
-    problem = file_problem(path)
-    if problem is not None:
-        raise DismaxError(
-            f"cannot read the per-sample file {str(path)!r}: it {problem}; pass the .npz "
-            "written beside the report"
-        )
+    check_regular_file(path, "the per-sample file", "pass the .npz written beside the report")
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -19,7 +19,6 @@ from dismax_cli.cli.checks import (
     check_writable,
     precheck_file_values,
     precheck_gates,
-    report_samples_path,
     spec_checks,
     spec_files,
 )
@@ -27,6 +26,7 @@ from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_out
 from dismax_cli.cli.figures import check_figure_paths, write_figures
 from dismax_cli.config import InvalidValueError, build_config, read_yaml_config, run_checks
 from dismax_cli.errors import quote_path
+from dismax_cli.fileio import samples_path
 from dismax_cli.timing import timing_seconds
 
 #: Parameters of ``benchmark`` that are no BenchmarkConfig field (command-line only).
@@ -58,7 +58,7 @@ def check_outputs(
         for key in ("dataset", "test_dataset", "ood"):
             reads.extend(spec_files(values.get(key) or []))
     check_writable(out, "--out", protected=tuple(reads))
-    outputs = (out, report_samples_path(out)) if out is not None else ()
+    outputs = (out, samples_path(out)) if out is not None else ()
     plots = command["plots"]
     if plots is not None and any(plots.resolve() == o.resolve() for o in outputs):
         raise InvalidValueError(

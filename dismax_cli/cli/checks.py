@@ -20,32 +20,21 @@ from dismax_cli.errors import DismaxError, quote_path
 
 #: Dataset spec kinds whose text after ``kind:`` is a local file or folder the command reads.
 _FILE_KINDS = ("npz:", "imagefolder:")
-#: The per-sample file beside a report: ``R.json`` -> ``R.samples.npz`` (dismax_cli.evidence).
-SAMPLES_SUFFIX = ".samples.npz"
 
 
-def report_samples_path(report: Path) -> Path:
-    """``R.json`` -> ``R.samples.npz`` (:func:`dismax_cli.evidence.samples_path`, torch-free)."""
-    return report.with_name(report.stem + SAMPLES_SUFFIX)
-
-
-def spec_files(specs: Sequence[Any] | Any, *, base: Path | None = None) -> tuple[Path, ...]:
+def spec_files(specs: Sequence[Any] | Any) -> tuple[Path, ...]:
     """The local files named by dataset specs (``npz:PATH``, ``imagefolder:PATH``, with or
-    without a ``LABEL=`` in front): what an output must never overwrite. ``base``: the folder
-    relative paths are read from (a config file's folder)."""
+    without a ``LABEL=`` in front): what an output must never overwrite. (A config file's
+    relative paths are already resolved by :func:`~dismax_cli.config.read_yaml_config`.)"""
+    from dismax_cli.data.registry import split_entry
+
     entries = specs if isinstance(specs, list | tuple) else [specs]
     found: list[Path] = []
     for entry in entries:
         if not isinstance(entry, str):
             continue
-        text = entry
-        label, eq, rest = entry.partition("=")
-        if eq and "/" not in label and ":" not in label:
-            text = rest
-        for kind in _FILE_KINDS:
-            if text.startswith(kind):
-                path = Path(text[len(kind) :])
-                found.append(path if base is None or path.is_absolute() else base / path)
+        spec = split_entry(entry)[1]
+        found.extend(Path(spec[len(k) :]) for k in _FILE_KINDS if spec.startswith(k))
     return tuple(found)
 
 

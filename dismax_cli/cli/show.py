@@ -12,11 +12,11 @@ from typing import Annotated
 import typer
 
 from dismax_cli.cli.app import app
-from dismax_cli.cli.checks import report_samples_path
 from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
 from dismax_cli.cli.figures import Html, Plots, check_figure_paths, report_samples, write_figures
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.fileio import samples_path
 
 ReportPath = Annotated[
     Path, typer.Argument(metavar="REPORT.json", help="A JSON report written by --out.")
@@ -50,7 +50,7 @@ def show(
             "dismax show again without --compare for the figures"
         )  # fmt: skip
     text = read_report(report_path)
-    check_figure_paths(plots, html, protected=(report_path, report_samples_path(report_path)))
+    check_figure_paths(plots, html, protected=(report_path, samples_path(report_path)))
     report = from_json(text)
     if compare is not None:
         show_comparison(report, compare, output_format)

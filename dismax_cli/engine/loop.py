@@ -55,6 +55,28 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
+def epoch_batches_plan(
+    n: int, batch_size: int, *, rank: int, world_size: int
+) -> tuple[list[int], list[float]]:
+    """One epoch's global batch sizes over ``n`` images and this rank's loss weight for each.
+
+    One process: :func:`batch_sizes` and weights 1. Under torchrun:
+    :func:`~dismax_cli.engine.distributed.global_batch_sizes`, each rank holding its contiguous
+    piece of every batch, weighted by :func:`~dismax_cli.engine.distributed.loss_weight` so the
+    averaged gradient is the global batch's. Shared by the in-memory and streamed batches.
+
+    Raises:
+        DismaxError: for a ``batch_size`` or ``n`` below 2, or too few images for the ranks.
+    """
+    sizes = batch_sizes(n, batch_size)  # checks batch_size and n even under torchrun
+    if world_size <= 1:
+        return sizes, [1.0] * len(sizes)
+    sizes = distributed.global_batch_sizes(n, batch_size, world_size)
+    local = [distributed.split_sizes(s, world_size)[rank] for s in sizes]
+    weights = [distributed.loss_weight(k, s, world_size) for k, s in zip(local, sizes, strict=True)]
+    return sizes, weights
+
+
 def batch_sizes(n: int, batch_size: int) -> list[int]:
     """The sizes of one epoch's training batches over ``n`` images; none is below 2.
 
@@ -187,15 +209,9 @@ class InMemoryBatches:
         self.batch_size, self.transform = batch_size, transform
         self.generator, self.augment, self.recipe = generator, augment, recipe
         self.rank, self.world_size = rank, world_size
-        self.sizes = batch_sizes(len(images), batch_size)
-        self.loss_weights = [1.0] * len(self.sizes)
-        if world_size > 1:
-            self.sizes = distributed.global_batch_sizes(len(images), batch_size, world_size)
-            local = [distributed.split_sizes(s, world_size)[rank] for s in self.sizes]
-            self.loss_weights = [
-                distributed.loss_weight(n, s, world_size)
-                for n, s in zip(local, self.sizes, strict=True)
-            ]
+        self.sizes, self.loss_weights = epoch_batches_plan(
+            len(images), batch_size, rank=rank, world_size=world_size
+        )
 
     def __len__(self) -> int:
         return len(self.sizes)

@@ -19,7 +19,7 @@ from dismax_cli.data import ImageSet, ImageTransform, augment_batch
 from dismax_cli.data.stream import ImageFiles, StreamSet, default_workers
 from dismax_cli.data.transforms import random_resized_crop_flip
 from dismax_cli.engine import distributed
-from dismax_cli.engine.loop import InMemoryBatches, batch_sizes
+from dismax_cli.engine.loop import InMemoryBatches, epoch_batches_plan
 
 _MASK63 = (1 << 63) - 1
 
@@ -158,16 +158,10 @@ class StreamBatches:
         self.dataset = _TrainFiles(
             train.files, train.labels.numpy(), transform, augment=augment, recipe=recipe
         )
-        self.sizes = batch_sizes(len(train), batch_size)
-        self.loss_weights = [1.0] * len(self.sizes)
+        self.sizes, self.loss_weights = epoch_batches_plan(
+            len(train), batch_size, rank=rank, world_size=world_size
+        )
         self.rank, self.world_size = rank, world_size
-        if world_size > 1:
-            self.sizes = distributed.global_batch_sizes(len(train), batch_size, world_size)
-            local = [distributed.split_sizes(s, world_size)[rank] for s in self.sizes]
-            self.loss_weights = [
-                distributed.loss_weight(n, s, world_size)
-                for n, s in zip(local, self.sizes, strict=True)
-            ]
         self.generator, self.workers, self.pin = generator, workers, pin_memory
 
     def __len__(self) -> int:
