@@ -9,6 +9,10 @@ What is shared:
   examples, the JSON, detector and figure tests) finds them finished and only scores.
 * :data:`support.SHARED_DATA` and :func:`support.run_dismax` (``tests/support.py``): the one path
   to ``../shared/data`` and the one launcher of a real ``dismax`` process.
+* The fork server (``tests/forkserver.py``, started in :func:`pytest_configure`): ``dismax`` on
+  ``PATH`` is its shim, so each real ``dismax`` process of a test (``run_dismax``, README shell
+  blocks, shard jobs) is forked from an interpreter that has imported torch and the package
+  already (~3 CPU-s less per process); ``DISMAX_TEST_FORK=0`` runs them all from scratch.
 
 Process settings, made here before torch is imported by any test:
 
@@ -38,8 +42,16 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1) > 1:
     # resume tests) and two workers do not ask for four threads on two cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import forkserver  # noqa: E402
 import pytest  # noqa: E402
 from support import run_dismax  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start this process's ``dismax`` fork server (not in the xdist controller: no tests)."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    forkserver.install()
 
 
 def _session_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

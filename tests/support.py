@@ -1,8 +1,9 @@
 """Helpers the test modules import: the repository's paths and the one ``dismax`` launcher.
 
 Tests call the CLI in-process through typer's ``CliRunner`` unless they need a real process
-(exit codes seen by a shell, signals, pipes, several processes at once, a fresh interpreter's
-imports); those use :func:`run_dismax`.
+(exit codes seen by a shell, signals, pipes, several processes at once); those use
+:func:`run_dismax` (or ``dismax`` in a shell), served by the fork server of ``forkserver.py``.
+Tests of what a fresh interpreter imports run ``python -c`` themselves.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def dismax_command() -> list[str]:
-    """The installed ``dismax`` console script, else ``python -m dismax_cli``."""
+    """The ``dismax`` command: the first on ``PATH``, else ``python -m dismax_cli``.
+
+    In a test session the first on ``PATH`` is the fork server's shim (``tests/forkserver.py``,
+    installed by ``conftest.py``): a real process of its own per command, without the import
+    time of a fresh interpreter.
+    """
     exe = shutil.which("dismax")
     return [exe] if exe else [sys.executable, "-m", "dismax_cli"]
 
