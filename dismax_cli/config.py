@@ -310,7 +310,7 @@ def _check_file_values(
     (``val_fraction: 0`` with ``--protocol paper``) is not refused for a default it never meets.
     """
     try:
-        cls.from_dict({**base_values, **file_values}).validate()
+        cls.from_dict({**base_values, **file_values}).validate(machine=False)
     except InvalidValueError as exc:
         if exc.key in file_values:
             raise InvalidValueError(

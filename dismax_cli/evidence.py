@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dismax_cli.config import InvalidValueError
+from dismax_cli.bootstrap_settings import DEFAULT_BOOTSTRAP, MAX_BOOTSTRAP, check_bootstrap
 from dismax_cli.core.bootstrap import bootstrap_distribution
 from dismax_cli.core.metric_table import METRICS, keys
 from dismax_cli.core.uncertainty import reliability_bins
@@ -40,12 +40,8 @@ from dismax_cli.reports import Interval, MethodResult, OODResult, Report
 
 #: The seed of the bootstrap's index streams (fixed: the same report, the same intervals).
 BOOTSTRAP_SEED = 0
-#: The most resamples ``--bootstrap`` takes (about 2 s per metric per 1,000 on 10k + 10k).
-MAX_BOOTSTRAP = 100_000
 #: The intervals' coverage.
 BOOTSTRAP_LEVEL = 0.95
-#: ``--bootstrap`` default: resamples per interval.
-DEFAULT_BOOTSTRAP = 1000
 #: Reliability-diagram bins (the ECE's, METHOD.md §5).
 RELIABILITY_BINS = 15
 
@@ -243,21 +239,6 @@ def _interval(value: float, values: np.ndarray, resamples: int) -> Interval:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def check_bootstrap(value: object) -> int:
-    """Return ``value`` if it is a number of bootstrap resamples: an integer in [0, MAX].
-
-    Raises:
-        InvalidValueError: naming the value and the rule (exit 2 in the CLI).
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BOOTSTRAP:
-        raise InvalidValueError(
-            "bootstrap",
-            f"bootstrap={value!r} is invalid: use an integer from 0 to {MAX_BOOTSTRAP:,} "
-            f"(resamples per interval; 0 skips the intervals, {DEFAULT_BOOTSTRAP} is the default)",
-        )
-    return value
 
 
 def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path) -> Report:

@@ -63,6 +63,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 __all__ = ["atomic_write", "atomic_write_bytes"]
 
 
+#: The file a run folder keeps its model in (``dismax train --out DIR`` writes DIR/checkpoint.pt).
+CHECKPOINT_NAME = "checkpoint.pt"
+#: The per-epoch training log beside it.
+LOG_NAME = "train_log.jsonl"
+
+
+def checkpoint_path(run_dir_or_file: str | os.PathLike[str]) -> Path:
+    """``run_dir/checkpoint.pt`` for a folder, the path itself for a file (stdlib only, so the
+    CLI checks a CHECKPOINT argument before torch loads)."""
+    path = Path(run_dir_or_file)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
 #: The suffix of the per-sample file beside a report: ``R.json`` -> ``R.samples.npz``.
 SAMPLES_SUFFIX = ".samples.npz"
 

@@ -124,7 +124,7 @@ def benchmark_config(
     The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize), in
     ``--ood`` and in the SET of ``--require`` alike, from the command line and from a config.
     """
-    from dismax_cli.benchmark import BenchmarkConfig
+    from dismax_cli.benchmark_config import BenchmarkConfig  # torch-free
 
     for values in (cli_values, file_values):
         _canonical_ood(values)
@@ -147,7 +147,7 @@ def _canonical_ood(values: dict[str, Any]) -> None:
 
 def _ood_labels(cli_values: dict[str, Any], file_values: dict[str, Any], default: Any) -> list:
     """The OOD sets' labels (``--ood`` or the file's, else the default; the preset's)."""
-    from dismax_cli.benchmark import split_label
+    from dismax_cli.gates import split_label
     from dismax_cli.presets import PRESETS
 
     entries = cli_values["ood"] or file_values.get("ood") or default

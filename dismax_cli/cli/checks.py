@@ -110,8 +110,7 @@ def check_checkpoint_file(checkpoint: Path) -> None:
 
     A missing file is left to the loader, whose message says how to make one.
     """
-    from dismax_cli.engine.checkpoint import checkpoint_path
-    from dismax_cli.fileio import file_problem
+    from dismax_cli.fileio import checkpoint_path, file_problem
 
     path = checkpoint_path(checkpoint)
     problem = file_problem(path)

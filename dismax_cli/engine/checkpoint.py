@@ -39,10 +39,14 @@ from dismax_cli.engine.checkpoint_meta import (
 from dismax_cli.engine.config import EpochLog
 from dismax_cli.engine.devices import resolve_device
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import atomic_write, atomic_write_bytes
+from dismax_cli.fileio import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    atomic_write,
+    atomic_write_bytes,
+    checkpoint_path,
+)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "train_log.jsonl"
 #: Versions :func:`load_checkpoint` reads (older ones are migrated to the current one).
 READABLE_VERSIONS = (1, 2)
 _TEMPERATURE_KEY = "head.temperature"  # format 1 kept T as a head buffer
@@ -111,12 +115,6 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_canonical(v) for v in value)
     return value
-
-
-def checkpoint_path(run_dir_or_file: str | Path) -> Path:
-    """``run_dir/checkpoint.pt`` for a folder, the path itself for a file."""
-    path = Path(run_dir_or_file)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
 
 
 def _unpickle(path: Path) -> Any:

@@ -17,9 +17,6 @@ from typing import Any
 
 from dismax_cli.config import InvalidValueError, check_types
 from dismax_cli.core.methods import get_method, list_methods
-from dismax_cli.engine.devices import resolve_device
-from dismax_cli.models import list_backbones
-from dismax_cli.models.external import check_model_name
 from dismax_cli.protocol import (
     DEFAULT_SELECTION,
     check_protocol,
@@ -101,22 +98,31 @@ class TrainConfig:
     decay_epochs: tuple[int, ...] | None = None
     stream: bool | None = None
 
-    def validate(self) -> TrainConfig:
-        """Return self after checking every value; raise DismaxError naming the bad one."""
+    def validate(self, *, machine: bool = True) -> TrainConfig:
+        """Return self after checking every value.
+
+        The checks that need no library come first and load no torch, so a bad value is a
+        fast usage error; then (``machine=True``) the ones that need torch: a ``torchvision:``
+        or ``timm:`` model that exists, a device this machine has.
+
+        Raises:
+            InvalidValueError: naming the first bad key (exit 2).
+            DismaxError: for a valid value that cannot be used here (no CUDA, no timm).
+        """
         if self.method not in list_methods():
             raise InvalidValueError(
                 "method",
                 f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
             )
-        check_model_name(self.model, list_backbones())
         self._check_numbers()
         check_protocol(self.protocol)
         check_val_fraction(self.protocol, self.val_fraction)
         resolve_selection(self.protocol, self.select)
         check_image_size(self.image_size)
         check_decay_epochs(self.decay_epochs, self.epochs)
-        resolve_device(self.device)  # unknown or unavailable devices fail before any work
         self._check_fpr()
+        if machine:
+            check_model_and_device(self.model, self.device)
         return self
 
     def _check_numbers(self) -> None:
@@ -212,6 +218,22 @@ class TrainConfig:
             if key in values and values[key] == getattr(defaults, key):
                 values.pop(key)
         return values
+
+
+def check_model_and_device(model: str, device: str) -> None:
+    """The checks of a run's settings that load torch: ``model`` is a backbone or an existing
+    torchvision/timm model, ``device`` is one this machine has.
+
+    Raises:
+        InvalidValueError: for an unknown model or a malformed device name.
+        DismaxError: for a device this machine lacks, or timm not installed.
+    """
+    from dismax_cli.engine.devices import resolve_device
+    from dismax_cli.models import list_backbones
+    from dismax_cli.models.external import check_model_name
+
+    check_model_name(model, list_backbones())
+    resolve_device(device)  # unknown or unavailable devices fail before any work
 
 
 #: TrainConfig fields added after the run key was first defined: omitted from
@@ -355,5 +377,6 @@ __all__ = [
     "TrainResult",
     "check_image_size",
     "check_decay_epochs",
+    "check_model_and_device",
     "lr_milestones",
 ]

@@ -1,0 +1,118 @@
+"""Faults a bad-input tester found (review of session 4): usage errors that loaded torch first,
+figure sets left half-written, ``--config`` given twice, a report read through a symbolic link,
+messages that showed Python's repr instead of the value as typed.
+
+The project's rule (README "Design notes", "Exit codes and option values"): bad input gets one
+line naming the value and the fix, exits non-zero, loses nothing, shows no traceback without
+``--debug``, and a usage error answers before torch is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("torch", "torchvision", "sklearn", "scipy")
+
+#: Files the probes below use, written into the probe's folder.
+_FILES = {
+    "unknown.yaml": "foo: 1\n",
+    "unknown2.yaml": "epochs: 2\nlearning_rate: 0.1\n",
+    "typo.yaml": "batchsize: 8\n",
+    "two_rows.yaml": "methods: [dismax, dismax_nofpr]\n",
+    "no_fpr.yaml": "fpr: false\n",
+    "decay.yaml": "epochs: 5\ndecay_epochs: [7]\n",
+    "knn.yaml": "require: ['dismax/knn:AUROC:uniform>=0.5']\n",
+    "small_ensemble.yaml": "ensemble_size: 1\n",
+}
+
+
+def _probe(tmp_path: Path, args: list[str]) -> tuple[int, str, list[str]]:
+    """Run ``dismax ARGS`` in a fresh interpreter in ``tmp_path``: its exit code, stderr, and
+    the heavy modules loaded by the time it exits."""
+    for name, text in _FILES.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "folder_ckpt" / "checkpoint.pt").mkdir(parents=True, exist_ok=True)
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules]))\n"
+        "from dismax_cli.cli.app import main\n"
+        f"sys.exit(main({args!r}))\n"
+    )
+    env = {**os.environ, "DISMAX_OFFLINE": "1", "DISMAX_RUNS_DIR": str(tmp_path / "runs")}
+    env["DISMAX_DATA_DIR"] = str(tmp_path / "data")  # a probe that wrongly ran finds nothing
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env=env,
+    )
+    heavy = [t for t in proc.stdout.splitlines() if t.startswith("HEAVY")][-1]
+    return proc.returncode, proc.stderr, eval(heavy[len("HEAVY ") :])  # noqa: S307 - our print
+
+
+# ----------------------------------------------------------------------------- item 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # An unknown key in a --config file (train and benchmark; several spellings).
+        ["train", "--config", "unknown.yaml", "--out", "x"],
+        ["train", "--config", "unknown2.yaml", "--out", "x"],
+        ["train", "--out", "x", "--resume", "--config", "typo.yaml"],
+        ["benchmark", "--config", "unknown.yaml"],
+        ["benchmark", "--config", "typo.yaml", "--epochs", "1"],
+        # --no-fpr where two DisMax rows would result (command line, file, or both).
+        ["benchmark", "--methods", "dismax", "dismax_nofpr", "--no-fpr"],
+        ["benchmark", "--config", "two_rows.yaml", "--no-fpr"],
+        ["benchmark", "--config", "no_fpr.yaml", "--methods", "dismax", "dismax_nofpr"],
+        # A --require that this run cannot meet: unknown score, set, method, preset set.
+        ["benchmark", "--require", "dismax/knn:AUROC:uniform>=0.5"],
+        ["benchmark", "--config", "knn.yaml"],
+        ["benchmark", "--require", "softmax/energyy:AUROC:digits[6-9]>=0.5"],
+        ["benchmark", "--require", "dismax:AUROC:nosuchset>=0.5"],
+        ["benchmark", "--require", "nosuch:AUROC:uniform>=0.5"],
+        ["benchmark", "--methods", "softmax", "--require", "dismax:AUROC:uniform>=0.5"],
+        ["benchmark", "--ood-preset", "openood-cifar10", "--require", "dismax:AUROC:x>=0.5"],
+        # Other values only the merged configuration can refuse.
+        ["benchmark", "--epochs", "5", "--decay-epochs", "7"],
+        ["benchmark", "--config", "decay.yaml"],
+        ["train", "--config", "decay.yaml", "--out", "x"],
+        ["benchmark", "--methods", "ensemble", "--ensemble-size", "1"],
+        ["benchmark", "--config", "small_ensemble.yaml"],
+        ["benchmark", "--val-fraction", "0"],
+        ["train", "--out", "x", "--resume", "--val-fraction", "0"],
+        ["train", "--out", "x", "--method", "softmax", "--fpr"],
+    ],
+)
+def test_usage_errors_of_merged_settings_answer_before_torch_loads(
+    tmp_path: Path, args: list[str]
+) -> None:
+    code, stderr, heavy = _probe(tmp_path, args)
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert heavy == [], (args, heavy)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["calibrate", "folder_ckpt"],
+        ["score", "folder_ckpt", "--ood", "uniform"],
+        ["detect", "folder_ckpt", "image.png"],
+        ["score", "missing.pt", "--ood", "uniform", "--out", "folder_ckpt"],
+        ["score", "missing.pt", "--ood", "uniform", "--dump", "missing.pt"],
+    ],
+)
+def test_unusable_paths_of_checkpoint_commands_answer_before_torch_loads(
+    tmp_path: Path, args: list[str]
+) -> None:
+    code, stderr, heavy = _probe(tmp_path, args)
+    assert code == 1, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+    assert heavy == [], (args, heavy)
