@@ -116,3 +116,82 @@ def test_unusable_paths_of_checkpoint_commands_answer_before_torch_loads(
     assert code == 1, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     assert heavy == [], (args, heavy)
+
+
+# ----------------------------------------------------------------------------- item 3
+
+
+def _invoke(args: list[str]) -> tuple[int, list[str]]:
+    from typer.testing import CliRunner
+
+    from dismax_cli.cli.app import app
+
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, result.output.strip().splitlines()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--config", "a.yaml", "--config", "b.yaml", "--out", "x"],
+        ["train", "--out", "x", "--config=a.yaml", "--config", "b.yaml"],
+        ["benchmark", "--config", "a.yaml", "--epochs", "1", "--config=b.yaml"],
+        ["benchmark", "--config", "a.yaml", "--config", "a.yaml"],
+    ],
+)
+def test_config_given_twice_is_refused_naming_both_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text("epochs: 1\n")
+    code, lines = _invoke(args)
+    assert code == 2, lines
+    assert len(lines) == 1 and lines[0].startswith("error: --config is given twice"), lines
+    named = [a.partition("=")[2] or a for a in args if a.endswith(".yaml")]
+    assert all(f"'{name}'" in lines[0] for name in named), lines
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "first", "second"),
+    [
+        (["train", "--out", "x", "--epochs", "5", "--epochs", "10"], "'5'", "'10'"),
+        (["train", "--out", "x", "--out", "y"], "'x'", "'y'"),
+        (["benchmark", "--device", "cpu", "--device=cuda"], "'cpu'", "'cuda'"),
+        (["score", "r.pt", "--ood", "uniform", "--score", "msp", "--score", "mds"], "'msp'",
+         "'mds'"),
+        (["calibrate", "r.pt", "--objective", "ece", "--objective", "nll"], "'ece'", "'nll'"),
+        (["detect", "r.pt", "i.png", "--tpr", "0.9", "--tpr", "0.95"], "'0.9'", "'0.95'"),
+        (["train", "--out", "x", "--fpr", "--no-fpr"], "--fpr", "--no-fpr"),
+        (["benchmark", "--no-augment", "--augment"], "--no-augment", "--augment"),
+    ],
+)
+def test_a_single_value_option_given_twice_with_two_values_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], first: str, second: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, lines = _invoke(args)
+    assert code == 2, lines
+    assert len(lines) == 1 and first in lines[0] and second in lines[0], lines
+    assert lines[0].index(first) < lines[0].index(second)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_the_same_value_twice_and_repeated_multi_value_options_are_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Past the repeat check, the next (deliberate) error is the bad method: the repeat passed.
+    code, lines = _invoke(
+        ["train", "--out", "x", "--epochs", "5", "--epochs=5", "--fpr", "--fpr", "--method", "no"]
+    )
+    assert code == 2 and "'no' is not one of" in " ".join(lines), lines
+    code, lines = _invoke(
+        ["benchmark", "--ood", "uniform", "--ood", "gaussian", "--require", "x", "--require", "y"]
+    )
+    assert code == 2 and "given twice" not in " ".join(lines), lines
+    # A value after -- is positional, never a second option.
+    from dismax_cli.cli.repeats import OptionSpelling, check_repeats
+
+    check_repeats(["--out", "a", "--", "--out", "b"], {"--out": OptionSpelling("out")})
