@@ -87,6 +87,23 @@ def samples_path(report_path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.stem + SAMPLES_SUFFIX)
 
 
+def report_neighbours(report_path: str | os.PathLike[str], name: str) -> tuple[Path, ...]:
+    """Where a file ``name`` that a report names (its per-sample file) is looked for: beside
+    the report the path resolves to (a symbolic link followed to its target), then beside the
+    path as given, when that is another folder. Stdlib only.
+
+    ``links/r.json -> ../runs/r.json`` gives ``(runs/NAME, links/NAME)``.
+    """
+    given = Path(report_path)
+    try:
+        resolved = given.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: only the path as given is left
+        return (given.parent / name,)
+    first, second = resolved.parent / name, given.parent / name
+    same = os.path.normpath(first) == os.path.normpath(second.absolute())
+    return (first,) if same else (first, second)
+
+
 def check_regular_file(path: str | os.PathLike[str], what: str, fix: str) -> None:
     """Refuse at once a ``path`` that is missing or no regular file (a folder, a FIFO that would
     block the read, a device): ``cannot read WHAT 'PATH': it PROBLEM; FIX``.

@@ -195,3 +195,196 @@ def test_the_same_value_twice_and_repeated_multi_value_options_are_accepted(
     from dismax_cli.cli.repeats import OptionSpelling, check_repeats
 
     check_repeats(["--out", "a", "--", "--out", "b"], {"--out": OptionSpelling("out")})
+
+
+# ----------------------------------------------------------------------------- item 2
+
+REPORT_JSON = Path(__file__).resolve().parent / "data" / "cifar10-cpu-v1.json"
+
+
+def _per_sample():  # noqa: ANN202 - a PerSample of two methods and two OOD sets
+    import numpy as np
+
+    from dismax_cli import plots
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 10, 120)
+    methods = {}
+    for name, score in (("softmax", "msp"), ("dismax", "mmles")):
+        logits = rng.normal(size=(120, 10))
+        logits[np.arange(120), targets] += 3
+        methods[name] = plots.MethodSamples(
+            logits=logits, temperature=1.2, score=score, id_scores=rng.normal(1, 1, 120),
+            ood_scores={"svhn": rng.normal(0, 1, 80), "mnist": rng.normal(0, 1, 80)},
+        )
+    return plots.PerSample(targets=targets, methods=methods)
+
+
+def _saved_report(folder: Path) -> Path:
+    """A report with its per-sample file, as ``benchmark --out`` writes them."""
+    import dataclasses
+
+    from dismax_cli.plots import save_per_sample
+    from dismax_cli.reports import from_json, to_json
+
+    digest = save_per_sample(folder / "r.samples.npz", _per_sample())
+    report = dataclasses.replace(
+        from_json(REPORT_JSON.read_text()),
+        per_sample={"file": "r.samples.npz", "sha256": digest, "seed": 0},
+    )
+    path = folder / "r.json"
+    path.write_text(to_json(report) + "\n")
+    return path
+
+
+def _main(args: list[str]) -> int:
+    from dismax_cli.cli.app import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def _failing(monkeypatch: pytest.MonkeyPatch, name: str, after: int, error: OSError) -> None:
+    """Make ``os.NAME`` fail from its call number ``after + 1`` on (a full disk, say)."""
+    real = getattr(os, name)
+    calls = {"n": 0}
+
+    def patched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, name, patched)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["folder_in_the_way", "disk_full_on_third_file", "rename_fails_on_second_file", "html_dir"],
+)
+def test_show_writes_plots_and_page_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    import errno
+
+    report = _saved_report(tmp_path)
+    plots_dir = tmp_path / "plots"
+    plots_dir.mkdir()
+    (plots_dir / "roc-svhn.png").write_bytes(b"old plot")  # there before: must stay as it is
+    (tmp_path / "page.html").write_text("old page")
+    html = tmp_path / "page.html"
+    if fault == "folder_in_the_way":
+        (plots_dir / "pr-svhn.png").mkdir()
+    elif fault == "disk_full_on_third_file":
+        _failing(monkeypatch, "fsync", 2, OSError(errno.ENOSPC, "No space left on device"))
+    elif fault == "rename_fails_on_second_file":
+        _failing(monkeypatch, "replace", 1, OSError(errno.EIO, "Input/output error"))
+    else:
+        html = tmp_path / "new_dir" / "page.html"  # a folder that does not exist: refused first
+    before = _tree(tmp_path)
+    code = _main(["show", str(report), "--plots", str(plots_dir), "--html", str(html)])
+    monkeypatch.undo()
+    assert code == 1
+    assert _tree(tmp_path) == before
+
+
+def test_show_still_writes_every_figure_when_nothing_fails(tmp_path: Path) -> None:
+    report = _saved_report(tmp_path)
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "roc-svhn.png").write_bytes(b"old plot")
+    code = _main(["show", str(report), "--plots", str(tmp_path / "plots" / "new"), "--html",
+                  str(tmp_path / "page.html"), "--format", "json"])
+    assert code == 0
+    written = sorted(p.name for p in (tmp_path / "plots" / "new").iterdir())
+    assert "roc-svhn.png" in written and "risk-coverage.png" in written
+    assert not [n for n in written if n.startswith(".")]  # no temporary file left
+    assert (tmp_path / "page.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_benchmark_writes_report_samples_plots_and_page_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from dismax_cli.cli import benchmark_run
+    from dismax_cli.cli.common import OutputFormat
+    from dismax_cli.errors import DismaxError
+    from dismax_cli.reports import from_json
+
+    report = from_json(REPORT_JSON.read_text())
+    evidence = types.SimpleNamespace(per_sample=_per_sample, records={"softmax": {0: None}})
+    cfg = types.SimpleNamespace(require=())
+    out = tmp_path / "r.json"
+    out.write_text("old report")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "hist-dismax-mnist.png").mkdir()  # in the way of the last plot
+    command = {"out": out, "plots": tmp_path / "plots", "html": tmp_path / "page.html",
+               "output_format": OutputFormat.json}
+    before = _tree(tmp_path)
+    with pytest.raises(DismaxError, match="hist-dismax-mnist.png"):
+        benchmark_run.finish(report, evidence, cfg, command)
+    assert _tree(tmp_path) == before
+    (tmp_path / "plots" / "hist-dismax-mnist.png").rmdir()
+    benchmark_run.finish(report, evidence, cfg, command)
+    assert from_json(out.read_text()).per_sample["file"] == "r.samples.npz"
+    assert (tmp_path / "r.samples.npz").is_file() and (tmp_path / "page.html").is_file()
+    assert (tmp_path / "plots" / "hist-dismax-mnist.png").is_file()
+
+
+# ----------------------------------------------------------------------------- item 4
+
+
+@pytest.mark.parametrize("layout", ["link_elsewhere", "link_renamed", "folder_link", "chain"])
+def test_show_reads_the_samples_beside_the_report_a_link_points_to(
+    tmp_path: Path, layout: str
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    target = _saved_report(runs)  # runs/r.json + runs/r.samples.npz
+    links = tmp_path / "links"
+    links.mkdir()
+    if layout == "link_elsewhere":
+        link = links / "r.json"
+        link.symlink_to(target)
+    elif layout == "link_renamed":
+        link = links / "latest.json"
+        link.symlink_to(Path("..") / "runs" / "r.json")  # relative, another name
+    elif layout == "folder_link":
+        (links / "runs").symlink_to(runs, target_is_directory=True)
+        link = links / "runs" / "r.json"
+    else:
+        (links / "first.json").symlink_to(target)
+        link = links / "second.json"
+        link.symlink_to(links / "first.json")
+    code = _main(["show", str(link), "--plots", str(tmp_path / "plots"), "--format", "json"])
+    assert code == 0
+    assert (tmp_path / "plots" / "risk-coverage.png").is_file()
+
+
+def test_samples_beside_the_link_are_the_fallback(tmp_path: Path) -> None:
+    from dismax_cli.fileio import report_neighbours
+
+    runs, links = tmp_path / "runs", tmp_path / "links"
+    runs.mkdir()
+    links.mkdir()
+    target = _saved_report(runs)
+    (links / "r.json").symlink_to(target)
+    (runs / "r.samples.npz").rename(links / "r.samples.npz")  # only beside the link now
+    assert report_neighbours(links / "r.json", "r.samples.npz") == (
+        runs.resolve() / "r.samples.npz", links / "r.samples.npz"
+    )
+    code = _main(["show", str(links / "r.json"), "--plots", str(tmp_path / "p"), "--format",
+                  "json"])
+    assert code == 0 and (tmp_path / "p" / "risk-coverage.png").is_file()
+    # A plain report: one place, beside it.
+    assert report_neighbours(target, "x.npz") == (runs.resolve() / "x.npz",)

@@ -212,17 +212,24 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     """
     from dismax_cli.benchmark import check_requirements
     from dismax_cli.engine import distributed
-    from dismax_cli.evidence import write_per_sample
+    from dismax_cli.evidence import per_sample_file
+    from dismax_cli.output_set import OutputSet
+    from dismax_cli.reports import to_json
 
     report = check_requirements(report, cfg.require)
     if not distributed.is_main():  # under torchrun rank 0 writes the report and its files
         return
     out, plots, html = command["out"], command["plots"], command["html"]
+    outputs = OutputSet()  # the report, its per-sample file and the figures: all or nothing
     if out is not None:
-        report = write_per_sample(report, evidence, out)
-    write_report_outputs(report, out=out, output_format=command["output_format"])
+        report, data = per_sample_file(report, evidence, out)
+        outputs.add(samples_path(out), data, "the per-sample file")
+        outputs.add(out, (to_json(report) + "\n").encode(), "--out")
     per_sample = evidence.per_sample() if plots is not None or html is not None else None
-    write_figures(report, per_sample, plots=plots, html=html)
+    write_figures(
+        report, per_sample, plots=plots, html=html, outputs=outputs,
+        then=lambda: write_report_outputs(report, out=None, output_format=command["output_format"]),
+    )  # fmt: skip
     failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
     if failed:
         say(
