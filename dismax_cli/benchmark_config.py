@@ -24,6 +24,7 @@ from dismax_cli.core.methods import (
 )
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.engine.config import TrainConfig, check_model_and_device
+from dismax_cli.errors import quote_value as q
 from dismax_cli.gates import check_ood_labels, parse_requirements, split_label
 from dismax_cli.presets import check_preset, resolve_ood
 from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer
@@ -181,11 +182,11 @@ class BenchmarkConfig:
         for m in self.methods:
             if m not in known:
                 raise InvalidValueError(
-                    "methods", f"unknown method {m!r}: choose from {', '.join(known)}"
+                    "methods", f"unknown method {q(m)}: choose from {', '.join(known)}"
                 )
         if len(set(self.methods)) != len(self.methods):
             raise InvalidValueError(
-                "methods", f"methods {list(self.methods)} name one method twice: list each once"
+                "methods", f"methods {q(list(self.methods))} name one method twice: list each once"
             )
 
     def _validate(self) -> BenchmarkConfig:
@@ -194,7 +195,7 @@ class BenchmarkConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer of at least 1"
+                    name, f"{name}={q(value)} is invalid: use an integer of at least 1"
                 )
         if any(get_method(m).members_of for m in self.methods) and self.ensemble_size < 2:
             raise InvalidValueError(
@@ -205,7 +206,7 @@ class BenchmarkConfig:
         if self.objective not in CALIBRATION_OBJECTIVES:
             raise InvalidValueError(
                 "objective",
-                f"objective {self.objective!r} is invalid: choose "
+                f"objective {q(self.objective)} is invalid: choose "
                 f"{' or '.join(CALIBRATION_OBJECTIVES)}",
             )
         check_device_name(self.train.device)
@@ -257,7 +258,7 @@ class BenchmarkConfig:
                 first = self.methods[labels.index(label)]
                 raise InvalidValueError(
                     "methods",
-                    f"methods {first!r} and {self.methods[i]!r} are the same row here "
+                    f"methods {q(first)} and {q(self.methods[i])} are the same row here "
                     f"({label}): list one of them",
                 )
 

@@ -8,6 +8,7 @@ loading them: a bad value is a fast usage error (README "Design notes", "Exit co
 from __future__ import annotations
 
 from dismax_cli.config_types import InvalidValueError
+from dismax_cli.errors import quote_value as q
 
 #: The most resamples ``--bootstrap`` takes (about 2 s per metric per 1,000 on 10k + 10k).
 MAX_BOOTSTRAP = 100_000
@@ -24,7 +25,7 @@ def check_bootstrap(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BOOTSTRAP:
         raise InvalidValueError(
             "bootstrap",
-            f"bootstrap={value!r} is invalid: use an integer from 0 to {MAX_BOOTSTRAP:,} "
+            f"bootstrap={q(value)} is invalid: use an integer from 0 to {MAX_BOOTSTRAP:,} "
             f"(resamples per interval; 0 skips the intervals, {DEFAULT_BOOTSTRAP} is the default)",
         )
     return value

@@ -35,6 +35,7 @@ from dismax_cli.core.bootstrap import bootstrap_distribution
 from dismax_cli.core.metric_table import METRICS, keys
 from dismax_cli.core.uncertainty import reliability_bins
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import report_neighbours, samples_path
 from dismax_cli.plots import (
     MethodSamples,
@@ -276,7 +277,7 @@ def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path
         digest = save_per_sample(path, per_sample)
     except OSError as exc:
         raise DismaxError(
-            f"cannot write the per-sample file {str(path)!r}: {exc.strerror}"
+            f"cannot write the per-sample file {q(path)}: {exc.strerror}"
         ) from None
     seed = min(min(seeds) for seeds in evidence.records.values())
     return dataclasses.replace(

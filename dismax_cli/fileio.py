@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dismax_cli.errors import quote_value as q
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
     """Create ``path`` by calling ``write(handle)`` on a temporary file, then renaming it.
@@ -115,7 +117,7 @@ def check_regular_file(path: str | os.PathLike[str], what: str, fix: str) -> Non
 
     problem = file_problem(path)
     if problem is not None:
-        raise DismaxError(f"cannot read {what} {os.fspath(path)!r}: it {problem}; {fix}")
+        raise DismaxError(f"cannot read {what} {q(os.fspath(path))}: it {problem}; {fix}")
 
 
 def _stat(path: str | os.PathLike[str]) -> tuple[os.stat_result | None, str | None]:

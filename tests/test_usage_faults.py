@@ -388,3 +388,51 @@ def test_samples_beside_the_link_are_the_fallback(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "p" / "risk-coverage.png").is_file()
     # A plain report: one place, beside it.
     assert report_neighbours(target, "x.npz") == (runs.resolve() / "x.npz",)
+
+
+# ----------------------------------------------------------------------------- item 5
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "shown"),
+    [
+        (["train", "--out", "x", "--method", "it's"], None, "'it's' is not one of"),
+        (["train", "--out", "x", "--method", "a\\b"], None, "'a\\b' is not one of"),
+        (["train", "--out", "x", "--device", 'gp"u'], None, "device 'gp\"u' is invalid"),
+        (["benchmark", "--epochs", "o'clock"], None, "'o'clock' is not an integer"),
+        (["train", "--out", "x"], "epochs: true\n", "true is not an integer"),
+        (["train", "--out", "x"], "lr: null\n", "lr=null is invalid"),
+        (["train", "--out", "x"], "epochs: [1]\n", "epochs=[1] is invalid"),
+        (["benchmark"], "methods: [dismax, dismax]\n", "methods [dismax, dismax] name one"),
+        (["benchmark", "--ood", "a=uniform", "a=gaussian"], None,
+         "OOD sets [a=uniform, a=gaussian] use the name 'a' twice"),
+        (["train", "--out", "x"], "decay_epochs: [3, 2]\nepochs: 5\n", "2 in [3, 2] is"),
+        (["benchmark"], "require: [\"x'y\"]\n", "requirement 'x'y'"),
+    ],
+)
+def test_messages_show_values_as_typed_not_python_repr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], config: str | None,
+    shown: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(config)
+        args = [*args, "--config", "c.yaml"]
+    code, lines = _invoke(args)
+    text = lines[-1]  # Click's usage errors put the message on their last line
+    assert code == 2 and text.lower().startswith("error: "), lines
+    assert shown in text, text
+    for python in ("PosixPath(", "['", "\\\\", "True", "None"):
+        assert python not in text, text
+
+
+def test_quote_value_shows_text_paths_lists_and_constants_as_typed() -> None:
+    from dismax_cli.errors import quote_value
+
+    assert quote_value("it's") == "'it's'"  # repr: "it's"
+    assert quote_value(Path("runs") / "a b") == "'runs/a b'"  # repr: PosixPath('runs/a b')
+    assert quote_value(["a", "b"]) == "[a, b]"  # repr: ['a', 'b']
+    assert quote_value(("x y", "")) == "['x y', '']"
+    assert quote_value([True, None, 3]) == "[true, null, 3]"
+    assert quote_value("a\nb") == "'a\\nb'"  # still one line
+    assert quote_value(0.5) == "0.5"

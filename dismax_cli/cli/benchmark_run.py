@@ -26,6 +26,7 @@ from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_out
 from dismax_cli.cli.figures import check_figure_paths, write_figures
 from dismax_cli.config import InvalidValueError, build_config, read_yaml_config, run_checks
 from dismax_cli.errors import quote_path
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import samples_path
 from dismax_cli.timing import timing_seconds
 
@@ -102,7 +103,7 @@ def precheck(cli_values: dict[str, Any], file_values: dict[str, Any], config: Pa
         if value is not None and not all(isinstance(item, str) for item in items):
             what = "a name or a list of names" if key in LIST_KEYS else "one dataset spec"
             raise InvalidValueError(
-                key, f"invalid value for key {key!r} in config file '{config}': {value!r} is "
+                key, f"invalid value for key {q(key)} in config file '{config}': {q(value)} is "
                 f"not {what} (strings)"
             )  # fmt: skip
     precheck_file_values(file_values, config, {**opt.TRAINING_KNOBS, **FILE_PARSERS})

@@ -17,6 +17,7 @@ import typer
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import quote_value as q
 
 #: Dataset spec kinds whose text after ``kind:`` is a local file or folder the command reads.
 _FILE_KINDS = ("npz:", "imagefolder:")
@@ -158,7 +159,7 @@ def precheck_file_values(file_values: dict[str, Any], config: Any, parsers: dict
             except typer.BadParameter as exc:
                 raise InvalidValueError(
                     key,
-                    f"invalid value for key {key!r} in config file '{config}': {exc.message}",
+                    f"invalid value for key {q(key)} in config file '{config}': {exc.message}",
                 ) from None
 
 
@@ -183,5 +184,5 @@ def precheck_gates(
         try:
             check()
         except InvalidValueError as exc:
-            where = f"--{key}" if source == "the command line" else f"key {key!r} in {source}"
+            where = f"--{key}" if source == "the command line" else f"key {q(key)} in {source}"
             raise InvalidValueError(key, f"invalid value for {where}: {exc}") from None

@@ -17,6 +17,7 @@ from typing import Any
 
 from dismax_cli.config import InvalidValueError, check_types
 from dismax_cli.core.methods import get_method, list_methods
+from dismax_cli.errors import quote_value as q
 from dismax_cli.protocol import (
     DEFAULT_SELECTION,
     check_protocol,
@@ -112,7 +113,7 @@ class TrainConfig:
         if self.method not in list_methods():
             raise InvalidValueError(
                 "method",
-                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
+                f"unknown method {q(self.method)}: choose one of {', '.join(list_methods())}",
             )
         self._check_numbers()
         check_protocol(self.protocol)
@@ -131,7 +132,7 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
                 raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
+                    name, f"{name}={q(value)} is invalid: use an integer of at least {least}{why}"
                 )
         for names, positive, rule in (
             (("lr", "entropic_scale"), True, "a positive number"),
@@ -141,12 +142,12 @@ class TrainConfig:
                 value = getattr(self, name)
                 finite = isinstance(value, int | float) and math.isfinite(value)
                 if not (finite and (value > 0 if positive else value >= 0)):
-                    raise InvalidValueError(name, f"{name}={value!r} is invalid: use {rule}")
+                    raise InvalidValueError(name, f"{name}={q(value)} is invalid: use {rule}")
         for name in ("seed", "split_seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
                 raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer in [0, 2^62)"
+                    name, f"{name}={q(value)} is invalid: use an integer in [0, 2^62)"
                 )
 
     def _check_fpr(self) -> None:
@@ -155,7 +156,7 @@ class TrainConfig:
             raise InvalidValueError(
                 "fpr",
                 f"FPR (fractional probability regularization) applies to "
-                f"{', '.join(allowed)} only, not {self.method!r}: drop --fpr",
+                f"{', '.join(allowed)} only, not {q(self.method)}: drop --fpr",
             )
 
     @property
@@ -262,7 +263,7 @@ def check_image_size(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_IMAGE_SIZE:
         raise InvalidValueError(
             "image_size",
-            f"image_size={value!r} is invalid: use an integer from 8 to {MAX_IMAGE_SIZE}, e.g. "
+            f"image_size={q(value)} is invalid: use an integer from 8 to {MAX_IMAGE_SIZE}, e.g. "
             "224 (or leave it unset for the backbone's or the data's size)",
         )
 
@@ -291,9 +292,9 @@ def check_decay_epochs(value: object, epochs: int) -> None:
                 why = f"below epochs={epochs}"
             raise InvalidValueError(
                 "decay_epochs",
-                f"decay epoch {m!r} in {list(items)!r} is invalid: it must be {why}; use strictly "
-                f"increasing integers from 1 to epochs - 1 = {epochs - 1}, e.g. 30,60 for 90 "
-                "epochs",
+                f"decay epoch {q(m)} in {q(list(items))} is invalid: it must be {why}; use "
+                f"strictly increasing integers from 1 to epochs - 1 = {epochs - 1}, e.g. 30,60 "
+                "for 90 epochs",
             )
         previous = m
 
