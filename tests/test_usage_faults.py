@@ -270,10 +270,16 @@ def _failing(monkeypatch: pytest.MonkeyPatch, name: str, after: int, error: OSEr
 
 @pytest.mark.parametrize(
     "fault",
-    ["folder_in_the_way", "disk_full_on_third_file", "rename_fails_on_second_file", "html_dir"],
+    [
+        "folder_in_the_way",
+        "disk_full_on_third_file",
+        "rename_fails_on_second_file",
+        "new_plots_folder_disk_full",
+        "html_dir",
+    ],
 )
 def test_show_writes_plots_and_page_all_or_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, fault: str
 ) -> None:
     import errno
 
@@ -289,6 +295,9 @@ def test_show_writes_plots_and_page_all_or_nothing(
         _failing(monkeypatch, "fsync", 2, OSError(errno.ENOSPC, "No space left on device"))
     elif fault == "rename_fails_on_second_file":
         _failing(monkeypatch, "replace", 1, OSError(errno.EIO, "Input/output error"))
+    elif fault == "new_plots_folder_disk_full":  # the folders it creates go again
+        plots_dir = tmp_path / "new" / "plots"
+        _failing(monkeypatch, "fsync", 4, OSError(errno.ENOSPC, "No space left on device"))
     else:
         html = tmp_path / "new_dir" / "page.html"  # a folder that does not exist: refused first
     before = _tree(tmp_path)
@@ -296,6 +305,10 @@ def test_show_writes_plots_and_page_all_or_nothing(
     monkeypatch.undo()
     assert code == 1
     assert _tree(tmp_path) == before
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write --"), lines
+    assert captured.out == ""  # no table printed for a failed command
 
 
 def test_show_still_writes_every_figure_when_nothing_fails(tmp_path: Path) -> None:
