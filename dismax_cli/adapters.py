@@ -26,6 +26,7 @@ from torch import nn
 
 from dismax_cli.core.methods import get_method
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 
 def find_classifier(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -105,7 +106,7 @@ def replace_head(
         isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
     ):
         raise DismaxError(
-            f"replace_head: num_classes={num_classes!r} is not an integer: pass an int >= 2 "
+            f"replace_head: num_classes={q(num_classes)} is not an integer: pass an int >= 2 "
             "(e.g. num_classes=10)"
         )
     spec = get_method(method)

@@ -70,6 +70,7 @@ from dismax_cli.engine import (
 from dismax_cli.engine.lock import RunFolderBusy
 from dismax_cli.engine.streaming import pixels_of
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.evaluation import dataset_record, environment, measure_throughputs
 from dismax_cli.evidence import Evidence
 from dismax_cli.gates import (  # noqa: F401  (re-exported: the benchmark's public names)
@@ -111,7 +112,7 @@ def _train_or_reuse(
         finished = ckpt.exists() and load_checkpoint(ckpt).meta.finished
     except DismaxError as exc:
         raise DismaxError(
-            f"{exc}; the benchmark cannot reuse or resume it: delete the folder {str(run_dir)!r} "
+            f"{exc}; the benchmark cannot reuse or resume it: delete the folder {q(run_dir)} "
             "and run again to retrain it"
         ) from None
     if finished:
@@ -124,7 +125,7 @@ def _train_or_reuse(
         fit(config, run_dir, resume=True, progress=callback, data=data)
     except RunFolderBusy:
         raise RunFolderBusy(
-            f"another job is training {config.method} seed {config.seed} into {str(run_dir)!r}: "
+            f"another job is training {config.method} seed {config.seed} into {q(run_dir)}: "
             "wait for it (e.g. the --shard jobs) to finish, then run the benchmark again",
             run_dir,
         ) from None
@@ -357,7 +358,7 @@ def run_benchmark(
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DismaxError(f"cannot create runs folder {str(runs_dir)!r}: {exc.strerror}") from None
+        raise DismaxError(f"cannot create runs folder {q(runs_dir)}: {exc.strerror}") from None
     bench = _Bench(
         config, runs_dir, data, run_data_hash(data), oods, progress,
         Evidence() if evidence is None else evidence,

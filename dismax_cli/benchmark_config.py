@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from dismax_cli.bootstrap_settings import DEFAULT_BOOTSTRAP, check_bootstrap
 from dismax_cli.config import InvalidValueError, check_device_name
 from dismax_cli.config_types import check_hinted, field_hints
 from dismax_cli.core.methods import (
@@ -22,11 +23,9 @@ from dismax_cli.core.methods import (
     get_method,
 )
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
-from dismax_cli.engine import TrainConfig
-from dismax_cli.evidence import DEFAULT_BOOTSTRAP, check_bootstrap
+from dismax_cli.engine.config import TrainConfig, check_model_and_device
+from dismax_cli.errors import quote_value as q
 from dismax_cli.gates import check_ood_labels, parse_requirements, split_label
-from dismax_cli.models import list_backbones
-from dismax_cli.models.external import check_model_name
 from dismax_cli.presets import check_preset, resolve_ood
 from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer
 from dismax_cli.score_names import check_fpr_convention, method_scores, parse_scores
@@ -149,13 +148,17 @@ class BenchmarkConfig:
         """The calibration optimizer used: the given one, else the protocol's (METHOD.md §4)."""
         return self.calibration_optimizer or DEFAULT_OPTIMIZER[self.train.protocol]
 
-    def validate(self) -> BenchmarkConfig:
+    def validate(self, *, machine: bool = True) -> BenchmarkConfig:
         """Return self after checking every value (before anything trains).
 
         With ``ood_preset`` the result's ``ood`` holds the preset's sets (``presets.resolve_ood``).
+        Every check that needs no library runs first and loads no torch (a bad value is a fast
+        usage error); then, with ``machine=True``, the model's existence and the device
+        (:func:`~dismax_cli.engine.config.check_model_and_device`).
 
         Raises:
             InvalidValueError: naming the first bad key.
+            DismaxError: for a valid device or model this machine cannot use.
         """
         config = self
         timing_seconds(1.0)  # a bad DISMAX_TIMING_SECONDS fails here, not after training
@@ -167,7 +170,10 @@ class BenchmarkConfig:
         config = dataclasses.replace(config, scores=parse_scores(config.scores))
         check_fpr_convention(config.fpr_convention)
         config._check_methods()
-        return config._validate()
+        config._validate()
+        if machine:
+            check_model_and_device(config.train.model, config.train.device)
+        return config
 
     def _check_methods(self) -> None:
         known = benchmark_methods()
@@ -176,21 +182,20 @@ class BenchmarkConfig:
         for m in self.methods:
             if m not in known:
                 raise InvalidValueError(
-                    "methods", f"unknown method {m!r}: choose from {', '.join(known)}"
+                    "methods", f"unknown method {q(m)}: choose from {', '.join(known)}"
                 )
         if len(set(self.methods)) != len(self.methods):
             raise InvalidValueError(
-                "methods", f"methods {list(self.methods)} name one method twice: list each once"
+                "methods", f"methods {q(list(self.methods))} name one method twice: list each once"
             )
 
     def _validate(self) -> BenchmarkConfig:
         check_ood_labels(self.ood)
-        check_model_name(self.train.model, list_backbones())
         for name in ("seeds", "ensemble_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer of at least 1"
+                    name, f"{name}={q(value)} is invalid: use an integer of at least 1"
                 )
         if any(get_method(m).members_of for m in self.methods) and self.ensemble_size < 2:
             raise InvalidValueError(
@@ -201,14 +206,14 @@ class BenchmarkConfig:
         if self.objective not in CALIBRATION_OBJECTIVES:
             raise InvalidValueError(
                 "objective",
-                f"objective {self.objective!r} is invalid: choose "
+                f"objective {q(self.objective)} is invalid: choose "
                 f"{' or '.join(CALIBRATION_OBJECTIVES)}",
             )
         check_device_name(self.train.device)
         check_optimizer(self.calibration_optimizer)
         check_bootstrap(self.bootstrap)
         for method in (BASELINE_METHOD, *self.trained_methods()):
-            self.train_config(method, self.train.seed).validate()
+            self.train_config(method, self.train.seed).validate(machine=False)
         self._check_distinct_rows()
         parse_requirements(
             self.require,
@@ -253,7 +258,7 @@ class BenchmarkConfig:
                 first = self.methods[labels.index(label)]
                 raise InvalidValueError(
                     "methods",
-                    f"methods {first!r} and {self.methods[i]!r} are the same row here "
+                    f"methods {q(first)} and {q(self.methods[i])} are the same row here "
                     f"({label}): list one of them",
                 )
 

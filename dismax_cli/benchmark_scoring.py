@@ -36,6 +36,7 @@ from dismax_cli.engine import (
     rebuild_run_data,
 )
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.evaluation import (
     Outputs,
     dataset_record,
@@ -288,7 +289,7 @@ def write_scores_npz(
     try:
         atomic_write(path, lambda handle: np.savez(handle, **arrays))
     except OSError as exc:
-        raise DismaxError(f"cannot write scores to {str(path)!r}: {exc.strerror}") from None
+        raise DismaxError(f"cannot write scores to {q(path)}: {exc.strerror}") from None
 
 
 def _run_folder(path: str | Path) -> Path:
@@ -416,7 +417,7 @@ def score_checkpoint(
     """
     progress = progress or BenchmarkProgress()
     if score is not None and score not in SCORES:
-        raise DismaxError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
+        raise DismaxError(f"unknown score {q(score)}: choose one of {', '.join(SCORES)}")
     check_ood_labels(ood)
     scores = parse_scores(scores)
     check_fpr_convention(fpr_convention)

@@ -16,6 +16,7 @@ from typing import Any
 
 from dismax_cli.config_types import InvalidValueError, check_types
 from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import file_problem
 
 #: Devices every command accepts (plus ``cuda:N`` for the N-th CUDA GPU).
@@ -70,7 +71,7 @@ def check_device_name(name: object, *, key: str = "device") -> str:
             return f"cuda:{int(match.group(1))}"
     raise InvalidValueError(
         key,
-        f"device {name!r} is invalid: choose one of {', '.join(DEVICE_NAMES)} or cuda:N "
+        f"device {q(name)} is invalid: choose one of {', '.join(DEVICE_NAMES)} or cuda:N "
         "(N = 0, 1, ...)",
     )
 
@@ -165,7 +166,7 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     except DuplicateKeyError as exc:
         raise InvalidValueError(
             str(exc.key),
-            f"config file {quote_path(path)} gives key {str(exc.key)!r} twice (again at line "
+            f"config file {quote_path(path)} gives key {q(exc.key)} twice (again at line "
             f"{exc.line}): keep one",
         ) from None
     except yaml.YAMLError as exc:
@@ -190,8 +191,8 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
         if key in values:  # ``batch-size`` and ``batch_size``: one key, given twice
             raise InvalidValueError(
                 key,
-                f"config file {quote_path(path)} gives key {key!r} twice (as {spelled[key]!r} "
-                f"and {str(k)!r}): keep one",
+                f"config file {quote_path(path)} gives key {q(key)} twice (as {q(spelled[key])} "
+                f"and {q(k)}): keep one",
             )
         values[key], spelled[key] = v, str(k)
     return resolve_config_paths(values, path.resolve().parent)
@@ -227,7 +228,7 @@ def run_checks(
     """
     for key, check in checks.items():
         for values, source in (
-            (file_values, f"invalid value for key {key!r} in config file '{config}'"),
+            (file_values, f"invalid value for key {q(key)} in config file '{config}'"),
             (cli_values, f"invalid value for {option_name(key)}"),
         ):
             if values.get(key) is None:
@@ -275,9 +276,9 @@ def build_config(
         if cli_values.get(key) is not None:
             source = f"invalid value for {option_name(key)}"
         elif key in file_values and config is not None:
-            source = f"invalid value for key {key!r} in config file {quote_path(config)}"
+            source = f"invalid value for key {q(key)} in config file {quote_path(config)}"
         elif base_values and key in base_values:
-            source = f"invalid value for {key!r} in the run's stored settings"
+            source = f"invalid value for {q(key)} in the run's stored settings"
         else:
             source = "invalid value"
         raise InvalidValueError(key, f"{source}: {exc}") from None
@@ -310,11 +311,11 @@ def _check_file_values(
     (``val_fraction: 0`` with ``--protocol paper``) is not refused for a default it never meets.
     """
     try:
-        cls.from_dict({**base_values, **file_values}).validate()
+        cls.from_dict({**base_values, **file_values}).validate(machine=False)
     except InvalidValueError as exc:
         if exc.key in file_values:
             raise InvalidValueError(
-                exc.key, f"invalid value for key {exc.key!r} in config file '{config}': {exc}"
+                exc.key, f"invalid value for key {q(exc.key)} in config file '{config}': {exc}"
             ) from None
     except DismaxError:
         pass  # valid values that fail on this machine are reported for the merged options

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 _SCALARS: dict[type, tuple[str, str]] = {  # type -> (one value, several values)
     int: ("an integer", "integers"),
@@ -163,7 +164,7 @@ def check_value(key: str, value: Any, hint: Any, *, what: str) -> Any:
     """
     ok, out = _convert(value, hint, key, what)
     if not ok:
-        shown = "null" if value is None else repr(value)
+        shown = q(value)
         kind = describe(hint)
         raise InvalidValueError(key, f"{what} option {key}={shown} is invalid: use {kind}")
     return out
@@ -179,7 +180,7 @@ def check_hinted(hints: Mapping[str, Any], values: Mapping[str, Any], *, what: s
     for key, value in values.items():
         if key not in hints:
             raise InvalidValueError(
-                key, f"unknown {what} option {key!r}: valid keys are {', '.join(sorted(hints))}"
+                key, f"unknown {what} option {q(key)}: valid keys are {', '.join(sorted(hints))}"
             )
         out[key] = check_value(key, value, hints[key], what=what)
     return out

@@ -28,4 +28,36 @@ def quote_path(path: str | os.PathLike[str]) -> str:
     return f"'{shown}'"
 
 
-__all__ = ["DismaxError", "quote_path"]
+def quote_value(value: object) -> str:
+    """A value as messages show it, in the quoting of :func:`quote_path`, never Python's repr.
+
+    Text and paths: between single quotes as typed (``'foo'``, ``'it's'``, ``'runs/x'``, not
+    ``"it's"`` or ``PosixPath('runs/x')``); ``None``, ``True``, ``False`` as a config file
+    writes them (``null``, ``true``, ``false``); numbers as they print; a list or tuple as a
+    YAML flow list, its items as typed (``[a, b]``, ``[30, 7]``, ``[true]``, not ``['a', 'b']``;
+    an item holding a space, comma, bracket or quote is quoted as text is).
+    """
+    if isinstance(value, str | os.PathLike):
+        return quote_path(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_list_item(v) for v in value) + "]"
+    return _scalar(value)
+
+
+def _scalar(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _list_item(value: object) -> str:
+    if isinstance(value, str | os.PathLike):
+        text = os.fsdecode(value)
+        plain = text and text.isprintable() and not any(c in text for c in " ,[]{}'\"#")
+        return text if plain else quote_path(text)
+    return quote_value(value)
+
+
+__all__ = ["DismaxError", "quote_path", "quote_value"]

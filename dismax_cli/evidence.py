@@ -24,28 +24,33 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dismax_cli.config import InvalidValueError
+from dismax_cli.bootstrap_settings import DEFAULT_BOOTSTRAP, MAX_BOOTSTRAP, check_bootstrap
 from dismax_cli.core.bootstrap import bootstrap_distribution
 from dismax_cli.core.metric_table import METRICS, keys
 from dismax_cli.core.uncertainty import reliability_bins
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import samples_path
-from dismax_cli.plots import MethodSamples, PerSample, load_per_sample, save_per_sample, softmax
+from dismax_cli.errors import quote_value as q
+from dismax_cli.fileio import report_neighbours, samples_path
+from dismax_cli.plots import (
+    MethodSamples,
+    PerSample,
+    load_per_sample,
+    per_sample_bytes,
+    save_per_sample,
+    softmax,
+)
 from dismax_cli.reports import Interval, MethodResult, OODResult, Report
 
 #: The seed of the bootstrap's index streams (fixed: the same report, the same intervals).
 BOOTSTRAP_SEED = 0
-#: The most resamples ``--bootstrap`` takes (about 2 s per metric per 1,000 on 10k + 10k).
-MAX_BOOTSTRAP = 100_000
 #: The intervals' coverage.
 BOOTSTRAP_LEVEL = 0.95
-#: ``--bootstrap`` default: resamples per interval.
-DEFAULT_BOOTSTRAP = 1000
 #: Reliability-diagram bins (the ECE's, METHOD.md §5).
 RELIABILITY_BINS = 15
 
@@ -245,19 +250,15 @@ def _interval(value: float, values: np.ndarray, resamples: int) -> Interval:
 # --------------------------------------------------------------------------- files
 
 
-def check_bootstrap(value: object) -> int:
-    """Return ``value`` if it is a number of bootstrap resamples: an integer in [0, MAX].
-
-    Raises:
-        InvalidValueError: naming the value and the rule (exit 2 in the CLI).
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BOOTSTRAP:
-        raise InvalidValueError(
-            "bootstrap",
-            f"bootstrap={value!r} is invalid: use an integer from 0 to {MAX_BOOTSTRAP:,} "
-            f"(resamples per interval; 0 skips the intervals, {DEFAULT_BOOTSTRAP} is the default)",
-        )
-    return value
+def per_sample_file(
+    report: Report, evidence: Evidence, report_path: str | Path
+) -> tuple[Report, bytes]:
+    """The first seed's per-sample npz for beside ``report_path`` (its bytes, not written),
+    and ``report`` naming it (``per_sample = {"file", "sha256", "seed"}``)."""
+    data = per_sample_bytes(evidence.per_sample())
+    seed = min(min(seeds) for seeds in evidence.records.values())
+    entry = {"file": samples_path(report_path).name, "sha256": sha256(data).hexdigest()}
+    return dataclasses.replace(report, per_sample={**entry, "seed": seed}), data
 
 
 def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path) -> Report:
@@ -276,7 +277,7 @@ def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path
         digest = save_per_sample(path, per_sample)
     except OSError as exc:
         raise DismaxError(
-            f"cannot write the per-sample file {str(path)!r}: {exc.strerror}"
+            f"cannot write the per-sample file {q(path)}: {exc.strerror}"
         ) from None
     seed = min(min(seeds) for seeds in evidence.records.values())
     return dataclasses.replace(
@@ -285,7 +286,9 @@ def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path
 
 
 def load_report_samples(report: Report, report_path: str | Path) -> PerSample:
-    """Read the per-sample npz a report names (checked against its sha256).
+    """Read the per-sample npz a report names (checked against its sha256), from beside the
+    report a symbolic link points to first, then from beside the link
+    (:func:`~dismax_cli.fileio.report_neighbours`).
 
     Raises:
         DismaxError: when the report names none (older reports, or written without --out), or
@@ -296,7 +299,8 @@ def load_report_samples(report: Report, report_path: str | Path) -> PerSample:
             f"report '{report_path}' names no per-sample file (it was written before dismax "
             "stored one, or without --out): rerun the benchmark with --out to draw plots"
         )
-    path = Path(report_path).parent / report.per_sample["file"]
+    places = report_neighbours(report_path, report.per_sample["file"])
+    path = next((p for p in places if p.exists()), places[0])
     return load_per_sample(path, sha256=report.per_sample["sha256"])
 
 
@@ -309,6 +313,7 @@ __all__ = [
     "check_bootstrap",
     "SeedSamples",
     "load_report_samples",
+    "per_sample_file",
     "samples_path",
     "seed_mean_distribution",
     "write_per_sample",

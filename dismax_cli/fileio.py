@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dismax_cli.errors import quote_value as q
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
     """Create ``path`` by calling ``write(handle)`` on a temporary file, then renaming it.
@@ -63,6 +65,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 __all__ = ["atomic_write", "atomic_write_bytes"]
 
 
+#: The file a run folder keeps its model in (``dismax train --out DIR`` writes DIR/checkpoint.pt).
+CHECKPOINT_NAME = "checkpoint.pt"
+#: The per-epoch training log beside it.
+LOG_NAME = "train_log.jsonl"
+
+
+def checkpoint_path(run_dir_or_file: str | os.PathLike[str]) -> Path:
+    """``run_dir/checkpoint.pt`` for a folder, the path itself for a file (stdlib only, so the
+    CLI checks a CHECKPOINT argument before torch loads)."""
+    path = Path(run_dir_or_file)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
 #: The suffix of the per-sample file beside a report: ``R.json`` -> ``R.samples.npz``.
 SAMPLES_SUFFIX = ".samples.npz"
 
@@ -72,6 +87,23 @@ def samples_path(report_path: str | os.PathLike[str]) -> Path:
     the CLI can protect it before anything heavy loads)."""
     path = Path(report_path)
     return path.with_name(path.stem + SAMPLES_SUFFIX)
+
+
+def report_neighbours(report_path: str | os.PathLike[str], name: str) -> tuple[Path, ...]:
+    """Where a file ``name`` that a report names (its per-sample file) is looked for: beside
+    the report the path resolves to (a symbolic link followed to its target), then beside the
+    path as given, when that is another folder. Stdlib only.
+
+    ``links/r.json -> ../runs/r.json`` gives ``(runs/NAME, links/NAME)``.
+    """
+    given = Path(report_path)
+    try:
+        resolved = given.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: only the path as given is left
+        return (given.parent / name,)
+    first, second = resolved.parent / name, given.parent / name
+    same = os.path.normpath(first) == os.path.normpath(second.absolute())
+    return (first,) if same else (first, second)
 
 
 def check_regular_file(path: str | os.PathLike[str], what: str, fix: str) -> None:
@@ -85,7 +117,7 @@ def check_regular_file(path: str | os.PathLike[str], what: str, fix: str) -> Non
 
     problem = file_problem(path)
     if problem is not None:
-        raise DismaxError(f"cannot read {what} {os.fspath(path)!r}: it {problem}; {fix}")
+        raise DismaxError(f"cannot read {what} {q(os.fspath(path))}: it {problem}; {fix}")
 
 
 def _stat(path: str | os.PathLike[str]) -> tuple[os.stat_result | None, str | None]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dismax_cli.config import InvalidValueError
 from dismax_cli.core.metric_table import keys
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.reports import METRICS, Report, RequirementResult
 
 _LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
@@ -46,15 +47,15 @@ def check_ood_labels(entries: Sequence[str]) -> list[str]:
         if label == "id":
             raise InvalidValueError(
                 "ood",
-                f"OOD set {entry!r} is named 'id', which --require reserves for the "
+                f"OOD set {q(entry)} is named 'id', which --require reserves for the "
                 "in-distribution test split: label it otherwise, e.g. ood1=SPEC",
             )
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise InvalidValueError(
             "ood",
-            f"OOD sets {list(entries)} use the name {duplicates[0]!r} twice: list each set once "
-            "or label them apart with NAME=SPEC",
+            f"OOD sets {q(list(entries))} use the name {q(duplicates[0])} twice: list each set "
+            "once or label them apart with NAME=SPEC",
         )
     return labels
 
@@ -103,7 +104,7 @@ class Requirement:
             stat = result.result(self.dataset, self.score).metrics.get(self.metric)
         if stat is None:
             raise DismaxError(
-                f"requirement {self.text!r}: this report holds no {self.metric} (it was written "
+                f"requirement {q(self.text)}: this report holds no {self.metric} (it was written "
                 "before dismax reported it): rerun the benchmark"
             )
         return _OPS[self.op](stat.mean, self.threshold), stat.mean
@@ -219,7 +220,7 @@ def _metric_key(text: str, metric: str) -> str:
     if key is None:
         raise InvalidValueError(
             "require",
-            f"requirement {text!r} names unknown metric {metric!r}: use one of "
+            f"requirement {q(text)} names unknown metric {q(metric)}: use one of "
             f"{', '.join(METRICS)}",
         )
     return key
@@ -238,7 +239,7 @@ def _check_set(
         if dataset != "id":
             raise InvalidValueError(
                 "require",
-                f"requirement {text!r}: {key} is an in-distribution metric, write its set as "
+                f"requirement {q(text)}: {key} is an in-distribution metric, write its set as "
                 f"'id' (e.g. {method}:{key}:id>=0.9)",
             )
     elif dataset == "id":
@@ -251,7 +252,7 @@ def _check_set(
     elif ood is not None and dataset not in ood and dataset not in groups:
         raise InvalidValueError(
             "require",
-            f"requirement {text!r} names OOD set {dataset!r}, which this run does not have: "
+            f"requirement {q(text)} names OOD set {q(dataset)}, which this run does not have: "
             f"use one of {', '.join(ood)}",
         )
 
@@ -260,11 +261,11 @@ def _threshold(text: str, value: str) -> float:
     """The finite float of VALUE, written in ASCII (``float`` takes '٠.5' and '1_0' too)."""
     if not _ASCII_NUMBER.fullmatch(value):
         raise InvalidValueError(
-            "require", f"requirement {text!r} has threshold {value!r}, which is not a number"
+            "require", f"requirement {q(text)} has threshold {q(value)}, which is not a number"
         )
     threshold = float(value)
     if not math.isfinite(threshold):
-        raise InvalidValueError("require", f"requirement {text!r} has a non-finite threshold")
+        raise InvalidValueError("require", f"requirement {q(text)} has a non-finite threshold")
     return threshold
 
 
@@ -275,7 +276,7 @@ def _check_threshold(text: str, key: str, threshold: float) -> None:
         if threshold < 0:
             raise InvalidValueError(
                 "require",
-                f"requirement {text!r}: {key} is at least 0 ({METRICS[key].description}), so "
+                f"requirement {q(text)}: {key} is at least 0 ({METRICS[key].description}), so "
                 "write a threshold of 0 or more",
             )
         return
@@ -284,12 +285,12 @@ def _check_threshold(text: str, key: str, threshold: float) -> None:
         if METRICS[key].percent:
             raise InvalidValueError(
                 "require",
-                f"requirement {text!r}: {key} is a fraction in [0, 1], so write the threshold "
+                f"requirement {q(text)}: {key} is a fraction in [0, 1], so write the threshold "
                 f"as one (e.g. 0.9 for 90 %)",
             )
         raise InvalidValueError(
             "require",
-            f"requirement {text!r}: {key} lies in [{low:g}, {high:g}], so write a threshold "
+            f"requirement {q(text)}: {key} lies in [{low:g}, {high:g}], so write a threshold "
             "in that range",
         )
 

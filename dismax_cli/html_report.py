@@ -22,6 +22,7 @@ from typing import Any
 
 from dismax_cli.core.metric_table import keys
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.protocol import protocol_line
 from dismax_cli.render import (
     ID_TITLE,
@@ -273,7 +274,7 @@ def _plots(plots: Mapping[str, bytes]) -> str:
     for name, data in plots.items():
         if not isinstance(data, bytes | bytearray) or bytes(data[:8]) != _PNG_MAGIC:
             raise DismaxError(
-                f"plot {name!r} is not PNG bytes: pass the bytes a dismax_cli.plots function "
+                f"plot {q(name)} is not PNG bytes: pass the bytes a dismax_cli.plots function "
                 "returned"
             )
         uri = "data:image/png;base64," + base64.b64encode(bytes(data)).decode("ascii")

@@ -25,6 +25,7 @@ import yaml
 from dismax_cli.config import load_yaml
 from dismax_cli.core.methods import method_label
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import check_regular_file
 from dismax_cli.reports import METRICS, MethodResult, Report
 
@@ -97,15 +98,15 @@ def load_table(path: str | Path) -> dict[str, Any]:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise DismaxError(
-            f"cannot read the paper's table {str(path)!r} ({exc}): pass "
+            f"cannot read the paper's table {q(path)} ({exc}): pass "
             "benchmarks/paper/table2.yaml"
         ) from None
     except yaml.YAMLError as exc:
-        raise DismaxError(f"the paper's table {str(path)!r} is not valid YAML ({exc})") from None
+        raise DismaxError(f"the paper's table {q(path)} is not valid YAML ({exc})") from None
     ok = isinstance(data, dict) and isinstance(data.get("rows"), list)
     if not ok or not isinstance(data.get("columns"), dict):
         raise DismaxError(
-            f"{str(path)!r} is not a paper table (no 'rows' and 'columns'): pass "
+            f"{q(path)} is not a paper table (no 'rows' and 'columns'): pass "
             "benchmarks/paper/table2.yaml"
         )
     return data
@@ -149,7 +150,7 @@ def _flags(
         }
     values = {**config, "seeds": seeds}
     differ = [
-        f"{key} {values.get(key)!r} (paper {recipe[key]!r})"
+        f"{key} {q(values.get(key))} (paper {q(recipe[key])})"
         for key in BUDGET_KEYS
         if key in recipe and values.get(key) != recipe[key]
     ]
@@ -161,7 +162,7 @@ def _data_flag(report: Report, row: dict[str, Any] | None, id_set: str) -> dict[
     problems = []
     spec = str(_report_config(report)[0].get("dataset", ""))
     if spec.lower() != id_set:
-        problems.append(f"ID set {spec!r} is not the full {id_set} (--dataset {id_set})")
+        problems.append(f"ID set {q(spec)} is not the full {id_set} (--dataset {id_set})")
     sizes = {d.role: d.n for d in report.datasets if d.role in ("train", "val", "test")}
     full = FULL_SPLITS.get(id_set)
     if full is not None:
@@ -215,7 +216,7 @@ def compare(report: Report, table: dict[str, Any], *, table_name: str = "") -> C
     id_set = id_set_of(spec, known)
     if id_set is None:
         raise DismaxError(
-            f"the report's ID set {spec!r} is none of the paper's ({', '.join(known)}): a "
+            f"the report's ID set {q(spec)} is none of the paper's ({', '.join(known)}): a "
             f"{spec} run is not a reproduction of any row of the paper's table (its rows are "
             "CIFAR-10/100 and ImageNet-1k); compare a report of `dismax benchmark --dataset "
             "cifar10` or `cifar100`"
@@ -243,7 +244,7 @@ def compare(report: Report, table: dict[str, Any], *, table_name: str = "") -> C
     if not matched:
         backbones = sorted({str(r.get("backbone")) for r in rows if r.get("id") == id_set})
         raise DismaxError(
-            f"no row of the paper's table has ID set {id_set}, backbone {backbone!r} and one of "
+            f"no row of the paper's table has ID set {id_set}, backbone {q(backbone)} and one of "
             f"the methods {', '.join(m.method for m in report.methods)}: its {id_set} rows use "
             f"{', '.join(backbones)} (--model)"
         )

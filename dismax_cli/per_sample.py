@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import atomic_write_bytes, check_regular_file
 
 #: Version of the per-sample npz layout (stored in its index).
@@ -72,17 +73,18 @@ def validate_per_sample(per_sample: PerSample) -> None:
         logits = np.asarray(m.logits)
         if logits.ndim != 2 or logits.shape[0] != n:
             raise DismaxError(
-                f"logits of {name!r} must have shape (N, C) with N = {n} targets, got "
+                f"logits of {q(name)} must have shape (N, C) with N = {n} targets, got "
                 f"{logits.shape}"
             )
         if np.asarray(m.id_scores).shape != (n,):
             raise DismaxError(
-                f"id_scores of {name!r} must have shape ({n},), got {np.asarray(m.id_scores).shape}"
+                f"id_scores of {q(name)} must have shape ({n},), got "
+                f"{np.asarray(m.id_scores).shape}"
             )
         if not (isinstance(m.temperature, int | float) and math.isfinite(m.temperature)
                 and m.temperature > 0):
             raise DismaxError(
-                f"temperature of {name!r} must be a positive finite number, got {m.temperature!r}"
+                f"temperature of {q(name)} must be a positive finite number, got {q(m.temperature)}"
             )
 
 
@@ -138,7 +140,7 @@ def save_per_sample(path: str | Path, per_sample: PerSample) -> str:
     path = Path(path)
     if not path.parent.is_dir():
         raise DismaxError(
-            f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist; create it"
+            f"cannot write {q(path)}: folder {q(path.parent)} does not exist; create it"
         )
     data = per_sample_bytes(per_sample)
     atomic_write_bytes(path, data)
@@ -161,13 +163,13 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
         data = path.read_bytes()
     except OSError as exc:
         raise DismaxError(
-            f"cannot read the per-sample file {str(path)!r} ({exc.strerror}): pass the .npz "
+            f"cannot read the per-sample file {q(path)} ({exc.strerror}): pass the .npz "
             "written beside the report"
         ) from None
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256.lower():
         raise DismaxError(
-            f"the per-sample file {str(path)!r} has sha256 {digest}, not the {sha256} the report "
+            f"the per-sample file {q(path)} has sha256 {digest}, not the {sha256} the report "
             "names: it changed since the report was written; rerun the benchmark"
         )
     try:
@@ -187,7 +189,7 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
             zipfile.BadZipFile) as exc:
         raise DismaxError(
-            f"{str(path)!r} is not a dismax per-sample file ({type(exc).__name__}: {exc}); pass "
+            f"{q(path)} is not a dismax per-sample file ({type(exc).__name__}: {exc}); pass "
             "the .npz written beside the report"
         ) from None
     validate_per_sample(per_sample)

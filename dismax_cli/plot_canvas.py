@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 #: Default size of every plot: 800 × 600 pixels at 100 dots per inch.
 DEFAULT_WIDTH_PX = 800
@@ -26,7 +27,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def check_size(width_px: int, height_px: int, dpi: int) -> None:
     for name, value in (("width_px", width_px), ("height_px", height_px), ("dpi", dpi)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DismaxError(f"{name} must be a positive whole number of pixels, got {value!r}")
+            raise DismaxError(f"{name} must be a positive whole number of pixels, got {q(value)}")
     if width_px % dpi or height_px % dpi:
         # Matplotlib rounds a figure of a fractional inch size; whole inches keep the size exact.
         raise DismaxError(
@@ -76,8 +77,8 @@ def curve_inputs(
         raise DismaxError("no curves to draw: pass at least one method's (id_scores, ood_scores)")
     out = []
     for label, (id_scores, ood_scores) in curves.items():
-        id_array = vector(id_scores, f"id_scores of {label!r}")
-        ood_array = vector(ood_scores, f"ood_scores of {label!r}")
+        id_array = vector(id_scores, f"id_scores of {q(label)}")
+        ood_array = vector(ood_scores, f"ood_scores of {q(label)}")
         out.append((label, id_array, ood_array))
     return out
 

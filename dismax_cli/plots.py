@@ -22,6 +22,7 @@ import numpy as np
 
 from dismax_cli.core.uncertainty import reliability_bins
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import atomic_write_bytes
 from dismax_cli.per_sample import (
     PER_SAMPLE_FORMAT,
@@ -192,7 +193,7 @@ def score_histograms(
     id_array = vector(id_scores, "id_scores")
     ood_array = vector(ood_scores, "ood_scores")
     if not isinstance(bins, int) or bins < 1:
-        raise DismaxError(f"bins must be a positive whole number, got {bins!r}")
+        raise DismaxError(f"bins must be a positive whole number, got {q(bins)}")
     low = float(min(id_array.min(), ood_array.min()))
     high = float(max(id_array.max(), ood_array.max()))
     if high == low:
@@ -301,7 +302,7 @@ def draw_all(per_sample: PerSample, out_dir: str | Path) -> list[Path]:
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise DismaxError(f"plot folder {str(out)!r} is a file: pass a folder for the plots")
+        raise DismaxError(f"plot folder {q(out)} is a file: pass a folder for the plots")
     files = plot_files(per_sample)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dismax_cli.config import InvalidValueError
+from dismax_cli.errors import quote_value as q
 
 if TYPE_CHECKING:
     from dismax_cli.reports import OODResult
@@ -84,7 +85,7 @@ def check_preset(name: str | None) -> str | None:
     if name is None or name in PRESETS:
         return name
     raise InvalidValueError(
-        "ood_preset", f"--ood-preset {name!r} is not a preset: choose {' or '.join(PRESETS)}"
+        "ood_preset", f"--ood-preset {q(name)} is not a preset: choose {' or '.join(PRESETS)}"
     )
 
 
@@ -126,7 +127,7 @@ def list_problem(spec: str) -> str | None:
     source = found[0].openood_source if found else "OpenOOD's list"
     count = f"{found[0].openood_count:,} " if found else ""
     return (
-        f"OOD set {label!r} of the OpenOOD preset has no offline source here (OpenOOD scores "
+        f"OOD set {q(label)} of the OpenOOD preset has no offline source here (OpenOOD scores "
         f"the {count}images of {source}): give them as --ood {label}=imagefolder:DIR or "
         f"{label}=npz:FILE"
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from dismax_cli.config import InvalidValueError
+from dismax_cli.errors import quote_value as q
 
 PROTOCOLS: tuple[str, ...] = ("honest", "paper")
 #: ``--select`` values: ``last`` (today's rule) or the best validation accuracy (METHOD.md §6).
@@ -55,7 +56,7 @@ def check_protocol(protocol: object) -> str:
     if protocol not in PROTOCOLS:
         raise InvalidValueError(
             "protocol",
-            f"protocol={protocol!r} is invalid: choose honest (the default: nothing fitted or "
+            f"protocol={q(protocol)} is invalid: choose honest (the default: nothing fitted or "
             "selected on the test split) or paper (the reference code's, METHOD.md §4, §6)",
         )
     return str(protocol)
@@ -71,7 +72,7 @@ def check_optimizer(optimizer: object) -> str | None:
     if optimizer is not None and optimizer not in CALIBRATION_OPTIMIZERS:
         raise InvalidValueError(
             "calibration_optimizer",
-            f"calibration_optimizer={optimizer!r} is invalid: choose grid (the default: "
+            f"calibration_optimizer={q(optimizer)} is invalid: choose grid (the default: "
             "log-grid + bounded Brent) or lbfgsb (the reference's bounded L-BFGS-B)",
         )
     return None if optimizer is None else str(optimizer)
@@ -94,7 +95,7 @@ def resolve_selection(protocol: str, select: str | None) -> str:
     if select not in SELECTIONS:
         raise InvalidValueError(
             "select",
-            f"select={select!r} is invalid: choose last (keep the last epoch) or best-val (keep "
+            f"select={q(select)} is invalid: choose last (keep the last epoch) or best-val (keep "
             "the epoch with the best validation accuracy)",
         )
     if protocol == "paper" and select == "best-val":
@@ -128,7 +129,7 @@ def check_val_fraction(protocol: str, val_fraction: object) -> None:
     if not 0 <= value < 1:
         raise InvalidValueError(
             "val_fraction",
-            f"val_fraction={val_fraction!r} is invalid: use a fraction in (0, 1), e.g. 0.1",
+            f"val_fraction={q(val_fraction)} is invalid: use a fraction in (0, 1), e.g. 0.1",
         )
 
 

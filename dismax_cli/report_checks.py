@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+from dismax_cli.errors import quote_value as q
+
 
 def check_report(data: dict[str, Any]) -> None:
     """Check the fields of report JSON ``data`` (reasons already stripped).
@@ -74,7 +76,7 @@ def _expect(value: Any, kind: str, path: str) -> None:
         if ok and isinstance(value, int) and abs(value) > 2**1023:
             raise Damaged(f"{path} is an integer too large for a number (over 2^1023)")
         if ok and not math.isfinite(value):
-            raise Damaged(f"{path} is {value!r}, not a finite number (write null with a reason)")
+            raise Damaged(f"{path} is {q(value)}, not a finite number (write null with a reason)")
     elif kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dismax_cli.core import metric_table as _table
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 SCHEMA_VERSION = 1
 
@@ -209,7 +210,7 @@ class MethodResult:
             if r.ood == ood and r.score == wanted:
                 return r
         raise DismaxError(
-            f"no result for OOD set {ood!r} and score {wanted!r} in method {self.method!r}"
+            f"no result for OOD set {q(ood)} and score {q(wanted)} in method {q(self.method)}"
         )
 
 
@@ -254,7 +255,7 @@ class Report:
             if m.method == name:
                 return m
         raise DismaxError(
-            f"method {name!r} is not in this report: it has "
+            f"method {q(name)} is not in this report: it has "
             f"{', '.join(m.method for m in self.methods)}"
         )
 

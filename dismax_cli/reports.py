@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.report_checks import Damaged, check_report
 from dismax_cli.report_types import (
     CONVENTIONS,
@@ -209,7 +210,7 @@ def from_dict(data: dict[str, Any]) -> Report:
         raise DismaxError("this dismax report holds no methods: pass a report written by --out")
     if data["schema_version"] != SCHEMA_VERSION:
         raise DismaxError(
-            f"report schema version {data['schema_version']!r} is not supported: this dismax "
+            f"report schema version {q(data['schema_version'])} is not supported: this dismax "
             f"reads version {SCHEMA_VERSION}"
         )
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dismax_cli.config import InvalidValueError
+from dismax_cli.errors import quote_value as q
 
 #: The logit scores of ``core/scores.py`` (kept equal to ``SCORES`` by a test).
 LOGIT_SCORES = ("msp", "max_logit", "mds", "neg_entropy", "energy", "mmles")
@@ -56,13 +57,13 @@ def parse_scores(values: Sequence[str] | None) -> tuple[str, ...]:
         if not isinstance(value, str) or value not in (*ALL_SCORES, "all"):
             raise InvalidValueError(
                 "scores",
-                f"--scores {value!r} is not a score: use all or any of {' '.join(ALL_SCORES)}",
+                f"--scores {q(value)} is not a score: use all or any of {' '.join(ALL_SCORES)}",
             )
         if value not in names:
             names.append(value)
     if "all" in names and len(names) > 1:
         raise InvalidValueError(
-            "scores", f"{' '.join(names)!r} mixes all with names: give all alone"
+            "scores", f"{q(' '.join(names))} mixes all with names: give all alone"
         )
     return tuple(names)
 
@@ -113,7 +114,7 @@ def check_fpr_convention(value: str) -> str:
         return value
     raise InvalidValueError(
         "fpr_convention",
-        f"--fpr-convention {value!r} is not a convention: choose ours or openood",
+        f"--fpr-convention {q(value)} is not a convention: choose ours or openood",
     )
 
 

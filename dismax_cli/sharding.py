@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from dismax_cli.config import InvalidValueError
+from dismax_cli.errors import quote_value as q
 
 if TYPE_CHECKING:  # pragma: no cover
     from dismax_cli.benchmark import BenchmarkConfig, BenchmarkProgress, PlannedRun
@@ -60,21 +61,21 @@ def parse_shard(text: object) -> Shard:
     match = _FORM.fullmatch(str(text))
     if match is None:
         unset = " (I is empty: is SLURM_ARRAY_TASK_ID set?)" if str(text).startswith("/") else ""
-        raise InvalidValueError("shard", f"{str(text)!r} is not I/N{unset}: {_FIX}")
+        raise InvalidValueError("shard", f"{q(text)} is not I/N{unset}: {_FIX}")
     index, count = int(match.group(1)), int(match.group(2))
     if count < 1:
         raise InvalidValueError(
-            "shard", f"{str(text)!r} has N = {count}: N is the number of jobs, at least 1; {_FIX}"
+            "shard", f"{q(text)} has N = {count}: N is the number of jobs, at least 1; {_FIX}"
         )
     if count > MAX_SHARDS:
         raise InvalidValueError(
-            "shard", f"{str(text)!r} has N = {count:,}: use at most {MAX_SHARDS:,} jobs"
+            "shard", f"{q(text)} has N = {count:,}: use at most {MAX_SHARDS:,} jobs"
         )
     if not 0 <= index < count:
         hint = f" (shards are numbered from 0: the last of {count} is {count - 1}/{count})"
         raise InvalidValueError(
             "shard",
-            f"{str(text)!r} is out of range{hint if index == count else ''}: {_FIX}",
+            f"{q(text)} is out of range{hint if index == count else ''}: {_FIX}",
         )
     return Shard(index, count)
 
@@ -153,7 +154,7 @@ def train_shard(
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DismaxError(f"cannot create runs folder {str(runs_dir)!r}: {exc.strerror}") from None
+        raise DismaxError(f"cannot create runs folder {q(runs_dir)}: {exc.strerror}") from None
     plan = bench.planned_runs(config)
     done: dict[str, list[str]] = {"trained": [], "reused": [], "skipped": []}
     for run in shard.select(plan):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from dismax_cli.config import InvalidValueError
+from dismax_cli.errors import quote_value as q
 
 K = TypeVar("K")
 B = TypeVar("B")
@@ -43,7 +44,7 @@ def timing_seconds(default: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise InvalidValueError(
             TIMING_SECONDS_VARIABLE,
-            f"{TIMING_SECONDS_VARIABLE}={text!r} is invalid: use a number of seconds ≥ 0 "
+            f"{TIMING_SECONDS_VARIABLE}={q(text)} is invalid: use a number of seconds ≥ 0 "
             "(0 times only the fixed minimum of rounds), or unset it for the default",
         )
     return value

@@ -26,6 +26,7 @@ from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_out
 from dismax_cli.cli.figures import check_figure_paths, write_figures
 from dismax_cli.config import InvalidValueError, build_config, read_yaml_config, run_checks
 from dismax_cli.errors import quote_path
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import samples_path
 from dismax_cli.timing import timing_seconds
 
@@ -102,7 +103,7 @@ def precheck(cli_values: dict[str, Any], file_values: dict[str, Any], config: Pa
         if value is not None and not all(isinstance(item, str) for item in items):
             what = "a name or a list of names" if key in LIST_KEYS else "one dataset spec"
             raise InvalidValueError(
-                key, f"invalid value for key {key!r} in config file '{config}': {value!r} is "
+                key, f"invalid value for key {q(key)} in config file '{config}': {q(value)} is "
                 f"not {what} (strings)"
             )  # fmt: skip
     precheck_file_values(file_values, config, {**opt.TRAINING_KNOBS, **FILE_PARSERS})
@@ -124,7 +125,7 @@ def benchmark_config(
     The paper's names (LSUN, TinyImageNet) become the registry's (lsun_resize, tin_resize), in
     ``--ood`` and in the SET of ``--require`` alike, from the command line and from a config.
     """
-    from dismax_cli.benchmark import BenchmarkConfig
+    from dismax_cli.benchmark_config import BenchmarkConfig  # torch-free
 
     for values in (cli_values, file_values):
         _canonical_ood(values)
@@ -147,7 +148,7 @@ def _canonical_ood(values: dict[str, Any]) -> None:
 
 def _ood_labels(cli_values: dict[str, Any], file_values: dict[str, Any], default: Any) -> list:
     """The OOD sets' labels (``--ood`` or the file's, else the default; the preset's)."""
-    from dismax_cli.benchmark import split_label
+    from dismax_cli.gates import split_label
     from dismax_cli.presets import PRESETS
 
     entries = cli_values["ood"] or file_values.get("ood") or default
@@ -212,17 +213,24 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     """
     from dismax_cli.benchmark import check_requirements
     from dismax_cli.engine import distributed
-    from dismax_cli.evidence import write_per_sample
+    from dismax_cli.evidence import per_sample_file
+    from dismax_cli.output_set import OutputSet
+    from dismax_cli.reports import to_json
 
     report = check_requirements(report, cfg.require)
     if not distributed.is_main():  # under torchrun rank 0 writes the report and its files
         return
     out, plots, html = command["out"], command["plots"], command["html"]
+    outputs = OutputSet()  # the report, its per-sample file and the figures: all or nothing
     if out is not None:
-        report = write_per_sample(report, evidence, out)
-    write_report_outputs(report, out=out, output_format=command["output_format"])
+        report, data = per_sample_file(report, evidence, out)
+        outputs.add(samples_path(out), data, "the per-sample file")
+        outputs.add(out, (to_json(report) + "\n").encode(), "--out")
     per_sample = evidence.per_sample() if plots is not None or html is not None else None
-    write_figures(report, per_sample, plots=plots, html=html)
+    write_figures(
+        report, per_sample, plots=plots, html=html, outputs=outputs,
+        then=lambda: write_report_outputs(report, out=None, output_format=command["output_format"]),
+    )  # fmt: skip
     failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
     if failed:
         say(

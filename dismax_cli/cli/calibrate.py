@@ -38,11 +38,11 @@ def calibrate(
     quiet: opt.Quiet = False,
 ) -> None:
     """Fit the temperature on the run's validation split and store it in the checkpoint."""
+    check_checkpoint_file(checkpoint)  # before torch loads
     from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.stream import stream_override
     from dismax_cli.engine import calibrate_checkpoint
 
-    check_checkpoint_file(checkpoint)
     override = stream_override(stream) if stream is not None else contextlib.nullcontext()
     with override, progress_display(quiet=quiet) as display:
         # A status only: a run refused (unfinished, changed data) prints just its error line.

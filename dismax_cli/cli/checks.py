@@ -17,6 +17,7 @@ import typer
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import quote_value as q
 
 #: Dataset spec kinds whose text after ``kind:`` is a local file or folder the command reads.
 _FILE_KINDS = ("npz:", "imagefolder:")
@@ -110,8 +111,7 @@ def check_checkpoint_file(checkpoint: Path) -> None:
 
     A missing file is left to the loader, whose message says how to make one.
     """
-    from dismax_cli.engine.checkpoint import checkpoint_path
-    from dismax_cli.fileio import file_problem
+    from dismax_cli.fileio import checkpoint_path, file_problem
 
     path = checkpoint_path(checkpoint)
     problem = file_problem(path)
@@ -159,7 +159,7 @@ def precheck_file_values(file_values: dict[str, Any], config: Any, parsers: dict
             except typer.BadParameter as exc:
                 raise InvalidValueError(
                     key,
-                    f"invalid value for key {key!r} in config file '{config}': {exc.message}",
+                    f"invalid value for key {q(key)} in config file '{config}': {exc.message}",
                 ) from None
 
 
@@ -184,5 +184,5 @@ def precheck_gates(
         try:
             check()
         except InvalidValueError as exc:
-            where = f"--{key}" if source == "the command line" else f"key {key!r} in {source}"
+            where = f"--{key}" if source == "the command line" else f"key {q(key)} in {source}"
             raise InvalidValueError(key, f"invalid value for {where}: {exc}") from None

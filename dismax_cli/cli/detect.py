@@ -13,6 +13,7 @@ import typer
 
 from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
+from dismax_cli.cli.checks import check_checkpoint_file
 from dismax_cli.cli.common import OutputFormat, say, stdout_console, user_text, write_stdout
 
 TPR_FRACTION = opt.NumberParser(
@@ -52,6 +53,7 @@ def detect(
     output_format: opt.Format = OutputFormat.table,
 ) -> None:
     """Label each image in-distribution or OOD, with its score and predicted class."""
+    check_checkpoint_file(checkpoint)  # before torch loads
     from dismax_cli.engine.deploy import load_run, read_images
 
     run = load_run(checkpoint, device=device or "auto")

@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from dismax_cli.cli import multivalue
 from dismax_cli.cli.common import EXIT_USER_ERROR, closed_pipe_exit_code, error_exit_code
+from dismax_cli.cli.repeats import OptionSpelling, check_repeats
 from dismax_cli.config import InvalidValueError
 
 #: Two-word spellings of a command: ``dismax benchmark show`` is ``dismax show``.
@@ -113,9 +114,27 @@ def expand_argv(group: Any, args: Sequence[str]) -> list[str]:
         return [*args[:rest], "--help"]
     syntax = command_syntax(group.commands[name], f"dismax {' '.join(args[start:rest])}")
     try:
-        return [*args[:rest], *multivalue.expand(args[rest:], syntax)]
+        expanded = multivalue.expand(args[rest:], syntax)
     except (multivalue.AmbiguousValuesError, multivalue.MissingValuesError) as exc:
         raise InvalidValueError(name, str(exc)) from None
+    check_repeats(expanded, option_spellings(group.commands[name]))
+    return [*args[:rest], *expanded]
+
+
+def option_spellings(command: Any) -> dict[str, OptionSpelling]:
+    """Each spelling of a Click command's single-value options (from its public ``params``):
+    what :func:`~dismax_cli.cli.repeats.check_repeats` needs. Multi-value options are left out
+    (repeating them adds values)."""
+    spellings: dict[str, OptionSpelling] = {}
+    for param in command.params:
+        if param.param_type_name != "option" or param.multiple or param.count:
+            continue
+        if param.is_flag:
+            spellings.update({o: OptionSpelling(param.name, True) for o in param.opts})
+            spellings.update({o: OptionSpelling(param.name, False) for o in param.secondary_opts})
+        else:
+            spellings.update({o: OptionSpelling(param.name) for o in param.opts})
+    return spellings
 
 
 def run(invoke: Callable[[list[str]], Any], group: Any, args: Sequence[str]) -> int:

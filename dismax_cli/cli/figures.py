@@ -6,6 +6,7 @@ from per-sample data (:mod:`dismax_cli.plots`), the page by :mod:`dismax_cli.htm
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,9 +15,9 @@ import typer
 from dismax_cli.cli.checks import check_writable
 from dismax_cli.cli.common import say
 from dismax_cli.config import InvalidValueError
-from dismax_cli.errors import DismaxError
 
 if TYPE_CHECKING:
+    from dismax_cli.output_set import OutputSet
     from dismax_cli.plots import PerSample
     from dismax_cli.reports import Report
 
@@ -71,37 +72,38 @@ def write_figures(
     *,
     plots: Path | None,
     html: Path | None,
+    outputs: OutputSet | None = None,
+    then: Callable[[], None] | None = None,
 ) -> None:
-    """Draw every plot once; write them into ``plots`` and/or inline into the ``html`` page.
+    """Draw every plot once; write them into ``plots`` and/or inline into the ``html`` page,
+    all or nothing (:class:`~dismax_cli.output_set.OutputSet`).
 
     Without per-sample data (an older report) the page has tables only, and a line says so.
+    ``outputs`` holds other files to write with them (the report and its per-sample file):
+    they are written together, or none is. ``then`` runs once they are written, before the
+    lines that name them (the benchmark prints its tables there).
 
     Raises:
-        DismaxError: when a file cannot be written.
+        DismaxError: when a file cannot be written (then none of them is).
     """
-    if plots is None and html is None:
-        return
-    from dismax_cli.fileio import atomic_write_bytes
+    from dismax_cli.output_set import OutputSet
 
+    outputs = outputs if outputs is not None else OutputSet()
     files: dict[str, bytes] = {}
-    if per_sample is not None:
+    if per_sample is not None and (plots is not None or html is not None):
         from dismax_cli.plots import plot_files
 
         files = plot_files(per_sample)
-    page = None
+    if plots is not None:
+        for name, data in files.items():
+            outputs.add(plots / name, data, "--plots")
     if html is not None:
         from dismax_cli.html_report import render_html
 
-        page = render_html(report, plots=files).encode("utf-8")
-    try:
-        if plots is not None:
-            plots.mkdir(parents=True, exist_ok=True)
-            for name, data in files.items():
-                atomic_write_bytes(plots / name, data)
-        if html is not None and page is not None:
-            atomic_write_bytes(html, page)
-    except OSError as exc:
-        raise DismaxError(f"cannot write {exc.filename or 'a file'}: {exc.strerror}") from None
+        outputs.add(html, render_html(report, plots=files).encode("utf-8"), "--html")
+    outputs.commit()
+    if then is not None:
+        then()
     if plots is not None:
         say(f"wrote {len(files)} plot(s) to {plots}")
     if html is not None:

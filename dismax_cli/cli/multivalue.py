@@ -186,7 +186,7 @@ def _check_positionals(syntax: CommandSyntax, scan: _Scan) -> None:
     option, value = run
     what = syntax.positionals[scan.positionals]
     raise AmbiguousValuesError(
-        f"{what} is missing and {option} took {value!r} as one of its values: if it is the "
+        f"{what} is missing and {option} took '{value}' as one of its values: if it is the "
         f"{what}, give it before the options ({syntax.usage} {value} {option} ...), after -- "
         f"({syntax.usage} {option} ... -- {value}) or as a path (./{value}); otherwise add "
         f"the {what}"

@@ -21,6 +21,7 @@ from dismax_cli import score_names as _score_names  # torch-free
 from dismax_cli.config import UPPER_BOUNDS, InvalidValueError, check_device_name
 from dismax_cli.core import methods as _methods  # torch-free: the registry's names only
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
+from dismax_cli.errors import quote_value as q
 
 #: Training methods registered at import (``list_methods()``; the parsers ask the registry
 #: itself, so a method registered later with ``register_method`` is accepted too).
@@ -71,9 +72,9 @@ class NumberParser:
             try:
                 number = self.kind(str(value).strip())
             except ValueError:
-                raise typer.BadParameter(f"{value!r} is not {self.what}") from None
+                raise typer.BadParameter(f"{q(value)} is not {self.what}") from None
         if isinstance(number, float) and not math.isfinite(number):
-            raise typer.BadParameter(f"{value!r} is not {self.what}")
+            raise typer.BadParameter(f"{q(value)} is not {self.what}")
         too_low = self.low is not None and (
             number <= self.low if self.low_open else number < self.low
         )
@@ -82,9 +83,9 @@ class NumberParser:
         )
         if too_low:
             bound = f"above {self.low:g}" if self.low_open else f"at least {self.low:,}"
-            raise typer.BadParameter(f"{value!r} is not {self.what} (it must be {bound})")
+            raise typer.BadParameter(f"{q(value)} is not {self.what} (it must be {bound})")
         if too_high:
-            raise typer.BadParameter(f"{value!r} is not {self.what} (too large)")
+            raise typer.BadParameter(f"{q(value)} is not {self.what} (too large)")
         return number
 
 
@@ -107,7 +108,7 @@ class ChoiceParser:
         choices = self.choices
         if value in choices:
             return str(value)
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        raise typer.BadParameter(f"{q(value)} is not one of {', '.join(choices)}")
 
 
 #: Prefixes of ``--model`` values built by other libraries (``dismax_cli.models.external``).
@@ -125,7 +126,7 @@ def parse_model(value: Any) -> str:
     if text in BACKBONE_NAMES or (sep and source in EXTERNAL_MODEL_SOURCES and name.strip()):
         return text
     raise typer.BadParameter(
-        f"{value!r} is not one of {', '.join(BACKBONE_NAMES)}, torchvision:NAME or timm:NAME"
+        f"{q(value)} is not one of {', '.join(BACKBONE_NAMES)}, torchvision:NAME or timm:NAME"
     )
 
 
@@ -222,11 +223,11 @@ def parse_decay_epochs(value: Any) -> tuple[int, ...]:
             number = None
         if number is None or number < 1 or (numbers and number <= numbers[-1]):
             raise typer.BadParameter(
-                f"{value!r} is not a list of strictly increasing epochs >= 1, e.g. 30,60"
+                f"{q(value)} is not a list of strictly increasing epochs >= 1, e.g. 30,60"
             )
         numbers.append(number)
     if not numbers:
-        raise typer.BadParameter(f"{value!r} names no epoch: give e.g. 30,60")
+        raise typer.BadParameter(f"{q(value)} names no epoch: give e.g. 30,60")
     return tuple(numbers)
 
 

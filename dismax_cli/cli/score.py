@@ -48,11 +48,8 @@ def score(
 ) -> None:
     """Evaluate a checkpoint: ID accuracy, NLL, ECE and OOD detection metrics per set."""
     check_option_specs("--ood", ood, labelled=True)  # before torch loads: a fast usage error
-    from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
-    from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.registry import canonical_spec
-    from dismax_cli.data.stream import stream_override
-    from dismax_cli.engine import LOG_NAME, checkpoint_path
+    from dismax_cli.fileio import LOG_NAME, checkpoint_path
 
     ood = [canonical_spec(entry) for entry in ood]
     check_checkpoint_file(checkpoint)
@@ -60,6 +57,10 @@ def score(
     run_files = (ckpt, ckpt.parent / LOG_NAME, *spec_files(list(ood)))  # what it reads
     check_writable(dump, "--dump", protected=run_files)
     check_writable(out, "--out", protected=(*run_files, *((dump,) if dump else ())))
+    from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
+    from dismax_cli.cli.progress import progress_display
+    from dismax_cli.data.stream import stream_override
+
     override = stream_override(stream) if stream is not None else contextlib.nullcontext()
     with override, progress_display(quiet=quiet, total_steps=score_steps(len(ood))) as display:
         report = score_checkpoint(

@@ -16,7 +16,7 @@ from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
 from dismax_cli.cli.figures import Html, Plots, check_figure_paths, report_samples, write_figures
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError, quote_path
-from dismax_cli.fileio import samples_path
+from dismax_cli.fileio import report_neighbours, samples_path
 
 ReportPath = Annotated[
     Path, typer.Argument(metavar="REPORT.json", help="A JSON report written by --out.")
@@ -49,20 +49,27 @@ def show(
             "compare", "--compare prints the comparison only: drop --plots/--html, or run "
             "dismax show again without --compare for the figures"
         )  # fmt: skip
-    text = read_report(report_path)
-    check_figure_paths(plots, html, protected=(report_path, samples_path(report_path)))
-    report = from_json(text)
+    report = from_json(read_report(report_path))
+    names = {samples_path(report_path).name}
+    if report.per_sample:
+        names.add(report.per_sample["file"])
+    reads = [p for name in sorted(names) for p in report_neighbours(report_path, name)]
+    check_figure_paths(plots, html, protected=(report_path, *reads))
     if compare is not None:
         show_comparison(report, compare, output_format)
         return
     per_sample = None
     if plots is not None or html is not None:  # read (and check) before anything is written
         per_sample = report_samples(report, report_path, required=plots is not None)
-    if output_format is OutputFormat.json:
-        write_stdout(to_json(report))
-    else:
-        stdout_console().print(report_renderable(report), crop=False)
-    write_figures(report, per_sample, plots=plots, html=html)
+
+    def print_report() -> None:
+        if output_format is OutputFormat.json:
+            write_stdout(to_json(report))
+        else:
+            stdout_console().print(report_renderable(report), crop=False)
+
+    # The figures are written all or nothing, before the report prints (then nothing does).
+    write_figures(report, per_sample, plots=plots, html=html, then=print_report)
 
 
 def read_report(report_path: Path) -> str:

@@ -17,6 +17,7 @@ from dismax_cli.cli.app import app
 from dismax_cli.cli.checks import precheck_file_values, spec_checks
 from dismax_cli.cli.common import OutputFormat, say, write_stdout
 from dismax_cli.config import build_config, read_yaml_config, run_checks
+from dismax_cli.fileio import checkpoint_path
 
 Method = Annotated[
     str | None,
@@ -89,10 +90,12 @@ def train_config(cli_values: dict[str, Any], *, out: Path, config: Path | None, 
     specs = {"dataset": cli_values["dataset"], "test_dataset": cli_values["test_dataset"]}
     run_checks(spec_checks(), specs, file_values, config=config)  # malformed specs: exit 2 now
 
-    from dismax_cli.engine import TrainConfig, checkpoint_path, load_checkpoint
+    from dismax_cli.engine import TrainConfig  # torch-free: a bad value answers at once
 
     run_values = {}
     if resume and checkpoint_path(out).is_file():
+        from dismax_cli.engine import load_checkpoint
+
         # Resuming needs no options: the run's own settings come first, then the file, the CLI.
         run_values = load_checkpoint(out).meta.config.to_dict()
     return build_config(

@@ -33,6 +33,7 @@ import numpy as np
 from dismax_cli.core import metrics
 from dismax_cli.core._arrays import ArrayLike
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 RESAMPLE_BLOCK: int = 10
 """Resamples drawn and evaluated together: each block's arrays hold 10 · (n_id + n_ood) int64
@@ -152,11 +153,11 @@ def _resolve_metric(metric: PairMetric | str) -> PairMetric:
     if isinstance(metric, str):
         if metric not in _BY_NAME:
             names = ", ".join(sorted(_BY_NAME))
-            raise DismaxError(f"unknown pair metric {metric!r}; choose one of: {names}")
+            raise DismaxError(f"unknown pair metric {q(metric)}; choose one of: {names}")
         return _BY_NAME[metric]
     if not callable(metric):
         raise DismaxError(
-            f"metric must be a pair metric f(id_scores, ood_scores) or its name, got {metric!r}; "
+            f"metric must be a pair metric f(id_scores, ood_scores) or its name, got {q(metric)}; "
             "pass e.g. dismax_cli.core.metrics.auroc or 'AUROC'"
         )
     return metric
@@ -168,15 +169,15 @@ def _resolve_metric(metric: PairMetric | str) -> PairMetric:
 def _check_options(resamples: int, seed: int, level: float | None) -> None:
     if isinstance(resamples, bool) or not isinstance(resamples, int | np.integer) or resamples < 1:
         raise DismaxError(
-            f"resamples must be an integer >= 1, got {resamples!r}; 1000 is the default"
+            f"resamples must be an integer >= 1, got {q(resamples)}; 1000 is the default"
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise DismaxError(f"seed must be an integer >= 0, got {seed!r}; 0 is the default")
+        raise DismaxError(f"seed must be an integer >= 0, got {q(seed)}; 0 is the default")
     if level is not None:
         valid = isinstance(level, int | float | np.floating) and not isinstance(level, bool)
         if not valid or not (0.0 < float(level) < 1.0):
             raise DismaxError(
-                f"level must be a number strictly between 0 and 1, got {level!r}; "
+                f"level must be a number strictly between 0 and 1, got {q(level)}; "
                 "use 0.95 for a 95 % interval"
             )
 
@@ -222,7 +223,7 @@ def resample_indices(
     _check_options(resamples, seed, None)
     for name, n in (("n_id", n_id), ("n_ood", n_ood)):
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise DismaxError(f"{name} must be an integer >= 1, got {n!r}; a side is empty")
+            raise DismaxError(f"{name} must be an integer >= 1, got {q(n)}; a side is empty")
     blocks = list(_index_blocks(int(n_id), int(n_ood), int(resamples), int(seed)))
     return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
 

@@ -35,6 +35,7 @@ from dismax_cli.core._arrays import ArrayLike, to_numpy_float64, to_numpy_target
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.core.metrics import binned_ece, check_num_bins
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 Objective = Literal["ece", "nll"]
 Optimizer = Literal["grid", "lbfgsb"]
@@ -97,9 +98,11 @@ def _check_temperature(temperature: float) -> float:
     try:
         value = float(temperature)
     except (TypeError, ValueError) as error:
-        raise DismaxError(f"temperature must be a positive number, got {temperature!r}") from error
+        raise DismaxError(f"temperature must be a positive number, got {q(temperature)}") from error
     if not math.isfinite(value) or value <= 0.0:
-        raise DismaxError(f"temperature must be finite and > 0, got {temperature!r}; T = 1 is none")
+        raise DismaxError(
+            f"temperature must be finite and > 0, got {q(temperature)}; T = 1 is none"
+        )
     return value
 
 
@@ -108,11 +111,11 @@ def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
         low, high = (float(bound) for bound in bounds)
     except (TypeError, ValueError) as error:
         raise DismaxError(
-            f"bounds must be two numbers (low, high), got {bounds!r}; e.g. (1e-3, 100.0)"
+            f"bounds must be two numbers (low, high), got {q(bounds)}; e.g. (1e-3, 100.0)"
         ) from error
     if not (math.isfinite(low) and math.isfinite(high)) or not 0.0 < low < high:
         raise DismaxError(
-            f"bounds must satisfy 0 < low < high (finite), got {bounds!r}; e.g. (1e-3, 100.0)"
+            f"bounds must satisfy 0 < low < high (finite), got {q(bounds)}; e.g. (1e-3, 100.0)"
         )
     return low, high
 
@@ -282,15 +285,15 @@ def _check_fit_options(objective: str, optimizer: str, num_bins: int, grid_size:
     """Raise the :class:`DismaxError` of :func:`fit_temperature` for a bad option value."""
     if objective not in OBJECTIVES:
         raise DismaxError(
-            f"unknown calibration objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}"
+            f"unknown calibration objective {q(objective)}; choose one of: {', '.join(OBJECTIVES)}"
         )
     if optimizer not in OPTIMIZERS:
         raise DismaxError(
-            f"unknown calibration optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
+            f"unknown calibration optimizer {q(optimizer)}; choose one of: {', '.join(OPTIMIZERS)}"
         )
     check_num_bins(num_bins)
     if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
-        raise DismaxError(f"grid_size must be an integer >= 2, got {grid_size!r}; e.g. 200")
+        raise DismaxError(f"grid_size must be an integer >= 2, got {q(grid_size)}; e.g. 200")
 
 
 def _within_bounds(temperature: float, low: float, high: float, objective: str) -> float:

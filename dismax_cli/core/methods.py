@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 if TYPE_CHECKING:
     from torch import nn
@@ -223,7 +224,7 @@ def get_method(name: str) -> MethodSpec:
         return _METHODS[name]
     except (KeyError, TypeError):
         raise DismaxError(
-            f"unknown method {name!r}: choose one of {', '.join(_METHODS)}"
+            f"unknown method {q(name)}: choose one of {', '.join(_METHODS)}"
         ) from None
 
 
@@ -259,34 +260,34 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
         raise DismaxError(f"register_method needs a MethodSpec, not a {type(spec).__name__}")
     if not isinstance(spec.name, str) or not _NAME.match(spec.name):
         raise DismaxError(
-            f"method name {spec.name!r} is invalid: use lower-case letters, digits and _, "
+            f"method name {q(spec.name)} is invalid: use lower-case letters, digits and _, "
             "starting with a letter"
         )
     if spec.name in _METHODS and not replace:
         raise DismaxError(
-            f"method {spec.name!r} is already registered: pick another name or pass replace=True"
+            f"method {q(spec.name)} is already registered: pick another name or pass replace=True"
         )
     from dismax_cli.core.scores import SCORES
 
     if spec.default_score not in SCORES:
         raise DismaxError(
-            f"default_score {spec.default_score!r} of method {spec.name!r} is not a score: "
+            f"default_score {q(spec.default_score)} of method {q(spec.name)} is not a score: "
             f"choose one of {', '.join(SCORES)}"
         )
     if spec.members_of is None:
         if not (callable(spec.make_head) and callable(spec.make_loss)):
             raise DismaxError(
-                f"method {spec.name!r} needs make_head and make_loss (or members_of for an "
+                f"method {q(spec.name)} needs make_head and make_loss (or members_of for an "
                 "ensemble of another method's runs)"
             )
     elif spec.members_of not in list_methods() or spec.members_of == spec.name:
         raise DismaxError(
-            f"members_of={spec.members_of!r} of method {spec.name!r} is not a registered "
+            f"members_of={q(spec.members_of)} of method {q(spec.name)} is not a registered "
             f"single-model method: choose one of {', '.join(list_methods())}"
         )
     if spec.uses_fpr and not spec.supports_fpr:
         raise DismaxError(
-            f"method {spec.name!r} has uses_fpr=True but supports_fpr=False: set both"
+            f"method {q(spec.name)} has uses_fpr=True but supports_fpr=False: set both"
         )
     _METHODS[spec.name] = spec
     return spec
@@ -301,11 +302,11 @@ def unregister_method(name: str) -> MethodSpec:
     """
     spec = get_method(name)
     if any(s is spec for s in _BUILT_IN):
-        raise DismaxError(f"method {name!r} is built in and cannot be unregistered")
+        raise DismaxError(f"method {q(name)} is built in and cannot be unregistered")
     users = [s.name for s in _METHODS.values() if s.members_of == name]
     if users:
         raise DismaxError(
-            f"method {name!r} is the member method of {', '.join(users)}: unregister those first"
+            f"method {q(name)} is the member method of {', '.join(users)}: unregister those first"
         )
     del _METHODS[name]
     return spec

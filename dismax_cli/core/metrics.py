@@ -25,6 +25,7 @@ import numpy as np
 
 from dismax_cli.core._arrays import ArrayLike, to_numpy_float64, to_numpy_targets
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 # Smallest positive normal float64 (about 2.2e-308): nll clamps p_y here, so -log p_y <= 708.4.
 NLL_PROBABILITY_FLOOR: float = float(np.finfo(np.float64).tiny)
@@ -218,7 +219,7 @@ def fpr_at_95_tpr(
     """
     if convention not in FPR_CONVENTIONS:
         raise DismaxError(
-            f"unknown FPR@95TPR convention {convention!r}: choose one of "
+            f"unknown FPR@95TPR convention {q(convention)}: choose one of "
             f"{', '.join(FPR_CONVENTIONS)}"
         )
     id_array, ood_array = score_pair(id_scores, ood_scores)
@@ -266,7 +267,7 @@ def tpr_threshold(id_scores: ArrayLike, *, tpr: float = 0.95) -> float:
         in Neural Networks" (ODIN), arXiv:1706.02690 (the TPR-95 % operating point).
     """
     if isinstance(tpr, bool) or not isinstance(tpr, int | float) or not 0 < tpr <= 1:
-        raise DismaxError(f"tpr {tpr!r} is invalid: give a fraction in (0, 1], e.g. 0.95")
+        raise DismaxError(f"tpr {q(tpr)} is invalid: give a fraction in (0, 1], e.g. 0.95")
     id_array = to_numpy_float64(id_scores, name="id_scores", ndim=1, layout="(N_id,)")
     if id_array.size == 0:
         raise DismaxError("id_scores is empty (no in-distribution scores); score an ID set first")
@@ -368,7 +369,7 @@ def check_num_bins(num_bins: int) -> None:
         DismaxError: If ``num_bins`` is not an integer >= 1.
     """
     if isinstance(num_bins, bool) or not isinstance(num_bins, int | np.integer) or num_bins < 1:
-        raise DismaxError(f"num_bins must be an integer >= 1, got {num_bins!r}; the paper uses 15")
+        raise DismaxError(f"num_bins must be an integer >= 1, got {q(num_bins)}; the paper uses 15")
 
 
 def accuracy(probs: ArrayLike, targets: ArrayLike) -> float:

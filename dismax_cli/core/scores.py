@@ -31,6 +31,7 @@ import torch
 
 from dismax_cli.core._arrays import ArrayLike, to_torch_float64
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 
 class ScoreFunction(Protocol):
@@ -302,7 +303,7 @@ def get_score(name: str) -> ScoreFunction:
     try:
         return SCORES[name]
     except KeyError:
-        raise DismaxError(f"unknown score {name!r}; choose one of: {', '.join(SCORES)}") from None
+        raise DismaxError(f"unknown score {q(name)}; choose one of: {', '.join(SCORES)}") from None
 
 
 __all__ = [

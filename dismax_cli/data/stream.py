@@ -32,6 +32,7 @@ import torch
 
 from dismax_cli.data.imageset import ImageSetBase
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 #: Above this many bytes of decoded uint8 pixels a set streams when ``stream`` is null (auto).
 STREAM_ABOVE_BYTES = 2 * 1024**3
@@ -122,7 +123,7 @@ def default_workers() -> int:
     if value < 0:
         raise InvalidValueError(
             WORKERS_ENV,
-            f"{WORKERS_ENV}={text!r} is invalid: use an integer >= 0 (0 decodes in the main "
+            f"{WORKERS_ENV}={q(text)} is invalid: use an integer >= 0 (0 decodes in the main "
             "process)",
         )
     return value

@@ -6,54 +6,141 @@ Modules, one concern each: :mod:`.config` (``TrainConfig``), :mod:`.devices`, :m
 metadata), :mod:`.loop` (``train_one_epoch``), :mod:`.predict` (``predict_logits``),
 :mod:`.calibrate`, :mod:`.run` (``fit``), :mod:`.deploy` (``load_run``). Imports point down
 that list; none points up.
+
+The names below load on first use (PEP 562 ``__getattr__``): ``from dismax_cli.engine import
+TrainConfig`` imports :mod:`.config` alone, which loads no torch, so the CLI builds and checks
+a configuration (a usage error answers at once) before the library loads.
 """
 
 from __future__ import annotations
 
-from dismax_cli.engine.build import build_model, build_training, make_optimizer, make_transform
-from dismax_cli.engine.calibrate import (
-    CalibrationResult,
-    calibrate_bundle,
-    calibrate_checkpoint,
-    fit_temperature_noted,
-    training_temperature,
-    validation_thresholds,
-)
-from dismax_cli.engine.checkpoint import (
-    CHECKPOINT_NAME,
-    LOG_NAME,
-    Checkpoint,
-    CheckpointMeta,
-    ModelBundle,
-    bundle_from_checkpoint,
-    checkpoint_path,
-    load_bundle,
-    load_checkpoint,
-    load_payload,
-    read_train_log,
-    save_checkpoint,
-)
-from dismax_cli.engine.config import (
-    EpochLog,
-    ProgressCallback,
-    TrainConfig,
-    TrainProgress,
-    TrainResult,
-    lr_milestones,
-)
-from dismax_cli.engine.data import RunData, load_run_data, rebuild_run_data
-from dismax_cli.engine.deploy import Prediction, Run, load_run
-from dismax_cli.engine.devices import DEVICES, resolve_device
-from dismax_cli.engine.loop import (
-    EpochStats,
-    InMemoryBatches,
-    batch_sizes,
-    epoch_generator,
-    fpr_mix,
-    train_one_epoch,
-)
-from dismax_cli.engine.predict import predict_features_logits, predict_images, predict_logits
-from dismax_cli.engine.run import fit
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dismax_cli.engine.build import build_model, build_training, make_optimizer, make_transform
+    from dismax_cli.engine.calibrate import (
+        CalibrationResult,
+        calibrate_bundle,
+        calibrate_checkpoint,
+        fit_temperature_noted,
+        training_temperature,
+        validation_thresholds,
+    )
+    from dismax_cli.engine.checkpoint import (
+        CHECKPOINT_NAME,
+        LOG_NAME,
+        Checkpoint,
+        CheckpointMeta,
+        ModelBundle,
+        bundle_from_checkpoint,
+        checkpoint_path,
+        load_bundle,
+        load_checkpoint,
+        load_payload,
+        read_train_log,
+        save_checkpoint,
+    )
+    from dismax_cli.engine.config import (
+        EpochLog,
+        ProgressCallback,
+        TrainConfig,
+        TrainProgress,
+        TrainResult,
+        lr_milestones,
+    )
+    from dismax_cli.engine.data import RunData, load_run_data, rebuild_run_data
+    from dismax_cli.engine.deploy import Prediction, Run, load_run
+    from dismax_cli.engine.devices import DEVICES, resolve_device
+    from dismax_cli.engine.loop import (
+        EpochStats,
+        InMemoryBatches,
+        batch_sizes,
+        epoch_generator,
+        fpr_mix,
+        train_one_epoch,
+    )
+    from dismax_cli.engine.predict import predict_features_logits, predict_images, predict_logits
+    from dismax_cli.engine.run import fit
+
+#: Public name -> the submodule that defines it (imported when the name is first read).
+_SOURCES: dict[str, str] = {
+    **dict.fromkeys(("build_model", "build_training", "make_optimizer", "make_transform"), "build"),
+    **dict.fromkeys(
+        (
+            "CalibrationResult",
+            "calibrate_bundle",
+            "calibrate_checkpoint",
+            "fit_temperature_noted",
+            "training_temperature",
+            "validation_thresholds",
+        ),
+        "calibrate",
+    ),
+    **dict.fromkeys(
+        (
+            "CHECKPOINT_NAME",
+            "LOG_NAME",
+            "Checkpoint",
+            "CheckpointMeta",
+            "ModelBundle",
+            "bundle_from_checkpoint",
+            "checkpoint_path",
+            "load_bundle",
+            "load_checkpoint",
+            "load_payload",
+            "read_train_log",
+            "save_checkpoint",
+        ),
+        "checkpoint",
+    ),
+    **dict.fromkeys(
+        (
+            "EpochLog",
+            "ProgressCallback",
+            "TrainConfig",
+            "TrainProgress",
+            "TrainResult",
+            "lr_milestones",
+        ),
+        "config",
+    ),
+    **dict.fromkeys(("RunData", "load_run_data", "rebuild_run_data"), "data"),
+    **dict.fromkeys(("Prediction", "Run", "load_run"), "deploy"),
+    **dict.fromkeys(("DEVICES", "resolve_device"), "devices"),
+    **dict.fromkeys(
+        (
+            "EpochStats",
+            "InMemoryBatches",
+            "batch_sizes",
+            "epoch_generator",
+            "fpr_mix",
+            "train_one_epoch",
+        ),
+        "loop",
+    ),
+    **dict.fromkeys(("predict_features_logits", "predict_images", "predict_logits"), "predict"),
+    **dict.fromkeys(("fit",), "run"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` and return its ``name`` (PEP 562).
+
+    Raises:
+        AttributeError: for a name this package does not export.
+    """
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SOURCES})
+
 
 __all__ = [
     "CHECKPOINT_NAME",

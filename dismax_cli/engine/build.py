@@ -17,6 +17,7 @@ from dismax_cli.data.stream import StreamSet
 from dismax_cli.data.transforms import recipe_for
 from dismax_cli.engine.config import TrainConfig
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.models import Classifier, build_backbone
 from dismax_cli.models.external import build_external, is_external
 from dismax_cli.models.registry import default_image_size
@@ -41,7 +42,7 @@ def build_model(
     spec = get_method(method)
     if spec.make_head is None:
         raise DismaxError(
-            f"method {method!r} trains no model of its own (it is an ensemble of "
+            f"method {q(method)} trains no model of its own (it is an ensemble of "
             f"{spec.members_of} runs): train {spec.members_of} instead"
         )
     with torch.random.fork_rng(devices=[]):

@@ -39,6 +39,7 @@ from dismax_cli.engine.checkpoint import (
 from dismax_cli.engine.data import rebuild_run_data
 from dismax_cli.engine.predict import predict_images
 from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import quote_value as q
 from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer, check_protocol
 
 
@@ -242,7 +243,7 @@ def calibrate_checkpoint(
     """
     if objective not in CALIBRATION_OBJECTIVES:
         raise DismaxError(
-            f"objective {objective!r} is invalid: choose {' or '.join(CALIBRATION_OBJECTIVES)}"
+            f"objective {q(objective)} is invalid: choose {' or '.join(CALIBRATION_OBJECTIVES)}"
         )
     check_optimizer(optimizer)
     if protocol is not None:

@@ -39,10 +39,15 @@ from dismax_cli.engine.checkpoint_meta import (
 from dismax_cli.engine.config import EpochLog
 from dismax_cli.engine.devices import resolve_device
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import atomic_write, atomic_write_bytes
+from dismax_cli.errors import quote_value as q
+from dismax_cli.fileio import (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    atomic_write,
+    atomic_write_bytes,
+    checkpoint_path,
+)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LOG_NAME = "train_log.jsonl"
 #: Versions :func:`load_checkpoint` reads (older ones are migrated to the current one).
 READABLE_VERSIONS = (1, 2)
 _TEMPERATURE_KEY = "head.temperature"  # format 1 kept T as a head buffer
@@ -113,12 +118,6 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def checkpoint_path(run_dir_or_file: str | Path) -> Path:
-    """``run_dir/checkpoint.pt`` for a folder, the path itself for a file."""
-    path = Path(run_dir_or_file)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
-
-
 def _unpickle(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -126,12 +125,12 @@ def _unpickle(path: Path) -> Any:
         refused = refused_global(str(exc))
         if refused is not None:
             raise DismaxError(
-                f"{str(path)!r} is not a dismax checkpoint: it holds {refused}, which the "
+                f"{q(path)} is not a dismax checkpoint: it holds {refused}, which the "
                 "weights-only loader refuses (a dismax checkpoint holds only tensors and plain "
                 f"Python values); use the {CHECKPOINT_NAME} that `dismax train` writes"
             ) from None
         raise DismaxError(
-            f"{str(path)!r} is not a readable dismax checkpoint (truncated or corrupted: "
+            f"{q(path)} is not a readable dismax checkpoint (truncated or corrupted: "
             f"{exception_reason(exc)}); retrain or restore it from a copy"
         ) from None
 
@@ -145,17 +144,17 @@ def load_payload(path: str | Path) -> dict[str, Any]:
     path = checkpoint_path(path)
     if not path.is_file():
         raise DismaxError(
-            f"checkpoint {str(path)!r} does not exist: pass a run folder or its {CHECKPOINT_NAME}"
+            f"checkpoint {q(path)} does not exist: pass a run folder or its {CHECKPOINT_NAME}"
         )
     payload = _unpickle(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise DismaxError(
-            f"{str(path)!r} is not a dismax checkpoint: use the {CHECKPOINT_NAME} that "
+            f"{q(path)} is not a dismax checkpoint: use the {CHECKPOINT_NAME} that "
             "`dismax train` writes into its run folder"
         )
     if payload.get("format_version") not in READABLE_VERSIONS:
         raise DismaxError(
-            f"{str(path)!r} has checkpoint format version {payload.get('format_version')!r}; "
+            f"{q(path)} has checkpoint format version {q(payload.get('format_version'))}; "
             f"this dismax reads versions {', '.join(map(str, READABLE_VERSIONS))}: retrain "
             "with this version"
         )
@@ -168,7 +167,7 @@ def load_payload(path: str | Path) -> dict[str, Any]:
         problem = "no 'state_dict'"
     if problem:
         raise DismaxError(
-            f"{str(path)!r} has damaged metadata ({problem}); it was edited or corrupted: "
+            f"{q(path)} has damaged metadata ({problem}); it was edited or corrupted: "
             "retrain or restore it from a copy"
         )
     return payload
@@ -238,7 +237,7 @@ def load_model_state(
             problem = first_sentence(str(exc))
     if problem is not None:
         meta = checkpoint.meta
-        where = f"{str(path)!r}: the" if path is not None else "the checkpoint's"
+        where = f"{q(path)}: the" if path is not None else "the checkpoint's"
         raise DismaxError(
             f"{where} weights do not fit a {meta.method} {meta.model} with "
             f"{meta.num_classes} classes ({problem}); the file is damaged or was edited: "
@@ -280,7 +279,7 @@ def load_optimizer_state(
     problem = _optimizer_problem(optimizer, checkpoint.optimizer)
     if problem is not None:
         raise DismaxError(
-            f"{str(path)!r} cannot be resumed: {problem}; the file is damaged or was edited: "
+            f"{q(path)} cannot be resumed: {problem}; the file is damaged or was edited: "
             "start a new run with another --out"
         )
 

@@ -20,6 +20,7 @@ from dismax_cli.engine._messages import printable
 from dismax_cli.engine.config import TrainConfig
 from dismax_cli.engine.data import RunData, data_hashes
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.models import list_backbones
 from dismax_cli.models.external import model_name_problem
 
@@ -196,23 +197,23 @@ def _types_problem(payload: dict[str, Any]) -> str | None:
     """The first key of ``_EXPECTED`` that is missing or of another type (a bool is no int)."""
     for key, kind in _EXPECTED.items():
         if key not in payload:
-            return f"no {key!r}"
+            return f"no {q(key)}"
         value = payload[key]
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            return f"{key}={value!r}"
+            return f"{key}={q(value)}"
     return None
 
 
 def _shape_problem(payload: dict[str, Any]) -> str | None:
     """An unknown method or model, or classes, channels, transform or split that disagree."""
     if payload["method"] not in list_methods():
-        return f"method={payload['method']!r}"
+        return f"method={q(payload['method'])}"
     if model_name_problem(payload["model"], list_backbones()) is not None:
-        return f"model={payload['model']!r}"
+        return f"model={q(payload['model'])}"
     if payload["num_classes"] < 2 or len(payload["classes"]) != payload["num_classes"]:
-        return f"num_classes={payload['num_classes']!r} with {len(payload['classes'])} class names"
+        return f"num_classes={q(payload['num_classes'])} with {len(payload['classes'])} class names"
     if payload["channels"] not in (1, 3):
-        return f"channels={payload['channels']!r}"
+        return f"channels={q(payload['channels'])}"
     transform = payload["transform"]
     if (
         transform.get("image_size") != payload["image_size"]
@@ -228,7 +229,7 @@ def _stored_values_problem(payload: dict[str, Any]) -> str | None:
     """A temperature that is not a positive number, bad thresholds or a bad selection record."""
     temperature = float(payload["temperature"])
     if not (math.isfinite(temperature) and temperature > 0):
-        return f"temperature={temperature!r}, it must be a positive number"
+        return f"temperature={q(temperature)}, it must be a positive number"
     problem = _thresholds_problem(payload.get("thresholds"))
     if problem:
         return problem

@@ -17,9 +17,7 @@ from typing import Any
 
 from dismax_cli.config import InvalidValueError, check_types
 from dismax_cli.core.methods import get_method, list_methods
-from dismax_cli.engine.devices import resolve_device
-from dismax_cli.models import list_backbones
-from dismax_cli.models.external import check_model_name
+from dismax_cli.errors import quote_value as q
 from dismax_cli.protocol import (
     DEFAULT_SELECTION,
     check_protocol,
@@ -101,22 +99,31 @@ class TrainConfig:
     decay_epochs: tuple[int, ...] | None = None
     stream: bool | None = None
 
-    def validate(self) -> TrainConfig:
-        """Return self after checking every value; raise DismaxError naming the bad one."""
+    def validate(self, *, machine: bool = True) -> TrainConfig:
+        """Return self after checking every value.
+
+        The checks that need no library come first and load no torch, so a bad value is a
+        fast usage error; then (``machine=True``) the ones that need torch: a ``torchvision:``
+        or ``timm:`` model that exists, a device this machine has.
+
+        Raises:
+            InvalidValueError: naming the first bad key (exit 2).
+            DismaxError: for a valid value that cannot be used here (no CUDA, no timm).
+        """
         if self.method not in list_methods():
             raise InvalidValueError(
                 "method",
-                f"unknown method {self.method!r}: choose one of {', '.join(list_methods())}",
+                f"unknown method {q(self.method)}: choose one of {', '.join(list_methods())}",
             )
-        check_model_name(self.model, list_backbones())
         self._check_numbers()
         check_protocol(self.protocol)
         check_val_fraction(self.protocol, self.val_fraction)
         resolve_selection(self.protocol, self.select)
         check_image_size(self.image_size)
         check_decay_epochs(self.decay_epochs, self.epochs)
-        resolve_device(self.device)  # unknown or unavailable devices fail before any work
         self._check_fpr()
+        if machine:
+            check_model_and_device(self.model, self.device)
         return self
 
     def _check_numbers(self) -> None:
@@ -125,7 +132,7 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 why = " (BatchNorm cannot train on one image)" if name == "batch_size" else ""
                 raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer of at least {least}{why}"
+                    name, f"{name}={q(value)} is invalid: use an integer of at least {least}{why}"
                 )
         for names, positive, rule in (
             (("lr", "entropic_scale"), True, "a positive number"),
@@ -135,12 +142,12 @@ class TrainConfig:
                 value = getattr(self, name)
                 finite = isinstance(value, int | float) and math.isfinite(value)
                 if not (finite and (value > 0 if positive else value >= 0)):
-                    raise InvalidValueError(name, f"{name}={value!r} is invalid: use {rule}")
+                    raise InvalidValueError(name, f"{name}={q(value)} is invalid: use {rule}")
         for name in ("seed", "split_seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
                 raise InvalidValueError(
-                    name, f"{name}={value!r} is invalid: use an integer in [0, 2^62)"
+                    name, f"{name}={q(value)} is invalid: use an integer in [0, 2^62)"
                 )
 
     def _check_fpr(self) -> None:
@@ -149,7 +156,7 @@ class TrainConfig:
             raise InvalidValueError(
                 "fpr",
                 f"FPR (fractional probability regularization) applies to "
-                f"{', '.join(allowed)} only, not {self.method!r}: drop --fpr",
+                f"{', '.join(allowed)} only, not {q(self.method)}: drop --fpr",
             )
 
     @property
@@ -214,6 +221,22 @@ class TrainConfig:
         return values
 
 
+def check_model_and_device(model: str, device: str) -> None:
+    """The checks of a run's settings that load torch: ``model`` is a backbone or an existing
+    torchvision/timm model, ``device`` is one this machine has.
+
+    Raises:
+        InvalidValueError: for an unknown model or a malformed device name.
+        DismaxError: for a device this machine lacks, or timm not installed.
+    """
+    from dismax_cli.engine.devices import resolve_device
+    from dismax_cli.models import list_backbones
+    from dismax_cli.models.external import check_model_name
+
+    check_model_name(model, list_backbones())
+    resolve_device(device)  # unknown or unavailable devices fail before any work
+
+
 #: TrainConfig fields added after the run key was first defined: omitted from
 #: :meth:`TrainConfig.identity` while at their default (see there). Append every new field here.
 LATER_FIELDS: tuple[str, ...] = (
@@ -240,7 +263,7 @@ def check_image_size(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_IMAGE_SIZE:
         raise InvalidValueError(
             "image_size",
-            f"image_size={value!r} is invalid: use an integer from 8 to {MAX_IMAGE_SIZE}, e.g. "
+            f"image_size={q(value)} is invalid: use an integer from 8 to {MAX_IMAGE_SIZE}, e.g. "
             "224 (or leave it unset for the backbone's or the data's size)",
         )
 
@@ -269,9 +292,9 @@ def check_decay_epochs(value: object, epochs: int) -> None:
                 why = f"below epochs={epochs}"
             raise InvalidValueError(
                 "decay_epochs",
-                f"decay epoch {m!r} in {list(items)!r} is invalid: it must be {why}; use strictly "
-                f"increasing integers from 1 to epochs - 1 = {epochs - 1}, e.g. 30,60 for 90 "
-                "epochs",
+                f"decay epoch {q(m)} in {q(list(items))} is invalid: it must be {why}; use "
+                f"strictly increasing integers from 1 to epochs - 1 = {epochs - 1}, e.g. 30,60 "
+                "for 90 epochs",
             )
         previous = m
 
@@ -355,5 +378,6 @@ __all__ = [
     "TrainResult",
     "check_image_size",
     "check_decay_epochs",
+    "check_model_and_device",
     "lr_milestones",
 ]

@@ -15,6 +15,7 @@ from dismax_cli.data.imageset import indices_sha256
 from dismax_cli.data.stream import StreamSet, streaming
 from dismax_cli.engine.config import TrainConfig
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 if TYPE_CHECKING:
     from dismax_cli.engine.checkpoint import CheckpointMeta
@@ -48,7 +49,7 @@ def load_run_data(config: TrainConfig) -> RunData:
         )
     if train_full.labels is None or train_full.num_classes < 2:
         raise DismaxError(
-            f"dataset {config.dataset!r} has no labels or fewer than 2 classes: the "
+            f"dataset {q(config.dataset)} has no labels or fewer than 2 classes: the "
             "in-distribution set must be labelled"
         )
     if config.protocol == "paper":
@@ -105,14 +106,14 @@ def rebuild_run_data(meta: CheckpointMeta, *, data_dir: str | None = None) -> Ru
     data = load_run_data(config)
     if list(data.train.classes) != list(meta.classes):
         raise DismaxError(
-            f"dataset {config.dataset!r} now has classes {list(data.train.classes)[:5]}..., but "
-            f"the checkpoint was trained on {list(meta.classes)[:5]}...: point --data-dir at "
-            "the data it was trained on"
+            f"dataset {q(config.dataset)} now has classes {q(list(data.train.classes)[:5])}..., "
+            f"but the checkpoint was trained on {q(list(meta.classes)[:5])}...: point --data-dir "
+            "at the data it was trained on"
         )
     check_same_data(meta.data_sha256, data, "the checkpoint")
     if data.split.val_indices_sha256 != meta.split["val_indices_sha256"]:
         raise DismaxError(
-            f"the validation split of {config.dataset!r} differs from the one the checkpoint "
+            f"the validation split of {q(config.dataset)} differs from the one the checkpoint "
             "recorded (the dataset changed): calibrate with the data it was trained on"
         )
     return data

@@ -23,6 +23,7 @@ from dismax_cli.data import ImageTransform
 from dismax_cli.engine.checkpoint import CheckpointMeta, ModelBundle, checkpoint_path, load_bundle
 from dismax_cli.engine.predict import predict_images, predict_logits
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 ImagesLike = torch.Tensor | np.ndarray | Sequence[np.ndarray | torch.Tensor]
 
@@ -171,11 +172,11 @@ class Run:
         """
         name = self.default_score if score is None else score
         if name not in SCORES:
-            raise DismaxError(f"unknown score {name!r}: choose one of {', '.join(SCORES)}")
+            raise DismaxError(f"unknown score {q(name)}: choose one of {', '.join(SCORES)}")
         thresholds = self.meta.thresholds
         if thresholds is None or name not in thresholds:
             raise DismaxError(
-                f"run {str(self.path)!r} has no validation thresholds (it was not calibrated, "
+                f"run {q(self.path)} has no validation thresholds (it was not calibrated, "
                 f"or calibrated by an older dismax): run `dismax calibrate {self.path}` first"
             )
         return tpr_threshold(thresholds[name], tpr=tpr)
@@ -288,25 +289,25 @@ def read_images(paths: Sequence[str | Path]) -> ImageInputs:
             files, _ = scan_image_files(entry, recursive=True)
             if not files:
                 raise DismaxError(
-                    f"image folder {str(entry)!r} holds no image files "
+                    f"image folder {q(entry)} holds no image files "
                     f"({', '.join(IMAGE_EXTENSIONS)}); name a folder of images"
                 )
             add_files(files)
         elif entry.suffix.lower() == ".npz":
             raw = read_npz(entry)
             if len(raw.images) == 0:
-                raise DismaxError(f"npz file {str(entry)!r} holds no images; name another file")
+                raise DismaxError(f"npz file {q(entry)} holds no images; name another file")
             names.extend(f"{entry}[{i}]" for i in range(len(raw.images)))
             images.extend(raw.images)
         elif not entry.exists():
             raise DismaxError(
-                f"{str(entry)!r} does not exist: name an npz file, an image folder or image files"
+                f"{q(entry)} does not exist: name an npz file, an image folder or image files"
             )
         elif entry.suffix.lower() in IMAGE_EXTENSIONS:
             add_files([entry])
         else:
             raise DismaxError(
-                f"{str(entry)!r} is not an npz file, an image folder or an image file "
+                f"{q(entry)} is not an npz file, an image folder or an image file "
                 f"({', '.join(IMAGE_EXTENSIONS)}): convert it or leave it out"
             )
     return ImageInputs(names=names, images=images)

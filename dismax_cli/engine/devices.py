@@ -13,6 +13,7 @@ import torch
 
 from dismax_cli.config import InvalidValueError, check_device_name
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -58,7 +59,7 @@ def _resolve(name: str) -> torch.device:
             )
         return torch.device("mps")
     raise InvalidValueError(  # pragma: no cover - check_device_name admits only the above
-        "device", f"device {name!r} is invalid: choose one of {', '.join(DEVICES)}"
+        "device", f"device {q(name)} is invalid: choose one of {', '.join(DEVICES)}"
     )
 
 
@@ -68,7 +69,7 @@ def torchrun_env_int(name: str, default: int) -> int:
         return int(os.environ.get(name, default))
     except ValueError:
         raise DismaxError(
-            f"{name}={os.environ[name]!r} is not an integer: start the command with torchrun, "
+            f"{name}={q(os.environ[name])} is not an integer: start the command with torchrun, "
             "which sets it"
         ) from None
 

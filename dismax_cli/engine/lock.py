@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 try:  # POSIX only
     import fcntl
@@ -47,7 +48,7 @@ def _make_parents(folder: Path) -> list[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DismaxError(f"cannot create folder {str(folder)!r}: {exc.strerror}") from None
+        raise DismaxError(f"cannot create folder {q(folder)}: {exc.strerror}") from None
     return missing
 
 
@@ -68,8 +69,8 @@ def _acquire(path: Path, run_dir: Path) -> int:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             raise RunFolderBusy(
-                f"another dismax process is training into {str(run_dir)!r} (it holds "
-                f"{str(path)!r}): wait for it to finish, or choose another --out",
+                f"another dismax process is training into {q(run_dir)} (it holds "
+                f"{q(path)}): wait for it to finish, or choose another --out",
                 run_dir,
             ) from None
         try:

@@ -27,6 +27,7 @@ from dismax_cli.engine import distributed
 from dismax_cli.engine.config import MIN_BATCH
 from dismax_cli.engine.devices import autocast, to_device_layout
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 #: ``mix(images, targets) -> FractionalMix``: how a batch becomes an FPR batch (METHOD.md §2).
 MixFn = Callable[[torch.Tensor, torch.Tensor], FractionalMix]
@@ -90,7 +91,7 @@ def batch_sizes(n: int, batch_size: int) -> list[int]:
     """
     if batch_size < MIN_BATCH:
         raise DismaxError(
-            f"batch_size={batch_size!r} is invalid: use an integer of at least {MIN_BATCH} "
+            f"batch_size={q(batch_size)} is invalid: use an integer of at least {MIN_BATCH} "
             "(BatchNorm cannot train on one image)"
         )
     if n < MIN_BATCH:

@@ -49,6 +49,7 @@ from dismax_cli.engine.loop import (
 from dismax_cli.engine.selection import save_epoch
 from dismax_cli.engine.streaming import epoch_batches
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 
 @dataclasses.dataclass
@@ -140,7 +141,7 @@ def _existing_run(config: TrainConfig, run_dir: Path, resume: bool) -> Checkpoin
         return None
     if not resume:
         raise DismaxError(
-            f"run folder {str(run_dir)!r} already holds a run: pass --resume to continue it "
+            f"run folder {q(run_dir)} already holds a run: pass --resume to continue it "
             "or choose another --out"
         )
     if not ckpt_file.exists():
@@ -157,7 +158,7 @@ def _prepare(
     """Build the model, create the folder and load the saved state (if resuming)."""
     if len(data.train) < MIN_BATCH:
         raise DismaxError(
-            f"the training split of {config.dataset!r} holds {len(data.train)} image(s) after "
+            f"the training split of {q(config.dataset)} holds {len(data.train)} image(s) after "
             f"the validation carve: training needs at least {MIN_BATCH} (BatchNorm cannot train "
             "on one image); use a larger dataset"
         )
@@ -171,13 +172,13 @@ def _prepare(
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DismaxError(f"cannot create run folder {str(run_dir)!r}: {exc.strerror}") from None
+        raise DismaxError(f"cannot create run folder {q(run_dir)}: {exc.strerror}") from None
     images = labels = None
     if not isinstance(data.train, StreamSet):  # a streamed set stays on disk (README)
         images, labels = data.train.images.to(setup.device), data.train.labels.to(setup.device)  # type: ignore[union-attr]
     run = _Run(config, run_dir, data, setup, created_dir, images, labels, setup.model)
     if saved is not None:
-        check_same_data(saved.meta.data_sha256, data, repr(str(run.checkpoint)))
+        check_same_data(saved.meta.data_sha256, data, q(run.checkpoint))
         load_model_state(setup.model, saved, path=run.checkpoint)
         load_optimizer_state(setup.optimizer, saved, path=run.checkpoint)
         run.start_epoch = saved.meta.epoch
@@ -256,7 +257,7 @@ def _progress(
 
 def _non_finite_error(run: _Run, epoch: int) -> DismaxError:
     if run.checkpoint.exists():
-        kept = f"{str(run.checkpoint)!r} keeps the last good epoch ({epoch})"
+        kept = f"{q(run.checkpoint)} keeps the last good epoch ({epoch})"
     else:
         kept = "no epoch finished, so no checkpoint was written"
         if run.created_dir and distributed.is_main():
@@ -274,9 +275,9 @@ def _check_same_run(saved_config: TrainConfig, config: TrainConfig, path: Path) 
     wanted = config.identity()
     diff = [k for k in wanted if saved.get(k) != wanted[k]]
     if diff:
-        shown = ", ".join(f"{k}={saved.get(k)!r} (asked {wanted[k]!r})" for k in diff)
+        shown = ", ".join(f"{k}={q(saved.get(k))} (asked {q(wanted[k])})" for k in diff)
         raise DismaxError(
-            f"{str(path)!r} belongs to another run: {shown}; resume with the same settings or "
+            f"{q(path)} belongs to another run: {shown}; resume with the same settings or "
             "choose another --out"
         )
 

@@ -22,6 +22,7 @@ from dismax_cli.data import ImageSet
 from dismax_cli.data.transforms import ImageTransform
 from dismax_cli.engine.predict import image_batches, predict_logits
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import atomic_write
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def split_accuracy(
     """
     if images.labels is None or len(images) == 0:
         raise DismaxError(
-            f"model selection needs a labelled, non-empty split; {images.spec!r} is not"
+            f"model selection needs a labelled, non-empty split; {q(images.spec)} is not"
         )
     batches = image_batches(images.images, transform, batch_size=256, device=device)
     logits = predict_logits(model, batches, device=device)
@@ -113,12 +114,12 @@ def kept_state(record: dict[str, Any], run_dir: Path) -> dict[str, torch.Tensor]
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as exc:
         raise DismaxError(
-            f"cannot read {str(path)!r} ({exc}): the best epoch's weights are lost; train the "
+            f"cannot read {q(path)} ({exc}): the best epoch's weights are lost; train the "
             "run again into a new --out"
         ) from None
     if not isinstance(payload, dict) or payload.get("epoch") != record["epoch"]:
         raise DismaxError(
-            f"{str(path)!r} does not hold epoch {record['epoch']}, the epoch the run keeps: "
+            f"{q(path)} does not hold epoch {record['epoch']}, the epoch the run keeps: "
             "train the run again into a new --out"
         )
     return dict(payload["state_dict"])

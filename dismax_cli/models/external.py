@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 #: The prefixes of models built by other libraries.
 EXTERNAL_SOURCES = ("torchvision", "timm")
@@ -54,17 +55,17 @@ def model_name_problem(name: Any, builtin: list[str] | tuple[str, ...]) -> str |
     Accepts a built-in backbone name from ``builtin``, ``torchvision:NAME`` or ``timm:NAME``.
     """
     if not isinstance(name, str):
-        return f"model {name!r} is not a name"
+        return f"model {q(name)} is not a name"
     source, rest = split_model(name)
     if source is None:
         if name in builtin:
             return None
         return (
-            f"unknown model {name!r}: choose one of {', '.join(builtin)}, torchvision:NAME or "
+            f"unknown model {q(name)}: choose one of {', '.join(builtin)}, torchvision:NAME or "
             "timm:NAME"
         )
     if not rest.strip() or rest != rest.strip():
-        return f"model {name!r} has no model name after '{source}:': e.g. {source}:resnet18"
+        return f"model {q(name)} has no model name after '{source}:': e.g. {source}:resnet18"
     return None
 
 
@@ -112,7 +113,7 @@ def check_model_name(name: str, builtin: list[str] | tuple[str, ...]) -> None:
         hint = f" (did you mean {', '.join(f'{source}:{c}' for c in close)}?)" if close else ""
         raise InvalidValueError(
             "model",
-            f"unknown {source} classification model {rest!r}{hint}: {_HOW_TO_LIST[source]}",
+            f"unknown {source} classification model {q(rest)}{hint}: {_HOW_TO_LIST[source]}",
         )
 
 
@@ -203,7 +204,7 @@ def build_external(
     except Exception as exc:  # noqa: BLE001 - any failure means these images do not fit
         reason = " ".join(str(exc).split())[:200]
         raise DismaxError(
-            f"model {name!r} cannot take {image_size}x{image_size} images with {channels} "
+            f"model {q(name)} cannot take {image_size}x{image_size} images with {channels} "
             f"channel(s) ({type(exc).__name__}: {reason}): use a dataset of larger images or "
             "another model"
         ) from None

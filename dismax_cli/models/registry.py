@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 from dismax_cli.models.base import MIN_IMAGE_SIZE, VALID_IN_CHANNELS, Backbone
 from dismax_cli.models.convnet import ConvNet
 from dismax_cli.models.densenet import densenet_bc_100
@@ -141,13 +142,13 @@ def build_backbone(name: str, *, in_channels: int = 3, image_size: int = 32) -> 
     """
     spec = BACKBONES.get(name)
     if spec is None:
-        raise DismaxError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
+        raise DismaxError(f"unknown backbone {q(name)}: choose one of {', '.join(BACKBONES)}")
     if isinstance(in_channels, bool) or in_channels not in VALID_IN_CHANNELS:
         raise DismaxError(
-            f"in_channels={in_channels!r} is not supported: use 1 (grey-scale) or 3 (RGB)"
+            f"in_channels={q(in_channels)} is not supported: use 1 (grey-scale) or 3 (RGB)"
         )
     if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise DismaxError(f"image_size={image_size!r} is not an integer: pass the side in pixels")
+        raise DismaxError(f"image_size={q(image_size)} is not an integer: pass the side in pixels")
     if image_size < MIN_IMAGE_SIZE:
         raise DismaxError(
             f"image_size={image_size} is too small: backbones need images of at least "

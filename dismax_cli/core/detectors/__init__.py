@@ -46,6 +46,7 @@ from dismax_cli.core.detectors.odin import ODINDetector, odin_scores
 from dismax_cli.core.detectors.react import ReActDetector
 from dismax_cli.core.detectors.vim import ViMDetector
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 DETECTORS: dict[str, type[Detector]] = {
     "odin": ODINDetector,
@@ -68,7 +69,7 @@ def get_detector(name: str) -> type[Detector]:
         return DETECTORS[name]
     except KeyError:
         raise DismaxError(
-            f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}"
+            f"unknown detector {q(name)}; choose one of: {', '.join(DETECTORS)}"
         ) from None
 
 

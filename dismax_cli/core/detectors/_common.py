@@ -18,6 +18,7 @@ from torch import nn
 
 from dismax_cli.core._arrays import ArrayLike, to_torch_float64
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 """Any callable features ``(B, D)`` -> logits ``(B, C)``, e.g. the heads of ``core/heads.py``."""
@@ -70,7 +71,7 @@ class DetectorStatistics:
         for key, tensor in self.tensors.items():
             if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
                 raise DismaxError(
-                    f"statistics tensor {key!r} of detector {self.detector!r} is not a tensor; "
+                    f"statistics tensor {q(key)} of detector {q(self.detector)} is not a tensor; "
                     "refit the detector"
                 )
             tensors[key] = tensor.detach().to("cpu").clone()
@@ -78,8 +79,8 @@ class DetectorStatistics:
         for key, value in self.values.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise DismaxError(
-                    f"statistics value {key!r} of detector {self.detector!r} is {value!r}, not a "
-                    "number; refit the detector"
+                    f"statistics value {q(key)} of detector {q(self.detector)} is {q(value)}, "
+                    "not a number; refit the detector"
                 )
             values[key] = value
         object.__setattr__(self, "tensors", MappingProxyType(tensors))
@@ -106,7 +107,7 @@ class DetectorStatistics:
         ):
             got = data.get("format_version") if isinstance(data, Mapping) else type(data).__name__
             raise DismaxError(
-                f"detector statistics have format {got!r}, expected "
+                f"detector statistics have format {q(got)}, expected "
                 f"{STATISTICS_FORMAT_VERSION}; refit the detector on the training split"
             )
         tensors, values = data.get("tensors"), data.get("values")
@@ -221,7 +222,7 @@ def output_like(scores: torch.Tensor, reference: ArrayLike | None) -> torch.Tens
 def check_positive_int(value: int, *, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int ≥ ``minimum`` or raise a :class:`DismaxError`."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise DismaxError(f"{name}={value!r} is invalid; pass an integer ≥ {minimum}")
+        raise DismaxError(f"{name}={q(value)} is invalid; pass an integer ≥ {minimum}")
     return int(value)
 
 
@@ -238,7 +239,7 @@ def check_positive_float(value: float, *, name: str, allow_zero: bool = False) -
         or (number == 0 and not allow_zero)
     ):
         bound = "≥ 0" if allow_zero else "> 0"
-        raise DismaxError(f"{name}={value!r} is invalid; pass a finite number {bound}")
+        raise DismaxError(f"{name}={q(value)} is invalid; pass a finite number {bound}")
     return number
 
 
@@ -322,14 +323,14 @@ class Detector(ABC):
             statistics = DetectorStatistics.from_dict(statistics)
         if statistics.detector != self.name:
             raise DismaxError(
-                f"statistics were fitted by detector {statistics.detector!r}, not {self.name!r}; "
+                f"statistics were fitted by detector {q(statistics.detector)}, not {q(self.name)}; "
                 "load the matching statistics"
             )
         for key, value in self._config().items():
             if statistics.values.get(key) != value:
                 raise DismaxError(
                     f"{self.name} statistics were fitted with {key}="
-                    f"{statistics.values.get(key)!r}, this detector uses {key}={value!r}; refit "
+                    f"{q(statistics.values.get(key))}, this detector uses {key}={q(value)}; refit "
                     "or construct the detector with the same setting"
                 )
         missing = [k for k in self.required_tensors if k not in statistics.tensors] + [
@@ -345,7 +346,7 @@ class Detector(ABC):
     def _fitted(self) -> DetectorStatistics:
         if self._statistics is None:
             raise DismaxError(
-                f"detector {self.name!r} has no statistics; call fit(train_features, "
+                f"detector {q(self.name)} has no statistics; call fit(train_features, "
                 "train_targets) on the training split (or load saved statistics) first"
             )
         return self._statistics
@@ -380,12 +381,12 @@ class Detector(ABC):
         feats = None
         if needs.features:
             if features is None:
-                raise DismaxError(f"detector {self.name!r} needs features; pass features (N, D)")
+                raise DismaxError(f"detector {q(self.name)} needs features; pass features (N, D)")
             feats = as_features(features)
         lgts = None
         if needs.logits:
             if logits is None:
-                raise DismaxError(f"detector {self.name!r} needs logits; pass logits (N, C)")
+                raise DismaxError(f"detector {q(self.name)} needs logits; pass logits (N, C)")
             lgts = as_logits(logits, num_samples=None if feats is None else feats.shape[0])
         statistics = self._fitted() if needs.training_statistics else self._statistics
         return output_like(self._score(feats, lgts, head, statistics), main)
@@ -425,7 +426,7 @@ def require_head(head: Head | None, *, detector: str, when: str) -> Head:
     """Return ``head`` or raise a :class:`DismaxError` saying ``detector`` needs it ``when``."""
     if head is None:
         raise DismaxError(
-            f"detector {detector!r} needs the model's head at {when}; pass head=model's head "
+            f"detector {q(detector)} needs the model's head at {when}; pass head=model's head "
             "(features -> logits)"
         )
     return head

@@ -20,6 +20,7 @@ from dismax_cli.core.detectors._common import (
     check_positive_int,
 )
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 
 class GENDetector(Detector):
@@ -55,7 +56,7 @@ class GENDetector(Detector):
         super().__init__()
         self.gamma = check_positive_float(gamma, name="gamma")
         if self.gamma > 1.0:
-            raise DismaxError(f"gamma={gamma!r} is invalid; pass 0 < gamma ≤ 1 (paper: 0.1)")
+            raise DismaxError(f"gamma={q(gamma)} is invalid; pass 0 < gamma ≤ 1 (paper: 0.1)")
         self.top_m = check_positive_int(top_m, name="top_m")
 
     def _config(self) -> dict[str, float | int]:

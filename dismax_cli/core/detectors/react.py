@@ -24,6 +24,7 @@ from dismax_cli.core.detectors._common import (
     require_head,
 )
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 
 class ReActDetector(Detector):
@@ -62,7 +63,7 @@ class ReActDetector(Detector):
         super().__init__()
         self.percentile = check_positive_float(percentile, name="percentile")
         if self.percentile > 100.0:
-            raise DismaxError(f"percentile={percentile!r} is invalid; pass 0 < percentile ≤ 100")
+            raise DismaxError(f"percentile={q(percentile)} is invalid; pass 0 < percentile ≤ 100")
 
     def _config(self) -> dict[str, float | int]:
         return {"percentile": self.percentile}

@@ -25,6 +25,7 @@ from dismax_cli.core.detectors._common import (
 )
 from dismax_cli.core.heads import SoftMaxHead
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 
 def default_principal_dim(num_features: int) -> int:
@@ -103,7 +104,7 @@ class ViMDetector(Detector):
         super().__init__()
         self.dim = None if dim is None else check_positive_int(dim, name="dim")
         if alpha is not None and (not math.isfinite(float(alpha)) or float(alpha) <= 0):
-            raise DismaxError(f"alpha={alpha!r} is invalid; pass a finite alpha > 0 or None")
+            raise DismaxError(f"alpha={q(alpha)} is invalid; pass a finite alpha > 0 or None")
         self.alpha = None if alpha is None else float(alpha)
 
     def _config(self) -> dict[str, float | int]:

@@ -1,0 +1,149 @@
+"""Write several output files all or nothing: a report, its per-sample file, plots, a page.
+
+``dismax benchmark --out R.json --plots DIR --html P.html`` and ``dismax show R.json --plots DIR
+--html P.html`` write many files. One failed write (a folder in the way of one PNG, a
+read-only folder, a full disk) must not leave the others behind, nor touch what was there
+before (README "Design notes", *All or nothing*). :meth:`OutputSet.commit` does it in three
+phases: every file is written to a temporary file beside its target (folders created as
+needed); only when all are written are they renamed into place, each existing target first
+kept under a hard link; a failure in any phase removes the temporary files, the folders it
+created and the files it placed, and puts the old files back. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dismax_cli.errors import DismaxError, quote_path
+
+
+@dataclass
+class _Item:
+    path: Path
+    data: bytes
+    what: str
+    tmp: str | None = None
+    backup: str | None = None
+    placed: bool = False
+
+
+@dataclass
+class OutputSet:
+    """Files to write together; nothing is written before :meth:`commit`."""
+
+    items: list[_Item] = field(default_factory=list)
+    _created: list[Path] = field(default_factory=list)
+
+    def add(self, path: str | os.PathLike[str], data: bytes, what: str) -> None:
+        """Queue ``data`` (bytes) for ``path``; ``what`` names it in errors (``--html``)."""
+        self.items.append(_Item(Path(path), data, what))
+
+    def commit(self) -> None:
+        """Write every queued file, or none (see the module docstring).
+
+        A target that exists as a FIFO or device (``--out /dev/stdout``) is written to directly,
+        after every other file is staged and before any is renamed into place.
+
+        Raises:
+            DismaxError: (exit 1) naming the file that failed and the reason; nothing new is
+                left and the files that were there before are unchanged.
+        """
+        current: _Item | None = None
+        try:
+            for current in self.items:
+                if not _is_special(current.path):
+                    self._stage(current)
+            for current in self.items:
+                if current.tmp is None:
+                    current.path.write_bytes(current.data)
+            for current in self.items:
+                if current.tmp is not None:
+                    _place(current)
+        except OSError as exc:
+            self._roll_back()
+            what = current.what if current is not None else "a file"
+            path = quote_path(exc.filename or (current.path if current else ""))
+            raise DismaxError(
+                f"cannot write {what} {path}: {exc.strerror or exc}; nothing was written (the "
+                "files there before are unchanged)"
+            ) from None
+        except BaseException:
+            self._roll_back()
+            raise
+        for item in self.items:
+            if item.backup is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(item.backup)
+
+    def _stage(self, item: _Item) -> None:
+        self._make_folder(item.path.parent)
+        if item.path.is_dir():
+            raise IsADirectoryError(21, "it is a folder", str(item.path))
+        fd, item.tmp = tempfile.mkstemp(
+            dir=item.path.parent, prefix=f".{item.path.name}.", suffix=".tmp"
+        )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(item.data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _make_folder(self, folder: Path) -> None:
+        missing: list[Path] = []
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for path in reversed(missing):
+            path.mkdir()
+            self._created.append(path)
+
+    def _roll_back(self) -> None:
+        for item in reversed(self.items):
+            with contextlib.suppress(OSError):
+                if item.placed and item.backup is not None:
+                    os.replace(item.backup, item.path)
+                elif item.placed:
+                    os.unlink(item.path)
+                elif item.backup is not None:
+                    os.unlink(item.backup)
+            if item.tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(item.tmp)
+        for folder in reversed(self._created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _place(item: _Item) -> None:
+    """Rename the staged file over its target, first keeping an existing target (hard link,
+    else a copy) so that a roll-back can put it back."""
+    assert item.tmp is not None
+    if item.path.exists() or item.path.is_symlink():
+        backup = f"{item.tmp}.old"
+        try:
+            os.link(item.path, backup, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(item.path, backup, follow_symlinks=False)
+        item.backup = backup
+    os.replace(item.tmp, item.path)
+    item.tmp, item.placed = None, True
+
+
+def _is_special(path: Path) -> bool:
+    """An existing FIFO, character/block device or socket (symlinks followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+__all__ = ["OutputSet"]
