@@ -92,20 +92,20 @@ def test_values_are_checked_and_normalised_by_their_type_hints() -> None:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("key, value, kind", [
-    ("mode", "medium", "one of fast, slow"),
-    ("mode", True, "one of fast, slow"),
-    ("weights", ["a"], "a list of numbers"),
-    ("weights", [True], "a list of numbers"),
-    ("limit", "3", "an integer"),
-    ("limit", 2.5, "an integer"),
-    ("rate", "fast", "a number"),
-    ("inner", 3, "a mapping of _Inner keys"),
+@pytest.mark.parametrize("key, value, shown, kind", [
+    ("mode", "medium", "'medium'", "one of fast, slow"),
+    ("mode", True, "true", "one of fast, slow"),  # as a config file writes it, not True
+    ("weights", ["a"], "[a]", "a list of numbers"),
+    ("weights", [True], "[true]", "a list of numbers"),
+    ("limit", "3", "'3'", "an integer"),
+    ("limit", 2.5, "2.5", "an integer"),
+    ("rate", "fast", "'fast'", "a number"),
+    ("inner", 3, "3", "a mapping of _Inner keys"),
 ])  # fmt: skip
-def test_a_value_of_the_wrong_type_names_key_value_and_type(key, value, kind) -> None:
+def test_a_value_of_the_wrong_type_names_key_value_and_type(key, value, shown, kind) -> None:
     with pytest.raises(InvalidValueError) as info:
         check_types(_Typed, {key: value}, what="test")
-    assert str(info.value) == f"test option {key}={value!r} is invalid: use {kind}"
+    assert str(info.value) == f"test option {key}={shown} is invalid: use {kind}"
     assert info.value.key == key
 
 

@@ -1,12 +1,12 @@
-"""Single-value options given twice: ``--config`` always refused, others when they disagree.
+"""``--config`` given twice is refused; other single-value options keep their last value.
 
 Click keeps the last value of an option given twice (``--epochs 5 --epochs 10`` trains 10
-epochs, ``--config a.yaml --config b.yaml`` silently drops ``a.yaml``). A second config file is
-never an override of the first (nothing merges them), and two different values of one option
-are a typing mistake more often than an intent, so :func:`check_repeats` refuses both before
-Click parses the command line (exit 2, naming both values); the same value twice, and a
-multi-value option repeated (``--ood a --ood b``), are fine. README "Design notes", *Options
-given twice*. Pure: no typer or click import, like :mod:`dismax_cli.cli.multivalue`.
+epochs), as argparse and the field's training scripts do, and scripts rely on it to override a
+shared list of options (``dismax train $COMMON --epochs 10``); that stays. A second config file
+is different: nothing merges two files, so ``--config a.yaml --config b.yaml`` would silently
+drop ``a.yaml``. :func:`check_repeats` refuses it before Click parses the command line (exit 2,
+naming both files). README "Design notes", *Options given twice*. Pure: no typer or click
+import, like :mod:`dismax_cli.cli.multivalue`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class OptionSpelling:
 
 
 def check_repeats(args: Sequence[str], spellings: Mapping[str, OptionSpelling]) -> None:
-    """Refuse a single-value option of ``spellings`` given twice in one command's ``args``.
+    """Refuse a :data:`NEVER_TWICE` option of ``spellings`` given twice in one command's ``args``.
 
     ``args`` are the command's tokens after its name, multi-value options already expanded to
     one ``--opt value`` pair each (:func:`~dismax_cli.cli.multivalue.expand`, so no value of
@@ -39,8 +39,8 @@ def check_repeats(args: Sequence[str], spellings: Mapping[str, OptionSpelling]) 
     single-value option's spelling (``--epochs``, ``--fpr``, ``--no-fpr``) to what it sets.
 
     Raises:
-        InvalidValueError: (exit 2) for a :data:`NEVER_TWICE` option given twice, or another
-            given twice with different values, naming both as typed and the fix.
+        InvalidValueError: (exit 2) for a :data:`NEVER_TWICE` option given twice, naming both
+            values as typed and the fix.
     """
     seen: dict[str, tuple[str, str]] = {}  # param -> (spelling, value as typed)
     i = 0
@@ -61,26 +61,15 @@ def check_repeats(args: Sequence[str], spellings: Mapping[str, OptionSpelling]) 
         first = seen.get(spelling.param)
         if first is None:
             seen[spelling.param] = (name, value)
-        elif spelling.param in NEVER_TWICE or first[1] != value:
-            _refuse(spelling, first, (name, value))
+        elif spelling.param in NEVER_TWICE:
+            _refuse(first, (name, value))
 
 
-def _refuse(spelling: OptionSpelling, first: tuple[str, str], second: tuple[str, str]) -> None:
-    if spelling.param in NEVER_TWICE:
-        raise InvalidValueError(
-            spelling.param,
-            f"--config is given twice ({quote_path(first[1])} and {quote_path(second[1])}): "
-            "give one config file (options on the command line override its keys)",
-        )
-    if spelling.flag_value is not None:
-        raise InvalidValueError(
-            spelling.param,
-            f"{first[0]} and {second[0]} are both given: keep the one you mean",
-        )
+def _refuse(first: tuple[str, str], second: tuple[str, str]) -> None:
     raise InvalidValueError(
-        spelling.param,
-        f"{first[0]} is given twice with different values ({quote_path(first[1])} and "
-        f"{quote_path(second[1])}): keep the one you mean",
+        "config",
+        f"--config is given twice ({quote_path(first[1])} and {quote_path(second[1])}): "
+        "give one config file (options on the command line override its keys)",
     )
 
 
