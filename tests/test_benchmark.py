@@ -288,13 +288,28 @@ def test_config_keys_mirror_the_cli_and_unknown_keys_fail(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(not (SHARED / "cifar10_test.npz").exists(), reason="../shared/data is absent")
-def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> None:
+def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real CIFAR-10 and TinyImageNet npz files through the benchmark, on subsets: the first
+    500 images of tin_resize.npz (every key of the file kept), 20 training and 20 test
+    images per class, and one timing round (the Cost table's speeds are not read here)."""
+    import dismax_cli.benchmark as bench
+
+    ood_n = 500
     with np.load(SHARED / "cifar10_train_10k.npz") as d:
-        keep = np.concatenate([np.flatnonzero(d["y"] == c)[:60] for c in range(10)])
+        keep = np.concatenate([np.flatnonzero(d["y"] == c)[:20] for c in range(10)])
         np.savez(tmp_path / "train.npz", x=d["x"][keep], y=d["y"][keep], classes=d["classes"])
     with np.load(SHARED / "cifar10_test.npz") as d:
         keep = np.concatenate([np.flatnonzero(d["y"] == c)[:20] for c in range(10)])
         np.savez(tmp_path / "test.npz", x=d["x"][keep], y=d["y"][keep], classes=d["classes"])
+    with np.load(SHARED / "tin_resize.npz") as d:
+        n = len(d["x"])
+        np.savez(tmp_path / "tin.npz", **{k: d[k][:ood_n] if len(d[k]) == n else d[k] for k in d})
+    timed = bench.measure_throughputs
+    monkeypatch.setattr(
+        bench, "measure_throughputs", lambda *a, **k: timed(*a, **{**k, "rounds": 1})
+    )
     result = runner.invoke(
         app,
         [
@@ -304,7 +319,7 @@ def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> 
             "--test-dataset",
             f"npz:{tmp_path / 'test.npz'}",
             "--ood",
-            f"npz:{SHARED / 'tin_resize.npz'}",
+            f"npz:{tmp_path / 'tin.npz'}",
             "--epochs",
             "1",
             "--methods",
@@ -319,13 +334,15 @@ def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> 
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    train = next(d for d in report["datasets"] if d["role"] == "train")
     test = next(d for d in report["datasets"] if d["role"] == "test")
     ood = next(d for d in report["datasets"] if d["role"] == "ood")
+    assert train["image_shape"] == [32, 32, 3]
     assert test["n"] == 200 and test["image_shape"] == [32, 32, 3]
-    assert ood["n"] == 10000 and ood["image_shape"] == [32, 32, 3]
+    assert ood["n"] == ood_n and ood["image_shape"] == [32, 32, 3]
     for m in report["methods"]:
         r = next(r for r in m["ood"] if r["score"] == m["default_score"])
-        assert r["n_id"] == 200 and r["n_ood"] == 10000
+        assert r["n_id"] == 200 and r["n_ood"] == ood_n
         for key in METRICS:
             if METRICS[key].kind == "ood":
                 assert 0 <= r["metrics"][key]["mean"] <= 1
