@@ -199,25 +199,31 @@ def test_vim_alpha_on_a_distance_head_matches_the_max_logit_magnitude() -> None:
 # --------------------------------------------------------------------------- on the digits default
 
 
-@pytest.fixture(scope="module")
-def all_scores(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
-    """``dismax benchmark --scores all`` on the default digits runs (trained once a session).
-
-    In-process: the runs are the session's, so this only fits the detectors and scores. The
-    speed column times each (method, score) for one interleaved round instead of three: the
-    tests read that every row has a finite speed relative to SoftMax/MSP, not its value.
-    """
+def _one_timing_round(patch: pytest.MonkeyPatch) -> None:
+    """In-process benchmarks time each model, and each (method, score), for one interleaved
+    round instead of seven and three: these tests read that every row has a finite speed
+    relative to SoftMax/MSP, and metric values, never a speed's value."""
+    import dismax_cli.benchmark as bench
     from dismax_cli import detection
 
+    for module, name in ((bench, "measure_throughputs"), (detection, "measure_score_costs")):
+        timed = getattr(module, name)
+        patch.setattr(module, name, lambda *a, _t=timed, **k: _t(*a, **{**k, "rounds": 1}))
+
+
+@pytest.fixture
+def one_timing_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    _one_timing_round(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def all_scores(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
+    """``dismax benchmark --scores all`` on the default digits runs (trained once a session),
+    in-process: the runs are the session's, so this only fits the detectors and scores."""
     home = tmp_path_factory.mktemp("all-scores")
     out = home / "report.json"
-    timed = detection.measure_score_costs
-
-    def one_round(*args: object, **kwargs: object) -> dict:
-        return timed(*args, **{**kwargs, "rounds": 1})  # type: ignore[arg-type]
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(detection, "measure_score_costs", one_round)
+        _one_timing_round(patch)
         result = runner.invoke(
             app,
             ["benchmark", "--scores", "all", "--format", "json", "--out", str(out)],
@@ -366,7 +372,7 @@ def test_statistics_are_fitted_on_the_training_split_only(
     assert {"mahalanobis", "knn", "msp"} <= scores and "odin" not in scores
 
 
-def test_require_can_name_a_score(all_scores: dict) -> None:
+def test_require_can_name_a_score(all_scores: dict, one_timing_round: None) -> None:
     softmax = _rows(all_scores["report"], "softmax", "uniform")
     value = softmax["mahalanobis"]["AUROC"]["mean"]
     env = _cli_env(all_scores)
@@ -430,7 +436,9 @@ def test_fpr_convention_is_applied_and_named(all_scores: dict, tmp_path: Path) -
 
 
 @pytest.mark.skipif(not (SHARED / "cifar100_test_first20.npz").exists(), reason="no ../shared/data")
-def test_the_openood_preset_with_local_stand_ins(all_scores: dict) -> None:
+def test_the_openood_preset_with_local_stand_ins(
+    all_scores: dict, one_timing_round: None
+) -> None:
     env = _cli_env(all_scores)
     base = ["benchmark", "--methods", "softmax", "dismax", "--ood-preset", "openood-cifar10"]
     missing = runner.invoke(app, [*base, "--format", "json"], env=env)
