@@ -20,18 +20,6 @@ from dismax_cli.reports import METRICS, from_json, to_json
 runner = CliRunner()
 
 
-@pytest.fixture
-def one_timing_round(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process benchmarks time each method for one round instead of seven (for tests that
-    do not read the Cost table's speeds; ``test_default_run...`` does, in its own process)."""
-    import dismax_cli.benchmark as bench
-
-    timed = bench.measure_throughputs
-    monkeypatch.setattr(
-        bench, "measure_throughputs", lambda *a, **k: timed(*a, **{**k, "rounds": 1})
-    )
-
-
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
     """``dismax benchmark --format json --out R`` with no other arguments, as a real process

@@ -166,14 +166,9 @@ def test_quiet_silences_progress_of_every_command(trained: Path, tmp_path: Path)
 
 
 def test_benchmark_prints_one_line_per_step_and_per_epoch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, one_timing_round: None
 ) -> None:
-    import dismax_cli.benchmark as bench
-
-    timed = bench.measure_throughputs  # one timing round: the lines are read, not the speeds
-    monkeypatch.setattr(
-        bench, "measure_throughputs", lambda *a, **k: timed(*a, **{**k, "rounds": 1})
-    )
+    # One timing round (conftest): the lines are read, not the speeds.
     runs = tmp_path / "r[/b]uns"
     args = ["benchmark", "--dataset", "digits[0-2]", "--methods", "softmax", "dismax", "ensemble",
             "--ensemble-size", "2", "--epochs", "2", "--seeds", "2", "--ood", "uniform",

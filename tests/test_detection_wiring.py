@@ -199,31 +199,17 @@ def test_vim_alpha_on_a_distance_head_matches_the_max_logit_magnitude() -> None:
 # --------------------------------------------------------------------------- on the digits default
 
 
-def _one_timing_round(patch: pytest.MonkeyPatch) -> None:
-    """In-process benchmarks time each model, and each (method, score), for one interleaved
-    round instead of seven and three: these tests read that every row has a finite speed
-    relative to SoftMax/MSP, and metric values, never a speed's value."""
-    import dismax_cli.benchmark as bench
-    from dismax_cli import detection
-
-    for module, name in ((bench, "measure_throughputs"), (detection, "measure_score_costs")):
-        timed = getattr(module, name)
-        patch.setattr(module, name, lambda *a, _t=timed, **k: _t(*a, **{**k, "rounds": 1}))
-
-
-@pytest.fixture
-def one_timing_round(monkeypatch: pytest.MonkeyPatch) -> None:
-    _one_timing_round(monkeypatch)
-
-
 @pytest.fixture(scope="module")
-def all_scores(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
+def all_scores(
+    tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict, time_one_round
+) -> dict:
     """``dismax benchmark --scores all`` on the default digits runs (trained once a session),
-    in-process: the runs are the session's, so this only fits the detectors and scores."""
+    in-process: the runs are the session's, so this only fits the detectors and scores. Timed
+    for one round: the tests read that each row has a finite speed, not its value."""
     home = tmp_path_factory.mktemp("all-scores")
     out = home / "report.json"
     with pytest.MonkeyPatch.context() as patch:
-        _one_timing_round(patch)
+        time_one_round(patch)
         result = runner.invoke(
             app,
             ["benchmark", "--scores", "all", "--format", "json", "--out", str(out)],

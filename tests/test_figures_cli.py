@@ -29,15 +29,6 @@ def _dismax(*args: str, env: dict, cwd: Path, timeout: int = 900) -> subprocess.
     return run_dismax(*args, env=env, cwd=cwd, timeout=timeout)
 
 
-def _one_timing_round(patch: pytest.MonkeyPatch) -> None:
-    """In-process benchmarks time each method for one round instead of seven (no test here
-    reads the Cost table's speeds; ``show`` must only print what the report saved)."""
-    import dismax_cli.benchmark as bench
-
-    timed = bench.measure_throughputs
-    patch.setattr(bench, "measure_throughputs", lambda *a, **k: timed(*a, **{**k, "rounds": 1}))
-
-
 def _invoke(*args: str, env: dict, cwd: Path):  # noqa: ANN202 (typer's Result)
     """``dismax ARGS`` in-process (CliRunner) in the folder ``cwd``."""
     with pytest.MonkeyPatch.context() as patch:
@@ -46,13 +37,15 @@ def _invoke(*args: str, env: dict, cwd: Path):  # noqa: ANN202 (typer's Result)
 
 
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
+def figures(
+    tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict, time_one_round
+) -> dict:
     """The default benchmark twice, in-process on the session's runs: ``--bootstrap 0 --out``,
-    then ``--out --plots --html``."""
+    then ``--out --plots --html``; timed for one round (no test here reads a speed)."""
     home = tmp_path_factory.mktemp("figures")
     env = dict(default_benchmark_env)
     with pytest.MonkeyPatch.context() as patch:
-        _one_timing_round(patch)
+        time_one_round(patch)
         first = _invoke("benchmark", "--quiet", "--bootstrap", "0", "--out", "plain.json",
                         env=env, cwd=home)  # fmt: skip
         assert first.exit_code == 0, first.output

@@ -255,13 +255,7 @@ def test_score_report_states_the_paper_protocol(tmp_path: Path, paper_run: Path)
     assert "CALIBRATION AND MODEL SELECTION SAW THE TEST SET" in " ".join(shown.output.split())
 
 
-def test_benchmark_protocol_field_and_loud_table_line(tmp_path: Path, monkeypatch) -> None:
-    import dismax_cli.benchmark as bench
-
-    timed = bench.measure_throughputs  # one timing round: no speed is read here
-    monkeypatch.setattr(
-        bench, "measure_throughputs", lambda *a, **k: timed(*a, **{**k, "rounds": 1})
-    )
+def test_benchmark_protocol_field_and_loud_table_line(tmp_path: Path, one_timing_round) -> None:
     common = [
         "benchmark", "--epochs", "1", "--methods", "softmax", "dismax", "--ood", "digits[6-9]",
         "--runs-dir", str(tmp_path / "runs"), "--device", "cpu", "--quiet",
