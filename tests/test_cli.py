@@ -140,7 +140,7 @@ def test_existing_out_without_resume_is_refused(tmp_path: Path) -> None:
     assert runner.invoke(app, args, env=env).exit_code == 0
     before = (run / "checkpoint.pt").read_bytes()
     again = runner.invoke(app, args, env=env)
-    assert again.exit_code == 1
+    assert again.exit_code == 1 and isinstance(again.exception, SystemExit)  # no crash
     assert "--resume" in again.stderr and "Traceback" not in again.output
     assert len(again.stderr.strip().splitlines()) == 1
     assert (run / "checkpoint.pt").read_bytes() == before
@@ -203,8 +203,11 @@ def test_config_file_and_cli_override(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_debug_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
-    plain = dismax("calibrate", str(tmp_path / "missing.pt"), env=env)
-    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    # Without --debug: one handled line (in-process; a crash would show as another exception).
+    plain = runner.invoke(app, ["calibrate", str(tmp_path / "missing.pt")], env=env)
+    assert plain.exit_code == 1 and isinstance(plain.exception, SystemExit)
+    assert "does not exist" in plain.stderr and "Traceback" not in plain.stderr
+    # With it, a real process: the interpreter prints the propagated error's traceback.
     debug = dismax("--debug", "calibrate", str(tmp_path / "missing.pt"), env=env)
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr and "DismaxError" in debug.stderr
