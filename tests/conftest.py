@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -94,3 +95,32 @@ def default_benchmark_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return env
+
+
+def _time_one_round(patch: pytest.MonkeyPatch) -> None:
+    """Make in-process benchmarks time each model (``measure_throughputs``, 7 rounds) and each
+    (method, score) (``measure_score_costs``, 3 rounds) for one interleaved round.
+
+    For tests that read the Cost table's and speed column's shape or the metrics, never a
+    speed's value (a test that reads one, e.g. ``test_benchmark``'s ensemble efficiency,
+    runs without it). With ``DISMAX_TIMING_SECONDS=0`` the fixed rounds are all the timing does.
+    """
+    import dismax_cli.benchmark as bench
+    from dismax_cli import detection
+
+    for module, name in ((bench, "measure_throughputs"), (detection, "measure_score_costs")):
+        timed = getattr(module, name)
+        patch.setattr(module, name, lambda *a, _t=timed, **k: _t(*a, **{**k, "rounds": 1}))
+
+
+@pytest.fixture
+def one_timing_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's in-process benchmarks time one round (:func:`_time_one_round`)."""
+    _time_one_round(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def time_one_round() -> Callable[[pytest.MonkeyPatch], None]:
+    """:func:`_time_one_round` for module-scoped fixtures: call it with a
+    ``pytest.MonkeyPatch.context()`` around their benchmark runs."""
+    return _time_one_round

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support import SHARED_DATA as SHARED
-from support import dismax_command
+from support import run_dismax
 from typer.testing import CliRunner
 
 from dismax_cli.benchmark import BenchmarkConfig, parse_requirements
@@ -23,18 +22,12 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
-    """``dismax benchmark --format json --out R`` with no other arguments, as a subprocess."""
+    """``dismax benchmark --format json --out R`` with no other arguments, as a real process
+    (its stdout is a pipe that must hold the JSON only); the runs are the session's."""
     home = tmp_path_factory.mktemp("bench")
     env = dict(default_benchmark_env)
     out = home / "report.json"
-    proc = subprocess.run(
-        [*dismax_command(), "benchmark", "--format", "json", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        cwd=home,
-    )
+    proc = run_dismax("benchmark", "--format", "json", "--out", str(out), env=env, cwd=home)
     assert proc.returncode == 0, proc.stderr
     return {"stdout": proc.stdout, "stderr": proc.stderr, "out": out, "home": home, "env": env}
 
@@ -181,23 +174,12 @@ def test_every_null_in_the_benchmark_json_has_a_reason(default_run: dict) -> Non
     assert "ddof = 1" in report["conventions"]["std"]
 
 
-def test_show_reproduces_the_table(default_run: dict) -> None:
-    env = default_run["env"]
+def test_show_reproduces_the_table(default_run: dict, one_timing_round: None) -> None:
+    # In-process, timed for one round: show must print the saved Cost table, whatever it holds.
     saved = default_run["home"] / "table-run.json"
-    again = subprocess.run(
-        [*dismax_command(), "benchmark", "--out", str(saved)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    shown = subprocess.run(
-        [*dismax_command(), "benchmark", "show", str(saved)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    again = runner.invoke(app, ["benchmark", "--out", str(saved)], env=default_run["env"])
+    assert again.exit_code == 0, again.output
+    shown = run_dismax("benchmark", "show", str(saved), env=default_run["env"], timeout=600)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == again.stdout
     assert "AUROC" in shown.stdout and "DisMax (FPR)" in shown.stdout
@@ -211,7 +193,9 @@ def _invoke(default_run: dict, *args: str):
     return runner.invoke(app, ["benchmark", *args], env=env)
 
 
-def test_require_passes_and_fails_with_the_documented_exit_code(default_run: dict) -> None:
+def test_require_passes_and_fails_with_the_documented_exit_code(
+    default_run: dict, one_timing_round: None
+) -> None:
     report = json.loads(default_run["stdout"])
     dismax = next(m for m in report["methods"] if m["method"] == "dismax")
     auroc = next(r for r in dismax["ood"] if r["ood"] == "uniform" and r["score"] == "mmles")
@@ -288,13 +272,22 @@ def test_config_keys_mirror_the_cli_and_unknown_keys_fail(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(not (SHARED / "cifar10_test.npz").exists(), reason="../shared/data is absent")
-def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> None:
+def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(
+    tmp_path: Path, one_timing_round: None
+) -> None:
+    """Real CIFAR-10 and TinyImageNet npz files through the benchmark, on subsets: the first
+    500 images of tin_resize.npz (every key of the file kept), 20 training and 20 test
+    images per class, and one timing round (the Cost table's speeds are not read here)."""
+    ood_n = 500
     with np.load(SHARED / "cifar10_train_10k.npz") as d:
-        keep = np.concatenate([np.flatnonzero(d["y"] == c)[:60] for c in range(10)])
+        keep = np.concatenate([np.flatnonzero(d["y"] == c)[:20] for c in range(10)])
         np.savez(tmp_path / "train.npz", x=d["x"][keep], y=d["y"][keep], classes=d["classes"])
     with np.load(SHARED / "cifar10_test.npz") as d:
         keep = np.concatenate([np.flatnonzero(d["y"] == c)[:20] for c in range(10)])
         np.savez(tmp_path / "test.npz", x=d["x"][keep], y=d["y"][keep], classes=d["classes"])
+    with np.load(SHARED / "tin_resize.npz") as d:
+        n = len(d["x"])
+        np.savez(tmp_path / "tin.npz", **{k: d[k][:ood_n] if len(d[k]) == n else d[k] for k in d})
     result = runner.invoke(
         app,
         [
@@ -304,7 +297,7 @@ def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> 
             "--test-dataset",
             f"npz:{tmp_path / 'test.npz'}",
             "--ood",
-            f"npz:{SHARED / 'tin_resize.npz'}",
+            f"npz:{tmp_path / 'tin.npz'}",
             "--epochs",
             "1",
             "--methods",
@@ -319,13 +312,15 @@ def test_cifar10_npz_subset_against_tin_resize_for_one_epoch(tmp_path: Path) -> 
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    train = next(d for d in report["datasets"] if d["role"] == "train")
     test = next(d for d in report["datasets"] if d["role"] == "test")
     ood = next(d for d in report["datasets"] if d["role"] == "ood")
+    assert train["image_shape"] == [32, 32, 3]
     assert test["n"] == 200 and test["image_shape"] == [32, 32, 3]
-    assert ood["n"] == 10000 and ood["image_shape"] == [32, 32, 3]
+    assert ood["n"] == ood_n and ood["image_shape"] == [32, 32, 3]
     for m in report["methods"]:
         r = next(r for r in m["ood"] if r["score"] == m["default_score"])
-        assert r["n_id"] == 200 and r["n_ood"] == 10000
+        assert r["n_id"] == 200 and r["n_ood"] == ood_n
         for key in METRICS:
             if METRICS[key].kind == "ood":
                 assert 0 <= r["metrics"][key]["mean"] <= 1

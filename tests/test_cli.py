@@ -97,21 +97,14 @@ def test_train_calibrate_score_as_a_subprocess(tmp_path: Path) -> None:
     assert calibrated.returncode == 0, calibrated.stderr
     temperature = json.loads(calibrated.stdout)["temperature"]
     assert 1e-3 <= temperature <= 100
-    dump = tmp_path / "scores.npz"
+    dump, out = tmp_path / "scores.npz", tmp_path / "report.json"
+    # One scoring: the table on stdout, the same report as JSON in --out, the scores in --dump.
     scored = dismax(
-        "score",
-        str(run),
-        "--ood",
-        "digits[6-9]",
-        "uniform",
-        "--format",
-        "json",
-        "--dump",
-        str(dump),
-        env=env,
-    )
+        "score", str(run), "--ood", "digits[6-9]", "uniform", "--out", str(out), "--dump",
+        str(dump), env=env,
+    )  # fmt: skip
     assert scored.returncode == 0, scored.stderr
-    report = json.loads(scored.stdout)
+    report = json.loads(out.read_text())
     method = report["methods"][0]
     assert method["method"] == "dismax" and method["default_score"] == "mmles"
     assert method["temperature"]["mean"] == pytest.approx(temperature)
@@ -126,14 +119,14 @@ def test_train_calibrate_score_as_a_subprocess(tmp_path: Path) -> None:
         n_ood = next(r["n_ood"] for r in method["ood"] if r["ood"] == "uniform")
         assert arrays["ood/uniform/msp"].shape == (n_ood,)
     # The same report as a table on stdout.
-    table = dismax("score", str(run), "--ood", "uniform", env=env)
-    assert table.returncode == 0 and "AUROC" in table.stdout and "DisMax" in table.stdout
+    assert "AUROC" in scored.stdout and "DisMax" in scored.stdout
+    assert f"OOD: uniform  (n_id {method['n_id']:,}" in scored.stdout
 
 
 def test_existing_out_without_resume_is_refused(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     run = tmp_path / "run"
-    args = (
+    args = [
         "train",
         "--dataset",
         "digits",
@@ -143,16 +136,16 @@ def test_existing_out_without_resume_is_refused(tmp_path: Path) -> None:
         "1",
         "--out",
         str(run),
-    )
-    assert dismax(*args, env=env).returncode == 0
+    ]
+    assert runner.invoke(app, args, env=env).exit_code == 0
     before = (run / "checkpoint.pt").read_bytes()
-    again = dismax(*args, env=env)
-    assert again.returncode == 1
-    assert "--resume" in again.stderr and "Traceback" not in again.stderr
+    again = runner.invoke(app, args, env=env)
+    assert again.exit_code == 1 and isinstance(again.exception, SystemExit)  # no crash
+    assert "--resume" in again.stderr and "Traceback" not in again.output
     assert len(again.stderr.strip().splitlines()) == 1
     assert (run / "checkpoint.pt").read_bytes() == before
-    resumed = dismax(*args, "--resume", env=env)
-    assert resumed.returncode == 0 and "already finished" in resumed.stderr
+    resumed = runner.invoke(app, [*args, "--resume"], env=env)
+    assert resumed.exit_code == 0 and "already finished" in resumed.stderr
 
 
 @pytest.mark.parametrize(
@@ -210,8 +203,11 @@ def test_config_file_and_cli_override(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_debug_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
-    plain = dismax("calibrate", str(tmp_path / "missing.pt"), env=env)
-    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    # Without --debug: one handled line (in-process; a crash would show as another exception).
+    plain = runner.invoke(app, ["calibrate", str(tmp_path / "missing.pt")], env=env)
+    assert plain.exit_code == 1 and isinstance(plain.exception, SystemExit)
+    assert "does not exist" in plain.stderr and "Traceback" not in plain.stderr
+    # With it, a real process: the interpreter prints the propagated error's traceback.
     debug = dismax("--debug", "calibrate", str(tmp_path / "missing.pt"), env=env)
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr and "DismaxError" in debug.stderr

@@ -165,7 +165,10 @@ def test_quiet_silences_progress_of_every_command(trained: Path, tmp_path: Path)
     assert any(STEP_LINE.match(x) for x in loud.stderr.splitlines())
 
 
-def test_benchmark_prints_one_line_per_step_and_per_epoch(tmp_path: Path) -> None:
+def test_benchmark_prints_one_line_per_step_and_per_epoch(
+    tmp_path: Path, one_timing_round: None
+) -> None:
+    # One timing round (conftest): the lines are read, not the speeds.
     runs = tmp_path / "r[/b]uns"
     args = ["benchmark", "--dataset", "digits[0-2]", "--methods", "softmax", "dismax", "ensemble",
             "--ensemble-size", "2", "--epochs", "2", "--seeds", "2", "--ood", "uniform",

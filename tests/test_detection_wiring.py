@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from support import SHARED_DATA as SHARED
-from support import dismax_command
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -202,19 +200,22 @@ def test_vim_alpha_on_a_distance_head_matches_the_max_logit_magnitude() -> None:
 
 
 @pytest.fixture(scope="module")
-def all_scores(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
-    """``dismax benchmark --scores all`` on the default digits runs (trained once a session)."""
+def all_scores(
+    tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict, time_one_round
+) -> dict:
+    """``dismax benchmark --scores all`` on the default digits runs (trained once a session),
+    in-process: the runs are the session's, so this only fits the detectors and scores. Timed
+    for one round: the tests read that each row has a finite speed, not its value."""
     home = tmp_path_factory.mktemp("all-scores")
     out = home / "report.json"
-    proc = subprocess.run(
-        [*dismax_command(), "benchmark", "--scores", "all", "--format", "json", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=default_benchmark_env,
-        timeout=1800,
-        cwd=home,
-    )
-    assert proc.returncode == 0, proc.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        time_one_round(patch)
+        result = runner.invoke(
+            app,
+            ["benchmark", "--scores", "all", "--format", "json", "--out", str(out)],
+            env=default_benchmark_env,
+        )
+    assert result.exit_code == 0, result.output
     return {"report": json.loads(out.read_text()), "env": default_benchmark_env, "home": home}
 
 
@@ -357,7 +358,7 @@ def test_statistics_are_fitted_on_the_training_split_only(
     assert {"mahalanobis", "knn", "msp"} <= scores and "odin" not in scores
 
 
-def test_require_can_name_a_score(all_scores: dict) -> None:
+def test_require_can_name_a_score(all_scores: dict, one_timing_round: None) -> None:
     softmax = _rows(all_scores["report"], "softmax", "uniform")
     value = softmax["mahalanobis"]["AUROC"]["mean"]
     env = _cli_env(all_scores)
@@ -421,7 +422,9 @@ def test_fpr_convention_is_applied_and_named(all_scores: dict, tmp_path: Path) -
 
 
 @pytest.mark.skipif(not (SHARED / "cifar100_test_first20.npz").exists(), reason="no ../shared/data")
-def test_the_openood_preset_with_local_stand_ins(all_scores: dict) -> None:
+def test_the_openood_preset_with_local_stand_ins(
+    all_scores: dict, one_timing_round: None
+) -> None:
     env = _cli_env(all_scores)
     base = ["benchmark", "--methods", "softmax", "dismax", "--ood-preset", "openood-cifar10"]
     missing = runner.invoke(app, [*base, "--format", "json"], env=env)

@@ -14,29 +14,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import run_dismax
+from typer.testing import CliRunner
 
+from dismax_cli.cli.app import app
 from dismax_cli.plots import DEFAULT_HEIGHT_PX, DEFAULT_WIDTH_PX, PNG_MAGIC, png_size
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The CIFAR-10 report committed before intervals and --scores all (one seed, four methods).
 OLD_REPORT = ROOT / "tests" / "data" / "cifar10-cpu-v1.json"
+runner = CliRunner()
 
 
 def _dismax(*args: str, env: dict, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     return run_dismax(*args, env=env, cwd=cwd, timeout=timeout)
 
 
+def _invoke(*args: str, env: dict, cwd: Path):  # noqa: ANN202 (typer's Result)
+    """``dismax ARGS`` in-process (CliRunner) in the folder ``cwd``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        return runner.invoke(app, list(args), env=env)
+
+
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict) -> dict:
-    """The default benchmark twice: ``--bootstrap 0 --out``, then ``--out --plots --html``."""
+def figures(
+    tmp_path_factory: pytest.TempPathFactory, default_benchmark_env: dict, time_one_round
+) -> dict:
+    """The default benchmark twice, in-process on the session's runs: ``--bootstrap 0 --out``,
+    then ``--out --plots --html``; timed for one round (no test here reads a speed)."""
     home = tmp_path_factory.mktemp("figures")
     env = dict(default_benchmark_env)
-    first = _dismax("benchmark", "--quiet", "--bootstrap", "0", "--out", "plain.json",
-                    env=env, cwd=home)  # fmt: skip
-    assert first.returncode == 0, first.stderr
-    run = _dismax("benchmark", "--quiet", "--out", "r.json", "--plots", "plots", "--html",
-                  "r.html", env=env, cwd=home)  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        time_one_round(patch)
+        first = _invoke("benchmark", "--quiet", "--bootstrap", "0", "--out", "plain.json",
+                        env=env, cwd=home)  # fmt: skip
+        assert first.exit_code == 0, first.output
+        run = _invoke("benchmark", "--quiet", "--out", "r.json", "--plots", "plots", "--html",
+                      "r.html", env=env, cwd=home)  # fmt: skip
+    assert run.exit_code == 0, run.output
     return {"home": home, "env": env, "stderr": run.stderr, "stdout": run.stdout}
 
 
@@ -107,9 +122,9 @@ def test_every_plot_kind_is_a_png_of_the_stated_size(figures: dict) -> None:
 
 def test_show_redraws_the_same_plots_and_page_from_the_saved_data(figures: dict) -> None:
     home = figures["home"]
-    shown = _dismax("benchmark", "show", "r.json", "--plots", "again", "--html", "again.html",
+    shown = _invoke("benchmark", "show", "r.json", "--plots", "again", "--html", "again.html",
                     env=figures["env"], cwd=home)  # fmt: skip
-    assert shown.returncode == 0, shown.stderr
+    assert shown.exit_code == 0, shown.output
     assert shown.stdout == figures["stdout"]
     first = {p.name: p.read_bytes() for p in (home / "plots").iterdir()}
     again = {p.name: p.read_bytes() for p in (home / "again").iterdir()}
@@ -200,14 +215,13 @@ def test_a_bad_bootstrap_in_a_config_file_names_key_and_file(
 
 def test_show_of_the_committed_old_report(tmp_path: Path, default_benchmark_env: dict) -> None:
     env = default_benchmark_env
-    plots = _dismax("benchmark", "show", str(OLD_REPORT), "--plots", "p", env=env, cwd=tmp_path,
-                    timeout=120)  # fmt: skip
-    assert plots.returncode == 1
+    plots = _invoke("benchmark", "show", str(OLD_REPORT), "--plots", "p", env=env, cwd=tmp_path)
+    assert plots.exit_code == 1 and isinstance(plots.exception, SystemExit)  # no crash
     assert "names no per-sample file" in plots.stderr and "Traceback" not in plots.stderr
     assert plots.stdout == "" and list(tmp_path.iterdir()) == []  # nothing half-written
-    page = _dismax("benchmark", "show", str(OLD_REPORT), "--html", "old.html", env=env,
-                   cwd=tmp_path, timeout=120)  # fmt: skip
-    assert page.returncode == 0, page.stderr
+    page = _invoke("benchmark", "show", str(OLD_REPORT), "--html", "old.html", env=env,
+                   cwd=tmp_path)  # fmt: skip
+    assert page.exit_code == 0, page.output
     assert "no plots: the report has no per-sample data" in page.stderr
     text = (tmp_path / "old.html").read_text(encoding="utf-8")
     assert "data:image/png" not in text and 'id="ood-table-2"' in text
@@ -217,10 +231,10 @@ def test_show_of_the_committed_old_report(tmp_path: Path, default_benchmark_env:
 def test_dump_stores_the_id_labels(figures: dict) -> None:
     report = json.loads((figures["home"] / "r.json").read_text())
     run = report["methods"][0]["runs"][0]
-    proc = _dismax("score", run, "--ood", "uniform", "--dump", "d.npz", "--format", "json",
-                   env=figures["env"], cwd=figures["home"], timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    scored = json.loads(proc.stdout)
+    scoring = _invoke("score", run, "--ood", "uniform", "--dump", "d.npz", "--format", "json",
+                      env=figures["env"], cwd=figures["home"])  # fmt: skip
+    assert scoring.exit_code == 0, scoring.output
+    scored = json.loads(scoring.stdout)
     with np.load(figures["home"] / "d.npz") as npz:
         labels, logits = npz["id_labels"], npz["id_logits"]
     assert labels.dtype == np.int64 and labels.shape == (logits.shape[0],)

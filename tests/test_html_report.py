@@ -47,21 +47,22 @@ def report():
 
 @pytest.fixture(scope="module")
 def plot_bytes() -> dict[str, bytes]:
+    """Two of the plots ``plot_files`` names for one method and one OOD set (only these two
+    are drawn: the page tests read how plots are embedded, not which)."""
     rng = np.random.default_rng(3)
     targets = rng.integers(0, 10, 200)
     logits = rng.normal(size=(200, 10)) * 2
     logits[np.arange(200), targets] += 3
-    ps = plots.PerSample(
-        targets=targets,
-        methods={
-            "softmax": plots.MethodSamples(
-                logits=logits, temperature=1.5, score="msp", id_scores=rng.normal(1, 1, 200),
-                ood_scores={"svhn": rng.normal(0, 1, 100)},
-            )
-        },
-    )
-    files = plots.plot_files(ps)
-    return {k: files[k] for k in ("reliability-softmax.png", "hist-softmax-svhn.png")}
+    id_scores, ood_scores = rng.normal(1, 1, 200), rng.normal(0, 1, 100)
+    return {
+        "reliability-softmax.png": plots.reliability_diagram(
+            plots.softmax(logits), targets, probs_after=plots.softmax(logits, 1.5),
+            title="softmax: reliability (T = 1.5)",
+        ),
+        "hist-softmax-svhn.png": plots.score_histograms(
+            id_scores, ood_scores, score="msp", ood_label="svhn", title="softmax: msp"
+        ),
+    }
 
 
 class _Tables(HTMLParser):

@@ -89,18 +89,30 @@ def _every_kind(per_sample: plots.PerSample, **size: int) -> dict[str, bytes]:
     }
 
 
+@pytest.fixture(scope="module")
+def default_kinds(per_sample) -> dict[str, bytes]:
+    """Every plot kind at the default size, drawn once for the tests that only read it."""
+    return _every_kind(per_sample)
+
+
+@pytest.fixture(scope="module")
+def drawn(per_sample, tmp_path_factory) -> list[Path]:
+    """``draw_all`` of the module's data, written once (the tests below only read the files)."""
+    return plots.draw_all(per_sample, tmp_path_factory.mktemp("drawn") / "plots")
+
+
 @pytest.mark.parametrize(
     ("size", "expected"),
     [({}, (800, 600)), ({"width_px": 640, "height_px": 480, "dpi": 80}, (640, 480))],
 )
-def test_each_plot_kind_is_a_png_of_the_stated_size(per_sample, size, expected):
-    for name, data in _every_kind(per_sample, **size).items():
+def test_each_plot_kind_is_a_png_of_the_stated_size(per_sample, default_kinds, size, expected):
+    for name, data in (_every_kind(per_sample, **size) if size else default_kinds).items():
         assert data, name
         _assert_png(data, *expected)
 
 
-def test_plots_are_byte_identical_and_ignore_global_style(per_sample):
-    first = _every_kind(per_sample)
+def test_plots_are_byte_identical_and_ignore_global_style(per_sample, default_kinds):
+    first = default_kinds
     saved = matplotlib.rcParams.copy()
     try:
         matplotlib.rcParams["lines.linewidth"] = 9.0
@@ -156,12 +168,12 @@ def test_softmax_with_temperature_matches_float64_reference():
     np.testing.assert_allclose(plots.softmax(logits, t), e / e.sum(1, keepdims=True), rtol=1e-12)
 
 
-def test_draw_all_writes_every_kind_for_every_method_and_set(per_sample, tmp_path):
-    paths = plots.draw_all(per_sample, tmp_path / "plots")
+def test_draw_all_writes_every_kind_for_every_method_and_set(per_sample, drawn):
+    paths = drawn
     names = [p.name for p in paths]
     methods, sets = len(per_sample.methods), len(OOD_SETS)
     assert len(names) == len(set(names)) == methods + methods * sets + 2 * sets + 1
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(names)
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == sorted(names)
     for kind, count in (("reliability-", methods), ("hist-", methods * sets),
                         ("roc-", sets), ("pr-", sets), ("risk-coverage", 1)):
         assert sum(n.startswith(kind) for n in names) == count, kind
@@ -170,8 +182,8 @@ def test_draw_all_writes_every_kind_for_every_method_and_set(per_sample, tmp_pat
         _assert_png(path.read_bytes(), 800, 600)
 
 
-def test_plots_are_redrawn_byte_identically_from_the_saved_npz(per_sample, tmp_path):
-    first = plots.draw_all(per_sample, tmp_path / "a")
+def test_plots_are_redrawn_byte_identically_from_the_saved_npz(per_sample, drawn, tmp_path):
+    first = drawn
     digest = plots.save_per_sample(tmp_path / "per_sample.npz", per_sample)
     loaded = plots.load_per_sample(tmp_path / "per_sample.npz", sha256=digest)
     second = plots.draw_all(loaded, tmp_path / "b")
@@ -289,9 +301,9 @@ def test_png_size_reads_ihdr(per_sample):
         plots.png_size(b"GIF89a" + bytes(30))
 
 
-def test_the_written_files_are_the_returned_bytes(per_sample, tmp_path):
+def test_the_written_files_are_the_returned_bytes(per_sample, drawn):
     files = plots.plot_files(per_sample)
-    paths = plots.draw_all(per_sample, tmp_path)
+    paths = drawn
     assert {p.name: Path(p).read_bytes() for p in paths} == files
 
 
@@ -320,7 +332,14 @@ def _tiny(names: list[str], sets: list[str], n: int = 30) -> plots.PerSample:
         (["m"], ["x" * 300, "x" * 299 + "y"]),  # longer than a file name may be
     ],
 )
-def test_every_method_and_set_gets_its_own_safe_file(names, sets, tmp_path):
+def test_every_method_and_set_gets_its_own_safe_file(names, sets, tmp_path, monkeypatch):
+    # The file names are under test, not the drawing (tested above): each plot kind returns
+    # one tiny PNG here instead of rendering 800 x 600 pixels, so draw_all only names and
+    # writes the files.
+    png = plots.score_histograms(np.arange(3.0), np.arange(3.0), width_px=8, height_px=8, dpi=8)
+    for kind in ("reliability_diagram", "score_histograms", "roc_curves", "pr_curves",
+                 "risk_coverage_curves"):  # fmt: skip
+        monkeypatch.setattr(plots, kind, lambda *args, **kwargs: png)
     paths = plots.draw_all(_tiny(names, sets), tmp_path)
     expected = len(names) + len(names) * len(sets) + 2 * len(sets) + 1
     assert len({p.name.lower() for p in paths}) == expected

@@ -8,6 +8,7 @@ keeps the last one, or the best on the validation split when asked).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from dismax_cli.errors import DismaxError
 
 runner = CliRunner()
 PAPER = TrainConfig(method="softmax", epochs=1, protocol="paper", device="cpu")
+HONEST = TrainConfig(method="softmax", epochs=1, device="cpu")
 
 
 def _ece15(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:
@@ -61,6 +63,20 @@ def paper_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("paper") / "run"
     fit(PAPER, run)
     return run
+
+
+@pytest.fixture(scope="module")
+def honest_trained(tmp_path_factory) -> Path:
+    """A 1-epoch honest SoftMax run, trained once; tests take a copy (:func:`honest_copy`)."""
+    run = tmp_path_factory.mktemp("honest") / "run"
+    fit(HONEST, run)
+    return run
+
+
+def honest_copy(honest_trained: Path, to: Path) -> Path:
+    """A fresh copy of the module's honest run (calibrating writes into the checkpoint)."""
+    shutil.copytree(honest_trained, to)
+    return to
 
 
 def test_paper_protocol_trains_on_every_training_image(tmp_path: Path, monkeypatch) -> None:
@@ -205,14 +221,13 @@ def test_bad_yaml_values_exit_2(tmp_path: Path, text: str, message: str) -> None
     assert not (tmp_path / "runs").exists()
 
 
-def test_calibrate_options(tmp_path: Path, paper_run: Path) -> None:
+def test_calibrate_options(tmp_path: Path, paper_run: Path, honest_trained: Path) -> None:
     bad = runner.invoke(app, ["calibrate", str(paper_run), "--calibration-optimizer", "adam"])
     assert bad.exit_code == 2 and "'adam' is not one of grid, lbfgsb" in bad.output
     honest = runner.invoke(app, ["calibrate", str(paper_run), "--protocol", "honest"])
     assert honest.exit_code == 2 and "has no validation split" in honest.output
     # An honest run calibrated with the reference's optimiser on its validation split.
-    run = tmp_path / "honest"
-    fit(TrainConfig(method="softmax", epochs=1, device="cpu"), run)
+    run = honest_copy(honest_trained, tmp_path / "honest")
     result = runner.invoke(
         app, ["calibrate", str(run), "--calibration-optimizer", "lbfgsb", "--format", "json"]
     )
@@ -240,7 +255,7 @@ def test_score_report_states_the_paper_protocol(tmp_path: Path, paper_run: Path)
     assert "CALIBRATION AND MODEL SELECTION SAW THE TEST SET" in " ".join(shown.output.split())
 
 
-def test_benchmark_protocol_field_and_loud_table_line(tmp_path: Path) -> None:
+def test_benchmark_protocol_field_and_loud_table_line(tmp_path: Path, one_timing_round) -> None:
     common = [
         "benchmark", "--epochs", "1", "--methods", "softmax", "dismax", "--ood", "digits[6-9]",
         "--runs-dir", str(tmp_path / "runs"), "--device", "cpu", "--quiet",
@@ -279,9 +294,10 @@ def test_best_val_run_resumed_ends_as_the_uninterrupted_one(tmp_path: Path) -> N
         assert torch.equal(cut.state_dict[key], value), key
 
 
-def test_calibrate_protocol_paper_on_an_honest_run_uses_the_test_split(tmp_path: Path) -> None:
-    run = tmp_path / "honest"
-    fit(TrainConfig(method="softmax", epochs=1, device="cpu"), run)
+def test_calibrate_protocol_paper_on_an_honest_run_uses_the_test_split(
+    tmp_path: Path, honest_trained: Path
+) -> None:
+    run = honest_copy(honest_trained, tmp_path / "honest")
     result = runner.invoke(app, ["calibrate", str(run), "--protocol", "paper", "--format", "json"])
     assert result.exit_code == 0, result.output
     fitted = json.loads(result.stdout)
@@ -306,14 +322,15 @@ def test_html_report_states_the_protocol(tmp_path: Path, paper_run: Path) -> Non
     assert "CALIBRATION AND MODEL SELECTION SAW THE TEST SET" in page
 
 
-def test_checkpoints_and_reports_from_before_keep_loading(tmp_path: Path) -> None:
+def test_checkpoints_and_reports_from_before_keep_loading(
+    tmp_path: Path, honest_trained: Path
+) -> None:
     """A calibration record without optimizer/split and a report without protocol still load."""
     from dismax_cli.benchmark import score_checkpoint
     from dismax_cli.engine.checkpoint import load_payload, save_checkpoint
     from dismax_cli.reports import from_json, to_dict
 
-    run = tmp_path / "old"
-    fit(TrainConfig(method="softmax", epochs=1, device="cpu"), run)
+    run = honest_copy(honest_trained, tmp_path / "old")
     calibrate_checkpoint(run)
     payload = load_payload(run / "checkpoint.pt")
     for key in ("optimizer", "split"):
