@@ -2,7 +2,7 @@
 
 One ``python -m torch.distributed.run --nproc_per_node=2`` launch (gloo, CPU) runs every
 distributed command of this module (tests/ddp_worker.py chains them), next to one plain process
-running the same commands; the tests compare the two. That launch also runs the README torchrun
+running the same two trainings (with and without BatchNorm); the tests compare the two. That launch also runs the README torchrun
 block's ``train`` arguments (the block's ``score`` line then runs as written, on that run).
 Batches are METHOD.md §6's, split over the ranks.
 """
@@ -47,28 +47,36 @@ def _free_port() -> int:
 
 
 def _commands(out: Path, *, ranks: int) -> list[str]:
-    """The worker's command line of one side (``out`` its folder)."""
+    """The worker's command line of one side (``out`` its folder).
+
+    The one-process side (``ranks`` 1) trains only the two references the tests compare the
+    ranks' runs with (``nobn``, ``sync``); the other commands' one-process references are
+    computed on the ranks themselves (``exact``, ``bn-steps``) or in the test process.
+    """
+    nobn = ["nobn-cli", "train", *TRAIN, "--epochs", "2", "--batch-size", "64",
+            "--val-fraction", "0.12", "--out", f"{out}/nobn"]  # fmt: skip
+    sync = ["cli", "train", *TRAIN, "--epochs", "1", "--batch-size", "256", "--sync-bn",
+            "--out", f"{out}/sync"]  # fmt: skip
+    if ranks == 1:
+        return [f"{out}/results", *nobn, "++", *sync, "++"]
     cmds = [
-        ["nobn-cli", "train", *TRAIN, "--epochs", "2", "--batch-size", "64",
-         "--val-fraction", "0.12", "--out", f"{out}/nobn"],
+        nobn,
         ["fit-stop", f"{out}/resumed", "2", "1"],
         ["nobn-cli", "train", "--out", f"{out}/resumed", "--resume", "--quiet"],
-        ["cli", "train", *TRAIN, "--epochs", "1", "--batch-size", "256", "--sync-bn",
-         "--out", f"{out}/sync"],
+        sync,
         ["cli", "score", f"{out}/sync", "--ood", "digits[6-9]", "--device", "cpu", "--quiet",
          "--format", "json", "--out", f"{out}/score.json", "--dump", f"{out}/score.npz"],
         ["exact", f"{out}/sync"],
         ["shards", "11", "4", "3"],
         ["bn-steps", "1", "6"],
         ["bn-steps", "0", "6"],
-    ]  # fmt: skip
-    if ranks > 1:
-        cmds.append(["cli", "train", *TRAIN, "--batch-size", "63", "--out", f"{out}/bad"])
-        cmds.append(["cli", "benchmark", "--methods", "softmax", "--epochs", "1", "--ood",
-                     "digits[6-9]", "--device", "cpu", "--runs-dir", f"{out}/runs",
-                     "--out", f"{out}/bench.json", "--quiet", "--format", "json"])  # fmt: skip
+        ["cli", "train", *TRAIN, "--batch-size", "63", "--out", f"{out}/bad"],
+        ["cli", "benchmark", "--methods", "softmax", "--epochs", "1", "--ood", "digits[6-9]",
+         "--device", "cpu", "--runs-dir", f"{out}/runs", "--out", f"{out}/bench.json",
+         "--quiet", "--format", "json"],
         # The README block's train line, run from the folder the fixture gives this launch.
-        cmds.append(["cli", *shlex.split(README_TRAIN.removeprefix(README_TORCHRUN))])
+        ["cli", *shlex.split(README_TRAIN.removeprefix(README_TORCHRUN))],
+    ]  # fmt: skip
     line: list[str] = [f"{out}/results"]
     for cmd in cmds:
         line += [*cmd, "++"]
