@@ -2,9 +2,9 @@
 
 One ``python -m torch.distributed.run --nproc_per_node=2`` launch (gloo, CPU) runs every
 distributed command of this module (tests/ddp_worker.py chains them), next to one plain process
-running the same two trainings (with and without BatchNorm); the tests compare the two. That launch also runs the README torchrun
-block's ``train`` arguments (the block's ``score`` line then runs as written, on that run).
-Batches are METHOD.md §6's, split over the ranks.
+running the same two trainings (with and without BatchNorm); the tests compare the two. That
+launch also runs the README torchrun block's ``train`` arguments (the block's ``score`` line
+then runs as written, on that run). Batches are METHOD.md §6's, split over the ranks.
 """
 
 from __future__ import annotations
