@@ -2,8 +2,9 @@
 
 One ``python -m torch.distributed.run --nproc_per_node=2`` launch (gloo, CPU) runs every
 distributed command of this module (tests/ddp_worker.py chains them), next to one plain process
-running the same commands; the tests compare the two. Batches are METHOD.md §6's, split over
-the ranks.
+running the same two trainings (with and without BatchNorm); the tests compare the two. That
+launch also runs the README torchrun block's ``train`` arguments (the block's ``score`` line
+then runs as written, on that run). Batches are METHOD.md §6's, split over the ranks.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_readme import BLOCKS, commands  # tests/ is on sys.path (pytest's rootdir)
 
 from dismax_cli.engine import distributed
 from dismax_cli.engine.loop import InMemoryBatches, NonFiniteLossError, train_one_epoch
@@ -32,6 +35,9 @@ TRAIN += ["--quiet"]
 #: the flat digit backgrounds turns such 1e-7 differences into up to ~2e-3 within a few steps
 #: (the same steps in float64 agree to 1e-12: test_sync_bn_float64_steps_equal_one_process).
 SYNC_BN_TOLERANCE = 1e-2
+#: The README's "### torchrun" block: ``torchrun`` + these launcher options + ``dismax ARGS``.
+README_TORCHRUN = "torchrun --standalone --nproc_per_node=2 -m dismax_cli "
+README_TRAIN, README_SCORE = commands(BLOCKS[("test", "torchrun")])
 
 
 def _free_port() -> int:
@@ -41,26 +47,36 @@ def _free_port() -> int:
 
 
 def _commands(out: Path, *, ranks: int) -> list[str]:
-    """The worker's command line of one side (``out`` its folder)."""
+    """The worker's command line of one side (``out`` its folder).
+
+    The one-process side (``ranks`` 1) trains only the two references the tests compare the
+    ranks' runs with (``nobn``, ``sync``); the other commands' one-process references are
+    computed on the ranks themselves (``exact``, ``bn-steps``) or in the test process.
+    """
+    nobn = ["nobn-cli", "train", *TRAIN, "--epochs", "2", "--batch-size", "64",
+            "--val-fraction", "0.12", "--out", f"{out}/nobn"]  # fmt: skip
+    sync = ["cli", "train", *TRAIN, "--epochs", "1", "--batch-size", "256", "--sync-bn",
+            "--out", f"{out}/sync"]  # fmt: skip
+    if ranks == 1:
+        return [f"{out}/results", *nobn, "++", *sync, "++"]
     cmds = [
-        ["nobn-cli", "train", *TRAIN, "--epochs", "2", "--batch-size", "64",
-         "--val-fraction", "0.12", "--out", f"{out}/nobn"],
+        nobn,
         ["fit-stop", f"{out}/resumed", "2", "1"],
         ["nobn-cli", "train", "--out", f"{out}/resumed", "--resume", "--quiet"],
-        ["cli", "train", *TRAIN, "--epochs", "1", "--batch-size", "256", "--sync-bn",
-         "--out", f"{out}/sync"],
+        sync,
         ["cli", "score", f"{out}/sync", "--ood", "digits[6-9]", "--device", "cpu", "--quiet",
          "--format", "json", "--out", f"{out}/score.json", "--dump", f"{out}/score.npz"],
         ["exact", f"{out}/sync"],
         ["shards", "11", "4", "3"],
         ["bn-steps", "1", "6"],
         ["bn-steps", "0", "6"],
+        ["cli", "train", *TRAIN, "--batch-size", "63", "--out", f"{out}/bad"],
+        ["cli", "benchmark", "--methods", "softmax", "--epochs", "1", "--ood", "digits[6-9]",
+         "--device", "cpu", "--runs-dir", f"{out}/runs", "--out", f"{out}/bench.json",
+         "--quiet", "--format", "json"],
+        # The README block's train line, run from the folder the fixture gives this launch.
+        ["cli", *shlex.split(README_TRAIN.removeprefix(README_TORCHRUN))],
     ]  # fmt: skip
-    if ranks > 1:
-        cmds.append(["cli", "train", *TRAIN, "--batch-size", "63", "--out", f"{out}/bad"])
-        cmds.append(["cli", "benchmark", "--methods", "softmax", "--epochs", "1", "--ood",
-                     "digits[6-9]", "--device", "cpu", "--runs-dir", f"{out}/runs",
-                     "--out", f"{out}/bench.json", "--quiet", "--format", "json"])  # fmt: skip
     line: list[str] = [f"{out}/results"]
     for cmd in cmds:
         line += [*cmd, "++"]
@@ -71,6 +87,7 @@ def _commands(out: Path, *, ranks: int) -> list[str]:
 def sides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the commands under torchrun (2 ranks) and in one process, at the same time."""
     base = tmp_path_factory.mktemp("ddp")
+    (base / "readme").mkdir()  # the README torchrun block's folder (relative --out)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "DISMAX_OFFLINE": "1"}
     launcher = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
@@ -78,7 +95,7 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ]  # fmt: skip
     ddp = subprocess.Popen(
         [*launcher, str(WORKER), *_commands(base / "ddp", ranks=2)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=base / "readme",
     )  # fmt: skip
     one = subprocess.run(
         [sys.executable, str(WORKER), *_commands(base / "one", ranks=1)],
@@ -341,25 +358,26 @@ def test_local_only_turns_sharding_off_inside_the_block() -> None:
     assert distributed._local_depth == depth
 
 
-def test_readme_torchrun_block_runs(tmp_path: Path) -> None:
-    """The README's "### torchrun" block, as written (``torchrun`` from this Python's bin)."""
-    from test_readme import BLOCKS, commands  # tests/ is on sys.path (pytest's rootdir)
-
+def test_readme_torchrun_block_runs(sides: dict[str, Any]) -> None:
+    """The README's "### torchrun" block: its ``train`` arguments ran in the module's torchrun
+    launch (2 ranks, the same ``main(argv)`` that ``-m dismax_cli`` calls, from a fresh folder);
+    its ``score`` line runs here as written (``torchrun`` from this Python's bin, ``--standalone``,
+    ``-m dismax_cli``) on that run."""
+    assert README_TRAIN.startswith(README_TORCHRUN + "train ")
+    assert README_SCORE.startswith(README_TORCHRUN + "score ")
+    assert [r["results"][11] for r in sides["ranks"]] == [0, 0]  # train's exit codes
+    assert sides["stdout"].count("runs/ddp-dismax/checkpoint.pt") == 1  # rank 0 only
+    cwd = sides["base"] / "readme"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "DISMAX_OFFLINE": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    printed = []
-    for command in commands(BLOCKS[("test", "torchrun")]):
-        assert command.startswith("torchrun --standalone --nproc_per_node=2 -m dismax_cli")
-        proc = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", command],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, f"{command}\n{proc.stderr[-2000:]}"
-        assert "Traceback" not in proc.stderr
-        printed.append(proc.stdout)
-    assert printed[0].count("runs/ddp-dismax/checkpoint.pt") == 1  # rank 0 only
-    assert "n_id 216, n_ood 143" in printed[1]
-    run = tmp_path / "runs/ddp-dismax"
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", README_SCORE],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{README_SCORE}\n{proc.stderr[-2000:]}"
+    assert "Traceback" not in proc.stderr
+    assert "n_id 216, n_ood 143" in proc.stdout
+    run = cwd / "runs/ddp-dismax"
     names = sorted(p.name for p in run.iterdir() if not p.name.startswith("."))
     assert names == ["checkpoint.pt", "train_log.jsonl"]
 

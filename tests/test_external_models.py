@@ -134,8 +134,12 @@ def test_an_interrupted_torchvision_run_resumes_to_the_same_checkpoint(
 ) -> None:
     from dismax_cli.engine import TrainConfig, fit
 
+    # 12 grey images a class (2 steps of 16 an epoch, not 7): resuming is about the state saved
+    # between epochs, which a few steps of the 11.7 M-weight net exercise as fully.
+    train = _npz(tmp_path / "train-small.npz", 12, channels=1, seed=1)
+    test = _npz(tmp_path / "test-small.npz", 4, channels=1, seed=11)
     cfg = TrainConfig(
-        dataset=data["train1"], test_dataset=data["test1"], model="torchvision:resnet18",
+        dataset=f"npz:{train}", test_dataset=f"npz:{test}", model="torchvision:resnet18",
         method="isomax_plus", epochs=2, batch_size=16, device="cpu",
     )  # fmt: skip
     fit(cfg, tmp_path / "whole")

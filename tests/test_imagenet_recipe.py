@@ -8,9 +8,6 @@ counts (resnet18 11,689,512; resnet50 25,557,032, each with a 1,000-class fc).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +16,10 @@ import torch
 from support import SHARED_DATA
 from torch import nn
 from torchvision.transforms import v2
+from typer.testing import CliRunner
 
 from dismax_cli.benchmark import BenchmarkConfig
+from dismax_cli.cli.app import app
 from dismax_cli.config import InvalidValueError, read_yaml_config
 from dismax_cli.data import load_dataset, load_id_splits
 from dismax_cli.data.stream import StreamSet
@@ -38,6 +37,9 @@ from dismax_cli.models import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 TIN = SHARED_DATA / "tin_test_64_jpeg.npz"
+#: The CLI in this process (typer's runner, through main()'s one error handler): exit codes,
+#: stderr lines and files are what a ``dismax`` process gives.
+runner = CliRunner()
 
 
 def test_imagenet_eval_transform_is_resize_256_centre_crop_224_and_imagenet_stats() -> None:
@@ -200,16 +202,18 @@ def test_imagenet_sources_stream_and_train_and_score_from_the_cli(tmp_path: Path
     assert (len(train), len(test)) == (36, 12)
     assert train.classes == ("n00000000", "n00000001", "n00000002")
     assert train.mean == IMAGENET_MEAN
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "DISMAX_WORKERS": "1"}
+    env = {"DISMAX_WORKERS": "1"}  # one DataLoader worker process streams the files
     run = tmp_path / "run"
     common = ["--data-dir", str(data_dir)]
-    cmd = [sys.executable, "-m", "dismax_cli", "train", "--dataset", "imagenet1k", "--model",
-           "convnet", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--out",
-           str(run), "--device", "cpu", *common]  # fmt: skip
-    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
-    score = [sys.executable, "-m", "dismax_cli", "score", str(run), "--ood", "imagenet_o",
-             "--format", "json", "--device", "cpu", *common]  # fmt: skip
-    out = subprocess.run(score, env=env, check=True, capture_output=True, text=True, timeout=300)
+    cmd = ["train", "--dataset", "imagenet1k", "--model", "convnet", "--image-size", "32",
+           "--epochs", "1", "--batch-size", "8", "--out", str(run), "--device", "cpu",
+           *common]  # fmt: skip
+    trained = runner.invoke(app, cmd, env=env)
+    assert trained.exit_code == 0, trained.output
+    score = ["score", str(run), "--ood", "imagenet_o", "--format", "json", "--device", "cpu",
+             *common]  # fmt: skip
+    out = runner.invoke(app, score, env=env)
+    assert out.exit_code == 0, out.output
     counts = dict(_find(json.loads(out.stdout), "n_ood"))
     assert counts and all(v == {"imagenet_o": 10} or v == 10 for v in counts.values()), counts
     assert set(dict(_find(json.loads(out.stdout), "n_id")).values()) == {12}
@@ -243,10 +247,8 @@ def test_bad_new_option_values_exit_2_with_one_line(
     tmp_path: Path, args: list[str], needle: str
 ) -> None:
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "dismax_cli", "train", "--out", str(out), *args]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
+    result = runner.invoke(app, ["train", "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
     assert needle in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr and not out.exists()
 
@@ -254,11 +256,8 @@ def test_bad_new_option_values_exit_2_with_one_line(
 def test_bad_decay_epochs_in_a_config_file_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("epochs: 10\ndecay_epochs: [3, 2]\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "dismax_cli", "train", "--out", str(tmp_path / "r"),
-           "--config", str(config)]  # fmt: skip
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "decay_epochs" in result.stderr
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--config", str(config)])
+    assert result.exit_code == 2 and "decay_epochs" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
 
 
@@ -266,9 +265,8 @@ def test_bad_workers_variable_exits_2_before_a_run_folder(tmp_path: Path) -> Non
     if not TIN.is_file():
         pytest.skip(f"{TIN} is absent")
     data_dir = _fake_imagenet(tmp_path / "data")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DISMAX_WORKERS": "two"}
-    cmd = [sys.executable, "-m", "dismax_cli", "train", "--dataset", "imagenet1k", "--data-dir",
-           str(data_dir), "--out", str(tmp_path / "r"), "--epochs", "1"]  # fmt: skip
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "DISMAX_WORKERS='two' is invalid" in result.stderr
+    cmd = ["train", "--dataset", "imagenet1k", "--data-dir", str(data_dir), "--out",
+           str(tmp_path / "r"), "--epochs", "1"]  # fmt: skip
+    result = runner.invoke(app, cmd, env={"DISMAX_WORKERS": "two"})
+    assert result.exit_code == 2 and "DISMAX_WORKERS='two' is invalid" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()

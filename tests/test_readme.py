@@ -112,8 +112,15 @@ def test_quickstart_runs_and_prints_the_readme_sample(workdir: dict) -> None:
     assert _masked(printed) == _masked(BLOCKS[("output", "quickstart")])
 
 
-def test_walkthrough_trains_calibrates_and_scores(workdir: dict) -> None:
-    printed = run_block("walkthrough", workdir)
+@pytest.fixture(scope="module")
+def walkthrough(workdir: dict) -> str:
+    """The walkthrough block, run once: its trained and calibrated ``runs/digits-dismax`` is
+    also the run of ``## Deploy a trained run``. Returns what the block printed."""
+    return run_block("walkthrough", workdir)
+
+
+def test_walkthrough_trains_calibrates_and_scores(workdir: dict, walkthrough: str) -> None:
+    printed = walkthrough
     assert (workdir["cwd"] / "runs" / "digits-dismax" / "checkpoint.pt").is_file()
     assert (workdir["cwd"] / "scores.npz").is_file()
     assert '"kind": "score"' in printed
@@ -133,10 +140,13 @@ def test_ci_gate_example_passes_and_its_jq_query_reads_the_report(workdir: dict)
     assert '"ood": "uniform"' in printed and '"auroc":' in printed
 
 
-def test_deploy_section_loads_the_run_predicts_thresholds_and_detects(workdir: dict) -> None:
-    """``## Deploy a trained run``: train + calibrate, the Python block, then ``dismax detect``."""
+def test_deploy_section_loads_the_run_predicts_thresholds_and_detects(
+    workdir: dict, walkthrough: str
+) -> None:
+    """``## Deploy a trained run``: the walkthrough's run, the Python block, ``dismax detect``."""
     pytest.importorskip("sklearn", reason="the README block uses scikit-learn's digits")
-    run_block("deploy", workdir)
+    assert 'load_run("runs/digits-dismax"' in BLOCKS[("python", "deploy")]
+    assert "--out runs/digits-dismax" in BLOCKS[("test", "walkthrough")]
     namespace: dict[str, object] = {"__name__": "readme_deploy"}
     here = os.getcwd()
     os.chdir(workdir["cwd"])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import dismax_command
 
 from dismax_cli.engine import TrainConfig, fit
 from dismax_cli.engine.lock import lock_path, run_folder_lock
@@ -41,7 +41,8 @@ def test_a_failed_fit_leaves_no_lock_and_no_folders_it_created(tmp_path: Path) -
 def test_two_concurrent_trainings_into_one_folder_give_one_clean_run(tmp_path: Path) -> None:
     out = tmp_path / "cc"
     env = dict(os.environ, DISMAX_OFFLINE="1", DISMAX_DATA_DIR=str(tmp_path / "data"))
-    base = [sys.executable, "-m", "dismax_cli", "train", "--dataset", "digits[0-5]"]
+    # Two real processes at once (the suite's launcher: the fork server's shim when it runs).
+    base = [*dismax_command(), "train", "--dataset", "digits[0-5]"]
     args = ["--epochs", "3", "--device", "cpu", "--out", str(out), "--quiet"]
     procs = [
         subprocess.Popen(

@@ -77,24 +77,33 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path).state_dict
 
 
-def test_resume_after_epoch_2_is_bit_identical(tmp_path: Path, digits_data) -> None:
-    full = fit(DIGITS, tmp_path / "full", data=digits_data)
-    assert full.epochs_run == 4
+@pytest.fixture(scope="module")
+def full_digits_run(tmp_path_factory, digits_data) -> Path:
+    """DIGITS trained uninterrupted, once for the module: the reference of the resume tests
+    (they read its checkpoint, never write it)."""
+    run = tmp_path_factory.mktemp("full") / "full"
+    assert fit(DIGITS, run, data=digits_data).epochs_run == 4
+    return run
+
+
+def test_resume_after_epoch_2_is_bit_identical(
+    tmp_path: Path, digits_data, full_digits_run: Path
+) -> None:
     part = fit(DIGITS, tmp_path / "part", data=digits_data, stop_after_epoch=2)
     assert part.epochs_run == 2
     assert load_checkpoint(part.checkpoint).meta.finished is False
+    after_2 = _weights(part.checkpoint)
     resumed = fit(DIGITS, tmp_path / "part", resume=True, data=digits_data)
     assert resumed.epochs_run == 2
-    assert (tmp_path / "full" / CHECKPOINT_NAME).read_bytes() == (
+    assert (full_digits_run / CHECKPOINT_NAME).read_bytes() == (
         tmp_path / "part" / CHECKPOINT_NAME
     ).read_bytes()
     # The log holds one line per epoch, 1..4, in both runs.
     lines = (tmp_path / "part" / LOG_NAME).read_text().splitlines()
     assert [int(line.split('"epoch": ')[1].split(",")[0]) for line in lines] == [1, 2, 3, 4]
-    # The weights actually moved from their initialisation.
-    first = fit(DIGITS, tmp_path / "one", data=digits_data, stop_after_epoch=1)
-    a, b = _weights(first.checkpoint), _weights(full.checkpoint)
-    assert not torch.equal(a["head.prototypes"], b["head.prototypes"])
+    # The weights actually moved: epochs 3 and 4 changed the epoch-2 weights.
+    b = _weights(full_digits_run / CHECKPOINT_NAME)
+    assert not torch.equal(after_2["head.prototypes"], b["head.prototypes"])
 
 
 def test_resume_of_a_finished_run_does_nothing(tmp_path: Path, digits_data) -> None:
@@ -135,8 +144,9 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path, digits_data) -> None:
-    fit(DIGITS, tmp_path / "full", data=digits_data)
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(
+    tmp_path: Path, digits_data, full_digits_run: Path
+) -> None:
     run = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(run)], stdout=subprocess.PIPE, text=True
@@ -152,9 +162,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path, digits_d
     state = load_checkpoint(run)
     assert 2 <= state.meta.epoch <= 4
     fit(DIGITS, run, resume=True, data=digits_data)
-    assert (tmp_path / "full" / CHECKPOINT_NAME).read_bytes() == (
-        run / CHECKPOINT_NAME
-    ).read_bytes()
+    assert (full_digits_run / CHECKPOINT_NAME).read_bytes() == (run / CHECKPOINT_NAME).read_bytes()
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
