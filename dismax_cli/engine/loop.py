@@ -5,12 +5,14 @@
 mosaics (METHOD.md §2). :class:`InMemoryBatches` is the CLI's fast path as one such iterable:
 seeded batch order over a uint8 tensor on the device, device-side augmentation (random crop with
 4-pixel padding and horizontal flip), normalisation. Every random draw of an epoch comes from one
-generator, seeded by ``(seed, epoch)`` (:func:`epoch_generator`), so a resumed run repeats an
-uninterrupted one bit for bit on CPU.
+generator, seeded by ``(seed, epoch)`` (:func:`epoch_generator`), and the model's own draws
+(dropout) from torch's global generators seeded per epoch (:func:`seeded_global_rng`), so a
+resumed run repeats an uninterrupted one bit for bit on CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -54,6 +56,24 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator of every random draw in (0-based) ``epoch`` of a run seeded ``seed``."""
     digest = hashlib.sha256(f"dismax-epoch:{seed}:{epoch}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, epoch: int, rank: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global generators for (0-based) ``epoch`` of rank ``rank``; restore them after.
+
+    Layers of the model draw from the global generators (dropout, stochastic depth), which the
+    epoch's own generator (:func:`epoch_generator`) does not reach: without a seed per epoch two
+    runs with one seed differ and a resumed run leaves its uninterrupted twin (README, resume).
+    The seed is a hash of ``(seed, epoch, rank)`` (each rank draws its own masks, as its own
+    shard of each batch); the caller's generator states (CPU, and ``device``'s on CUDA) are
+    restored on exit, so :func:`~dismax_cli.engine.run.fit` leaves a library user's RNG as found.
+    """
+    digest = hashlib.sha256(f"dismax-model-rng:{seed}:{epoch}:{rank}".encode()).digest()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+        yield
 
 
 def epoch_batches_plan(
@@ -412,6 +432,7 @@ __all__ = [
     "batch_sizes",
     "cpu_state",
     "epoch_generator",
+    "seeded_global_rng",
     "fpr_mix",
     "iterate_batches",
     "train_one_epoch",

@@ -44,6 +44,7 @@ from dismax_cli.engine.loop import (
     NonFiniteLossError,
     epoch_generator,
     fpr_mix,
+    seeded_global_rng,
     train_one_epoch,
 )
 from dismax_cli.engine.selection import save_epoch
@@ -214,12 +215,13 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
             progress(_progress(config, epoch, len(batches), stats, done))
 
     try:
-        stats = train_one_epoch(
-            run.train_model, setup.loss_fn, batches, setup.optimizer, mix=mix,
-            device=setup.device, on_batch=report if progress is not None else None,
-            loss_weights=batches.loss_weights if world > 1 else None,
-            all_finite=distributed.all_finite if world > 1 else None,
-        )  # fmt: skip
+        with seeded_global_rng(config.seed, epoch, rank, setup.device):  # dropout's draws
+            stats = train_one_epoch(
+                run.train_model, setup.loss_fn, batches, setup.optimizer, mix=mix,
+                device=setup.device, on_batch=report if progress is not None else None,
+                loss_weights=batches.loss_weights if world > 1 else None,
+                all_finite=distributed.all_finite if world > 1 else None,
+            )  # fmt: skip
     except NonFiniteLossError:
         raise _non_finite_error(run, epoch) from None
     stats = distributed.global_epoch_stats(stats)
