@@ -28,6 +28,10 @@ from torch import nn
 
 @contextlib.contextmanager
 def _no_batchnorm() -> Iterator[None]:
+    # The backbones' initialiser binds the real BatchNorm2d when it is imported: import it
+    # before the swap (dismax_cli.engine loads its modules on first use).
+    import dismax_cli.models.base  # noqa: F401
+
     saved = nn.BatchNorm2d
     nn.BatchNorm2d = lambda *args, **kwargs: nn.Identity()  # type: ignore[assignment,misc]
     try:

@@ -228,7 +228,8 @@ def _handle(conn: socket.socket, server: dict) -> None:
     """In a forked handler: run one command in a grandchild and report its pid and status."""
     request, fds = _receive(conn)
     threads = _threads(request["env"], server["default_threads"])
-    if len(fds) != 3 or _start_signature(request["env"]) != server["signature"] or not threads:
+    env = {k: v for k, v in request["env"].items() if server["set_by_imports"].get(k) != v}
+    if len(fds) != 3 or _start_signature(env) != server["signature"] or not threads:
         conn.sendall(b"fallback\n")
         return
     request.update(prog=server["prog"], threads=threads)
@@ -263,8 +264,8 @@ def _handle(conn: socket.socket, server: dict) -> None:
 
 def serve(path: str, prog: str) -> None:
     """Listen on ``path`` until stdin closes (the pytest worker that started us is gone)."""
-    server = {"signature": _start_signature(dict(os.environ)), "prog": prog}
-    server["log"] = str(Path(path).with_name(_LOG))
+    server: dict = {"prog": prog, "log": str(Path(path).with_name(_LOG))}
+    started = dict(os.environ)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)  # shims that connect now wait in the backlog until the imports are done
@@ -273,6 +274,11 @@ def serve(path: str, prog: str) -> None:
     import torch
 
     server["default_threads"] = None if "OMP_NUM_THREADS" in os.environ else torch.get_num_threads()
+    # The imports set some of these variables themselves (scikit-learn: KMP_DUPLICATE_LIB_OK,
+    # KMP_INIT_AT_FORK); a command's environment may hold them (its pytest worker imported
+    # scikit-learn too) or not: either way it starts as the server did.
+    server["set_by_imports"] = {k: v for k, v in os.environ.items() if started.get(k) != v}
+    server["signature"] = _start_signature(started)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
     while True:
         ready, _, _ = select.select([listener, sys.stdin], [], [])

@@ -229,7 +229,7 @@ def test_checkpoint_with_other_class_count_is_refused(tmp_path: Path, trained: P
         (lambda p: p.pop("method"), "no 'method'"),
         (lambda p: p.pop("config"), "no 'config'"),
         (lambda p: p.update(num_classes="three"), "num_classes='three'"),
-        (lambda p: p.update(split=None), "split=None"),
+        (lambda p: p.update(split=None), "split=null"),
         (lambda p: p.update(method="isomax"), "method='isomax'"),
         (lambda p: p.update(temperature=-1.0), "temperature=-1.0"),
         (lambda p: p.update(temperature=float("nan")), "temperature=nan"),
