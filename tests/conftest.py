@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -45,7 +45,7 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1) > 1:
 
 import forkserver  # noqa: E402
 import pytest  # noqa: E402
-from support import run_dismax  # noqa: E402
+from support import ImportProbe, run_dismax  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +53,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return
     forkserver.install()
+
+
+@pytest.fixture(scope="session")
+def import_probe() -> Iterator[ImportProbe]:
+    """This worker's :class:`support.ImportProbe`: snippets run as in a fresh interpreter."""
+    with ImportProbe() as probe:
+        yield probe
 
 
 def _session_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ImportProbe
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -315,20 +314,14 @@ _CONFIG = (
         _CONFIG.format(text='ood: [\\"a[b]=uniform\\"]', args="['benchmark']"),
     ],
 )
-def test_help_and_usage_errors_do_not_import_heavy_modules(code: str) -> None:
-    probe = (
-        "import atexit, sys\n"
-        f"atexit.register(lambda: print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules]))\n"
-        f"{code}\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode in (0, 2), proc.stderr
+def test_help_and_usage_errors_do_not_import_heavy_modules(
+    import_probe: ImportProbe, code: str
+) -> None:
+    proc = import_probe.run(code)
+    assert proc.code in (0, 2), proc.stderr
     if "help" not in code and "-h'" not in code and code != "import dismax_cli.cli.app":
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    line = [t for t in proc.stdout.splitlines() if t.startswith("HEAVY")][-1]
-    assert line == "HEAVY []", (code, line)
+        assert proc.code == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.heavy(HEAVY) == [], code
 
 
 # ----------------------------------------------------------------------------- issue 9 item 11

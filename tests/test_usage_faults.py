@@ -10,11 +10,10 @@ line naming the value and the fix, exits non-zero, loses nothing, shows no trace
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import ImportProbe
 
 HEAVY = ("torch", "torchvision", "sklearn", "scipy")
 
@@ -31,26 +30,19 @@ _FILES = {
 }
 
 
-def _probe(tmp_path: Path, args: list[str]) -> tuple[int, str, list[str]]:
-    """Run ``dismax ARGS`` in a fresh interpreter in ``tmp_path``: its exit code, stderr, and
-    the heavy modules loaded by the time it exits."""
+def _probe(
+    probe: ImportProbe, tmp_path: Path, args: list[str]
+) -> tuple[int, str, list[str]]:
+    """Run ``dismax ARGS`` as a fresh interpreter would, in ``tmp_path``: its exit code, stderr,
+    and the heavy modules loaded by the time it exits."""
     for name, text in _FILES.items():
         (tmp_path / name).write_text(text)
     (tmp_path / "folder_ckpt" / "checkpoint.pt").mkdir(parents=True, exist_ok=True)
-    code = (
-        "import atexit, sys\n"
-        f"atexit.register(lambda: print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules]))\n"
-        "from dismax_cli.cli.app import main\n"
-        f"sys.exit(main({args!r}))\n"
-    )
+    code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({args!r}))\n"
     env = {**os.environ, "DISMAX_OFFLINE": "1", "DISMAX_RUNS_DIR": str(tmp_path / "runs")}
     env["DISMAX_DATA_DIR"] = str(tmp_path / "data")  # a probe that wrongly ran finds nothing
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env=env,
-    )
-    heavy = [t for t in proc.stdout.splitlines() if t.startswith("HEAVY")][-1]
-    return proc.returncode, proc.stderr, eval(heavy[len("HEAVY ") :])  # noqa: S307 - our print
+    result = probe.run(code, cwd=tmp_path, env=env)
+    return result.code, result.stderr, result.heavy(HEAVY)
 
 
 # ----------------------------------------------------------------------------- item 1
@@ -89,9 +81,9 @@ def _probe(tmp_path: Path, args: list[str]) -> tuple[int, str, list[str]]:
     ],
 )
 def test_usage_errors_of_merged_settings_answer_before_torch_loads(
-    tmp_path: Path, args: list[str]
+    import_probe: ImportProbe, tmp_path: Path, args: list[str]
 ) -> None:
-    code, stderr, heavy = _probe(tmp_path, args)
+    code, stderr, heavy = _probe(import_probe, tmp_path, args)
     assert code == 2, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
@@ -110,9 +102,9 @@ def test_usage_errors_of_merged_settings_answer_before_torch_loads(
     ],
 )
 def test_unusable_paths_of_checkpoint_commands_answer_before_torch_loads(
-    tmp_path: Path, args: list[str]
+    import_probe: ImportProbe, tmp_path: Path, args: list[str]
 ) -> None:
-    code, stderr, heavy = _probe(tmp_path, args)
+    code, stderr, heavy = _probe(import_probe, tmp_path, args)
     assert code == 1, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     assert heavy == [], (args, heavy)
