@@ -232,8 +232,8 @@ def _check_collisions(
         for other, other_where in files[:i]:
             if where == other_where:
                 raise DismaxError(
-                    f"{target.what} {quote_path(target.path)} is the same file as {other.what} "
-                    f"{quote_path(other.path)}: choose another file name"
+                    f"{target.what} {quote_path(target.path)} would overwrite {other.what} "
+                    f"{quote_path(other.path)} (both name one file): choose another file name"
                 )
     for target, where in targets:
         for read, read_where in reads:

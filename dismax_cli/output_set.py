@@ -161,8 +161,9 @@ def _refuse_duplicates(items: list[_Item]) -> None:
         if item.real in seen:
             first = seen[item.real]
             raise DismaxError(
-                f"{item.what} {quote_path(item.path)} is the same file as {first.what} "
-                f"{quote_path(first.path)}: choose another file name; nothing was written"
+                f"{item.what} {quote_path(item.path)} would overwrite {first.what} "
+                f"{quote_path(first.path)} (both name one file): choose another file name; "
+                "nothing was written"
             )
         seen[item.real] = item
 

@@ -276,7 +276,7 @@ def test_output_set_refuses_two_names_for_one_file(tmp_path: Path) -> None:
     outputs = OutputSet()
     outputs.add(tmp_path / "r.json", b"one", "--out")
     outputs.add(tmp_path / "link.json", b"two", "--html")
-    with pytest.raises(DismaxError, match="is the same file as"):
+    with pytest.raises(DismaxError, match="both name one file"):
         outputs.commit()
     assert not (tmp_path / "r.json").exists()
 
