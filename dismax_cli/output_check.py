@@ -183,8 +183,7 @@ def _check_target(target: Target, where: Path) -> None:
     missing, existing = _missing_folders(target, folder)
     if missing and not (target.parents or target.folder):
         link = " (where the link points)" if target.path.is_symlink() else ""
-        raise _cannot(target, f"folder {quote_path(folder)}{link} does not exist: create it "
-                      "first")  # fmt: skip
+        raise _cannot(target, f"folder {quote_path(folder)}{link} does not exist")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise _cannot(target, f"folder {quote_path(existing)} is not writable (read-only or no "
                       "permission): choose a writable folder")  # fmt: skip
