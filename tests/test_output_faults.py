@@ -364,3 +364,21 @@ def test_sigterm_while_writing_leaves_nothing_and_exits_143(home: Path) -> None:
     assert proc.returncode == 143, stderr
     assert b"Traceback" not in stderr
     assert sorted(p.name for p in work.iterdir()) == ["ff.html"]
+
+
+def test_sigterm_in_a_command_unwinds_like_ctrl_c_and_exits_143() -> None:
+    import typer
+
+    from dismax_cli.output_check import Terminated, terminate_cleanly
+
+    before = signal.getsignal(signal.SIGTERM)
+    unwound: list[bool] = []
+    with pytest.raises(typer.Exit) as info, terminate_cleanly():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
+        except KeyboardInterrupt as exc:  # what Ctrl-C handlers (training's) catch
+            unwound.append(isinstance(exc, Terminated))
+            raise
+    assert info.value.exit_code == 143 and unwound == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
