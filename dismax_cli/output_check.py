@@ -84,11 +84,14 @@ def samples_target(out: Path) -> Path:
 
 
 def real_path(path: Path) -> Path:
-    """Where writing ``path`` lands: links followed (a dangling one: its target), absolute.
+    """Where writing ``path`` lands: links followed (a dangling one: its target), absolute;
+    a FIFO or device (``/dev/stdout``, whose link names a pipe) is itself.
 
     Raises:
         OSError: (ELOOP) for a symbolic link loop.
     """
+    if is_special_file(path):
+        return path
     try:
         return path.resolve()
     except RuntimeError as exc:  # Python 3.11's Path.resolve on a loop
@@ -150,6 +153,8 @@ def check_output_plan(targets: Sequence[Target], reads: Sequence[Path]) -> None:
     """
     real: list[tuple[Target, Path]] = []
     for target in targets:
+        if not target.folder and is_special_file(target.path):
+            continue  # /dev/stdout, a FIFO: written directly (a pipe resolves to no real name)
         try:
             where = real_path(target.path)
         except OSError:

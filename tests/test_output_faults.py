@@ -382,3 +382,15 @@ def test_sigterm_in_a_command_unwinds_like_ctrl_c_and_exits_143() -> None:
             raise
     assert info.value.exit_code == 143 and unwound == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_out_dev_stdout_on_a_pipe_is_written_directly(home: Path) -> None:
+    """``/dev/stdout`` links to ``pipe:[N]``, no real name: it is written, not resolved."""
+    env = {**os.environ, **_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
+    code = "import sys; from dismax_cli.cli.app import main; sys.argv[0] = 'dismax'; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *BENCH, "--out", "/dev/stdout", "--format", "json"],
+        cwd=home, env=env, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(b"{") and proc.stdout.count(b'"kind": "benchmark"') == 2
