@@ -394,3 +394,4 @@ def test_out_dev_stdout_on_a_pipe_is_written_directly(home: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(b"{") and proc.stdout.count(b'"kind": "benchmark"') == 2
+    assert not Path("/dev/stdout.samples.npz").exists()  # item 12: none beside a device
