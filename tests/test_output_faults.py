@@ -395,3 +395,15 @@ def test_out_dev_stdout_on_a_pipe_is_written_directly(home: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(b"{") and proc.stdout.count(b'"kind": "benchmark"') == 2
     assert not Path("/dev/stdout.samples.npz").exists()  # item 12: none beside a device
+
+
+@pytest.mark.parametrize("option", ["--out", "--html", "--plots"])
+def test_no_output_goes_into_a_dataset_folder_it_reads(
+    home: Path, no_work: None, option: str
+) -> None:
+    images = home / "imgs" / "a"
+    images.mkdir(parents=True, exist_ok=True)
+    before = _snapshot(home / "imgs")
+    result = invoke(home, *BENCH, "--ood", "imagefolder:imgs", option, "imgs/a/new")
+    assert result.exit_code == 1 and "which this command reads" in error_line(result)
+    assert _snapshot(home / "imgs") == before
