@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import math
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,17 @@ def write_scores_npz(
     Raises:
         DismaxError: when the file cannot be written.
     """
+    arrays = _score_arrays(outputs, labels)
+    path = Path(path)
+    if not distributed.is_main():  # under torchrun only rank 0 writes files
+        return
+    try:
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    except OSError as exc:
+        raise DismaxError(f"cannot write scores to {q(path)}: {exc.strerror}") from None
+
+
+def _score_arrays(outputs: Outputs, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
     arrays = {"id_logits": outputs.id_logits.numpy()}
     if labels is not None:
         arrays["id_labels"] = labels.cpu().numpy().astype(np.int64)
@@ -283,13 +295,15 @@ def write_scores_npz(
     for spec, scores in outputs.ood_scores.items():
         for score, values in scores.items():
             arrays[f"ood/{spec}/{score}"] = values.numpy()
-    path = Path(path)
-    if not distributed.is_main():  # under torchrun only rank 0 writes files
-        return
-    try:
-        atomic_write(path, lambda handle: np.savez(handle, **arrays))
-    except OSError as exc:
-        raise DismaxError(f"cannot write scores to {q(path)}: {exc.strerror}") from None
+    return arrays
+
+
+def scores_npz_bytes(outputs: Outputs, labels: torch.Tensor | None = None) -> bytes:
+    """The bytes :func:`write_scores_npz` writes (same arrays), for an all-or-nothing writer."""
+    buffer = io.BytesIO()
+    arrays = _score_arrays(outputs, labels)
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def _run_folder(path: str | Path) -> Path:
@@ -402,6 +416,7 @@ def score_checkpoint(
     progress: BenchmarkProgress | None = None,
     scores: Sequence[str] = (),
     fpr_convention: str = "ours",
+    dump_to: Callable[[bytes], None] | None = None,
 ) -> Report:
     """Evaluate one checkpoint on its ID test split and each OOD set (``dismax score``).
 
@@ -411,6 +426,7 @@ def score_checkpoint(
     size and seconds). A run that was never calibrated (``dismax calibrate``) gets a note saying
     so. ``scores`` (``--scores``) adds the post-hoc detectors, fitted on the run's training split
     (cached in the run folder); ``fpr_convention`` is FPR@95TPR's (``ours`` or ``openood``).
+    ``dump_to`` (instead of ``dump``) gets the dump's npz bytes, written by the caller.
 
     Raises:
         DismaxError: for an unreadable checkpoint, unknown sets or scores, or overlapping splits.
@@ -423,7 +439,9 @@ def score_checkpoint(
     check_fpr_convention(fpr_convention)
     bundle, data, oods = _load_scored(path, ood, data_dir, device, progress)
     outputs = _score_each_set(path, bundle, data, oods, scores, progress)
-    if dump is not None:
+    if dump_to is not None:  # the caller writes it (with --out, all or nothing)
+        dump_to(scores_npz_bytes(outputs, data.test.labels))
+    elif dump is not None:
         write_scores_npz(dump, outputs, data.test.labels)
     temperature, meta = bundle.temperature, bundle.meta
     before, after, ood_results = evaluate(temperature, data, oods, outputs, fpr_convention)

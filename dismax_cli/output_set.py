@@ -7,7 +7,9 @@ before (README "Design notes", *All or nothing*). :meth:`OutputSet.commit` does 
 phases: every file is written to a temporary file beside its target (folders created as
 needed); only when all are written are they renamed into place, each existing target first
 kept under a hard link; a failure in any phase removes the temporary files, the folders it
-created and the files it placed, and puts the old files back. Stdlib only.
+created and the files it placed, and puts the old files back. A path that is a symbolic link
+is written through it, to its target (:mod:`dismax_cli.output_check`); a replaced file keeps
+its permission bits. Stdlib only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.output_check import TEMP_NAME_BYTES, is_special_file, real_path
 
 
 @dataclass
@@ -28,6 +31,7 @@ class _Item:
     path: Path
     data: bytes
     what: str
+    real: Path | None = None
     tmp: str | None = None
     backup: str | None = None
     placed: bool = False
@@ -57,11 +61,14 @@ class OutputSet:
         current: _Item | None = None
         try:
             for current in self.items:
-                if not _is_special(current.path):
+                current.real = real_path(current.path)
+            _refuse_duplicates(self.items)
+            for current in self.items:
+                if not is_special_file(current.real):
                     self._stage(current)
             for current in self.items:
                 if current.tmp is None:
-                    current.path.write_bytes(current.data)
+                    current.real.write_bytes(current.data)
             for current in self.items:
                 if current.tmp is not None:
                     _place(current)
@@ -82,15 +89,13 @@ class OutputSet:
                     os.unlink(item.backup)
 
     def _stage(self, item: _Item) -> None:
-        self._make_folder(item.path.parent)
-        if item.path.is_dir():
+        assert item.real is not None
+        self._make_folder(item.real.parent)
+        if item.real.is_dir():
             raise IsADirectoryError(21, "it is a folder", str(item.path))
-        fd, item.tmp = tempfile.mkstemp(
-            dir=item.path.parent, prefix=f".{item.path.name}.", suffix=".tmp"
-        )
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        short = os.fsencode(item.real.name)[:TEMP_NAME_BYTES].decode("utf-8", "ignore")
+        fd, item.tmp = tempfile.mkstemp(dir=item.real.parent, prefix=f".{short}.", suffix=".tmp")
+        os.fchmod(fd, _new_mode(item.real))
         with os.fdopen(fd, "wb") as handle:
             handle.write(item.data)
             handle.flush()
@@ -109,9 +114,9 @@ class OutputSet:
         for item in reversed(self.items):
             with contextlib.suppress(OSError):
                 if item.placed and item.backup is not None:
-                    os.replace(item.backup, item.path)
+                    os.replace(item.backup, item.real or item.path)
                 elif item.placed:
-                    os.unlink(item.path)
+                    os.unlink(item.real or item.path)
                 elif item.backup is not None:
                     os.unlink(item.backup)
             if item.tmp is not None:
@@ -125,25 +130,42 @@ class OutputSet:
 def _place(item: _Item) -> None:
     """Rename the staged file over its target, first keeping an existing target (hard link,
     else a copy) so that a roll-back can put it back."""
-    assert item.tmp is not None
-    if item.path.exists() or item.path.is_symlink():
+    assert item.tmp is not None and item.real is not None
+    if item.real.exists():
         backup = f"{item.tmp}.old"
         try:
-            os.link(item.path, backup, follow_symlinks=False)
+            os.link(item.real, backup, follow_symlinks=False)
         except OSError:
-            shutil.copy2(item.path, backup, follow_symlinks=False)
+            shutil.copy2(item.real, backup, follow_symlinks=False)
         item.backup = backup
-    os.replace(item.tmp, item.path)
+    os.replace(item.tmp, item.real)
     item.tmp, item.placed = None, True
 
 
-def _is_special(path: Path) -> bool:
-    """An existing FIFO, character/block device or socket (symlinks followed)."""
+def _new_mode(real: Path) -> int:
+    """The permission bits of the file being replaced, else what ``open()`` gives (0666 minus
+    the umask; ``mkstemp``'s 0600 would hide a new report from the group)."""
     try:
-        mode = os.stat(path).st_mode
+        return stat.S_IMODE(os.stat(real).st_mode)
     except OSError:
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _refuse_duplicates(items: list[_Item]) -> None:
+    """Two queued files landing on one path (a link and its target): refuse before writing."""
+    seen: dict[Path, _Item] = {}
+    for item in items:
+        assert item.real is not None
+        if item.real in seen:
+            first = seen[item.real]
+            raise DismaxError(
+                f"{item.what} {quote_path(item.path)} would overwrite {first.what} "
+                f"{quote_path(first.path)} (both name one file): choose another file name; "
+                "nothing was written"
+            )
+        seen[item.real] = item
 
 
 __all__ = ["OutputSet"]

@@ -17,6 +17,7 @@ from dismax_cli.cli.app import app
 from dismax_cli.cli.common import OutputFormat
 from dismax_cli.cli.figures import Html, Plots
 from dismax_cli.core.metric_table import keys
+from dismax_cli.output_check import parse_output_path
 
 Ood = Annotated[
     list[str] | None,
@@ -61,7 +62,7 @@ OodPreset = Annotated[
 ]  # fmt: skip
 Out = Annotated[
     Path | None,
-    typer.Option("--out", metavar="FILE", help=(
+    typer.Option("--out", parser=parse_output_path, metavar="FILE", help=(
         "Also write the JSON report to this file (atomically), and its per-sample data "
         "beside it (FILE's stem + .samples.npz).")),
 ]  # fmt: skip

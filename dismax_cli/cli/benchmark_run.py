@@ -8,6 +8,7 @@ run_benchmark`) or one ``--shard``, with the progress display.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +17,15 @@ import typer
 from dismax_cli.cli import options as opt
 from dismax_cli.cli.checks import (
     check_shard_alone,
-    check_writable,
     precheck_file_values,
     precheck_gates,
     spec_checks,
     spec_files,
 )
 from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_outputs
-from dismax_cli.cli.figures import check_figure_paths, write_figures
+from dismax_cli.cli.figures import write_figures
 from dismax_cli.config import InvalidValueError, build_config, read_yaml_config, run_checks
-from dismax_cli.errors import quote_path
 from dismax_cli.errors import quote_value as q
-from dismax_cli.fileio import samples_path
 from dismax_cli.timing import timing_seconds
 
 #: Parameters of ``benchmark`` that are no BenchmarkConfig field (command-line only).
@@ -52,28 +50,49 @@ def check_outputs(
     out: Path | None, command: dict[str, Any], cli_values: dict, file_values: dict
 ) -> None:
     """Refuse, before anything trains, outputs that cannot be written or would overwrite what
-    the benchmark reads (its config file, ``npz:``/``imagefolder:`` data) or another of its
-    outputs (the report, its per-sample file, the plots folder)."""
+    the benchmark reads (its config file, dataset files and folders, the data dir's files, the
+    run folders' checkpoints and logs) or another of its outputs (the report, its per-sample
+    file, the plots folder and its plot names, the page): :func:`~dismax_cli.output_check.
+    check_output_plan`."""
+    from dismax_cli.data.registry import resolve_data_dir
+    from dismax_cli.output_check import (
+        Target,
+        check_output_plan,
+        data_files,
+        folder_files,
+        is_special_file,
+        run_folders,
+        samples_target,
+    )  # fmt: skip
+
     reads: list[Path] = [command["config"]] if command["config"] is not None else []
     for values in (cli_values, file_values):
         for key in ("dataset", "test_dataset", "ood"):
             reads.extend(spec_files(values.get(key) or []))
-    check_writable(out, "--out", protected=tuple(reads))
-    outputs = (out, samples_path(out)) if out is not None else ()
-    plots = command["plots"]
-    if plots is not None and any(plots.resolve() == o.resolve() for o in outputs):
-        raise InvalidValueError(
-            "plots", f"--plots {quote_path(plots)} is the report or its per-sample file: "
-            "pass a folder for the plots"
-        )  # fmt: skip
-    check_figure_paths(plots, command["html"], protected=(*reads, *outputs))
+    runs_dir = cli_values.get("runs_dir") or file_values.get("runs_dir")
+    data_dir = cli_values.get("data_dir") or file_values.get("data_dir")
+    with contextlib.suppress(Exception):  # a bad data_dir answers later, with its own message
+        reads.extend(data_files(resolve_data_dir(data_dir)))
+    runs_dir = runs_dir if isinstance(runs_dir, str | Path) else None
+    reads.extend(folder_files(run_folders(runs_dir)))
+    targets: list[Target] = []
+    if out is not None:
+        targets.append(Target(out, "--out"))
+        if not is_special_file(out):  # /dev/null, a FIFO: no per-sample file beside it
+            targets.append(Target(samples_target(out), "--out's per-sample file"))
+    if command["plots"] is not None:
+        targets.append(Target(command["plots"], "--plots", folder=True))
+    if command["html"] is not None:
+        targets.append(Target(command["html"], "--html"))
+    check_output_plan(targets, reads)
 
 
 def run_benchmark_command(params: dict[str, Any]) -> None:
     """Run ``dismax benchmark`` with the command's parameters (Click's ``ctx.params``).
 
     Raises:
-        typer.Exit: 3 when a ``--require`` fails, 130 on Ctrl-C (after saying what is saved).
+        typer.Exit: 3 when a ``--require`` fails, 130 on Ctrl-C, 143 on SIGTERM (after saying
+            what is saved; files being written are rolled back).
         InvalidValueError, DismaxError, typer.BadParameter: a bad value or path (one line).
     """
     command = {key: params.pop(key) for key in COMMAND_ONLY}
@@ -86,12 +105,15 @@ def run_benchmark_command(params: dict[str, Any]) -> None:
     check_outputs(out, command, cli_values, file_values)
     precheck(cli_values, file_values, command["config"])
     cfg = benchmark_config(cli_values, file_values, command["config"])
-    outcome = execute(cfg, shard, quiet=command["quiet"])
-    if shard is not None:
-        say(outcome.line())
-        return
-    report, evidence = outcome
-    finish(report, evidence, cfg, command)
+    from dismax_cli.output_check import terminate_cleanly
+
+    with terminate_cleanly():  # SIGTERM unwinds as Ctrl-C does (no temp files left), exit 143
+        outcome = execute(cfg, shard, quiet=command["quiet"])
+        if shard is not None:
+            say(outcome.line())
+            return
+        report, evidence = outcome
+        finish(report, evidence, cfg, command)
 
 
 def precheck(cli_values: dict[str, Any], file_values: dict[str, Any], config: Path | None) -> None:
@@ -184,14 +206,16 @@ def execute(cfg: Any, shard: Any, *, quiet: bool) -> Any:
                 stage=display.step, train=display.train_callback, status=display.status
             )
             return _run(cfg, shard, progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from dismax_cli.output_check import Terminated
+
         runs = Path(cfg.runs_dir).expanduser() if cfg.runs_dir else default_runs_dir()
         say(
             interrupted_benchmark_message(runs, display.training),
-            prefix="interrupted:",
+            prefix="terminated:" if isinstance(exc, Terminated) else "interrupted:",
             prefix_style="bold red",
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
 def _run(cfg: Any, shard: Any, progress: Any) -> Any:
@@ -214,6 +238,7 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     from dismax_cli.benchmark import check_requirements
     from dismax_cli.engine import distributed
     from dismax_cli.evidence import per_sample_file
+    from dismax_cli.output_check import is_special_file, real_path, samples_target
     from dismax_cli.output_set import OutputSet
     from dismax_cli.reports import to_json
 
@@ -222,9 +247,11 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
         return
     out, plots, html = command["out"], command["plots"], command["html"]
     outputs = OutputSet()  # the report, its per-sample file and the figures: all or nothing
+    if out is not None and not is_special_file(out):  # none beside /dev/null or a FIFO
+        written = real_path(out) if out.is_symlink() else out  # a link: write to its target
+        report, data = per_sample_file(report, evidence, written)
+        outputs.add(samples_target(out), data, "--out's per-sample file")
     if out is not None:
-        report, data = per_sample_file(report, evidence, out)
-        outputs.add(samples_path(out), data, "the per-sample file")
         outputs.add(out, (to_json(report) + "\n").encode(), "--out")
     per_sample = evidence.per_sample() if plots is not None or html is not None else None
     write_figures(

@@ -15,6 +15,7 @@ import typer
 from dismax_cli.cli.checks import check_writable
 from dismax_cli.cli.common import say
 from dismax_cli.config import InvalidValueError
+from dismax_cli.output_check import parse_output_path
 
 if TYPE_CHECKING:
     from dismax_cli.output_set import OutputSet
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 Plots = Annotated[
     Path | None,
     typer.Option(
-        "--plots",
+        "--plots", parser=parse_output_path,
         metavar="DIR",
         help=(
             "Write PNG plots into DIR (created): reliability diagrams, ID-vs-OOD score "
@@ -37,7 +38,7 @@ Plots = Annotated[
 Html = Annotated[
     Path | None,
     typer.Option(
-        "--html",
+        "--html", parser=parse_output_path,
         metavar="FILE",
         help="Write one self-contained HTML page (tables, plots, provenance) to FILE.",
     ),

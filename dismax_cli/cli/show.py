@@ -13,7 +13,7 @@ import typer
 
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
-from dismax_cli.cli.figures import Html, Plots, check_figure_paths, report_samples, write_figures
+from dismax_cli.cli.figures import Html, Plots, report_samples, write_figures
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.fileio import report_neighbours, samples_path
@@ -54,7 +54,11 @@ def show(
     if report.per_sample:
         names.add(report.per_sample["file"])
     reads = [p for name in sorted(names) for p in report_neighbours(report_path, name)]
-    check_figure_paths(plots, html, protected=(report_path, *reads))
+    from dismax_cli.output_check import Target, check_output_plan, terminate_cleanly
+
+    targets = [Target(plots, "--plots", folder=True)] if plots is not None else []
+    targets += [Target(html, "--html")] if html is not None else []
+    check_output_plan(targets, (report_path, *reads))  # before anything is drawn
     if compare is not None:
         show_comparison(report, compare, output_format)
         return
@@ -69,7 +73,8 @@ def show(
             stdout_console().print(report_renderable(report), crop=False)
 
     # The figures are written all or nothing, before the report prints (then nothing does).
-    write_figures(report, per_sample, plots=plots, html=html, then=print_report)
+    with terminate_cleanly():  # SIGTERM rolls the files back, exit 143
+        write_figures(report, per_sample, plots=plots, html=html, then=print_report)
 
 
 def read_report(report_path: Path) -> str:

@@ -1,0 +1,314 @@
+"""One early check of every path a command will write, against what it reads and each other.
+
+``dismax benchmark``, ``dismax show`` and ``dismax score`` call :func:`check_output_plan` before
+any training, scoring or torch import, with the COMPLETE set of their outputs (the report, its
+per-sample file, the plots folder and the plot names it reserves, the HTML page, a score dump)
+and of their inputs (config file, dataset files and folders, the data dir's files, the run
+folders' files, the input report and its per-sample file). A bad target answers at once with
+one line naming the value as typed and the fix; nothing is written (README "Design notes",
+*Output paths*). The writes then go through :class:`~dismax_cli.output_set.OutputSet`.
+
+Rule for symbolic links: an output path that is a link is written THROUGH the link, to its
+target (as ``cp`` and shell redirection do); a dangling link creates its target. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import signal
+import stat
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dismax_cli.errors import DismaxError, quote_path
+
+#: Plot file names a ``--plots`` folder reserves (:func:`dismax_cli.plots.plot_files`: method
+#: and OOD-set parts are only known after the run, so the whole pattern is reserved).
+PLOT_NAME = re.compile(r"^(reliability-.+|hist-.+|roc-.+|pr-.+|risk-coverage)(~\d+)?\.png$", re.I)
+#: Bytes of a target's name that its temporary files keep (the rest of the name is cut).
+TEMP_NAME_BYTES = 200
+#: ``os.stat`` errors of a path that is not there yet (a file in the way, a long name).
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One output: ``path`` as typed, ``what`` names it in errors (``--out``, ``--plots``);
+    ``folder`` for ``--plots`` (created with its parents); ``parents`` when missing parent
+    folders may be created."""
+
+    path: Path
+    what: str
+    folder: bool = False
+    parents: bool = False
+
+
+def parse_output_path(value: str | os.PathLike[str]) -> Path:
+    """Typer ``parser=`` of an output option: refuse an empty or blank value (exit 2).
+
+    ``Path("")`` is ``.``: without this ``--plots ""`` writes into the current folder.
+
+    Raises:
+        typer.BadParameter: for an empty or blank value.
+    """
+    import typer
+
+    if isinstance(value, str) and value.strip() == "":
+        raise typer.BadParameter(f"{value!r} is empty: pass a path (or leave the option out)")
+    return Path(value)
+
+
+def is_special_file(path: str | os.PathLike[str]) -> bool:
+    """An existing FIFO, character/block device or socket (links followed): written directly."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def samples_target(out: Path) -> Path:
+    """Where the per-sample file of report ``out`` goes: beside it, or beside the link's target
+    (named after the target) when ``out`` is a symbolic link (see the module docstring)."""
+    from dismax_cli.fileio import samples_path
+
+    if out.is_symlink():
+        with contextlib.suppress(OSError):
+            return samples_path(real_path(out))
+    return samples_path(out)
+
+
+def real_path(path: Path) -> Path:
+    """Where writing ``path`` lands: links followed (a dangling one: its target), absolute;
+    a FIFO or device (``/dev/stdout``, whose link names a pipe) is itself.
+
+    Raises:
+        OSError: (ELOOP) for a symbolic link loop.
+    """
+    if is_special_file(path):
+        return path
+    try:
+        return path.resolve()
+    except RuntimeError as exc:  # Python 3.11's Path.resolve on a loop
+        raise OSError(errno.ELOOP, "it is a symbolic link loop", str(path)) from exc
+
+
+def _real_or_none(path: Path) -> Path | None:
+    try:
+        return real_path(path)
+    except OSError:
+        return None
+
+
+def _cannot(target: Target, reason: str) -> DismaxError:
+    return DismaxError(f"cannot write {target.what} {quote_path(target.path)}: {reason}")
+
+
+def folder_files(folders: Iterable[Path]) -> list[Path]:
+    """The files directly in each existing folder (a run folder's checkpoint and log, the data
+    dir's dataset files): what an output must not replace."""
+    found: list[Path] = []
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            found.extend(Path(e.path) for e in os.scandir(folder) if not e.is_dir())
+    return found
+
+
+def data_files(data_dir: Path) -> list[Path]:
+    """The dataset files in the data dir (``*.npz``, not a report's ``*.samples.npz``)."""
+    return [
+        p for p in folder_files([data_dir])
+        if p.name.endswith(".npz") and not p.name.endswith(".samples.npz")
+    ]  # fmt: skip
+
+
+def run_folders(runs_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """The run folders in ``runs_dir`` (else ``DISMAX_RUNS_DIR`` or the user cache's)."""
+    if runs_dir is None or str(runs_dir) == "":
+        env = os.environ.get("DISMAX_RUNS_DIR")
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        runs_dir = Path(env).expanduser() if env else Path(cache) / "dismax" / "runs"
+    try:
+        return [Path(e.path) for e in os.scandir(Path(runs_dir).expanduser()) if e.is_dir()]
+    except OSError:
+        return []
+
+
+def check_output_plan(targets: Sequence[Target], reads: Sequence[Path]) -> None:
+    """Refuse, before any work, a set of outputs that cannot or must not be written.
+
+    Each target must be usable (no link loop, no folder where a file goes, no file where a
+    folder goes, an existing writable folder, a name the file system takes, temp names
+    included); no two targets may land on one file; no target may replace a file in ``reads``
+    or lie inside a folder in ``reads``; a ``folder`` target (``--plots``) may not hold a read
+    or another target under a plot name (:data:`PLOT_NAME`).
+
+    Raises:
+        DismaxError: (exit 1) naming the value as typed, what is wrong and the fix.
+    """
+    real: list[tuple[Target, Path]] = []
+    for target in targets:
+        if not target.folder and is_special_file(target.path):
+            continue  # /dev/stdout, a FIFO: written directly (a pipe resolves to no real name)
+        try:
+            where = real_path(target.path)
+        except OSError:
+            raise _cannot(target, "it is a symbolic link loop: remove the loop or choose "
+                          "another name") from None  # fmt: skip
+        _check_target(target, where)
+        real.append((target, where))
+    read_real = [(p, r) for p in reads if (r := _real_or_none(p)) is not None]
+    _check_collisions(real, read_real)
+
+
+def _check_target(target: Target, where: Path) -> None:
+    try:
+        info: os.stat_result | None = os.stat(where)
+    except OSError as exc:
+        if exc.errno not in _ABSENT:
+            raise _cannot(target, str(exc.strerror or exc)) from None
+        info = None  # absent; a file in the way or a long name is named below
+    if info is not None and stat.S_ISDIR(info.st_mode) and not target.folder:
+        raise DismaxError(f"{target.what} {quote_path(target.path)} is a folder: name a file "
+                          "inside it")  # fmt: skip
+    if info is not None and target.folder and not stat.S_ISDIR(info.st_mode):
+        from dismax_cli.config import InvalidValueError  # a bad value: exit 2
+
+        raise InvalidValueError(target.what.lstrip("-"), f"{target.what} "
+                                f"{quote_path(target.path)} is a file: pass a folder for the "
+                                "plots (it is created if missing)")  # fmt: skip
+    if info is not None and not target.folder and not stat.S_ISREG(info.st_mode):
+        return  # a FIFO or device: written directly, nothing created beside it
+    folder = where if target.folder else where.parent
+    missing, existing = _missing_folders(target, folder)
+    if missing and not (target.parents or target.folder):
+        link = " (where the link points)" if target.path.is_symlink() else ""
+        raise _cannot(target, f"folder {quote_path(folder)}{link} does not exist")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _cannot(target, f"folder {quote_path(existing)} is not writable (read-only or no "
+                      "permission): choose a writable folder")  # fmt: skip
+    limit = _name_max(existing)
+    names = [m.name for m in missing] + ([] if target.folder else [where.name])
+    for name in names:
+        size = len(os.fsencode(name))
+        if size > limit:
+            which = "its name" if name == where.name else f"the name {quote_path(name)}"
+            raise _cannot(target, f"{which} is too long for the file system ({size} bytes, at "
+                          f"most {limit}): choose a shorter name")  # fmt: skip
+
+
+def _missing_folders(target: Target, folder: Path) -> tuple[list[Path], Path]:
+    """The folders that writing would create (outermost last) and the nearest existing one."""
+    missing: list[Path] = []
+    while True:
+        try:
+            info = os.stat(folder)
+            break
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                missing.append(folder)
+                folder = folder.parent
+                continue
+            raise _cannot(target, f"{quote_path(folder)}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise _cannot(target, f"{quote_path(folder)} is a file, not a folder: choose a path "
+                      "inside a folder")  # fmt: skip
+    return missing, folder
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _check_collisions(
+    targets: list[tuple[Target, Path]], reads: list[tuple[Path, Path]]
+) -> None:
+    files = [(t, r) for t, r in targets if not t.folder]
+    for i, (target, where) in enumerate(files):
+        for other, other_where in files[:i]:
+            if where == other_where:
+                raise DismaxError(
+                    f"{target.what} {quote_path(target.path)} would overwrite {other.what} "
+                    f"{quote_path(other.path)} (both name one file): choose another file name"
+                )
+    for target, where in targets:
+        for read, read_where in reads:
+            if where == read_where or (
+                read_where.is_dir() and where.is_relative_to(read_where)
+            ):
+                raise DismaxError(
+                    f"{target.what} {quote_path(target.path)} would overwrite "
+                    f"{quote_path(read)}, which this command reads or writes: choose another "
+                    "file name" + (" (or folder)" if target.folder else "")
+                )
+    for plots, folder in ((t, r) for t, r in targets if t.folder):
+        named = [(f"{t.what} {quote_path(t.path)}", r) for t, r in files]
+        named += [(quote_path(p), r) for p, r in reads]
+        for name, where in named:
+            if where == folder:
+                raise DismaxError(f"{plots.what} {quote_path(plots.path)} is the file {name}: "
+                                  "pass a folder for the plots")  # fmt: skip
+            if where.parent == folder and PLOT_NAME.match(where.name):
+                raise DismaxError(
+                    f"{plots.what} {quote_path(plots.path)} would overwrite {name} with a plot "
+                    "(plot names reliability-*, hist-*, roc-*, pr-*, risk-coverage .png are "
+                    "reserved there): choose another folder or file name"
+                )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a CI cancel) in a command: unwinds as Ctrl-C does (the
+    :class:`~dismax_cli.output_set.OutputSet` roll-back, atomic writes' temp files), exit 143."""
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the block; one escaping it exits 143.
+
+    A second SIGTERM while unwinding is ignored (SIGKILL still stops the process). Outside the
+    main thread it does nothing (signal handlers can only be set there).
+
+    Raises:
+        typer.Exit: 143 after a SIGTERM, once everything is cleaned up.
+    """
+    import typer
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except Terminated:
+        raise typer.Exit(143) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+__all__ = [
+    "PLOT_NAME",
+    "Target",
+    "Terminated",
+    "check_output_plan",
+    "data_files",
+    "folder_files",
+    "is_special_file",
+    "parse_output_path",
+    "real_path",
+    "run_folders",
+    "samples_target",
+    "terminate_cleanly",
+]
