@@ -17,9 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
-from dismax_cli.cli.checks import check_writable
 from dismax_cli.cli.common import EXIT_BROKEN_PIPE
-from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import quote_path
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -106,18 +105,18 @@ def test_quote_path_shows_the_path_as_typed(path: str, shown: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["it's", "ü \\ x", "l'été"])
-def test_check_writable_quotes_paths_as_typed(tmp_path: Path, name: str) -> None:
+def test_output_checks_quote_paths_as_typed(tmp_path: Path, name: str) -> None:
     folder = tmp_path / name
     target = folder / "r.json"
-    with pytest.raises(DismaxError) as info:
-        check_writable(target, "--out")
-    assert str(info.value) == (
-        f"cannot write --out '{target}': folder '{folder.resolve()}' does not exist"
+    result = runner.invoke(app, ["benchmark", "--out", str(target)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: cannot write --out '{target}': folder '{folder.resolve()}' does not exist"
     )
     folder.mkdir()
-    with pytest.raises(DismaxError) as info:
-        check_writable(folder, "--out")
-    assert str(info.value) == f"--out '{folder}' is a folder: name a file inside it"
+    result = runner.invoke(app, ["benchmark", "--out", str(folder)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: --out '{folder}' is a folder: name a file inside it"
 
 
 def test_the_cli_prints_a_quoted_path_on_one_line(tmp_path: Path) -> None:

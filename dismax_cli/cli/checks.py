@@ -8,7 +8,6 @@ Each answers before torch loads, with one line naming the value and the fix:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,45 +36,6 @@ def spec_files(specs: Sequence[Any] | Any) -> tuple[Path, ...]:
         spec = split_entry(entry)[1]
         found.extend(Path(spec[len(k) :]) for k in _FILE_KINDS if spec.startswith(k))
     return tuple(found)
-
-
-def check_writable(
-    path: Path | None, what: str = "--out", *, protected: tuple[Path, ...] = ()
-) -> None:
-    """Refuse early (before any work) an output path that cannot or must not be written.
-
-    ``protected`` lists files the command reads (a checkpoint, its log, another output): writing
-    over one of them would destroy it.
-    """
-    if path is None:
-        return
-    try:
-        _check_writable(path, what, protected)
-    except OSError as exc:  # a name the system refuses (too long, ...): name it, exit 1
-        reason = exc.strerror or exc
-        raise DismaxError(f"cannot write {what} {quote_path(path)}: {reason}") from None
-
-
-def _check_writable(path: Path, what: str, protected: tuple[Path, ...]) -> None:
-    if path.is_dir():
-        raise DismaxError(f"{what} {quote_path(path)} is a folder: name a file inside it")
-    target = path.resolve()
-    for other in protected:
-        if other.resolve() == target:
-            raise DismaxError(
-                f"{what} {quote_path(path)} would overwrite {quote_path(other)}, which this "
-                "command reads "
-                "or writes: choose another file name"
-            )
-    parent = target.parent
-    if not parent.is_dir():
-        raise DismaxError(
-            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} does not exist"
-        )
-    if not os.access(parent, os.W_OK):
-        raise DismaxError(
-            f"cannot write {what} {quote_path(path)}: folder {quote_path(parent)} is not writable"
-        )
 
 
 def _check_specs(key: str, *, labelled: bool) -> Callable[[Any], None]:

@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dismax_cli.cli.checks import check_writable
 from dismax_cli.cli.common import say
-from dismax_cli.config import InvalidValueError
 from dismax_cli.output_check import parse_output_path
 
 if TYPE_CHECKING:
@@ -43,28 +41,6 @@ Html = Annotated[
         help="Write one self-contained HTML page (tables, plots, provenance) to FILE.",
     ),
 ]
-
-
-def check_figure_paths(
-    plots: Path | None, html: Path | None, *, protected: tuple[Path, ...] = ()
-) -> None:
-    """Refuse, before any work, a ``--plots`` that is a file and an ``--html`` that cannot or
-    must not be written (a folder, a missing folder, the report itself).
-
-    Raises:
-        InvalidValueError: for a ``--plots`` path that is an existing file (exit 2).
-        DismaxError: for an ``--html`` path that cannot be written (as for ``--out``).
-    """
-    if plots is not None and plots.exists() and not plots.is_dir():
-        raise InvalidValueError(
-            "plots",
-            f"--plots '{plots}' is a file: pass a folder for the plots (it is created if missing)",
-        )
-    if plots is not None and str(plots).strip() == "":
-        raise InvalidValueError("plots", "--plots is empty: pass a folder for the plots")
-    check_writable(html, "--html", protected=protected)
-    if html is not None and plots is not None and html.resolve() == plots.resolve():
-        raise InvalidValueError("html", f"--html '{html}' is the --plots folder: name a file")
 
 
 def write_figures(
@@ -126,4 +102,4 @@ def report_samples(report: Report, report_path: Path, *, required: bool) -> PerS
     return load_report_samples(report, report_path)
 
 
-__all__ = ["Html", "Plots", "check_figure_paths", "report_samples", "write_figures"]
+__all__ = ["Html", "Plots", "report_samples", "write_figures"]
