@@ -159,7 +159,8 @@ def precheck_file_values(file_values: dict[str, Any], config: Any, parsers: dict
             except typer.BadParameter as exc:
                 raise InvalidValueError(
                     key,
-                    f"invalid value for key {q(key)} in config file '{config}': {exc.message}",
+                    f"invalid value for key {q(key)} in config file {quote_path(str(config))}: "
+                    f"{exc.message}",
                 ) from None
 
 

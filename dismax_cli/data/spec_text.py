@@ -1,0 +1,57 @@
+"""Checks of a dataset spec's text before any source parses it (README "Design notes").
+
+A spec is typed text; two spellings must not name two different sets (``uniform`` and
+``uniform:`` or `` uniform``), and a message quoting a spec must stay one line. So a spec with
+a control character, a space at either end, or an empty parameter after ``:`` is a usage
+error (exit 2) naming it, its control characters escaped (:func:`dismax_cli.errors.quote_value`).
+"""
+
+from __future__ import annotations
+
+from dismax_cli.config_types import InvalidValueError
+from dismax_cli.errors import quote_value as q
+
+
+def check_spec_text(spec: str) -> str:
+    """Return ``spec``; refuse one with a control character or a space at either end.
+
+    ``' uniform'`` or ``'uniform\\n'`` would otherwise name a second, different set.
+
+    Raises:
+        InvalidValueError: (exit 2) quoting the spec with its control characters escaped.
+    """
+    if any(not ch.isprintable() and ch != " " for ch in spec):
+        raise InvalidValueError(
+            "dataset",
+            f"dataset spec {q(spec)} holds a control character (shown escaped): retype it "
+            "without one",
+        )
+    if spec != spec.strip():
+        raise InvalidValueError(
+            "dataset",
+            f"dataset spec {q(spec)} has a space at its start or end: write {q(spec.strip())}",
+        )
+    return spec
+
+
+def check_parameter(spec: str, body: str, selection: str | None) -> tuple[str, str, str]:
+    """``body.partition(":")``; refuse an empty parameter (``uniform:``, ``npz:``, ``npz: ``).
+
+    ``body`` is the spec without its class subset, ``selection`` that subset without brackets
+    (None for none).
+
+    Raises:
+        InvalidValueError: (exit 2) naming the spec and the spelling without the colon.
+    """
+    name, colon, arg = body.partition(":")
+    if colon and not arg.strip():
+        bare = name + (f"[{selection}]" if selection else "")
+        raise InvalidValueError(
+            "dataset",
+            f"dataset spec {q(spec)} has an empty parameter after ':': write {q(bare)} or give "
+            "the parameter (uniform:500, npz:PATH)",
+        )
+    return name, colon, arg
+
+
+__all__ = ["check_parameter", "check_spec_text"]
