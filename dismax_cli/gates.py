@@ -20,6 +20,7 @@ from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
 from dismax_cli.numbers import parse_decimal
 from dismax_cli.reports import METRICS, Report, RequirementResult
+from dismax_cli.score_names import ALL_SCORES
 
 _LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
 
@@ -199,6 +200,12 @@ def _check_score(
 ) -> None:
     """Refuse a SCORE the method's rows do not hold, and any SCORE on the 'id' metrics."""
     metric, dataset = metric_set
+    if score and score.lower() not in ALL_SCORES and score not in _plugin_scores(scores):
+        raise InvalidValueError(
+            "require",
+            f"requirement {q(text)} names {q(score)}, which is no OOD score: write METHOD/SCORE "
+            f"with SCORE one of {', '.join(ALL_SCORES)}",
+        )
     if score and scores is not None and score not in scores.get(method, ()):
         raise InvalidValueError(
             "require",
@@ -212,6 +219,11 @@ def _check_score(
             f"requirement {q(text)}: the 'id' metrics do not depend on a score; write "
             f"{method}:{metric}:id...",
         )
+
+
+def _plugin_scores(scores: Mapping[str, Sequence[str]] | None) -> set[str]:
+    """Every score some method of the run holds (a plug-in method may bring its own)."""
+    return {name for names in (scores or {}).values() for name in names}
 
 
 def _metric_key(text: str, metric: str) -> str:
