@@ -25,8 +25,11 @@ The rules (README "Design notes", *Multi-value options*):
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from dismax_cli.errors import quote_path
 
 #: Path separators: a bare dataset spec never holds one (``npz:PATH`` has a ``kind:`` prefix).
 PATH_SEPARATORS = ("/", "\\")
@@ -185,9 +188,12 @@ def _check_positionals(syntax: CommandSyntax, scan: _Scan) -> None:
         return
     option, value = run
     what = syntax.positionals[scan.positionals]
+    # Suggested command lines are quoted for a POSIX shell, so a pasted one works ('e f').
+    path = value if value.startswith(("/", "./", "../")) else f"./{value}"
+    word, path_word = shlex.quote(value), shlex.quote(path)
     raise AmbiguousValuesError(
-        f"{what} is missing and {option} took '{value}' as one of its values: if it is the "
-        f"{what}, give it before the options ({syntax.usage} {value} {option} ...), after -- "
-        f"({syntax.usage} {option} ... -- {value}) or as a path (./{value}); otherwise add "
-        f"the {what}"
+        f"{what} is missing and {option} took {quote_path(value)} as one of its values: if it "
+        f"is the {what}, give it before the options ({syntax.usage} {word} {option} ...), "
+        f"after -- ({syntax.usage} {option} ... -- {word}) or as a path ({path_word}); "
+        f"otherwise add the {what}"
     )
