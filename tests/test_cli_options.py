@@ -193,6 +193,8 @@ def test_score_defaults_to_device_auto(monkeypatch: pytest.MonkeyPatch, tmp_path
         raise bench.DismaxError("stop here")
 
     monkeypatch.setattr(bench, "score_checkpoint", fake_score)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"x")  # past the early checkpoint check
     result = runner.invoke(app, ["score", str(tmp_path / "run"), "--ood", "uniform"])
     assert result.exit_code == 1 and "stop here" in result.output, result.output
     assert seen["device"] == "auto"
@@ -337,6 +339,7 @@ def test_an_internal_error_is_one_line_without_traceback(
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(training, "calibrate_checkpoint", boom)
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")  # past the early checkpoint check
     result = runner.invoke(app, ["calibrate", str(tmp_path)])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()

@@ -10,9 +10,11 @@ grammar (:mod:`dismax_cli.numbers`).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
+from support import ImportProbe
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -85,6 +87,7 @@ def test_debug_keeps_the_exit_code_of_an_internal_error_and_of_ctrl_c(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")  # past the early checkpoint check
     for fake, code in ((interrupted, 130), (boom, 1)):
         monkeypatch.setattr(training, "calibrate_checkpoint", fake)
         result = runner.invoke(app, ["--debug", "calibrate", str(tmp_path)])
@@ -289,3 +292,81 @@ def test_a_requirement_naming_no_score_does_not_suggest_adding_it(
 def test_a_known_score_the_run_lacks_still_suggests_adding_it(tmp_path: Path) -> None:
     result = _invoke(tmp_path, ["benchmark", "--require", "dismax/knn:AUROC:uniform>=0.5"])
     assert result.exit_code == 2 and "add it with --scores knn" in result.stderr
+
+
+def test_a_suggested_command_line_is_quoted_for_the_shell(tmp_path: Path) -> None:
+    import shlex
+
+    for value in ("e f", "run[1]", "it's"):
+        result = _invoke(tmp_path, ["score", "--ood", "uniform", value])
+        assert result.exit_code == 2
+        line = _one_error_line(result.stderr)
+        suggested = line.split("give it before the options (", 1)[1].split(" --ood", 1)[0]
+        # Pasted into a shell, the suggestion gives the value back as one word.
+        assert shlex.split(suggested) == ["dismax", "score", value], line
+        assert f"as a path ({shlex.quote('./' + value)})" in line
+
+
+def test_torch_advice_is_not_quoted_as_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text('{"a": 1}\n')
+    result = _invoke(tmp_path, ["score", str(tmp_path / "r.json"), "--ood", "uniform"])
+    assert result.exit_code == 1
+    line = _one_error_line(result.stderr)
+    assert "Unsupported operand" in line and "https://" not in line, line
+    assert "documentation" not in line
+
+
+def test_a_report_that_is_not_one_is_named(tmp_path: Path) -> None:
+    from dismax_cli.errors import DismaxError
+    from dismax_cli.reports import from_json
+
+    for text, says in (('{"a": ', "is not valid JSON"), ("[1]", "is not a dismax report")):
+        with pytest.raises(DismaxError) as info:
+            from_json(text, source=tmp_path / "t.json")
+        assert str(info.value).startswith(f"report '{tmp_path / 't.json'}' {says}"), info.value
+
+
+def test_report_damage_names_kinds_in_plain_words() -> None:
+    from dismax_cli.report_checks import Damaged, _expect
+
+    with pytest.raises(Damaged) as info:
+        _expect({"a": 1}, "str", "created")
+    assert str(info.value) == 'created is a mapping {"a": 1}, expected text'
+
+
+def test_train_out_empty_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    for value in ("", " "):
+        result = _invoke(tmp_path, ["train", "--out", value])
+        assert result.exit_code == 2 and "is empty: name the run folder" in result.output
+
+
+# ----------------------------------------------------------------------------- item 14
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["score", "nothere.pt", "--ood", "uniform"], "checkpoint 'nothere.pt' does not exist"),
+        (["score", "emptyrun", "--ood", "uniform"], "run folder 'emptyrun' holds no checkpoint"),
+        (["calibrate", "nothere"], "checkpoint 'nothere' does not exist"),
+        (["detect", "nothere.pt", "x.png"], "checkpoint 'nothere.pt' does not exist"),
+        (["score", "fr/checkpoint.pt", "--ood", "uniform"],
+         "checkpoint 'fr/checkpoint.pt' is a folder, not a checkpoint file"),
+        (["calibrate", "fr/checkpoint.pt"], "'fr/checkpoint.pt' is a folder"),
+        (["train", "--out", "fr", "--resume"], "checkpoint 'fr/checkpoint.pt' is a folder"),
+    ],
+)  # fmt: skip
+def test_a_missing_checkpoint_answers_before_torch_loads(
+    import_probe: ImportProbe, tmp_path: Path, args: list[str], says: str
+) -> None:
+    (tmp_path / "emptyrun").mkdir()
+    (tmp_path / "fr" / "checkpoint.pt").mkdir(parents=True)
+    code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({args!r}))\n"
+    env = {**os.environ, **_env(tmp_path)}
+    result = import_probe.run(code, cwd=tmp_path, env=env)
+    assert result.code == 1, result.stderr
+    assert says in _one_error_line(result.stderr), result.stderr
+    assert "checkpoint.pt/checkpoint.pt" not in result.stderr
+    assert result.heavy(("torch", "torchvision", "sklearn", "scipy")) == [], args
