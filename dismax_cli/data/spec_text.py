@@ -11,6 +11,9 @@ from __future__ import annotations
 from dismax_cli.config_types import InvalidValueError
 from dismax_cli.errors import quote_value as q
 
+#: Spec forms whose parameter is a path; their own parser names an empty one.
+PATH_FORMS = ("npz", "imagefolder")
+
 
 def check_spec_text(spec: str) -> str:
     """Return ``spec``; refuse one with a control character or a space at either end.
@@ -35,7 +38,7 @@ def check_spec_text(spec: str) -> str:
 
 
 def check_parameter(spec: str, body: str, selection: str | None) -> tuple[str, str, str]:
-    """``body.partition(":")``; refuse an empty parameter (``uniform:``, ``npz:``, ``npz: ``).
+    """``body.partition(":")``; refuse an empty parameter (``uniform:``, ``digits:``).
 
     ``body`` is the spec without its class subset, ``selection`` that subset without brackets
     (None for none).
@@ -44,7 +47,8 @@ def check_parameter(spec: str, body: str, selection: str | None) -> tuple[str, s
         InvalidValueError: (exit 2) naming the spec and the spelling without the colon.
     """
     name, colon, arg = body.partition(":")
-    if colon and not arg.strip():
+    # npz: and imagefolder: name their missing path themselves ("'npz:' names no path").
+    if colon and not arg.strip() and name.strip().lower() not in PATH_FORMS:
         bare = name + (f"[{selection}]" if selection else "")
         raise InvalidValueError(
             "dataset",
@@ -54,4 +58,4 @@ def check_parameter(spec: str, body: str, selection: str | None) -> tuple[str, s
     return name, colon, arg
 
 
-__all__ = ["check_parameter", "check_spec_text"]
+__all__ = ["PATH_FORMS", "check_parameter", "check_spec_text"]
