@@ -370,3 +370,19 @@ def test_a_missing_checkpoint_answers_before_torch_loads(
     assert says in _one_error_line(result.stderr), result.stderr
     assert "checkpoint.pt/checkpoint.pt" not in result.stderr
     assert result.heavy(("torch", "torchvision", "sklearn", "scipy")) == [], args
+
+
+@pytest.mark.parametrize("text", ["1_0", "\u0663"])
+def test_torchrun_variables_follow_the_same_grammar(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    from dismax_cli.engine.devices import torchrun_env_int
+    from dismax_cli.errors import DismaxError
+
+    monkeypatch.setenv("LOCAL_RANK", text)
+    with pytest.raises(DismaxError, match="LOCAL_RANK"):
+        torchrun_env_int("LOCAL_RANK", 0)
+    monkeypatch.setenv("LOCAL_RANK", " 3 ")
+    assert torchrun_env_int("LOCAL_RANK", 0) == 3
+    monkeypatch.delenv("LOCAL_RANK")
+    assert torchrun_env_int("LOCAL_RANK", 5) == 5

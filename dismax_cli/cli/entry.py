@@ -162,7 +162,8 @@ def run(invoke: Callable[[list[str]], Any], group: Any, args: Sequence[str]) -> 
         if isinstance(exc, CommandInterrupted) and exc.__cause__ is not None:
             exc = exc.__cause__
         if debug:  # the traceback, then the same line and exit code as without --debug
-            traceback.print_exception(exc, file=sys.stderr)
+            with contextlib.suppress(OSError):  # stderr's reader may have gone too
+                traceback.print_exception(exc, file=sys.stderr)
         return error_exit_code(exc)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
