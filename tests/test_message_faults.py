@@ -386,3 +386,58 @@ def test_torchrun_variables_follow_the_same_grammar(
     assert torchrun_env_int("LOCAL_RANK", 0) == 3
     monkeypatch.delenv("LOCAL_RANK")
     assert torchrun_env_int("LOCAL_RANK", 5) == 5
+
+
+# ----------------------------------------------------------------------------- item 11: show
+
+
+def test_a_renamed_report_pair_is_found_by_its_new_stem(tmp_path: Path) -> None:
+    import shutil
+
+    from test_evidence import _collected
+
+    from dismax_cli.evidence import load_report_samples, write_per_sample
+
+    ev, report = _collected()
+    named = write_per_sample(report, ev, tmp_path / "base.json")
+    (tmp_path / "real").mkdir()
+    shutil.move(tmp_path / "base.samples.npz", tmp_path / "real" / "r.samples.npz")
+    loaded = load_report_samples(named, tmp_path / "real" / "r.json")
+    assert list(loaded.methods) == list(ev.records)
+    # Another file under the named name does not hide the renamed one: the sha256 decides.
+    (tmp_path / "real" / "base.samples.npz").write_bytes(b"another report's samples")
+    assert list(load_report_samples(named, tmp_path / "real" / "r.json").methods)
+
+
+def test_a_missing_per_sample_file_names_where_it_looked_and_a_fix_that_works(
+    tmp_path: Path,
+) -> None:
+    from test_evidence import _collected
+
+    from dismax_cli.errors import DismaxError
+    from dismax_cli.evidence import load_report_samples, write_per_sample
+
+    ev, report = _collected()
+    named = write_per_sample(report, ev, tmp_path / "base.json")
+    (tmp_path / "base.samples.npz").unlink()
+    with pytest.raises(DismaxError) as info:
+        load_report_samples(named, tmp_path / "r.json")
+    message = str(info.value)
+    assert "'base.samples.npz'" in message and f"'{tmp_path / 'r.samples.npz'}'" in message
+    assert "pass the .npz" not in message  # no option passes one
+
+
+def test_a_score_report_is_said_to_hold_no_per_sample_data(tmp_path: Path) -> None:
+    import dataclasses
+
+    from test_evidence import _collected
+
+    from dismax_cli.errors import DismaxError
+    from dismax_cli.evidence import load_report_samples
+
+    _, report = _collected()
+    scored = dataclasses.replace(report, kind="score", per_sample=None)
+    with pytest.raises(DismaxError, match="written by dismax score, whose reports hold no "):
+        load_report_samples(scored, tmp_path / "s.json")
+    with pytest.raises(DismaxError, match="without --out"):  # a benchmark report keeps its line
+        load_report_samples(dataclasses.replace(scored, kind="benchmark"), tmp_path / "s.json")
