@@ -181,6 +181,9 @@ def test_config_values_are_shown_as_a_config_file_writes_them(
         ("x\x1b[31mred", "dataset spec 'x\\x1b[31mred' holds a control character"),
         ("x\nnew", "'x\\nnew' holds a control character"),
         ("uni\tform", "'uni\\tform'"),
+        ("digits [0-2]", "has a space around ':' or before '[': write 'digits[0-2]'"),
+        ("uniform : 5", "write 'uniform:5'"),
+        ("uniform: 5", "write 'uniform:5'"),
     ],
 )
 @pytest.mark.parametrize("command", ["benchmark", "score"])

@@ -8,15 +8,20 @@ error (exit 2) naming it, its control characters escaped (:func:`dismax_cli.erro
 
 from __future__ import annotations
 
+import re
+
 from dismax_cli.config_types import InvalidValueError
 from dismax_cli.errors import quote_value as q
 
 #: Spec forms whose parameter is a path; their own parser names an empty one.
 PATH_FORMS = ("npz", "imagefolder")
+#: Spaces that would make a second spelling of one set (a path's own spaces are not checked).
+_INNER_SPACE = re.compile(r"\s+(?=[:\[])|(?<=:)\s+")
 
 
 def check_spec_text(spec: str) -> str:
-    """Return ``spec``; refuse one with a control character or a space at either end.
+    """Return ``spec``; refuse one with a control character, a space at either end, or (but in
+    a path) a space around ``:`` or before ``[``.
 
     ``' uniform'`` or ``'uniform\\n'`` would otherwise name a second, different set.
 
@@ -33,6 +38,13 @@ def check_spec_text(spec: str) -> str:
         raise InvalidValueError(
             "dataset",
             f"dataset spec {q(spec)} has a space at its start or end: write {q(spec.strip())}",
+        )
+    head = spec.split(":", 1)[0].split("=", 1)[-1].strip().lower()
+    if head not in PATH_FORMS and _INNER_SPACE.search(spec):  # 'digits [0-2]', 'uniform: 5'
+        raise InvalidValueError(
+            "dataset",
+            f"dataset spec {q(spec)} has a space around ':' or before '[': write "
+            f"{q(_INNER_SPACE.sub('', spec))}",
         )
     return spec
 
