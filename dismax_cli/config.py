@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dismax_cli.config_types import InvalidValueError, check_types
-from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import DismaxError, kind_of, quote_path
 from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import file_problem
 
@@ -149,7 +149,8 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
 
     Raises:
         InvalidValueError: for a key given twice (naming it and the line).
-        DismaxError: for a missing file, invalid YAML, or a document that is not a mapping.
+        InvalidValueError: (exit 2) for a document that is not a mapping (a number, text).
+        DismaxError: for a missing file or invalid YAML.
     """
     if str(path).strip() == "":
         raise InvalidValueError("config", "--config is empty: name a YAML file, e.g. train.yaml")
@@ -180,21 +181,24 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise DismaxError(
-            f"config file {quote_path(path)} must hold a mapping of option: value, not a "
-            f"{type(data).__name__}"
+        raise InvalidValueError(
+            "config",
+            f"config file {quote_path(path)} must hold a mapping of option: value (one "
+            f"'key: value' per line), not {kind_of(data)} ({q(data)})",
         )
     values: dict[str, Any] = {}
     spelled: dict[str, str] = {}
     for k, v in data.items():
-        key = str(k).replace("-", "_")
+        # A key YAML reads as null/true/a number is named as the file spells it, not 'None'.
+        typed = k if isinstance(k, str) else q(k)
+        key = typed.replace("-", "_") if isinstance(k, str) else typed
         if key in values:  # ``batch-size`` and ``batch_size``: one key, given twice
             raise InvalidValueError(
                 key,
                 f"config file {quote_path(path)} gives key {q(key)} twice (as {q(spelled[key])} "
-                f"and {q(k)}): keep one",
+                f"and {q(typed)}): keep one",
             )
-        values[key], spelled[key] = v, str(k)
+        values[key], spelled[key] = v, typed
     return resolve_config_paths(values, path.resolve().parent)
 
 
@@ -226,9 +230,10 @@ def run_checks(
     Raises:
         InvalidValueError: naming the option (``--dataset``) or the key in the config file.
     """
+    where = quote_path(str(config))
     for key, check in checks.items():
         for values, source in (
-            (file_values, f"invalid value for key {q(key)} in config file '{config}'"),
+            (file_values, f"invalid value for key {q(key)} in config file {where}"),
             (cli_values, f"invalid value for {option_name(key)}"),
         ):
             if values.get(key) is None:
@@ -315,7 +320,9 @@ def _check_file_values(
     except InvalidValueError as exc:
         if exc.key in file_values:
             raise InvalidValueError(
-                exc.key, f"invalid value for key {q(exc.key)} in config file '{config}': {exc}"
+                exc.key,
+                f"invalid value for key {q(exc.key)} in config file {quote_path(str(config))}: "
+                f"{exc}",
             ) from None
     except DismaxError:
         pass  # valid values that fail on this machine are reported for the merged options

@@ -25,7 +25,7 @@ _SCALARS: dict[type, tuple[str, str]] = {  # type -> (one value, several values)
     int: ("an integer", "integers"),
     float: ("a number", "numbers"),
     bool: ("true or false", "true/false values"),
-    str: ("a string", "strings"),
+    str: ("text", "text values"),
 }
 SUPPORTED = "int, float, bool, str, X | None, tuple[X, ...], Literal[...] or a config dataclass"
 
@@ -102,7 +102,7 @@ def field_hints(cls: type) -> dict[str, Any]:
 
 
 def describe(hint: object) -> str:
-    """What a value of ``hint`` is, for messages: ``an integer``, ``a list of strings`` ..."""
+    """What a value of ``hint`` is, for messages: ``an integer``, ``text``, ``a list``."""
     if hint in _SCALARS:
         return _SCALARS[hint][0]  # type: ignore[index]
     origin, args = typing.get_origin(hint), typing.get_args(hint)

@@ -6,7 +6,10 @@ and the fix; the CLI prints that line to stderr and exits non-zero without a tra
 
 from __future__ import annotations
 
+import base64
+import math
 import os
+from collections.abc import Mapping
 
 
 class DismaxError(Exception):
@@ -33,15 +36,43 @@ def quote_value(value: object) -> str:
 
     Text and paths: between single quotes as typed (``'foo'``, ``'it's'``, ``'runs/x'``, not
     ``"it's"`` or ``PosixPath('runs/x')``); ``None``, ``True``, ``False`` as a config file
-    writes them (``null``, ``true``, ``false``); numbers as they print; a list or tuple as a
-    YAML flow list, its items as typed (``[a, b]``, ``[30, 7]``, ``[true]``, not ``['a', 'b']``;
-    an item holding a space, comma, bracket or quote is quoted as text is).
+    writes them (``null``, ``true``, ``false``); numbers as they print, non-finite ones in YAML's
+    spelling (``.inf``, ``-.inf``, ``.nan``); bytes as YAML's ``!!binary BASE64``; a list or
+    tuple as a YAML flow list, its items as typed (``[a, b]``, ``[30, 7]``, ``[true]``, not
+    ``['a', 'b']``; an item holding a space, comma, bracket or quote is quoted as text
+    is); a mapping as a YAML flow mapping (``{a: 1}``, not ``{'a': 1}``). Control characters are
+    escaped everywhere, so the message stays one line. README "Design notes".
     """
     if isinstance(value, str | os.PathLike):
         return quote_path(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_list_item(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        pairs = (f"{_list_item(k)}: {_list_item(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
     return _scalar(value)
+
+
+def kind_of(value: object) -> str:
+    """What a config or report value is, in plain words: ``a number``, ``text``, ``a list``.
+
+    Messages use it instead of a Python type name (``int``, ``str``, ``dict``).
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bytes | bytearray):
+        return "binary data"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "a list"
+    return "a value of another kind"
 
 
 def _scalar(value: object) -> str:
@@ -49,7 +80,11 @@ def _scalar(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, bytes | bytearray):
+        return "!!binary " + base64.b64encode(bytes(value)).decode("ascii")
+    return quote_path(str(value))[1:-1]  # control characters escaped, no quotes
 
 
 def _list_item(value: object) -> str:
@@ -60,4 +95,4 @@ def _list_item(value: object) -> str:
     return quote_value(value)
 
 
-__all__ = ["DismaxError", "quote_path", "quote_value"]
+__all__ = ["DismaxError", "kind_of", "quote_path", "quote_value"]

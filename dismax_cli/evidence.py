@@ -34,7 +34,7 @@ from dismax_cli.bootstrap_settings import DEFAULT_BOOTSTRAP, MAX_BOOTSTRAP, chec
 from dismax_cli.core.bootstrap import bootstrap_distribution
 from dismax_cli.core.metric_table import METRICS, keys
 from dismax_cli.core.uncertainty import reliability_bins
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import report_neighbours, samples_path
 from dismax_cli.plots import (
@@ -163,7 +163,6 @@ class Evidence:
             ood.append(r)
         return dataclasses.replace(m, reliability=reliability, ood=tuple(ood))
 
-
     def _distribution(
         self, method: str, ood: str, key: str, resamples: int
     ) -> tuple[float, np.ndarray]:
@@ -186,8 +185,10 @@ class Evidence:
         """``r`` with an interval per OOD metric and, with a baseline, the paired differences
         (the same seeds and the same resamples for both methods)."""
         seeds = self.records[method]
-        paired = base is not None and set(base) == set(seeds) and all(
-            r.ood in s.ood_scores for s in base.values()
+        paired = (
+            base is not None
+            and set(base) == set(seeds)
+            and all(r.ood in s.ood_scores for s in base.values())
         )
         intervals, diffs = {}, {}
         for key in keys("ood"):
@@ -276,9 +277,7 @@ def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path
     try:
         digest = save_per_sample(path, per_sample)
     except OSError as exc:
-        raise DismaxError(
-            f"cannot write the per-sample file {q(path)}: {exc.strerror}"
-        ) from None
+        raise DismaxError(f"cannot write the per-sample file {q(path)}: {exc.strerror}") from None
     seed = min(min(seeds) for seeds in evidence.records.values())
     return dataclasses.replace(
         report, per_sample={"file": path.name, "sha256": digest, "seed": seed}
@@ -288,20 +287,43 @@ def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path
 def load_report_samples(report: Report, report_path: str | Path) -> PerSample:
     """Read the per-sample npz a report names (checked against its sha256), from beside the
     report a symbolic link points to first, then from beside the link
-    (:func:`~dismax_cli.fileio.report_neighbours`).
+    (:func:`~dismax_cli.fileio.report_neighbours`), then, for a renamed pair (``r.json`` copied
+    from ``base.json``), ``STEM.samples.npz`` beside the report (the sha256 confirms it).
 
     Raises:
-        DismaxError: when the report names none (older reports, or written without --out), or
-            the file is missing or changed.
+        DismaxError: when the report names none (a ``score`` report, an older report, or one
+            written without --out), or the file is missing or changed.
     """
+    where = quote_path(report_path)
     if not report.per_sample:
+        if report.kind == "score":
+            raise DismaxError(
+                f"report {where} was written by dismax score, whose reports hold no per-sample "
+                "data: run dismax benchmark with --out to draw plots"
+            )
         raise DismaxError(
-            f"report '{report_path}' names no per-sample file (it was written before dismax "
-            "stored one, or without --out): rerun the benchmark with --out to draw plots"
+            f"report {where} names no per-sample file (it was written before dismax stored "
+            "one, or without --out): rerun the benchmark with --out to draw plots"
         )
-    places = report_neighbours(report_path, report.per_sample["file"])
-    path = next((p for p in places if p.exists()), places[0])
-    return load_per_sample(path, sha256=report.per_sample["sha256"])
+    name = report.per_sample["file"]
+    places = list(report_neighbours(report_path, name))
+    renamed = samples_path(report_path)
+    places += [renamed] if renamed not in places else []
+    found = [p for p in places if p.exists()]
+    if not found:
+        looked = ", ".join(quote_path(p) for p in places)
+        raise DismaxError(
+            f"the per-sample file {quote_path(name)} that report {where} names is missing "
+            f"(looked for {looked}): copy the .samples.npz the benchmark wrote with this "
+            f"report next to it, as {quote_path(name)} or {quote_path(renamed.name)}"
+        )
+    first: DismaxError | None = None
+    for path in found:  # the first whose bytes are the ones the report names
+        try:
+            return load_per_sample(path, sha256=report.per_sample["sha256"])
+        except DismaxError as exc:
+            first = first or exc
+    raise first  # type: ignore[misc]
 
 
 __all__ = [

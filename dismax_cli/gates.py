@@ -18,7 +18,9 @@ from dismax_cli.config import InvalidValueError
 from dismax_cli.core.metric_table import keys
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
+from dismax_cli.numbers import parse_decimal
 from dismax_cli.reports import METRICS, Report, RequirementResult
+from dismax_cli.score_names import ALL_SCORES
 
 _LABEL = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
 
@@ -115,7 +117,6 @@ _REQUIREMENT_TEXT = re.compile(
     r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*([^<>=!\s][^<>=!]*?)\s*"
     r"(>=|<=|==|>|<)\s*(\S+)\s*$"
 )
-_ASCII_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def parse_requirements(
@@ -145,7 +146,7 @@ def parse_requirements(
         if _ and not score:
             raise InvalidValueError(
                 "require",
-                f"requirement '{text}' names no score after '/': write METHOD/SCORE, e.g. "
+                f"requirement {q(text)} names no score after '/': write METHOD/SCORE, e.g. "
                 "softmax/odin:AUROC:uniform>=0.9",
             )
         method = _resolve_method(text, method, method_keys)
@@ -167,12 +168,12 @@ def _split_requirement(text: str) -> tuple[str, str, str, str, str]:
     if bad_op and re.search(r"[<>=!]", text):
         raise InvalidValueError(
             "require",
-            f"requirement '{text}': {bad_op.group(0)!s} is not an operator: use one of "
+            f"requirement {q(text)}: {bad_op.group(0)!s} is not an operator: use one of "
             ">=, <=, >, < or == (e.g. dismax:AUROC:uniform>=0.9)",
         )
     raise InvalidValueError(
         "require",
-        f"requirement '{text}' is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
+        f"requirement {q(text)} is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
         "dismax:AUROC:uniform>=0.9",
     )
 
@@ -184,7 +185,7 @@ def _resolve_method(text: str, method: str, method_keys: dict[str, str] | None) 
     if method.lower() not in method_keys:
         raise InvalidValueError(
             "require",
-            f"requirement '{text}' names method '{method}', which this run does not "
+            f"requirement {q(text)} names method {q(method)}, which this run does not "
             f"have: use one of {', '.join(method_keys.values())}",
         )
     return method_keys[method.lower()]
@@ -199,19 +200,30 @@ def _check_score(
 ) -> None:
     """Refuse a SCORE the method's rows do not hold, and any SCORE on the 'id' metrics."""
     metric, dataset = metric_set
+    if score and score.lower() not in ALL_SCORES and score not in _plugin_scores(scores):
+        raise InvalidValueError(
+            "require",
+            f"requirement {q(text)} names {q(score)}, which is no OOD score: write METHOD/SCORE "
+            f"with SCORE one of {', '.join(ALL_SCORES)}",
+        )
     if score and scores is not None and score not in scores.get(method, ()):
         raise InvalidValueError(
             "require",
-            f"requirement '{text}' names score '{score}', which method '{method}' does not "
+            f"requirement {q(text)} names score {q(score)}, which method {q(method)} does not "
             f"have in this run: add it with --scores {score}, or use one of "
             f"{', '.join(scores.get(method, ()))}",
         )
     if score and dataset == "id":
         raise InvalidValueError(
             "require",
-            f"requirement '{text}': the 'id' metrics do not depend on a score; write "
+            f"requirement {q(text)}: the 'id' metrics do not depend on a score; write "
             f"{method}:{metric}:id...",
         )
+
+
+def _plugin_scores(scores: Mapping[str, Sequence[str]] | None) -> set[str]:
+    """Every score some method of the run holds (a plug-in method may bring its own)."""
+    return {name for names in (scores or {}).values() for name in names}
 
 
 def _metric_key(text: str, metric: str) -> str:
@@ -246,7 +258,7 @@ def _check_set(
         sets = f" ({', '.join(ood)})" if ood is not None else ""
         raise InvalidValueError(
             "require",
-            f"requirement '{text}': {key} is an OOD metric, not an 'id' metric: name an "
+            f"requirement {q(text)}: {key} is an OOD metric, not an 'id' metric: name an "
             f"OOD set of the run{sets}; 'id' takes {', '.join(keys('id'))}",
         )
     elif ood is not None and dataset not in ood and dataset not in groups:
@@ -259,11 +271,13 @@ def _check_set(
 
 def _threshold(text: str, value: str) -> float:
     """The finite float of VALUE, written in ASCII (``float`` takes '٠.5' and '1_0' too)."""
-    if not _ASCII_NUMBER.fullmatch(value):
+    threshold = parse_decimal(value)  # one grammar with the environment's numbers
+    if threshold is None:
         raise InvalidValueError(
-            "require", f"requirement {q(text)} has threshold {q(value)}, which is not a number"
+            "require",
+            f"requirement {q(text)} has threshold {q(value)}, which is not a number: write it "
+            "in plain decimals, e.g. 0.9",
         )
-    threshold = float(value)
     if not math.isfinite(threshold):
         raise InvalidValueError("require", f"requirement {q(text)} has a non-finite threshold")
     return threshold

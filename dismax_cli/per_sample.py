@@ -30,7 +30,6 @@ _INDEX_KEY = "index"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
-
 @dataclass(frozen=True)
 class MethodSamples:
     """One method's per-sample outputs.
@@ -81,8 +80,11 @@ def validate_per_sample(per_sample: PerSample) -> None:
                 f"id_scores of {q(name)} must have shape ({n},), got "
                 f"{np.asarray(m.id_scores).shape}"
             )
-        if not (isinstance(m.temperature, int | float) and math.isfinite(m.temperature)
-                and m.temperature > 0):
+        if not (
+            isinstance(m.temperature, int | float)
+            and math.isfinite(m.temperature)
+            and m.temperature > 0
+        ):
             raise DismaxError(
                 f"temperature of {q(name)} must be a positive finite number, got {q(m.temperature)}"
             )
@@ -147,6 +149,10 @@ def save_per_sample(path: str | Path, per_sample: PerSample) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: The fix for an unusable per-sample file (no option names one: it is found beside the report).
+_FIX = "keep the .samples.npz the benchmark wrote with the report next to it"
+
+
 def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample:
     """Read per-sample data written by :func:`save_per_sample`.
 
@@ -158,13 +164,12 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
         DismaxError: If the file is missing, is not a per-sample npz, or its sha256 differs.
     """
     path = Path(path)
-    check_regular_file(path, "the per-sample file", "pass the .npz written beside the report")
+    check_regular_file(path, "the per-sample file", _FIX)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DismaxError(
-            f"cannot read the per-sample file {q(path)} ({exc.strerror}): pass the .npz "
-            "written beside the report"
+            f"cannot read the per-sample file {q(path)} ({exc.strerror}): {_FIX}"
         ) from None
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256.lower():
@@ -186,11 +191,17 @@ def load_per_sample(path: str | Path, *, sha256: str | None = None) -> PerSample
                 ood_scores={ood: arrays[f"m{i}_ood{j}"] for j, ood in enumerate(m["ood"])},
             )
         per_sample = PerSample(targets=arrays["targets"], methods=methods)
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
-            zipfile.BadZipFile) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+    ) as exc:
         raise DismaxError(
-            f"{q(path)} is not a dismax per-sample file ({type(exc).__name__}: {exc}); pass "
-            "the .npz written beside the report"
+            f"{q(path)} is not a dismax per-sample file ({type(exc).__name__}: {exc}); {_FIX}"
         ) from None
     validate_per_sample(per_sample)
     return per_sample

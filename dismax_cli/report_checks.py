@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from dismax_cli.errors import kind_of
 from dismax_cli.errors import quote_value as q
 
 
@@ -82,8 +83,19 @@ def _expect(value: Any, kind: str, path: str) -> None:
     else:
         ok = isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
     if not ok:
-        shown = "null" if value is None else f"{type(value).__name__} {json.dumps(value)[:40]}"
-        raise Damaged(f"{path} is {shown}, expected {'a ' if kind != 'int' else 'an '}{kind}")
+        shown = "null" if value is None else f"{kind_of(value)} {json.dumps(value)[:40]}"
+        raise Damaged(f"{path} is {shown}, expected {_KIND_WORDS[kind]}")
+
+
+#: The JSON kinds of :func:`_expect` in plain words (messages name no Python type).
+_KIND_WORDS = {
+    "number": "a number",
+    "int": "an integer",
+    "str": "text",
+    "bool": "true or false",
+    "list": "a list",
+    "dict": "a mapping",
+}
 
 
 def _check_fields(parent: Any, where: str, spec: dict[str, str], optional: bool = False) -> None:

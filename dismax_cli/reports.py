@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Any
 
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.errors import quote_value as q
 from dismax_cli.report_checks import Damaged, check_report
 from dismax_cli.report_types import (
@@ -273,21 +274,29 @@ def _report(data: dict[str, Any]) -> Report:
     )
 
 
-def from_json(text: str) -> Report:
-    """Parse report JSON text.
+def from_json(text: str, *, source: str | os.PathLike[str] | None = None) -> Report:
+    """Parse report JSON text; ``source``, the file it came from, is named in every error.
 
     Raises:
-        DismaxError: for invalid JSON or a document that is not a dismax report.
+        DismaxError: for invalid JSON or a document that is not a dismax report
+            (``report 'FILE' is not valid JSON (...)``, ``report 'FILE' is not a dismax
+            report: ...``; ``the report``/``this JSON`` without ``source``).
     """
+    where = "the report" if source is None else f"report {quote_path(source)}"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DismaxError(
-            f"the report is not valid JSON ({exc.msg} at line {exc.lineno})"
-        ) from None
+        raise DismaxError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
-        raise DismaxError("the report nests too deeply to be a dismax report") from None
-    return from_dict(data)
+        raise DismaxError(f"{where} nests too deeply to be a dismax report") from None
+    try:
+        return from_dict(data)
+    except DismaxError as exc:
+        message = str(exc)
+        lead = next((w for w in ("this JSON", "this dismax report") if message.startswith(w)), "")
+        if source is None or not lead:
+            raise
+        raise DismaxError(where + message[len(lead) :]) from None
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import quote_value as q
+from dismax_cli.numbers import parse_decimal
 
 K = TypeVar("K")
 B = TypeVar("B")
@@ -37,9 +38,8 @@ def timing_seconds(default: float) -> float:
     text = os.environ.get(TIMING_SECONDS_VARIABLE, "").strip()
     if not text:
         return default
-    try:
-        value = float(text)
-    except ValueError:
+    value = parse_decimal(text)  # ASCII decimals only, as --require (dismax_cli.numbers)
+    if value is None:
         value = math.nan
     if not math.isfinite(value) or value < 0:
         raise InvalidValueError(

@@ -232,7 +232,7 @@ def test_checkpoint_with_other_class_count_is_refused(tmp_path: Path, trained: P
         (lambda p: p.update(split=None), "split=null"),
         (lambda p: p.update(method="isomax"), "method='isomax'"),
         (lambda p: p.update(temperature=-1.0), "temperature=-1.0"),
-        (lambda p: p.update(temperature=float("nan")), "temperature=nan"),
+        (lambda p: p.update(temperature=float("nan")), "temperature=.nan"),
         (lambda p: p.pop("temperature"), "no 'temperature'"),
         (lambda p: p["transform"].update(image_size=32), "transform does not match"),
         (lambda p: p["config"].update(lr="fast"), "config: training option lr='fast'"),

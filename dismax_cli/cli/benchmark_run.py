@@ -125,15 +125,15 @@ def precheck(cli_values: dict[str, Any], file_values: dict[str, Any], config: Pa
         if value is not None and not all(isinstance(item, str) for item in items):
             what = "a name or a list of names" if key in LIST_KEYS else "one dataset spec"
             raise InvalidValueError(
-                key, f"invalid value for key {q(key)} in config file '{config}': {q(value)} is "
-                f"not {what} (strings)"
+                key, f"invalid value for key {q(key)} in config file {q(config)}: {q(value)} is "
+                f"not {what} (text)"
             )  # fmt: skip
     precheck_file_values(file_values, config, {**opt.TRAINING_KNOBS, **FILE_PARSERS})
     precheck_gates(cli_values["require"], cli_values["ood"])
     as_list = [file_values.get(k) for k in ("require", "ood")]
     precheck_gates(
         *(v if isinstance(v, list) else None for v in as_list),
-        source=f"config file '{config}'",
+        source=f"config file {q(config)}",
     )
     keys = ("dataset", "test_dataset", "ood")
     run_checks(spec_checks(), {k: cli_values[k] for k in keys}, file_values, config=config)

@@ -67,16 +67,38 @@ def check_option_specs(option: str, values: Sequence[str], *, labelled: bool) ->
 
 
 def check_checkpoint_file(checkpoint: Path) -> None:
-    """Refuse early a CHECKPOINT (run folder or ``.pt``) whose file is a folder, FIFO, device.
+    """Refuse early (before torch loads) a CHECKPOINT that names no checkpoint file.
 
-    A missing file is left to the loader, whose message says how to make one.
+    A run folder or ``.pt`` file that does not exist, a run folder without ``checkpoint.pt``, a
+    folder given as the ``.pt`` itself, a FIFO or device: each answers at once with the
+    loader's wording (``checkpoint 'X' does not exist: ...``) or what the path really is.
+
+    Raises:
+        DismaxError: (exit 1) naming the path and the fix.
     """
-    from dismax_cli.fileio import checkpoint_path, file_problem
+    from dismax_cli.fileio import CHECKPOINT_NAME, checkpoint_path, file_problem
 
+    given = Path(checkpoint)
     path = checkpoint_path(checkpoint)
     problem = file_problem(path)
-    if problem is not None and problem != "does not exist":
-        raise DismaxError(f"checkpoint {quote_path(path)} {problem} (a run's checkpoint.pt)")
+    if problem is None:
+        return
+    if given.is_dir() and problem == "does not exist":
+        if given.suffix == ".pt":  # fr/checkpoint.pt is a folder: do not name .../checkpoint.pt
+            raise DismaxError(
+                f"checkpoint {quote_path(given)} is a folder, not a checkpoint file: pass a run "
+                f"folder that holds {CHECKPOINT_NAME}, or the {CHECKPOINT_NAME} file itself"
+            )
+        raise DismaxError(
+            f"run folder {quote_path(given)} holds no {CHECKPOINT_NAME}: pass a run folder "
+            f"that `dismax train --out` wrote, or its {CHECKPOINT_NAME}"
+        )
+    if problem == "does not exist":
+        raise DismaxError(
+            f"checkpoint {quote_path(path)} does not exist: pass a run folder or its "
+            f"{CHECKPOINT_NAME}"
+        )
+    raise DismaxError(f"checkpoint {quote_path(path)} {problem} (a run's checkpoint.pt)")
 
 
 def check_shard_alone(
@@ -119,7 +141,8 @@ def precheck_file_values(file_values: dict[str, Any], config: Any, parsers: dict
             except typer.BadParameter as exc:
                 raise InvalidValueError(
                     key,
-                    f"invalid value for key {q(key)} in config file '{config}': {exc.message}",
+                    f"invalid value for key {q(key)} in config file {quote_path(str(config))}: "
+                    f"{exc.message}",
                 ) from None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -143,7 +144,8 @@ def run(invoke: Callable[[list[str]], Any], group: Any, args: Sequence[str]) -> 
 
     Click's usage errors print Click's message (exit 2), ``--help``/``--version`` exit 0; every
     other exception is one line on stderr (:func:`error_exit_code`: 1, 2 for a bad value, 130
-    for Ctrl-C, 141 for a closed pipe), or, with ``--debug``, propagates with its traceback.
+    for Ctrl-C, 141 for a closed pipe); ``--debug`` prints the exception's traceback before that
+    line and changes nothing else (the exit code stays the same).
     """
     argv, debug = take_debug_flag(args)
     try:
@@ -159,8 +161,9 @@ def run(invoke: Callable[[list[str]], Any], group: Any, args: Sequence[str]) -> 
     except (Exception, KeyboardInterrupt) as exc:
         if isinstance(exc, CommandInterrupted) and exc.__cause__ is not None:
             exc = exc.__cause__
-        if debug:
-            raise exc  # with its own traceback
+        if debug:  # the traceback, then the same line and exit code as without --debug
+            with contextlib.suppress(OSError):  # stderr's reader may have gone too
+                traceback.print_exception(exc, file=sys.stderr)
         return error_exit_code(exc)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 

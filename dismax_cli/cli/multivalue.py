@@ -185,9 +185,32 @@ def _check_positionals(syntax: CommandSyntax, scan: _Scan) -> None:
         return
     option, value = run
     what = syntax.positionals[scan.positionals]
+    # Suggested command lines are quoted for a POSIX shell, so a pasted one works ('e f').
+    path = value if value.startswith(("/", "./", "../")) else f"./{value}"
+    word, path_word, shown = _shell_word(value), _shell_word(path), _escaped(value)
     raise AmbiguousValuesError(
-        f"{what} is missing and {option} took '{value}' as one of its values: if it is the "
-        f"{what}, give it before the options ({syntax.usage} {value} {option} ...), after -- "
-        f"({syntax.usage} {option} ... -- {value}) or as a path (./{value}); otherwise add "
-        f"the {what}"
+        f"{what} is missing and {option} took '{shown}' as one of its values: if it "
+        f"is the {what}, give it before the options ({syntax.usage} {word} {option} ...), "
+        f"after -- ({syntax.usage} {option} ... -- {word}) or as a path ({path_word}); "
+        f"otherwise add the {what}"
+    )
+
+
+#: Characters a POSIX shell reads literally (those of :func:`shlex.quote`).
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def _shell_word(text: str) -> str:
+    """``text`` quoted for a POSIX shell as :func:`shlex.quote` does (this module imports no
+    more than it must), control characters then escaped so a message stays one line."""
+    if text and all(ch in _SHELL_SAFE for ch in text):
+        return text
+    return _escaped("'" + text.replace("'", "'\"'\"'") + "'")
+
+
+def _escaped(text: str) -> str:
+    """Control characters as escapes (``\\n``, ``\\x1b``), as ``errors.quote_path`` shows them."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
     )

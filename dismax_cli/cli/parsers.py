@@ -22,6 +22,7 @@ from dismax_cli.config import UPPER_BOUNDS, InvalidValueError, check_device_name
 from dismax_cli.core import methods as _methods  # torch-free: the registry's names only
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.errors import quote_value as q
+from dismax_cli.numbers import parse_decimal, parse_integer
 
 #: Training methods registered at import (``list_methods()``; the parsers ask the registry
 #: itself, so a method registered later with ``register_method`` is accepted too).
@@ -68,11 +69,19 @@ class NumberParser:
     def __call__(self, value: Any) -> Any:
         if isinstance(value, self.kind) and not isinstance(value, bool):
             number = value
+        elif self.kind is int and isinstance(value, float) and value.is_integer():
+            # YAML reads 1e3 and 1000.0 as floats: say so, and how to write the integer.
+            raise typer.BadParameter(
+                f"{q(value)} is not {self.what}: it is read as a decimal number; write "
+                f"{int(value)}, without a decimal point or exponent"
+            )
         else:
-            try:
-                number = self.kind(str(value).strip())
-            except ValueError:
-                raise typer.BadParameter(f"{q(value)} is not {self.what}") from None
+            # ASCII decimals only, as environment values and --require (dismax_cli.numbers).
+            text = "" if isinstance(value, bool) else str(value)
+            parsed = parse_integer(text) if self.kind is int else parse_decimal(text)
+            if parsed is None:
+                raise typer.BadParameter(f"{q(value)} is not {self.what}")
+            number = self.kind(parsed)
         if isinstance(number, float) and not math.isfinite(number):
             raise typer.BadParameter(f"{q(value)} is not {self.what}")
         too_low = self.low is not None and (

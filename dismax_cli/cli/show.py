@@ -49,7 +49,7 @@ def show(
             "compare", "--compare prints the comparison only: drop --plots/--html, or run "
             "dismax show again without --compare for the figures"
         )  # fmt: skip
-    report = from_json(read_report(report_path))
+    report = from_json(read_report(report_path), source=report_path)
     names = {samples_path(report_path).name}
     if report.per_sample:
         names.add(report.per_sample["file"])

@@ -14,20 +14,37 @@ import typer
 
 from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
-from dismax_cli.cli.checks import precheck_file_values, spec_checks
+from dismax_cli.cli.checks import check_checkpoint_file, precheck_file_values, spec_checks
 from dismax_cli.cli.common import OutputFormat, say, write_stdout
 from dismax_cli.config import build_config, read_yaml_config, run_checks
-from dismax_cli.fileio import checkpoint_path
+from dismax_cli.errors import quote_value as q
+from dismax_cli.fileio import CHECKPOINT_NAME, checkpoint_path
 
 Method = Annotated[
     str | None,
     typer.Option("--method", parser=opt.METHOD, metavar="METHOD",
                  help=f"{', '.join(opt.METHOD_NAMES)} (default dismax)."),
 ]  # fmt: skip
+
+
+def run_folder(value: Any) -> Path:
+    """``--out`` of ``train``: an empty value (``Path('')`` is ``.``) is a usage error (exit 2)."""
+    if isinstance(value, Path):
+        return value
+    if not str(value).strip():
+        raise typer.BadParameter(
+            f"{q(str(value))} is empty: name the run folder, e.g. --out runs/dismax"
+        )
+    return Path(value)
+
+
 Out = Annotated[
     Path,
-    typer.Option("--out", metavar="DIR", help="Run folder for checkpoint.pt and train_log.jsonl."),
-]
+    typer.Option(
+        "--out", metavar="DIR", parser=run_folder,
+        help="Run folder for checkpoint.pt and train_log.jsonl.",
+    ),
+]  # fmt: skip
 Resume = Annotated[
     bool,
     typer.Option("--resume", help="Continue the run in --out (a finished run: nothing to do)."),
@@ -93,6 +110,8 @@ def train_config(cli_values: dict[str, Any], *, out: Path, config: Path | None, 
     from dismax_cli.engine import TrainConfig  # torch-free: a bad value answers at once
 
     run_values = {}
+    if resume and (out / CHECKPOINT_NAME).exists():
+        check_checkpoint_file(out)  # a folder or FIFO named checkpoint.pt: answer before torch
     if resume and checkpoint_path(out).is_file():
         from dismax_cli.engine import load_checkpoint
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -28,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_value
 from dismax_cli.fileio import atomic_write
+from dismax_cli.numbers import parse_decimal
 
 #: Environment variable that disables every download when set to 1/true/yes/on.
 OFFLINE_ENV = "DISMAX_OFFLINE"
@@ -56,14 +58,13 @@ def net_timeout() -> float:
     raw = os.environ.get(TIMEOUT_ENV, "").strip()
     if not raw:
         return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
+    value = parse_decimal(raw)  # ASCII decimals only (dismax_cli.numbers)
+    if value is None or not math.isfinite(value):
         raise DismaxError(
-            f"{TIMEOUT_ENV}='{raw}' is not a number of seconds; set it to e.g. 10"
-        ) from None
+            f"{TIMEOUT_ENV}={quote_value(raw)} is not a number of seconds; set it to e.g. 10"
+        )
     if value <= 0:
-        raise DismaxError(f"{TIMEOUT_ENV}='{raw}' must be positive; set it to e.g. 10")
+        raise DismaxError(f"{TIMEOUT_ENV}={quote_value(raw)} must be positive; set it to e.g. 10")
     return value
 
 

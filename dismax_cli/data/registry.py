@@ -48,8 +48,10 @@ from dismax_cli.data.sources.synthetic import (
     SYNTHETIC_SEED,
 )
 from dismax_cli.data.sources.torchvision_family import TORCHVISION_ALIASES
+from dismax_cli.data.spec_text import check_parameter, check_spec_text
 from dismax_cli.data.subsets import select_classes
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
 #: The embedded default dataset: ships with scikit-learn, works offline.
 DEFAULT_DATASET = "digits"
@@ -202,12 +204,12 @@ def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -
         label, spec = split_entry(entry)
         if label is not None and not label:
             raise InvalidValueError(
-                key, f"'{entry}' has an empty label before '=': write LABEL=SPEC, e.g. far={spec}"
+                key, f"{q(entry)} has an empty label before '=': write LABEL=SPEC, e.g. far={spec}"
             )
         if label is not None and not LABEL_PATTERN.fullmatch(label):
             raise InvalidValueError(
                 key,
-                f"label '{label}' in '{entry}' is invalid: a label starts with a letter or _ and "
+                f"label {q(label)} in {q(entry)} is invalid: a label starts with a letter or _ and "
                 "holds only letters, digits, _, . and - (e.g. far_ood=SPEC)",
             )
     try:
@@ -219,7 +221,7 @@ def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -
         if m and int(m.group(2)) < int(m.group(1)):
             raise InvalidValueError(
                 key,
-                f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
+                f"class range {q(token)} in {q(spec)} is reversed; write the lower index first, "
                 f"[{m.group(2)}-{m.group(1)}]",
             )
 
@@ -233,10 +235,10 @@ def _split_spec(spec: str) -> SpecText:
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidValueError(
             "dataset",
-            f"dataset spec '{spec}' is empty; give a name such as digits or cifar10, or "
+            f"dataset spec {q(spec)} is empty; give a name such as digits or cifar10, or "
             f"{_forms_text()} (run `dismax datasets` for the list)",
         )
-    text = spec.strip()
+    text = check_spec_text(spec)
     body, selection = text, None
     m = _SUBSET_RE.match(text)
     if m:
@@ -244,10 +246,10 @@ def _split_spec(spec: str) -> SpecText:
         if not selection:
             raise InvalidValueError(
                 "dataset",
-                f"class subset in '{text}' is empty; write e.g. {body}[0-5] or {body}[0,2,7]",
+                f"class subset in {q(text)} is empty; write e.g. {body}[0-5] or {body}[0,2,7]",
             )
     # Only the name is normalised; the argument (``:N``) stays as typed, for messages too.
-    name, _, arg = body.partition(":")
+    name, _, arg = check_parameter(spec, body, selection)
     name = name.strip().lower().replace("-", "_")
     return SpecText(text, body, selection, alias_table().get(name, name), arg)
 
@@ -268,7 +270,7 @@ def _parse(spec: str) -> DatasetSpec:
     hint = next((h for h in (s.hint(body) for s in SOURCES.values()) if h), "")
     raise InvalidValueError(
         "dataset",
-        f"unknown dataset '{body}'{hint}; choose one of {', '.join(known_names())}, or "
+        f"unknown dataset {q(body)}{hint}; choose one of {', '.join(known_names())}, or "
         f"{_forms_text()} (run `dismax datasets` for the list)",
     )
 

@@ -33,6 +33,7 @@ import torch
 from dismax_cli.data.imageset import ImageSetBase
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
+from dismax_cli.numbers import parse_integer
 
 #: Above this many bytes of decoded uint8 pixels a set streams when ``stream`` is null (auto).
 STREAM_ABOVE_BYTES = 2 * 1024**3
@@ -116,9 +117,8 @@ def default_workers() -> int:
     text = os.environ.get(WORKERS_ENV)
     if text is None or not text.strip():
         return min(4, os.cpu_count() or 1)
-    try:
-        value = int(text)
-    except ValueError:
+    value = parse_integer(text)  # ASCII digits only (dismax_cli.numbers)
+    if value is None:
         value = -1
     if value < 0:
         raise InvalidValueError(

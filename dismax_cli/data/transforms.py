@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from dismax_cli.data.imageset import ImageSet
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, kind_of, quote_value
 
 #: ITU-R 601-2 luma weights (the ones Pillow's ``convert("L")`` uses) for RGB -> grey.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -206,9 +206,10 @@ class ImageTransform:
         """
         keys = {"image_size", "channels", "mean", "std"}
         if not isinstance(d, Mapping) or not keys <= set(d) <= keys | {"resize"}:
-            got = sorted(d) if isinstance(d, Mapping) else type(d).__name__
+            got = f"with keys {quote_value(list(d))}" if isinstance(d, Mapping) else kind_of(d)
             raise DismaxError(
-                f"transform settings {got} must have exactly the keys {sorted(keys)}; "
+                f"transform settings ({got}) must have exactly the keys "
+                f"{quote_value(sorted(keys))}; "
                 "the checkpoint may be from another tool version, retrain or re-export it"
             )
         return cls(

@@ -43,12 +43,17 @@ def refused_global(message: str) -> str | None:
 def first_sentence(message: str) -> str:
     """The first sentence of an exception message on one line, without ANSI escapes.
 
-    Cut at a sentence end, never mid-sentence; torch's advice before ``WeightsUnpickler
-    error:`` is dropped, so the sentence is the reason itself.
+    Cut at a sentence end or a paragraph break, never mid-sentence; torch's advice before
+    ``WeightsUnpickler error:`` and after the reason's paragraph is dropped, so the sentence is
+    the reason itself.
     """
     message = _ANSI.sub("", message)
     if "WeightsUnpickler error:" in message:  # torch's advice comes first, the reason after it
         message = message.split("WeightsUnpickler error:", 1)[1]
+    # The first paragraph: torch ends a reason without a full stop, then adds advice after a
+    # blank line ("Unsupported operand 123\n\nCheck the documentation of torch.load ...").
+    paragraphs = [p for p in re.split(r"\n\s*\n", message) if p.strip()]
+    message = paragraphs[0] if paragraphs else message
     text = " ".join(message.split())
     text = printable(text, limit=len(text) + 1)
     match = re.search(r"(?<=[.!?])\s", text)

@@ -130,8 +130,9 @@ def _unpickle(path: Path) -> Any:
                 f"Python values); use the {CHECKPOINT_NAME} that `dismax train` writes"
             ) from None
         raise DismaxError(
-            f"{q(path)} is not a readable dismax checkpoint (truncated or corrupted: "
-            f"{exception_reason(exc)}); retrain or restore it from a copy"
+            f"{q(path)} is not a readable dismax checkpoint (another kind of file, truncated or "
+            f"corrupted: {exception_reason(exc)}); retrain or restore it from a copy, or pass "
+            f"the {CHECKPOINT_NAME} that `dismax train` writes"
         ) from None
 
 

@@ -14,6 +14,7 @@ import torch
 from dismax_cli.config import InvalidValueError, check_device_name
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
+from dismax_cli.numbers import parse_integer
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -65,13 +66,15 @@ def _resolve(name: str) -> torch.device:
 
 def torchrun_env_int(name: str, default: int) -> int:
     """An integer variable torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK), or ``default``."""
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
+    if name not in os.environ:
+        return default
+    value = parse_integer(os.environ[name])  # ASCII digits only (dismax_cli.numbers)
+    if value is None:
         raise DismaxError(
             f"{name}={q(os.environ[name])} is not an integer: start the command with torchrun, "
             "which sets it"
-        ) from None
+        )
+    return value
 
 
 def torchrun_device(device: torch.device) -> torch.device:

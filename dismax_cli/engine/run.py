@@ -140,6 +140,11 @@ def _existing_run(config: TrainConfig, run_dir: Path, resume: bool) -> Checkpoin
     ckpt_file = run_dir / CHECKPOINT_NAME
     if not (ckpt_file.exists() or (run_dir.is_dir() and any(run_dir.iterdir()))):
         return None
+    if not resume and not ckpt_file.exists():  # say what is there: files, but no run
+        raise DismaxError(
+            f"folder {q(run_dir)} is not empty and holds no run ({CHECKPOINT_NAME}): choose "
+            "another --out, a new or empty folder"
+        )
     if not resume:
         raise DismaxError(
             f"run folder {q(run_dir)} already holds a run: pass --resume to continue it "

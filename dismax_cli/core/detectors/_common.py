@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dismax_cli.core._arrays import ArrayLike, to_torch_float64
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, kind_of
 from dismax_cli.errors import quote_value as q
 
 Head = Callable[[torch.Tensor], torch.Tensor]
@@ -105,9 +105,9 @@ class DetectorStatistics:
         if not isinstance(data, Mapping) or data.get("format_version") != (
             STATISTICS_FORMAT_VERSION
         ):
-            got = data.get("format_version") if isinstance(data, Mapping) else type(data).__name__
+            got = q(data.get("format_version")) if isinstance(data, Mapping) else kind_of(data)
             raise DismaxError(
-                f"detector statistics have format {q(got)}, expected "
+                f"detector statistics have format {got}, expected "
                 f"{STATISTICS_FORMAT_VERSION}; refit the detector on the training split"
             )
         tensors, values = data.get("tensors"), data.get("values")
