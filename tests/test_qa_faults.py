@@ -275,7 +275,7 @@ def test_a_damaged_report_is_one_line_naming_the_field(
         result = invoke(qa_home, *args)
         assert result.exit_code == 1, result.output
         line = one_error_line(result)
-        assert "this dismax report is incomplete or damaged" in line
+        assert f"report '{bad}' is incomplete or damaged" in line, line  # names the file
         assert field in line, line
 
 
