@@ -13,8 +13,9 @@ a usage error answers before torch loads (issue 10 item 13, README "Design notes
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dismax_cli.lazy_exports import lazy_exports
 
 #: Submodules, also reachable as attributes (``dismax_cli.data.registry``) without an import.
 _SUBMODULES = frozenset(
@@ -124,24 +125,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` on first access (PEP 562).
-
-    Raises:
-        AttributeError: If ``name`` is no public name of the data layer (nor a submodule).
-    """
-    if name in _SUBMODULES:  # ``dismax_cli.data.registry`` as an attribute, as before
-        return importlib.import_module(f"{__name__}.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY, submodules=_SUBMODULES)
 
 
 __all__ = [

@@ -14,8 +14,9 @@ a configuration (a usage error answers at once) before the library loads.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dismax_cli.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from dismax_cli.engine.build import build_model, build_training, make_optimizer, make_transform
@@ -124,22 +125,7 @@ _SOURCES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` and return its ``name`` (PEP 562).
-
-    Raises:
-        AttributeError: for a name this package does not export.
-    """
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_SOURCES})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _SOURCES)
 
 
 __all__ = [
