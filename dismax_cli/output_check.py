@@ -167,23 +167,12 @@ def check_output_plan(targets: Sequence[Target], reads: Sequence[Path]) -> None:
 
 
 def _check_target(target: Target, where: Path) -> None:
-    try:
-        info: os.stat_result | None = os.stat(where)
-    except OSError as exc:
-        if exc.errno not in _ABSENT:
-            raise _cannot(target, str(exc.strerror or exc)) from None
-        info = None  # absent; a file in the way or a long name is named below
-    if info is not None and stat.S_ISDIR(info.st_mode) and not target.folder:
-        raise DismaxError(f"{target.what} {quote_path(target.path)} is a folder: name a file "
-                          "inside it")  # fmt: skip
-    if info is not None and target.folder and not stat.S_ISDIR(info.st_mode):
-        from dismax_cli.config import InvalidValueError  # a bad value: exit 2
-
-        raise InvalidValueError(target.what.lstrip("-"), f"{target.what} "
-                                f"{quote_path(target.path)} is a file: pass a folder for the "
-                                "plots (it is created if missing)")  # fmt: skip
-    if info is not None and not target.folder and not stat.S_ISREG(info.st_mode):
-        return  # a FIFO or device: written directly, nothing created beside it
+    """Refuse a target that cannot be written: its kind, its folders, its names."""
+    info = _stat_or_none(target, where)
+    if info is not None:
+        _check_kind(target, info)
+        if not target.folder and not stat.S_ISREG(info.st_mode):
+            return  # a FIFO or device: written directly, nothing created beside it
     folder = where if target.folder else where.parent
     missing, existing = _missing_folders(target, folder)
     if missing and not (target.parents or target.folder):
@@ -192,7 +181,34 @@ def _check_target(target: Target, where: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise _cannot(target, f"folder {quote_path(existing)} is not writable (read-only or no "
                       "permission): choose a writable folder")  # fmt: skip
-    limit = _name_max(existing)
+    _check_name_lengths(target, where, missing, _name_max(existing))
+
+
+def _stat_or_none(target: Target, where: Path) -> os.stat_result | None:
+    """``os.stat(where)``, None when nothing is there yet (a file in the way, a long name)."""
+    try:
+        return os.stat(where)
+    except OSError as exc:
+        if exc.errno not in _ABSENT:
+            raise _cannot(target, str(exc.strerror or exc)) from None
+        return None
+
+
+def _check_kind(target: Target, info: os.stat_result) -> None:
+    """A folder where a file goes (exit 1), a file where the plots folder goes (exit 2)."""
+    if stat.S_ISDIR(info.st_mode) and not target.folder:
+        raise DismaxError(f"{target.what} {quote_path(target.path)} is a folder: name a file "
+                          "inside it")  # fmt: skip
+    if target.folder and not stat.S_ISDIR(info.st_mode):
+        from dismax_cli.config import InvalidValueError  # a bad value: exit 2
+
+        raise InvalidValueError(target.what.lstrip("-"), f"{target.what} "
+                                f"{quote_path(target.path)} is a file: pass a folder for the "
+                                "plots (it is created if missing)")  # fmt: skip
+
+
+def _check_name_lengths(target: Target, where: Path, missing: list[Path], limit: int) -> None:
+    """Every name writing would create fits the file system's ``limit`` (bytes)."""
     names = [m.name for m in missing] + ([] if target.folder else [where.name])
     for name in names:
         size = len(os.fsencode(name))
@@ -231,6 +247,7 @@ def _name_max(folder: Path) -> int:
 def _check_collisions(
     targets: list[tuple[Target, Path]], reads: list[tuple[Path, Path]]
 ) -> None:
+    """No two outputs name one file; no output lands on or in an input; no plot over either."""
     files = [(t, r) for t, r in targets if not t.folder]
     for i, (target, where) in enumerate(files):
         for other, other_where in files[:i]:
@@ -240,28 +257,35 @@ def _check_collisions(
                     f"{quote_path(other.path)} (both name one file): choose another file name"
                 )
     for target, where in targets:
-        for read, read_where in reads:
-            if where == read_where or (
-                read_where.is_dir() and where.is_relative_to(read_where)
-            ):
-                raise DismaxError(
-                    f"{target.what} {quote_path(target.path)} would overwrite "
-                    f"{quote_path(read)}, which this command reads or writes: choose another "
-                    "file name" + (" (or folder)" if target.folder else "")
-                )
+        _check_against_reads(target, where, reads)
+    named = [(f"{t.what} {quote_path(t.path)}", r) for t, r in files]
+    named += [(quote_path(p), r) for p, r in reads]
     for plots, folder in ((t, r) for t, r in targets if t.folder):
-        named = [(f"{t.what} {quote_path(t.path)}", r) for t, r in files]
-        named += [(quote_path(p), r) for p, r in reads]
-        for name, where in named:
-            if where == folder:
-                raise DismaxError(f"{plots.what} {quote_path(plots.path)} is the file {name}: "
-                                  "pass a folder for the plots")  # fmt: skip
-            if where.parent == folder and PLOT_NAME.match(where.name):
-                raise DismaxError(
-                    f"{plots.what} {quote_path(plots.path)} would overwrite {name} with a plot "
-                    "(plot names reliability-*, hist-*, roc-*, pr-*, risk-coverage .png are "
-                    "reserved there): choose another folder or file name"
-                )
+        _check_plot_names(plots, folder, named)
+
+
+def _check_against_reads(target: Target, where: Path, reads: list[tuple[Path, Path]]) -> None:
+    for read, read_where in reads:
+        if where == read_where or (read_where.is_dir() and where.is_relative_to(read_where)):
+            raise DismaxError(
+                f"{target.what} {quote_path(target.path)} would overwrite "
+                f"{quote_path(read)}, which this command reads or writes: choose another "
+                "file name" + (" (or folder)" if target.folder else "")
+            )
+
+
+def _check_plot_names(plots: Target, folder: Path, named: list[tuple[str, Path]]) -> None:
+    """No file of ``named`` is the plots folder or sits in it under a reserved plot name."""
+    for name, where in named:
+        if where == folder:
+            raise DismaxError(f"{plots.what} {quote_path(plots.path)} is the file {name}: "
+                              "pass a folder for the plots")  # fmt: skip
+        if where.parent == folder and PLOT_NAME.match(where.name):
+            raise DismaxError(
+                f"{plots.what} {quote_path(plots.path)} would overwrite {name} with a plot "
+                "(plot names reliability-*, hist-*, roc-*, pr-*, risk-coverage .png are "
+                "reserved there): choose another folder or file name"
+            )
 
 
 class Terminated(KeyboardInterrupt):
