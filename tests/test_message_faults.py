@@ -444,3 +444,16 @@ def test_a_score_report_is_said_to_hold_no_per_sample_data(tmp_path: Path) -> No
         load_report_samples(scored, tmp_path / "s.json")
     with pytest.raises(DismaxError, match="without --out"):  # a benchmark report keeps its line
         load_report_samples(dataclasses.replace(scored, kind="benchmark"), tmp_path / "s.json")
+
+
+def test_the_help_lists_every_exit_code_the_readme_documents() -> None:
+    """``dismax --help`` names the codes a script can see (README "Exit codes"): 0-3, 130, 141,
+    143 (newcomer's report: the help stopped at 3)."""
+    from typer.testing import CliRunner
+
+    from dismax_cli.cli.app import app
+
+    text = " ".join(CliRunner().invoke(app, ["--help"]).output.split())
+    for code in ("0 success", "1 an error", "2 a usage error", "3 a failed --require",
+                 "130 Ctrl-C", "141 the output's reader went away", "143 SIGTERM"):  # fmt: skip
+        assert code in text, code

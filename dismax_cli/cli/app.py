@@ -26,7 +26,8 @@ app = typer.Typer(
     ),
     epilog=(
         "Exit codes: 0 success, 1 an error (one line on stderr), 2 a usage error or an invalid "
-        "option value, 3 a failed --require."
+        "option value, 3 a failed --require, 130 Ctrl-C, 141 the output's reader went away, "
+        "143 SIGTERM."
     ),
     no_args_is_help=True,
     add_completion=False,
