@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: The repository root.
 REPO = Path(__file__).resolve().parents[1]
@@ -160,3 +161,31 @@ class ImportProbe:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def offline_env(home: Path) -> dict[str, str]:
+    """The variables of an offline CLI test in ``home``: its own data and runs folders, no
+    network, one timing round, plain output 160 columns wide (a CliRunner ``env``)."""
+    return {
+        "DISMAX_DATA_DIR": str(home / "data"),
+        "DISMAX_RUNS_DIR": str(home / "runs"),
+        "DISMAX_OFFLINE": "1",
+        "DISMAX_TIMING_SECONDS": "0",
+        "COLUMNS": "160",
+        "NO_COLOR": "1",
+    }
+
+
+def invoke_in(home: Path, *args: str) -> Any:
+    """Run ``dismax ARGS`` in-process (typer's ``CliRunner``) with ``home`` as the working
+    directory and :func:`offline_env`; return the result."""
+    from typer.testing import CliRunner
+
+    from dismax_cli.cli.app import app
+
+    cwd = os.getcwd()
+    os.chdir(home)
+    try:
+        return CliRunner().invoke(app, list(args), env=offline_env(home))
+    finally:
+        os.chdir(cwd)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import invoke_in, offline_env
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -27,26 +28,6 @@ from dismax_cli.output_set import OutputSet
 
 runner = CliRunner()
 BENCH = ["benchmark", "--epochs", "1", "--methods", "softmax", "--bootstrap", "0", "-q"]
-
-
-def _env(home: Path) -> dict[str, str]:
-    return {
-        "DISMAX_DATA_DIR": str(home / "data"),
-        "DISMAX_RUNS_DIR": str(home / "runs"),
-        "DISMAX_OFFLINE": "1",
-        "DISMAX_TIMING_SECONDS": "0",
-        "COLUMNS": "160",
-        "NO_COLOR": "1",
-    }
-
-
-def invoke(home: Path, *args: str):
-    cwd = os.getcwd()
-    os.chdir(home)
-    try:
-        return runner.invoke(app, list(args), env=_env(home))
-    finally:
-        os.chdir(cwd)
 
 
 def error_line(result) -> str:
@@ -65,9 +46,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``base.json`` + ``base.samples.npz``."""
     home = tmp_path_factory.mktemp("outs")
     train = ["train", "--dataset", "digits[0-5]", "--epochs", "1", "--out", "r1", "-q"]
-    result = invoke(home, *train)
+    result = invoke_in(home, *train)
     assert result.exit_code == 0, result.output
-    result = invoke(home, *BENCH, "--out", "base.json")
+    result = invoke_in(home, *BENCH, "--out", "base.json")
     assert result.exit_code == 0, result.output
     return home
 
@@ -99,12 +80,12 @@ def test_the_per_sample_file_never_overwrites_an_input(home: Path, no_work: None
     data = home / "d.samples.npz"
     np.savez(data, x=np.zeros((4, 8, 8, 1), np.uint8), y=np.zeros(4, np.int64))
     before = data.read_bytes()
-    result = invoke(home, *BENCH, "--ood", "npz:d.samples.npz", "--out", "d.json")
+    result = invoke_in(home, *BENCH, "--ood", "npz:d.samples.npz", "--out", "d.json")
     assert result.exit_code == 1 and "would overwrite" in error_line(result)
     assert data.read_bytes() == before and not (home / "d.json").exists()
     config = home / "cfg2.samples.npz"
     config.write_text("epochs: 1\nmethods: [softmax]\nbootstrap: 0\n")
-    result = invoke(home, "benchmark", "--config", str(config), "--out", "cfg2.json", "-q")
+    result = invoke_in(home, "benchmark", "--config", str(config), "--out", "cfg2.json", "-q")
     assert result.exit_code == 1 and "would overwrite" in error_line(result)
     assert config.read_text().startswith("epochs: 1")
 
@@ -113,7 +94,7 @@ def test_benchmark_out_never_overwrites_a_run_folder_file(home: Path, no_work: N
     (run,) = [p for p in (home / "runs").iterdir() if p.is_dir()]
     for name in ("checkpoint.pt", "train_log.jsonl"):
         before = (run / name).read_bytes()
-        result = invoke(home, *BENCH, "--out", str(run / name))
+        result = invoke_in(home, *BENCH, "--out", str(run / name))
         assert result.exit_code == 1 and "would overwrite" in error_line(result), name
         assert (run / name).read_bytes() == before
 
@@ -131,7 +112,7 @@ def test_no_output_lands_on_a_plot_name(home: Path, no_work: None, command, args
     (home / "Q").mkdir(exist_ok=True)
     before = _snapshot(home)
     prefix = BENCH if command == "benchmark" else ["show", "base.json"]
-    result = invoke(home, *prefix, *args)
+    result = invoke_in(home, *prefix, *args)
     assert result.exit_code == 1 and "with a plot" in error_line(result)
     assert _snapshot(home) == before
 
@@ -142,7 +123,7 @@ def test_show_never_draws_a_plot_over_its_input_report(home: Path) -> None:
     (folder / "risk-coverage.png").write_bytes((home / "base.json").read_bytes())
     (folder / "base.samples.npz").write_bytes((home / "base.samples.npz").read_bytes())
     before = _snapshot(folder)
-    result = invoke(home, "show", "P8/risk-coverage.png", "--plots", "P8")
+    result = invoke_in(home, "show", "P8/risk-coverage.png", "--plots", "P8")
     assert result.exit_code == 1 and "with a plot" in error_line(result)
     assert _snapshot(folder) == before
 
@@ -169,7 +150,7 @@ def test_an_empty_output_value_is_a_usage_error(
     cwd = os.getcwd()
     os.chdir(work)
     try:
-        result = runner.invoke(app, [*prefix, option, value], env=_env(home))
+        result = runner.invoke(app, [*prefix, option, value], env=offline_env(home))
     finally:
         os.chdir(cwd)
     assert result.exit_code == 2, result.output
@@ -196,7 +177,7 @@ def test_a_symlink_loop_as_output_is_one_line(home: Path, no_work: None, args) -
     for a, b in (("l1.json", "l2.json"), ("l2.json", "l1.json")):
         if not (home / a).is_symlink():
             (home / a).symlink_to(b)
-    result = invoke(home, *args)
+    result = invoke_in(home, *args)
     assert result.exit_code == 1
     assert "cannot write" in error_line(result) and "symbolic link loop" in result.output
 
@@ -218,7 +199,7 @@ def test_unusable_outputs_are_refused_before_any_work(home: Path, no_work: None)
     (home / "dangling.json").unlink(missing_ok=True)
     (home / "dangling.json").symlink_to("nowhere/x.json")
     for (option, value), needle in cases.items():
-        result = invoke(home, *BENCH, option, value)
+        result = invoke_in(home, *BENCH, option, value)
         assert result.exit_code == 1 and needle in error_line(result), (option, value)
     assert not (home / "nope").exists()
 
@@ -237,9 +218,9 @@ def test_a_read_only_folder_is_refused_before_any_work(
 
     monkeypatch.setattr(os, "access", access)
     for option, value in (("--plots", "ro/plots"), ("--out", "ro/r.json"), ("--html", "ro/p")):
-        result = invoke(home, *BENCH, option, value)
+        result = invoke_in(home, *BENCH, option, value)
         assert result.exit_code == 1 and "is not writable" in error_line(result), option
-    result = invoke(home, "score", "r1", "--ood", "uniform", "--dump", "ro/d.npz")
+    result = invoke_in(home, "score", "r1", "--ood", "uniform", "--dump", "ro/d.npz")
     assert result.exit_code == 1 and "is not writable" in error_line(result)
 
 
@@ -289,14 +270,14 @@ def test_benchmark_through_a_link_puts_the_per_sample_file_beside_the_target(
     (home / "real" / "r.json").write_text("old")
     os.chmod(home / "real" / "r.json", 0o600)
     (home / "links" / "out.json").symlink_to("../real/r.json")
-    result = invoke(home, *BENCH, "--out", "links/out.json")
+    result = invoke_in(home, *BENCH, "--out", "links/out.json")
     assert result.exit_code == 0, result.output
     assert (home / "links" / "out.json").is_symlink()
     assert (home / "real" / "r.json").read_text().startswith("{")
     assert stat.S_IMODE(os.stat(home / "real" / "r.json").st_mode) == 0o600  # item 13
     assert (home / "real" / "r.samples.npz").is_file()
     assert not (home / "links" / "out.samples.npz").exists()
-    result = invoke(home, "show", "links/out.json", "--plots", "PL")  # finds its samples
+    result = invoke_in(home, "show", "links/out.json", "--plots", "PL")  # finds its samples
     assert result.exit_code == 0, result.output
 
 
@@ -317,7 +298,7 @@ def test_score_out_and_dump_are_all_or_nothing(
 
     monkeypatch.setattr(os, "replace", replace)
     args = ["score", "r1", "--ood", "uniform", "--out", "s.json", "--dump", "d.npz", "-q"]
-    result = invoke(home, *args)
+    result = invoke_in(home, *args)
     assert result.exit_code == 1 and "No space left" in error_line(result)
     assert (home / "d.npz").read_bytes() == b"OLD" and not (home / "s.json").exists()
     assert not [p for p in home.iterdir() if p.name.endswith((".tmp", ".old"))]
@@ -332,7 +313,7 @@ def test_a_fifo_as_out_gets_no_per_sample_file_beside_it(home: Path) -> None:
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
-    result = invoke(home, *BENCH, "--out", "pipe.json")
+    result = invoke_in(home, *BENCH, "--out", "pipe.json")
     reader.join(timeout=60)
     assert result.exit_code == 0, result.output
     assert got and got[0].startswith(b"{") and b'"per_sample": null' in got[0]
@@ -347,7 +328,7 @@ def test_sigterm_while_writing_leaves_nothing_and_exits_143(home: Path) -> None:
     work = home / "term"
     work.mkdir()
     os.mkfifo(work / "ff.html")  # the page blocks until read: SIGTERM arrives mid-commit
-    env = {**os.environ, **_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, **offline_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
     args = [*BENCH, "--out", "c.json", "--plots", "pl", "--html", "ff.html"]
     code = "import sys; from dismax_cli.cli.app import main; sys.argv[0] = 'dismax'; main()"
     proc = subprocess.Popen(
@@ -386,7 +367,7 @@ def test_sigterm_in_a_command_unwinds_like_ctrl_c_and_exits_143() -> None:
 
 def test_out_dev_stdout_on_a_pipe_is_written_directly(home: Path) -> None:
     """``/dev/stdout`` links to ``pipe:[N]``, no real name: it is written, not resolved."""
-    env = {**os.environ, **_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, **offline_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
     code = "import sys; from dismax_cli.cli.app import main; sys.argv[0] = 'dismax'; main()"
     proc = subprocess.run(
         [sys.executable, "-c", code, *BENCH, "--out", "/dev/stdout", "--format", "json"],
@@ -404,6 +385,6 @@ def test_no_output_goes_into_a_dataset_folder_it_reads(
     images = home / "imgs" / "a"
     images.mkdir(parents=True, exist_ok=True)
     before = _snapshot(home / "imgs")
-    result = invoke(home, *BENCH, "--ood", "imagefolder:imgs", option, "imgs/a/new")
+    result = invoke_in(home, *BENCH, "--ood", "imagefolder:imgs", option, "imgs/a/new")
     assert result.exit_code == 1 and "which this command reads" in error_line(result)
     assert _snapshot(home / "imgs") == before

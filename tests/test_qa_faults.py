@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import invoke_in, offline_env
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -23,7 +24,7 @@ LONG = "a" * 300  # one path component over the usual 255-byte NAME_MAX
 def qa_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a 1-epoch digits[0-5] run ``r1`` (trained once for the module)."""
     home = tmp_path_factory.mktemp("qa")
-    env = _env(home)
+    env = offline_env(home)
     result = runner.invoke(
         app,
         ["train", "--dataset", "digits[0-5]", "--epochs", "1", "--out", str(home / "r1"), "-q"],
@@ -31,26 +32,6 @@ def qa_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.exit_code == 0, result.output
     return home
-
-
-def _env(home: Path) -> dict[str, str]:
-    return {
-        "DISMAX_DATA_DIR": str(home / "data"),
-        "DISMAX_RUNS_DIR": str(home / "runs"),
-        "DISMAX_OFFLINE": "1",
-        "COLUMNS": "160",
-        "NO_COLOR": "1",
-    }
-
-
-def invoke(home: Path, *args: str, monkeypatch: pytest.MonkeyPatch | None = None):
-    """Run ``dismax ARGS`` in ``home`` and return the result (exit code, one-line output)."""
-    cwd = os.getcwd()
-    os.chdir(home)
-    try:
-        return runner.invoke(app, list(args), env=_env(home))
-    finally:
-        os.chdir(cwd)
 
 
 def one_error_line(result) -> str:
@@ -108,7 +89,7 @@ def test_head_keeps_logits_and_gradient_of_huge_finite_features(head_cls, magnit
     ],
 )
 def test_a_path_the_system_refuses_is_a_user_error_naming_it(qa_home: Path, args) -> None:
-    result = invoke(qa_home, *args)
+    result = invoke_in(qa_home, *args)
     assert result.exit_code == 1, result.output
     line = one_error_line(result)
     assert LONG in line
@@ -130,7 +111,7 @@ def test_images_of_height_or_width_zero_are_refused_naming_the_file(
         args = ["score", "r1", "--ood", f"npz:{path.name}", "-q"]
     else:
         args = ["train", "--dataset", f"npz:{path.name}", "--epochs", "1", "--out", "z", "-q"]
-    result = invoke(qa_home, *args)
+    result = invoke_in(qa_home, *args)
     assert result.exit_code == 1, result.output
     line = one_error_line(result)
     assert path.name in line
@@ -203,7 +184,8 @@ def test_requirement_method_names_are_case_insensitive(spelling: str) -> None:
 @pytest.fixture(scope="module")
 def score_json(qa_home: Path) -> Path:
     out = qa_home / "score.json"
-    result = invoke(qa_home, "score", "r1", "--ood", "uniform", "gaussian", "--out", str(out), "-q")
+    args = ["score", "r1", "--ood", "uniform", "gaussian", "--out", str(out), "-q"]
+    result = invoke_in(qa_home, *args)
     assert result.exit_code == 0, result.output
     return out
 
@@ -213,7 +195,7 @@ def test_narrow_terminals_never_cut_numbers(qa_home: Path, score_json: Path, col
     import json
 
     data = json.loads(score_json.read_text())
-    env = {**_env(qa_home), "COLUMNS": columns}
+    env = {**offline_env(qa_home), "COLUMNS": columns}
     result = runner.invoke(app, ["benchmark", "show", str(score_json)], env=env)
     assert result.exit_code == 0, result.output
     assert "…" not in result.output
@@ -272,7 +254,7 @@ def test_a_damaged_report_is_one_line_naming_the_field(
         ["benchmark", "show", str(bad)],
         ["benchmark", "show", str(bad), "--format", "json"],
     ):
-        result = invoke(qa_home, *args)
+        result = invoke_in(qa_home, *args)
         assert result.exit_code == 1, result.output
         line = one_error_line(result)
         assert f"report '{bad}' is incomplete or damaged" in line, line  # names the file
@@ -299,7 +281,7 @@ MALFORMED_SPECS = [
 
 @pytest.mark.parametrize(("spec", "message"), MALFORMED_SPECS)
 def test_malformed_ood_specs_exit_2_naming_the_option(qa_home: Path, spec, message) -> None:
-    result = invoke(qa_home, "score", "r1", "--ood", spec, "-q")
+    result = invoke_in(qa_home, "score", "r1", "--ood", spec, "-q")
     assert result.exit_code == 2, result.output
     line = one_error_line(result)
     assert "--ood" in line and message in line
@@ -312,7 +294,7 @@ def test_malformed_training_specs_exit_2_naming_the_option(
     qa_home: Path, spec, message, option
 ) -> None:
     args = ["train", option, spec, "--epochs", "1", "--out", "bad_run", "-q"]
-    result = invoke(qa_home, *args)
+    result = invoke_in(qa_home, *args)
     assert result.exit_code == 2, result.output
     line = one_error_line(result)
     assert option in line and message in line
@@ -328,7 +310,7 @@ def test_malformed_specs_in_a_config_exit_2_naming_key_and_file(
     config.write_text(f'{key}: "{spec}"\nepochs: 1\n')
     # Also when the command line gives a valid value for the same key.
     for extra in ([], [f"--{key.replace('_', '-')}", "digits"]):
-        result = invoke(qa_home, "train", "--config", str(config), *extra, "--out", "bad_run")
+        result = invoke_in(qa_home, "train", "--config", str(config), *extra, "--out", "bad_run")
         assert result.exit_code == 2, result.output
         line = one_error_line(result)
         assert f"'{key}'" in line and config.name in line and message in line
@@ -340,7 +322,7 @@ def test_malformed_specs_in_a_config_exit_2_naming_key_and_file(
     [("uniform:-1", "'-1'"), ("Uniform:-2", "'-2'"), ("gaussian:a-b", "'a-b'")],
 )
 def test_messages_show_the_count_as_typed(qa_home: Path, spec, shown) -> None:
-    line = one_error_line(invoke(qa_home, "score", "r1", "--ood", spec, "-q"))
+    line = one_error_line(invoke_in(qa_home, "score", "r1", "--ood", spec, "-q"))
     assert shown in line and "_" not in line.split("positive")[0].split(":", 2)[-1]
 
 
@@ -348,7 +330,7 @@ def test_messages_show_the_count_as_typed(qa_home: Path, spec, shown) -> None:
     "spec", ["nosuch\\set", "npz:sub\\dir\\missing.npz", "imagefolder:c:\\x\\missing"]
 )
 def test_backslashes_in_messages_are_not_doubled(qa_home: Path, spec) -> None:
-    result = invoke(qa_home, "score", "r1", "--ood", spec, "-q")
+    result = invoke_in(qa_home, "score", "r1", "--ood", spec, "-q")
     assert result.exit_code in (1, 2), result.output
     line = one_error_line(result)
     assert spec in line, line
@@ -368,7 +350,7 @@ def test_backslashes_in_messages_are_not_doubled(qa_home: Path, spec) -> None:
 )
 def test_invalid_ood_labels_are_named(qa_home: Path, entry, message) -> None:
     for command in (["score", "r1"], ["benchmark"]):
-        result = invoke(qa_home, *command, "--ood", entry, "-q")
+        result = invoke_in(qa_home, *command, "--ood", entry, "-q")
         assert result.exit_code == 2, result.output
         line = one_error_line(result)
         assert message in line and "--ood" in line
@@ -406,7 +388,7 @@ def test_a_folder_or_fifo_where_a_file_is_expected_says_so(qa_home: Path) -> Non
         (["score", "r1", "--ood", f"imagefolder:{qa_home / 'r1' / 'checkpoint.pt'}"], "not a fold"),
     ]
     for args, message in cases:
-        result = invoke(qa_home, *args)
+        result = invoke_in(qa_home, *args)
         assert result.exit_code == 1, (args, result.output)
         line = one_error_line(result)
         assert message in line and "does not exist" not in line, (args, line)
@@ -421,7 +403,7 @@ def test_a_folder_or_fifo_where_a_file_is_expected_says_so(qa_home: Path) -> Non
     ],
 )
 def test_empty_file_names_and_specs_are_named(qa_home: Path, args, message) -> None:
-    result = invoke(qa_home, *args)
+    result = invoke_in(qa_home, *args)
     assert result.exit_code == 2, result.output
     line = one_error_line(result)
     assert message in line and "Missing option" not in result.output
@@ -442,7 +424,7 @@ def test_empty_file_names_and_specs_are_named(qa_home: Path, args, message) -> N
 def test_a_key_given_twice_in_a_config_is_an_error(qa_home: Path, text, key, line) -> None:
     config = qa_home / "dup.yaml"
     config.write_text(text)
-    result = invoke(qa_home, "train", "--config", str(config), "--out", "dup_run")
+    result = invoke_in(qa_home, "train", "--config", str(config), "--out", "dup_run")
     assert result.exit_code == 2, result.output
     error = one_error_line(result)
     assert f"'{key}'" in error and f"line {line}" in error and "dup.yaml" in error
@@ -463,7 +445,7 @@ def test_a_bad_config_value_is_reported_even_when_overridden(
 ) -> None:
     config = qa_home / "over.yaml"
     config.write_text(text)
-    result = invoke(qa_home, "train", "--config", str(config), *override, "--out", "over_run")
+    result = invoke_in(qa_home, "train", "--config", str(config), *override, "--out", "over_run")
     assert result.exit_code == 2, result.output
     error = one_error_line(result)
     assert f"'{key}'" in error and "over.yaml" in error
@@ -481,7 +463,7 @@ def test_a_bad_config_value_is_reported_even_when_overridden(
     ],
 )
 def test_counts_have_an_upper_bound_on_the_command_line(qa_home: Path, args) -> None:
-    result = invoke(qa_home, *args)
+    result = invoke_in(qa_home, *args)
     assert result.exit_code == 2, result.output
     assert "from 1 to" in result.output or "from 2 to" in result.output
     assert not (qa_home / "big_run").exists()
@@ -493,7 +475,7 @@ def test_counts_have_an_upper_bound_on_the_command_line(qa_home: Path, args) -> 
 def test_counts_have_an_upper_bound_in_a_config(qa_home: Path, key, value) -> None:
     config = qa_home / "big.yaml"
     config.write_text(f"{key}: {value}\n")
-    result = invoke(qa_home, "train", "--config", str(config), "--out", "big_run")
+    result = invoke_in(qa_home, "train", "--config", str(config), "--out", "big_run")
     assert result.exit_code == 2, result.output
     error = one_error_line(result)
     assert f"'{key}'" in error and "too large" in error
@@ -562,14 +544,14 @@ def test_outputs_never_overwrite_what_the_command_reads(qa_home: Path) -> None:
     np.savez(data, x=np.zeros((4, 8, 8, 1), np.uint8), y=np.zeros(4, np.int64))
     before = data.read_bytes()
     for option in ("--out", "--dump"):
-        result = invoke(qa_home, "score", "r1", "--ood", f"npz:{data}", option, str(data), "-q")
+        result = invoke_in(qa_home, "score", "r1", "--ood", f"npz:{data}", option, str(data), "-q")
         assert result.exit_code == 1, result.output
         assert "would overwrite" in one_error_line(result)
     config = qa_home / "bench.yaml"
     config.write_text("epochs: 1\nmethods: [softmax]\nood: [uniform]\n")
     for args in (["--out", str(config)], ["--html", str(config)], ["--out", "r.json", "--html",
                  "r.samples.npz"], ["--out", "r.json", "--plots", "r.json"]):  # fmt: skip
-        result = invoke(qa_home, "benchmark", "--config", str(config), *args, "-q")
+        result = invoke_in(qa_home, "benchmark", "--config", str(config), *args, "-q")
         assert result.exit_code in (1, 2), result.output
         assert "would overwrite" in one_error_line(result) or "--plots" in result.output
         assert not (qa_home / "r.json").exists()  # refused before anything trained
@@ -580,10 +562,11 @@ def test_show_refuses_compare_with_figures_and_its_own_samples_as_html(
     qa_home: Path, score_json: Path
 ) -> None:
     table = Path(__file__).resolve().parents[1] / "benchmarks" / "paper" / "table2.yaml"
-    result = invoke(qa_home, "show", str(score_json), "--compare", str(table), "--html", "p.html")
+    args = ["show", str(score_json), "--compare", str(table), "--html", "p.html"]
+    result = invoke_in(qa_home, *args)
     assert result.exit_code == 2 and "--compare prints the comparison only" in result.output
     samples = score_json.with_name(score_json.stem + ".samples.npz")
-    result = invoke(qa_home, "show", str(score_json), "--html", str(samples))
+    result = invoke_in(qa_home, "show", str(score_json), "--html", str(samples))
     assert result.exit_code == 1 and "would overwrite" in one_error_line(result)
 
 
@@ -593,7 +576,7 @@ def test_show_refuses_compare_with_figures_and_its_own_samples_as_html(
 def test_wrong_typed_list_items_in_a_config_exit_2(qa_home: Path, text: str) -> None:
     config = qa_home / "typed.yaml"
     config.write_text(text + "\n")
-    result = invoke(qa_home, "benchmark", "--config", str(config))
+    result = invoke_in(qa_home, "benchmark", "--config", str(config))
     assert result.exit_code == 2, result.output
     assert "in config file" in one_error_line(result)
 
@@ -601,7 +584,7 @@ def test_wrong_typed_list_items_in_a_config_exit_2(qa_home: Path, text: str) -> 
 def test_one_key_spelled_two_ways_in_a_config_is_an_error(qa_home: Path) -> None:
     config = qa_home / "twice.yaml"
     config.write_text("batch-size: 8\nbatch_size: 16\n")
-    result = invoke(qa_home, "train", "--config", str(config), "--out", str(qa_home / "tw"))
+    result = invoke_in(qa_home, "train", "--config", str(config), "--out", str(qa_home / "tw"))
     assert result.exit_code == 2 and "gives key 'batch_size' twice" in one_error_line(result)
     assert not (qa_home / "tw").exists()
 
@@ -616,9 +599,9 @@ def test_a_fifo_among_the_images_is_named_not_waited_for(qa_home: Path) -> None:
     import shutil
 
     shutil.copytree(qa_home / "r1", qa_home / "r1cal")
-    assert invoke(qa_home, "calibrate", "r1cal", "-q").exit_code == 0
+    assert invoke_in(qa_home, "calibrate", "r1cal", "-q").exit_code == 0
     for args in (["detect", "r1cal", str(folder / "b.png")], ["detect", "r1cal", str(folder)]):
-        result = invoke(qa_home, *args)
+        result = invoke_in(qa_home, *args)
         assert result.exit_code == 1 and "b.png" in one_error_line(result), result.output
         assert "not a regular file" in result.output
 
@@ -634,15 +617,15 @@ def test_damaged_report_values_that_crashed_the_renderer(qa_home: Path, score_js
         _damage(path, value)(data)
         bad = qa_home / "damaged2.json"
         bad.write_text(json.dumps(data))
-        result = invoke(qa_home, "show", str(bad))
+        result = invoke_in(qa_home, "show", str(bad))
         assert result.exit_code == 1 and field in one_error_line(result), result.output
     data = json.loads(score_json.read_text())
     nll = data["methods"][0]["id_after"]["NLL"]
     nll["mean"], nll["mean_null_reason"] = None, "not computed"  # the documented null form
     (qa_home / "null.json").write_text(json.dumps(data))
-    assert invoke(qa_home, "show", str(qa_home / "null.json")).exit_code == 0
+    assert invoke_in(qa_home, "show", str(qa_home / "null.json")).exit_code == 0
     (qa_home / "deep.json").write_text("[" * 100_000)
-    result = invoke(qa_home, "show", str(qa_home / "deep.json"))
+    result = invoke_in(qa_home, "show", str(qa_home / "deep.json"))
     assert result.exit_code == 1 and "nests too deeply" in one_error_line(result)
 
 
@@ -659,8 +642,8 @@ def test_a_config_value_valid_with_the_command_line_options_is_accepted(qa_home:
     config = qa_home / "decay.yaml"
     config.write_text("decay_epochs: [15]\n")
     out = qa_home / "decay-run"
-    result = invoke(qa_home, "train", "--config", str(config), "--epochs", "20",
+    result = invoke_in(qa_home, "train", "--config", str(config), "--epochs", "20",
                     "--dataset", "digits[0-1]", "--out", str(out), "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
-    alone = invoke(qa_home, "train", "--config", str(config), "--out", str(qa_home / "d2"))
+    alone = invoke_in(qa_home, "train", "--config", str(config), "--out", str(qa_home / "d2"))
     assert alone.exit_code == 2 and "below epochs=10" in one_error_line(alone)
