@@ -16,31 +16,28 @@ from typing import Any, BinaryIO
 
 from dismax_cli.errors import quote_value as q
 
+#: Bytes of a target's name that its temporary files keep (the rest is cut), so that the
+#: temporary name of a target whose name has the file system's maximum length still fits.
+TEMP_NAME_BYTES = 200
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
     """Create ``path`` by calling ``write(handle)`` on a temporary file, then renaming it.
 
-    The file gets the permissions a plain ``open()`` would give (0666 minus the umask), not
-    ``mkstemp``'s 0600. On any error the temporary file is removed and the error re-raised.
+    The file gets the permissions a plain ``open()`` would give (:func:`default_file_mode`),
+    not ``mkstemp``'s 0600. On any error the temporary file is removed and the error re-raised.
 
     A ``path`` that already exists as something other than a regular file or a folder (a FIFO,
     ``/dev/null``, ``/dev/stdout``, a shell's ``>(...)``) is written to directly, as any Unix
     tool does: renaming over it would replace the device or pipe with a plain file.
     """
     path = Path(path)
-    if _is_special(path):
+    if is_special_file(path):
         with open(path, "wb") as handle:
             write(handle)
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = write_temp(path, write, mode=default_file_mode())
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -48,11 +45,39 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         raise
 
 
-def _is_special(path: Path) -> bool:
-    """True for an existing FIFO, character/block device or socket (symlinks followed)."""
+def write_temp(target: Path, write: Callable[[BinaryIO], None], *, mode: int) -> str:
+    """Write a temporary file beside ``target`` (``write(handle)``, fsync, permission bits
+    ``mode``) and return its path; on any error it is removed and the error re-raised.
+
+    Its name is ``.NAME.XXXXXXXX.tmp`` with NAME cut to :data:`TEMP_NAME_BYTES` bytes.
+    """
+    short = os.fsencode(target.name)[:TEMP_NAME_BYTES].decode("utf-8", "ignore")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{short}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def default_file_mode() -> int:
+    """The permission bits ``open()`` gives a new file: 0666 minus the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def is_special_file(path: str | os.PathLike[str]) -> bool:
+    """An existing FIFO, character/block device or socket (links followed): written directly."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:
+    except (OSError, ValueError):
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
@@ -62,7 +87,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     atomic_write(path, lambda handle: handle.write(data))
 
 
-__all__ = ["atomic_write", "atomic_write_bytes"]
+__all__ = [
+    "TEMP_NAME_BYTES",
+    "atomic_write",
+    "atomic_write_bytes",
+    "default_file_mode",
+    "is_special_file",
+    "write_temp",
+]
 
 
 #: The file a run folder keeps its model in (``dismax train --out DIR`` writes DIR/checkpoint.pt).

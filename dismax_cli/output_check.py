@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.fileio import is_special_file
 
 #: Plot file names a ``--plots`` folder reserves (:func:`dismax_cli.plots.plot_files`: method
 #: and OOD-set parts are only known after the run, so the whole pattern is reserved).
 PLOT_NAME = re.compile(r"^(reliability-.+|hist-.+|roc-.+|pr-.+|risk-coverage)(~\d+)?\.png$", re.I)
-#: Bytes of a target's name that its temporary files keep (the rest of the name is cut).
-TEMP_NAME_BYTES = 200
 #: ``os.stat`` errors of a path that is not there yet (a file in the way, a long name).
 _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
 
@@ -61,15 +60,6 @@ def parse_output_path(value: str | os.PathLike[str]) -> Path:
     if isinstance(value, str) and value.strip() == "":
         raise typer.BadParameter(f"{value!r} is empty: pass a path (or leave the option out)")
     return Path(value)
-
-
-def is_special_file(path: str | os.PathLike[str]) -> bool:
-    """An existing FIFO, character/block device or socket (links followed): written directly."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def samples_target(out: Path) -> Path:
@@ -329,7 +319,6 @@ __all__ = [
     "check_output_plan",
     "data_files",
     "folder_files",
-    "is_special_file",
     "parse_output_path",
     "real_path",
     "run_folders",

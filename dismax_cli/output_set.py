@@ -18,12 +18,12 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dismax_cli.errors import DismaxError, quote_path
-from dismax_cli.output_check import TEMP_NAME_BYTES, is_special_file, real_path
+from dismax_cli.fileio import default_file_mode, is_special_file, write_temp
+from dismax_cli.output_check import real_path
 
 
 @dataclass
@@ -93,13 +93,8 @@ class OutputSet:
         self._make_folder(item.real.parent)
         if item.real.is_dir():
             raise IsADirectoryError(21, "it is a folder", str(item.path))
-        short = os.fsencode(item.real.name)[:TEMP_NAME_BYTES].decode("utf-8", "ignore")
-        fd, item.tmp = tempfile.mkstemp(dir=item.real.parent, prefix=f".{short}.", suffix=".tmp")
-        os.fchmod(fd, _new_mode(item.real))
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(item.data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        item.tmp = write_temp(item.real, lambda handle: handle.write(item.data),
+                              mode=_new_mode(item.real))  # fmt: skip
 
     def _make_folder(self, folder: Path) -> None:
         missing: list[Path] = []
@@ -148,9 +143,7 @@ def _new_mode(real: Path) -> int:
     try:
         return stat.S_IMODE(os.stat(real).st_mode)
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return default_file_mode()
 
 
 def _refuse_duplicates(items: list[_Item]) -> None:

@@ -55,12 +55,12 @@ def check_outputs(
     file, the plots folder and its plot names, the page): :func:`~dismax_cli.output_check.
     check_output_plan`."""
     from dismax_cli.data.registry import resolve_data_dir
+    from dismax_cli.fileio import is_special_file
     from dismax_cli.output_check import (
         Target,
         check_output_plan,
         data_files,
         folder_files,
-        is_special_file,
         run_folders,
         samples_target,
     )  # fmt: skip
@@ -238,7 +238,8 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     from dismax_cli.benchmark import check_requirements
     from dismax_cli.engine import distributed
     from dismax_cli.evidence import per_sample_file
-    from dismax_cli.output_check import is_special_file, real_path, samples_target
+    from dismax_cli.fileio import is_special_file
+    from dismax_cli.output_check import real_path, samples_target
     from dismax_cli.output_set import OutputSet
     from dismax_cli.reports import to_json
 
