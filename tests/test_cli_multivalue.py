@@ -52,6 +52,8 @@ def ood(*values: str) -> list[str]:
         (["--ood=a,b", "c"], ood("a", "b", "c")),  # inline, then more values
         (["--ood", "digits[0,2],uniform"], ood("digits[0,2]", "uniform")),  # brackets keep ','
         (["--ood", "a,,b,"], ood("a", "b")),  # empty parts dropped
+        (["--ood", r"npz:a\,b.npz,svhn"], ood("npz:a,b.npz", "svhn")),  # an escaped comma stays
+        (["--ood", r"npz:x\y.npz", "z\\"], ood(r"npz:x\y.npz", "z\\")),  # other '\' kept
         (["--ood", ""], ood("")),  # an empty value stays for the command to name it
         (["--ood", "-", "a"], ood("-", "a")),  # a lone '-' is a value
         (["--ood", "a", "-q", "b"], [*ood("a"), "-q", "b"]),  # a short option ends the values
@@ -268,3 +270,18 @@ def test_help_wins_even_as_a_would_be_value() -> None:
     for argv in (["score", "--ood", "uniform", "-h"], ["score", "r1", "--ood", "-h"]):
         result = runner.invoke(app, argv)
         assert result.exit_code == 0 and "Usage: dismax score" in result.output, result.output
+
+
+def test_a_comma_inside_a_file_name_is_named_with_its_escape(tmp_path: Path) -> None:
+    """``npz:a,b.npz`` splits into ``npz:a`` and ``b.npz``: the error on the second part says
+    how to keep the comma (``\\,``), and the escaped form names the file ``a,b.npz``."""
+    from support import invoke_in
+
+    result = invoke_in(tmp_path, "benchmark", "--ood", "npz:a,b.npz", "--epochs", "1")
+    assert result.exit_code == 2, result.output
+    assert "unknown dataset 'b.npz'" in result.output
+    assert "a comma inside a file name is written \\," in result.output
+    escaped = invoke_in(tmp_path, "benchmark", "--ood", r"npz:a\,b.npz", "--epochs", "1")
+    assert escaped.exit_code != 0
+    assert str(tmp_path / "a,b.npz") in escaped.output, escaped.output
+    assert not (tmp_path / "runs").exists()

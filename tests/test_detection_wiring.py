@@ -264,6 +264,30 @@ def test_every_row_has_a_speed_relative_to_softmax_msp(all_scores: dict) -> None
     assert softmax["score_efficiency"]["msp"]["mean"] == 1.0  # the reference itself
 
 
+def test_scores_without_msp_still_get_a_speed_relative_to_softmax_msp(
+    all_scores: dict, tmp_path: Path, time_one_round
+) -> None:
+    """``--scores knn`` shows no MSP row, yet the speed column is relative to SoftMax's MSP:
+    the reference is timed anyway (it was a KeyError, "internal error", before)."""
+    out = tmp_path / "knn.json"
+    with pytest.MonkeyPatch.context() as patch:
+        time_one_round(patch)
+        result = runner.invoke(
+            app,
+            ["benchmark", "--methods", "softmax", "dismax", "--scores", "knn", "--out", str(out)],
+            env=all_scores["env"],
+        )
+    assert result.exit_code == 0, result.output
+    for m in json.loads(out.read_text())["methods"]:
+        speeds = {k: v["mean"] for k, v in m["score_efficiency"].items()}
+        assert set(speeds) == {"knn"}, speeds
+        assert math.isfinite(speeds["knn"]) and speeds["knn"] > 0
+    rows = [line.split() for line in result.output.splitlines()]
+    knn = [row for row in rows if row[:2] == ["SoftMax", "knn"]]
+    assert len(knn) == 2 and all(float(row[-1]) > 0 for row in knn), result.output  # 2 OOD sets
+    assert not any(row[:2] == ["SoftMax", "msp"] for row in rows)
+
+
 def test_the_table_shows_every_score_within_80_columns(all_scores: dict) -> None:
     report = from_json(json.dumps(all_scores["report"]))
     assert from_json(to_json(report)) == report

@@ -100,18 +100,27 @@ def is_path_like(token: str) -> bool:
 def split_commas(value: str) -> list[str]:
     """``a,digits[0,2]`` -> ``["a", "digits[0,2]"]``: commas inside brackets stay.
 
-    Empty parts are dropped; a value with no part left stays as it is (``""``), so that the
-    command names it in its error.
+    ``\\,`` is a comma that does not split (a file name with a comma: ``npz:a\\,b.npz`` is the
+    file ``a,b.npz``); any other backslash is kept as typed. Empty parts are dropped; a value
+    with no part left stays as it is (``""``), so that the command names it in its error.
     """
     parts, depth, current = [], 0, ""
+    escaped = False
     for ch in value:
+        if escaped:
+            current += ch if ch == "," else "\\" + ch
+            escaped = False
+            continue
+        if ch == "\\":
+            escaped = True
+            continue
         depth += (ch == "[") - (ch == "]")
         if ch == "," and depth == 0:
             parts.append(current)
             current = ""
         else:
             current += ch
-    parts.append(current)
+    parts.append(current + ("\\" if escaped else ""))
     return [p for p in parts if p] or [value]
 
 

@@ -55,8 +55,13 @@ class NpzSource(_PathSource):
     forms = ("npz:PATH",)
 
     def hint(self, body: str) -> str:
-        """Suggest ``npz:`` for a name ending in ``.npz``."""
-        return f" (for a file write npz:{body})" if body.lower().endswith(".npz") else ""
+        """Suggest ``npz:`` for a name ending in ``.npz`` (and the CLI's escape for a comma)."""
+        if not body.lower().endswith(".npz"):
+            return ""
+        return (
+            f" (for a file write npz:{body}; on the command line a comma inside a file name is "
+            "written \\,)"
+        )
 
     def load(
         self,
