@@ -273,3 +273,60 @@ def test_benchmark_reuse_names_the_bad_keys(tmp_path: Path) -> None:
         assert line.startswith("error"), line
         _check_message(line, fragments, shape)
         assert str(run) in line, line
+
+
+# ------------------------------------------------------------------ a full disk while saving
+
+
+def _disk_full_on_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fsync of a file being written fails as on a full disk (the data never lands)."""
+    import errno
+    import os
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def test_train_on_a_full_disk_is_one_line_and_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first checkpoint cannot be written: one line with the system's reason, and the run
+    folder this command made (its log already said epoch 1) goes again, so the same command
+    works once there is space (not "not empty and holds no run")."""
+    from support import invoke_in
+
+    _disk_full_on_fsync(monkeypatch)
+    result = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "-q")
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    line = _one_line(result.output)
+    assert line == (
+        "error: cannot write 'run/checkpoint.pt': No space left on device; free space there "
+        "(or choose another folder) and run the command again"
+    )
+    assert not (tmp_path / "run").exists()
+    again = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "-q")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "run" / CHECKPOINT_NAME).is_file()
+
+
+def test_calibrate_on_a_full_disk_keeps_the_checkpoint(
+    tmp_path: Path, runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support import invoke_in
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["finished"], run)
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    _disk_full_on_fsync(monkeypatch)
+    result = invoke_in(tmp_path, "calibrate", "run", "-q")
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert _one_line(result.output).startswith(
+        "error: cannot write 'run/checkpoint.pt': No space left on device"
+    )
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+    names = sorted(p.name for p in runs["finished"].iterdir())
+    assert sorted(p.name for p in run.iterdir()) == names  # no temporary file left

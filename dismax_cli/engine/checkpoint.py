@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -43,7 +44,6 @@ from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import (
     CHECKPOINT_NAME,
     LOG_NAME,
-    atomic_write,
     atomic_write_bytes,
     checkpoint_path,
 )
@@ -95,9 +95,36 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint | dict[str, Any]) -> None:
-    """Serialise ``checkpoint`` (or a raw payload) with ``torch.save`` and write it atomically."""
+    """Serialise ``checkpoint`` (or a raw payload) with ``torch.save`` and write it atomically.
+
+    Raises:
+        DismaxError: when the file cannot be written (a full disk, a read-only folder), naming
+            the file and the system's reason; the file that was there is kept.
+    """
     payload = checkpoint.to_payload() if isinstance(checkpoint, Checkpoint) else checkpoint
-    atomic_write(path, lambda handle: torch.save(_canonical(payload), handle))
+    save_torch_file(path, _canonical(payload))
+
+
+def save_torch_file(path: Path, payload: Any) -> None:
+    """``torch.save(payload)`` to ``path`` atomically, with the system's reason on failure.
+
+    The bytes are made in memory first: ``torch.save`` into a file that fails mid-write (a full
+    disk) reports its own internal error (``unexpected pos ...``) instead of the ``OSError``,
+    while a plain write of the bytes keeps it. The bytes are the same as writing to the file.
+
+    Raises:
+        DismaxError: ``cannot write 'PATH': No space left on device; ...``; nothing is left
+            under the name but what was there before.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getbuffer())
+    except OSError as exc:
+        raise DismaxError(
+            f"cannot write {q(path)}: {exc.strerror or exc}; free space there (or choose "
+            "another folder) and run the command again"
+        ) from None
 
 
 def _canonical(value: Any) -> Any:

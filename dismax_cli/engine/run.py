@@ -47,7 +47,7 @@ from dismax_cli.engine.loop import (
     seeded_global_rng,
     train_one_epoch,
 )
-from dismax_cli.engine.selection import save_epoch
+from dismax_cli.engine.selection import BEST_NAME, save_epoch
 from dismax_cli.engine.streaming import epoch_batches
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
@@ -238,10 +238,15 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
         seconds=stats.seconds,
         images_per_s=stats.images_per_s,
     )
-    run.selection = save_epoch(
-        config, run.data, setup, epoch=epoch, entry=entry, selection=run.selection,
-        run_dir=run.run_dir, log=run.log, checkpoint=run.checkpoint,
-    )  # fmt: skip
+    try:
+        run.selection = save_epoch(
+            config, run.data, setup, epoch=epoch, entry=entry, selection=run.selection,
+            run_dir=run.run_dir, log=run.log, checkpoint=run.checkpoint,
+        )  # fmt: skip
+    except DismaxError:  # e.g. a full disk: a folder this run made and never saved goes again
+        if not run.checkpoint.exists():
+            _remove_unsaved_run(run)
+        raise
     distributed.barrier()  # no rank reads the checkpoint before rank 0 has written it
     report(stats, done=True)
     return entry
@@ -251,15 +256,10 @@ def _progress(
     config: TrainConfig, epoch: int, batches: int, stats: EpochStats, done: bool
 ) -> TrainProgress:
     return TrainProgress(
-        epoch=epoch + 1,
-        epochs=config.epochs,
-        batch=batches if done else stats.batches,
-        batches=batches,
-        loss=stats.loss,
-        accuracy=stats.accuracy,
-        images_per_s=stats.images_per_s,
-        epoch_done=done,
-    )
+        epoch=epoch + 1, epochs=config.epochs, batch=batches if done else stats.batches,
+        batches=batches, loss=stats.loss, accuracy=stats.accuracy,
+        images_per_s=stats.images_per_s, epoch_done=done,
+    )  # fmt: skip
 
 
 def _non_finite_error(run: _Run, epoch: int) -> DismaxError:
@@ -267,14 +267,20 @@ def _non_finite_error(run: _Run, epoch: int) -> DismaxError:
         kept = f"{q(run.checkpoint)} keeps the last good epoch ({epoch})"
     else:
         kept = "no epoch finished, so no checkpoint was written"
-        if run.created_dir and distributed.is_main():
-            run.log.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                run.run_dir.rmdir()
+        _remove_unsaved_run(run)
     return DismaxError(
         f"the training loss became non-finite in epoch {epoch + 1}: the run stopped and "
         f"{kept}; lower --lr and train again"
     )
+
+
+def _remove_unsaved_run(run: _Run) -> None:
+    """Remove the run folder this process made and never saved a checkpoint in (with its log)."""
+    if run.created_dir and distributed.is_main():
+        for name in (run.log, run.run_dir / BEST_NAME):
+            name.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            run.run_dir.rmdir()
 
 
 def _check_same_run(saved_config: TrainConfig, config: TrainConfig, path: Path) -> None:

@@ -20,10 +20,10 @@ from torch import nn
 
 from dismax_cli.data import ImageSet
 from dismax_cli.data.transforms import ImageTransform
+from dismax_cli.engine.checkpoint import save_torch_file
 from dismax_cli.engine.predict import image_batches, predict_logits
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
-from dismax_cli.fileio import atomic_write
 
 if TYPE_CHECKING:
     from dismax_cli.engine.build import TrainingSetup
@@ -93,7 +93,7 @@ def update_selection(
     if best_so_far is not None and accuracy <= best_so_far["accuracy"]:
         return {**best_so_far, "accuracies": accuracies}
     payload = {"epoch": epoch, "state_dict": state}
-    atomic_write(run_dir / BEST_NAME, lambda handle: torch.save(payload, handle))
+    save_torch_file(run_dir / BEST_NAME, payload)
     return {
         "rule": rule,
         "split": "val" if rule == "best-val" else "test",
