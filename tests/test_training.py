@@ -372,7 +372,8 @@ def test_cuda_training_bf16_channels_last_and_scoring(tmp_path: Path, digits_dat
     assert (cpu.argmax(1) == logits.argmax(1)).float().mean() > 0.95  # bf16 vs fp32
 
 
-def test_calibration_without_a_finite_optimum_keeps_the_training_temperature() -> None:
+def test_calibration_without_a_finite_optimum_keeps_the_training_temperature_or_the_upper_bound(
+) -> None:
     from dismax_cli.engine import fit_temperature_noted, training_temperature
 
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
@@ -380,8 +381,10 @@ def test_calibration_without_a_finite_optimum_keeps_the_training_temperature() -
     assert training_temperature("softmax", 10.0) == 1.0
     t, note = fit_temperature_noted(logits, torch.tensor([0, 1]), objective="ece", fallback=0.1)
     assert t == 0.1 and "every validation prediction is correct" in note and "T = 0.001" in note
-    t, note = fit_temperature_noted(logits, torch.tensor([1, 0]), objective="nll", fallback=1.0)
-    assert t == 1.0 and "every validation prediction is wrong" in note and "T = 100" in note
+    # At the upper bound the bound is kept (METHOD.md §4), not the sharper training T.
+    t, note = fit_temperature_noted(logits, torch.tensor([1, 0]), objective="nll", fallback=0.1)
+    assert t == 100.0 and "every validation prediction is wrong" in note and "T = 100" in note
+    assert note.endswith("so that bound is kept (probabilities near uniform)")
     # A split with a finite optimum is fitted as usual: T = 2 / ln 3 (issue 3's case).
     t, note = fit_temperature_noted(
         torch.tensor([[2.0, 0.0]] * 4), torch.tensor([0, 0, 0, 1]), objective="nll", fallback=1.0

@@ -174,8 +174,13 @@ def fit_temperature_noted(
     optimizer: str = "grid",
     split: str = "val",
 ) -> tuple[float, str | None]:
-    """:func:`fit_temperature`, or ``fallback`` with a note when the optimum is a search bound.
+    """:func:`fit_temperature`, with a note when the optimum is a search bound.
 
+    At the lower bound (the objective keeps improving as T -> 0, as when every prediction is
+    correct) ``fallback`` (the training temperature) is kept instead: T = 0.001 would make every
+    later mistake cost about a thousand nats. At the upper bound (it keeps improving as T
+    grows: a model no better than its probabilities spread evenly) the bound is kept, as
+    METHOD.md §4 specifies; the training temperature would make those probabilities sharper.
     ``optimizer`` is :func:`fit_temperature`'s; ``split`` (``val`` or ``test``) names the split
     in the note.
 
@@ -196,12 +201,13 @@ def fit_temperature_noted(
         if predictions_right == 0
         else "the objective keeps improving towards the search bound"
     )
-    note = (
+    found = (
         f"the {objective.upper()} fit has no finite optimum on the {len(targets):,}-image "
-        f"{what} split ({reason}; it ran to T = {temperature:g}), so the training "
-        f"temperature T = {fallback:g} is kept"
+        f"{what} split ({reason}; it ran to T = {temperature:g})"
     )
-    return float(fallback), note
+    if temperature > 1.0:  # the upper bound: near-uniform probabilities
+        return float(temperature), f"{found}, so that bound is kept (probabilities near uniform)"
+    return float(fallback), f"{found}, so the training temperature T = {fallback:g} is kept"
 
 
 
