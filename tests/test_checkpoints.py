@@ -330,3 +330,21 @@ def test_calibrate_on_a_full_disk_keeps_the_checkpoint(
     assert (run / CHECKPOINT_NAME).read_bytes() == before
     names = sorted(p.name for p in runs["finished"].iterdir())
     assert sorted(p.name for p in run.iterdir()) == names  # no temporary file left
+
+
+def test_a_folder_left_before_the_first_checkpoint_says_resume_trains_it(tmp_path: Path) -> None:
+    """A run killed between its first log line and its first checkpoint leaves only the log:
+    without --resume that is refused, naming --resume, which then trains it from the start."""
+    from support import invoke_in
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_log.jsonl").write_text('{"epoch": 1, "loss": 1.0}\n')
+    refused = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "-q")
+    assert refused.exit_code == 1
+    line = _one_line(refused.output)
+    assert line.startswith("error: folder 'run' is not empty and holds no run (checkpoint.pt)")
+    assert "holding only train_log.jsonl, trains from the start with --resume" in line
+    resumed = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "--resume", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert (run / CHECKPOINT_NAME).is_file()

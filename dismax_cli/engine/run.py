@@ -143,7 +143,8 @@ def _existing_run(config: TrainConfig, run_dir: Path, resume: bool) -> Checkpoin
     if not resume and not ckpt_file.exists():  # say what is there: files, but no run
         raise DismaxError(
             f"folder {q(run_dir)} is not empty and holds no run ({CHECKPOINT_NAME}): choose "
-            "another --out, a new or empty folder"
+            "another --out, a new or empty folder (a folder that a run stopped in before its "
+            f"first checkpoint, holding only {LOG_NAME}, trains from the start with --resume)"
         )
     if not resume:
         raise DismaxError(
