@@ -250,7 +250,8 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     if not distributed.is_main():  # under torchrun rank 0 writes the report and its files
         return
     out, plots, html = command["out"], command["plots"], command["html"]
-    reads = [*command.get("reads", ()), *folder_files(run_folders(cfg.runs_dir))]  # new runs too
+    runs = folder_files(run_folders(getattr(cfg, "runs_dir", None)))  # runs trained now too
+    reads = [*command.get("reads", ()), *runs]
     outputs = OutputSet(reads=reads)  # the report, its samples, the figures: all or nothing
     if out is not None and not is_special_file(out):  # none beside /dev/null or a FIFO
         written = real_path(out) if out.is_symlink() else out  # a link: write to its target
