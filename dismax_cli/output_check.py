@@ -39,13 +39,16 @@ _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
 class Target:
     """One output: ``path`` as typed, ``what`` names it in errors (``--out``, ``--plots``);
     ``folder`` for ``--plots`` (created with its parents); ``parents`` when missing parent
-    folders may be created; ``fix`` ends a collision message (what the user should do)."""
+    folders may be created; ``fix`` ends a collision message (what the user should do);
+    ``special=False`` refuses a FIFO or device there (a name the command derives, such as the
+    per-sample file: written directly, a FIFO would block)."""
 
     path: Path
     what: str
     folder: bool = False
     parents: bool = False
     fix: str = "choose another file name"
+    special: bool = True
 
 
 def parse_output_path(value: str | os.PathLike[str]) -> Path:
@@ -154,6 +157,9 @@ def check_output_plan(
             raise _cannot(target, f"it is this command's standard output, which carries "
                           f"{stdout_report}: write {target.what} to a file of its own")
         if not target.folder and is_special_file(target.path):
+            if not target.special:
+                raise _cannot(target, "it is a FIFO, device or socket, where this file goes: "
+                              "remove it or choose another name")  # fmt: skip
             continue  # /dev/stdout, a FIFO: written directly (a pipe resolves to no real name)
         try:
             where = real_path(target.path)

@@ -188,6 +188,17 @@ def test_a_fifo_at_a_plot_name_is_refused_not_waited_on(home: Path) -> None:
     assert sorted(p.name for p in figs.iterdir()) == ["roc-uniform.png"]
 
 
+def test_a_fifo_where_the_per_sample_file_goes_is_refused_before_training(
+    home: Path, no_work: None
+) -> None:
+    """The per-sample file's name is derived from --out: a FIFO there would block."""
+    os.mkfifo(home / "f15.samples.npz")
+    result = invoke_in(home, *BENCH, "--out", "f15.json")
+    line = one_line(result)
+    assert result.exit_code == 1 and "f15.samples.npz': it is a FIFO, device or socket" in line
+    assert not (home / "f15.json").exists()
+
+
 def test_output_set_never_writes_a_plot_into_a_fifo(tmp_path: Path) -> None:
     """Made after the early check, a FIFO at a plot name is refused, not opened (which
     blocks until a reader comes)."""

@@ -80,7 +80,7 @@ def check_outputs(
     if out is not None:
         targets.append(Target(out, "--out"))
         if not is_special_file(out):  # /dev/null, a FIFO: no per-sample file beside it
-            targets.append(Target(samples_target(out), "--out's per-sample file"))
+            targets.append(Target(samples_target(out), "--out's per-sample file", special=False))
     if command["plots"] is not None:
         targets.append(Target(command["plots"], "--plots", folder=True))
     if command["html"] is not None:
@@ -256,7 +256,7 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     if out is not None and not is_special_file(out):  # none beside /dev/null or a FIFO
         written = real_path(out) if out.is_symlink() else out  # a link: write to its target
         report, data = per_sample_file(report, evidence, written)
-        outputs.add(samples_target(out), data, "--out's per-sample file")
+        outputs.add(samples_target(out), data, "--out's per-sample file", special=False)
     if out is not None:
         outputs.add(out, (to_json(report) + "\n").encode(), "--out")
     per_sample = evidence.per_sample() if plots is not None or html is not None else None
