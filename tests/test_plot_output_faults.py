@@ -272,3 +272,10 @@ def test_the_page_may_go_to_stdout_with_the_table_format(home: Path) -> None:
     proc = run_cli(home, "show", "r.json", "--html", "/dev/stdout")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.lstrip().lower().startswith(b"<!doctype html")
+
+
+def test_dev_null_is_not_taken_for_stdout(home: Path) -> None:
+    """``--html /dev/null`` with stdout on /dev/null too: nothing mixes, nothing is refused."""
+    proc = run_cli(home, "show", "r.json", "--format", "json", "--html", "/dev/null",
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
