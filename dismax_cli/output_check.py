@@ -39,12 +39,16 @@ _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
 class Target:
     """One output: ``path`` as typed, ``what`` names it in errors (``--out``, ``--plots``);
     ``folder`` for ``--plots`` (created with its parents); ``parents`` when missing parent
-    folders may be created."""
+    folders may be created; ``fix`` ends a collision message (what the user should do);
+    ``special=False`` refuses a FIFO or device there (a name the command derives, such as the
+    per-sample file: written directly, a FIFO would block)."""
 
     path: Path
     what: str
     folder: bool = False
     parents: bool = False
+    fix: str = "choose another file name"
+    special: bool = True
 
 
 def parse_output_path(value: str | os.PathLike[str]) -> Path:
@@ -129,35 +133,116 @@ def run_folders(runs_dir: str | os.PathLike[str] | None) -> list[Path]:
         return []
 
 
-def check_output_plan(targets: Sequence[Target], reads: Sequence[Path]) -> None:
+def check_output_plan(
+    targets: Sequence[Target], reads: Sequence[Path], *, stdout_report: str | None = None
+) -> None:
     """Refuse, before any work, a set of outputs that cannot or must not be written.
 
     Each target must be usable (no link loop, no folder where a file goes, no file where a
-    folder goes, an existing writable folder, a name the file system takes, temp names
-    included); no two targets may land on one file; no target may replace a file in ``reads``
-    or lie inside a folder in ``reads``; a ``folder`` target (``--plots``) may not hold a read
-    or another target under a plot name (:data:`PLOT_NAME`).
+    folder goes, an existing writable folder or one a ``folder`` target creates, a name the
+    file system takes, temp names included); no two targets may land on one file; no target
+    may replace a file in ``reads`` or lie inside a folder in ``reads``; a ``folder`` target
+    (``--plots``) may not hold a read or another target under a plot name (:data:`PLOT_NAME`),
+    nor a folder, FIFO, device or link loop there, and a link there is checked where it
+    points (:func:`plot_entries`). With ``stdout_report`` (what the command prints on stdout,
+    e.g. ``"the JSON report (--format json)"``) no target may be the standard output.
 
     Raises:
         DismaxError: (exit 1) naming the value as typed, what is wrong and the fix.
     """
+    created = _planned_folders(targets)
     real: list[tuple[Target, Path]] = []
     for target in targets:
+        if stdout_report is not None and is_stdout(target.path):
+            raise _cannot(target, f"it is this command's standard output, which carries "
+                          f"{stdout_report}: write {target.what} to a file of its own")
         if not target.folder and is_special_file(target.path):
+            if not target.special:
+                raise _cannot(target, "it is a FIFO, device or socket, where this file goes: "
+                              "remove it or choose another name")  # fmt: skip
             continue  # /dev/stdout, a FIFO: written directly (a pipe resolves to no real name)
         try:
             where = real_path(target.path)
         except OSError:
             raise _cannot(target, "it is a symbolic link loop: remove the loop or choose "
                           "another name") from None  # fmt: skip
-        _check_target(target, where)
+        _check_target(target, where, created)
         real.append((target, where))
+        for entry in plot_entries(target, where) if target.folder else []:
+            entry_where = real_path(entry.path)
+            _check_target(entry, entry_where, created)
+            real.append((entry, entry_where))
     read_real = [(p, r) for p in reads if (r := _real_or_none(p)) is not None]
     _check_collisions(real, read_real)
 
 
-def _check_target(target: Target, where: Path) -> None:
-    """Refuse a target that cannot be written: its kind, its folders, its names."""
+def is_stdout(path: Path) -> bool:
+    """``path`` (links followed) is the file, pipe or terminal of this process's stdout, and
+    not ``/dev/null``: writing it would mix into what the command prints there."""
+    try:
+        out, info = os.fstat(1), os.stat(path)
+    except (OSError, ValueError):
+        return False
+    if (out.st_dev, out.st_ino) != (info.st_dev, info.st_ino):
+        return False
+    with contextlib.suppress(OSError):
+        null = os.stat(os.devnull)
+        return (info.st_dev, info.st_ino) != (null.st_dev, null.st_ino)
+    return True
+
+
+def plot_entries(plots: Target, folder: Path) -> list[Target]:
+    """The symbolic links at plot names (:data:`PLOT_NAME`) in the existing plots ``folder``,
+    as file targets to check where they point (a plot is written through a link).
+
+    Raises:
+        DismaxError: (exit 1) for a folder, FIFO, device, socket or link loop at a plot name:
+            a plot cannot go there (a FIFO would block the command).
+    """
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if PLOT_NAME.match(e.name))
+    except OSError:
+        return []
+    entries: list[Target] = []
+    for name in names:
+        path = plots.path / name
+        fix = f"remove {quote_path(path)} or choose another --plots folder"
+        try:
+            info = os.stat(real_path(path))
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _cannot(plots, f"{quote_path(path)} is a symbolic link loop where a "
+                              f"plot goes: {fix}") from None  # fmt: skip
+            info = None  # a dangling link: writing creates its target
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO, device or socket"
+            raise _cannot(plots, f"{quote_path(path)} is {kind} where a plot goes: {fix}")
+        if path.is_symlink():
+            entries.append(Target(path, f"{plots.what} link", fix=fix))
+    return entries
+
+
+def _planned_folders(targets: Sequence[Target]) -> set[Path]:
+    """The folders writing the ``folder`` targets creates (each with its missing parents):
+    other outputs may go there (``--html DIR/page.html`` with ``--plots DIR``)."""
+    created: set[Path] = set()
+    for target in targets:
+        folder = _real_or_none(target.path) if target.folder else None
+        while folder is not None and folder != folder.parent:
+            try:
+                os.stat(folder)
+                break
+            except OSError as exc:
+                if exc.errno not in _ABSENT:
+                    break
+                created.add(folder)
+                folder = folder.parent
+    return created
+
+
+def _check_target(target: Target, where: Path, created: set[Path]) -> None:
+    """Refuse a target that cannot be written: its kind, its folders (``created``: those a
+    ``folder`` target makes), its names."""
     info = _stat_or_none(target, where)
     if info is not None:
         _check_kind(target, info)
@@ -165,7 +250,7 @@ def _check_target(target: Target, where: Path) -> None:
             return  # a FIFO or device: written directly, nothing created beside it
     folder = where if target.folder else where.parent
     missing, existing = _missing_folders(target, folder)
-    if missing and not (target.parents or target.folder):
+    if missing and not (target.parents or target.folder or created.issuperset(missing)):
         link = " (where the link points)" if target.path.is_symlink() else ""
         raise _cannot(target, f"folder {quote_path(folder)}{link} does not exist")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -242,9 +327,10 @@ def _check_collisions(
     for i, (target, where) in enumerate(files):
         for other, other_where in files[:i]:
             if where == other_where:
+                fix = other.fix if target.fix == Target.fix else target.fix
                 raise DismaxError(
                     f"{target.what} {quote_path(target.path)} would overwrite {other.what} "
-                    f"{quote_path(other.path)} (both name one file): choose another file name"
+                    f"{quote_path(other.path)} (both name one file): {fix}"
                 )
     for target, where in targets:
         _check_against_reads(target, where, reads)
@@ -259,8 +345,8 @@ def _check_against_reads(target: Target, where: Path, reads: list[tuple[Path, Pa
         if where == read_where or (read_where.is_dir() and where.is_relative_to(read_where)):
             raise DismaxError(
                 f"{target.what} {quote_path(target.path)} would overwrite "
-                f"{quote_path(read)}, which this command reads or writes: choose another "
-                "file name" + (" (or folder)" if target.folder else "")
+                f"{quote_path(read)}, which this command reads or writes: {target.fix}"
+                + (" (or folder)" if target.folder else "")
             )
 
 
@@ -319,7 +405,9 @@ __all__ = [
     "check_output_plan",
     "data_files",
     "folder_files",
+    "is_stdout",
     "parse_output_path",
+    "plot_entries",
     "real_path",
     "run_folders",
     "samples_target",

@@ -15,9 +15,11 @@ its permission bits. Stdlib only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,7 @@ class _Item:
     path: Path
     data: bytes
     what: str
+    special: bool = True
     real: Path | None = None
     tmp: str | None = None
     backup: str | None = None
@@ -39,14 +42,23 @@ class _Item:
 
 @dataclass
 class OutputSet:
-    """Files to write together; nothing is written before :meth:`commit`."""
+    """Files to write together; nothing is written before :meth:`commit`.
+
+    ``reads``: the files and folders the command reads (its input report, run folders'
+    files): :meth:`commit` refuses to land a file on or in one, as the early check
+    (:func:`~dismax_cli.output_check.check_output_plan`) did, in case a link changed since.
+    """
 
     items: list[_Item] = field(default_factory=list)
+    reads: Sequence[Path] = ()
     _created: list[Path] = field(default_factory=list)
 
-    def add(self, path: str | os.PathLike[str], data: bytes, what: str) -> None:
-        """Queue ``data`` (bytes) for ``path``; ``what`` names it in errors (``--html``)."""
-        self.items.append(_Item(Path(path), data, what))
+    def add(
+        self, path: str | os.PathLike[str], data: bytes, what: str, *, special: bool = True
+    ) -> None:
+        """Queue ``data`` (bytes) for ``path``; ``what`` names it in errors (``--html``);
+        ``special=False`` refuses a FIFO or device there (a plot: a FIFO would block)."""
+        self.items.append(_Item(Path(path), data, what, special))
 
     def commit(self) -> None:
         """Write every queued file, or none (see the module docstring).
@@ -63,8 +75,9 @@ class OutputSet:
             for current in self.items:
                 current.real = real_path(current.path)
             _refuse_duplicates(self.items)
+            _refuse_reads(self.items, self.reads)
             for current in self.items:
-                if not is_special_file(current.real):
+                if not current.special or not is_special_file(current.real):
                     self._stage(current)
             for current in self.items:
                 if current.tmp is None:
@@ -93,6 +106,8 @@ class OutputSet:
         self._make_folder(item.real.parent)
         if item.real.is_dir():
             raise IsADirectoryError(21, "it is a folder", str(item.path))
+        if not item.special and os.path.lexists(item.real) and not item.real.is_file():
+            raise OSError(errno.EINVAL, "it is a FIFO, device or socket", str(item.path))
         item.tmp = write_temp(item.real, lambda handle: handle.write(item.data),
                               mode=_new_mode(item.real))  # fmt: skip
 
@@ -144,6 +159,23 @@ def _new_mode(real: Path) -> int:
         return stat.S_IMODE(os.stat(real).st_mode)
     except OSError:
         return default_file_mode()
+
+
+def _refuse_reads(items: list[_Item], reads: Sequence[Path]) -> None:
+    """A queued file landing on or in a file or folder the command reads: refuse."""
+    for read in reads:
+        try:
+            where = real_path(read)
+        except OSError:
+            continue
+        for item in items:
+            assert item.real is not None
+            if item.real == where or (where.is_dir() and item.real.is_relative_to(where)):
+                raise DismaxError(
+                    f"{item.what} {quote_path(item.path)} would overwrite {quote_path(read)}, "
+                    "which this command reads: remove the link or choose another name; "
+                    "nothing was written"
+                )
 
 
 def _refuse_duplicates(items: list[_Item]) -> None:

@@ -48,12 +48,13 @@ FILE_PARSERS = {
 
 def check_outputs(
     out: Path | None, command: dict[str, Any], cli_values: dict, file_values: dict
-) -> None:
+) -> list[Path]:
     """Refuse, before anything trains, outputs that cannot be written or would overwrite what
     the benchmark reads (its config file, dataset files and folders, the data dir's files, the
     run folders' checkpoints and logs) or another of its outputs (the report, its per-sample
-    file, the plots folder and its plot names, the page): :func:`~dismax_cli.output_check.
-    check_output_plan`."""
+    file, the plots folder and its plot names, the page) or be stdout under ``--format json``:
+    :func:`~dismax_cli.output_check.check_output_plan`. Returns the reads (checked again when
+    the files are written)."""
     from dismax_cli.data.registry import resolve_data_dir
     from dismax_cli.fileio import is_special_file
     from dismax_cli.output_check import (
@@ -79,12 +80,14 @@ def check_outputs(
     if out is not None:
         targets.append(Target(out, "--out"))
         if not is_special_file(out):  # /dev/null, a FIFO: no per-sample file beside it
-            targets.append(Target(samples_target(out), "--out's per-sample file"))
+            targets.append(Target(samples_target(out), "--out's per-sample file", special=False))
     if command["plots"] is not None:
         targets.append(Target(command["plots"], "--plots", folder=True))
     if command["html"] is not None:
         targets.append(Target(command["html"], "--html"))
-    check_output_plan(targets, reads)
+    json_out = "the JSON report (--format json)" if command["output_format"] == "json" else None
+    check_output_plan(targets, reads, stdout_report=json_out)
+    return reads
 
 
 def run_benchmark_command(params: dict[str, Any]) -> None:
@@ -102,7 +105,7 @@ def run_benchmark_command(params: dict[str, Any]) -> None:
         shard, out=out, require=cli_values["require"], plots=command["plots"], html=command["html"]
     )
     file_values = read_yaml_config(command["config"]) if command["config"] is not None else {}
-    check_outputs(out, command, cli_values, file_values)
+    command["reads"] = check_outputs(out, command, cli_values, file_values)
     precheck(cli_values, file_values, command["config"])
     cfg = benchmark_config(cli_values, file_values, command["config"])
     from dismax_cli.output_check import terminate_cleanly
@@ -239,7 +242,7 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     from dismax_cli.engine import distributed
     from dismax_cli.evidence import per_sample_file
     from dismax_cli.fileio import is_special_file
-    from dismax_cli.output_check import real_path, samples_target
+    from dismax_cli.output_check import folder_files, real_path, run_folders, samples_target
     from dismax_cli.output_set import OutputSet
     from dismax_cli.reports import to_json
 
@@ -247,11 +250,13 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     if not distributed.is_main():  # under torchrun rank 0 writes the report and its files
         return
     out, plots, html = command["out"], command["plots"], command["html"]
-    outputs = OutputSet()  # the report, its per-sample file and the figures: all or nothing
+    runs = folder_files(run_folders(getattr(cfg, "runs_dir", None)))  # runs trained now too
+    reads = [*command.get("reads", ()), *runs]
+    outputs = OutputSet(reads=reads)  # the report, its samples, the figures: all or nothing
     if out is not None and not is_special_file(out):  # none beside /dev/null or a FIFO
         written = real_path(out) if out.is_symlink() else out  # a link: write to its target
         report, data = per_sample_file(report, evidence, written)
-        outputs.add(samples_target(out), data, "--out's per-sample file")
+        outputs.add(samples_target(out), data, "--out's per-sample file", special=False)
     if out is not None:
         outputs.add(out, (to_json(report) + "\n").encode(), "--out")
     per_sample = evidence.per_sample() if plots is not None or html is not None else None

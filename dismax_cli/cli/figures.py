@@ -73,7 +73,7 @@ def write_figures(
         files = plot_files(per_sample)
     if plots is not None:
         for name, data in files.items():
-            outputs.add(plots / name, data, "--plots")
+            outputs.add(plots / name, data, "--plots", special=False)  # a FIFO would block
     if html is not None:
         from dismax_cli.html_report import render_html
 

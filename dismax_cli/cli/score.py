@@ -54,7 +54,8 @@ def score(
 
     ood = [canonical_spec(entry) for entry in ood]
     check_checkpoint_file(checkpoint)
-    check_score_outputs(checkpoint, ood, out=out, dump=dump, data_dir=data_dir)
+    json_out = output_format is OutputFormat.json
+    check_score_outputs(checkpoint, ood, out=out, dump=dump, data_dir=data_dir, json_out=json_out)
     from dismax_cli.benchmark import BenchmarkProgress, score_checkpoint, score_steps
     from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.stream import stream_override
@@ -88,10 +89,17 @@ def score(
 
 
 def check_score_outputs(
-    checkpoint: Path, ood: list[str], *, out: Path | None, dump: Path | None, data_dir: Any
+    checkpoint: Path,
+    ood: list[str],
+    *,
+    out: Path | None,
+    dump: Path | None,
+    data_dir: Any,
+    json_out: bool = False,
 ) -> None:
     """``--out`` and ``--dump`` against each other and what ``score`` reads (the run folder's
-    files, ``npz:``/``imagefolder:`` sets, the data dir's files), before torch loads."""
+    files, ``npz:``/``imagefolder:`` sets, the data dir's files), and not stdout when it
+    carries the JSON report (``json_out``), before torch loads."""
     from dismax_cli.data.registry import resolve_data_dir
     from dismax_cli.fileio import CHECKPOINT_NAME, LOG_NAME, checkpoint_path
     from dismax_cli.output_check import Target, check_output_plan, data_files, folder_files
@@ -103,4 +111,5 @@ def check_score_outputs(
     with contextlib.suppress(Exception):  # a bad data dir answers later, with its own message
         reads.extend(data_files(resolve_data_dir(data_dir)))
     targets = [Target(p, what) for p, what in ((dump, "--dump"), (out, "--out")) if p]
-    check_output_plan(targets, reads)
+    json_text = "the JSON report (--format json)" if json_out else None
+    check_output_plan(targets, reads, stdout_report=json_text)

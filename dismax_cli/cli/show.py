@@ -55,10 +55,13 @@ def show(
         names.add(report.per_sample["file"])
     reads = [p for name in sorted(names) for p in report_neighbours(report_path, name)]
     from dismax_cli.output_check import Target, check_output_plan, terminate_cleanly
+    from dismax_cli.output_set import OutputSet
 
     targets = [Target(plots, "--plots", folder=True)] if plots is not None else []
     targets += [Target(html, "--html")] if html is not None else []
-    check_output_plan(targets, (report_path, *reads))  # before anything is drawn
+    json_out = "the JSON report (--format json)" if output_format is OutputFormat.json else None
+    reads = [report_path, *reads]
+    check_output_plan(targets, reads, stdout_report=json_out)  # before anything is drawn
     if compare is not None:
         show_comparison(report, compare, output_format)
         return
@@ -74,7 +77,10 @@ def show(
 
     # The figures are written all or nothing, before the report prints (then nothing does).
     with terminate_cleanly():  # SIGTERM rolls the files back, exit 143
-        write_figures(report, per_sample, plots=plots, html=html, then=print_report)
+        write_figures(
+            report, per_sample, plots=plots, html=html, outputs=OutputSet(reads=reads),
+            then=print_report,
+        )  # fmt: skip
 
 
 def read_report(report_path: Path) -> str:
