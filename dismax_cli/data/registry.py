@@ -49,7 +49,7 @@ from dismax_cli.data.sources.synthetic import (
 )
 from dismax_cli.data.sources.torchvision_family import TORCHVISION_ALIASES
 from dismax_cli.data.spec_text import check_parameter, check_spec_text
-from dismax_cli.data.subsets import select_classes
+from dismax_cli.data.subsets import check_selection, select_classes
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
 
@@ -214,6 +214,11 @@ def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -
             )
     try:
         parsed = _parse(spec)
+    except InvalidValueError as exc:
+        raise InvalidValueError(key, str(exc)) from None
+    known = getattr(SOURCES[parsed.kind], "known_classes", None)  # optional in the protocol
+    try:
+        check_selection(parsed.selection, known(parsed) if known else None, spec)
     except InvalidValueError as exc:
         raise InvalidValueError(key, str(exc)) from None
     for token in (t.strip() for t in (parsed.selection or "").split(",")):

@@ -59,6 +59,34 @@ def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list
     return sorted(chosen)
 
 
+def check_selection(selection: str | None, classes: tuple[str, ...] | None, spec: str) -> None:
+    """Check a class subset before anything loads (no torch): README "Class subsets".
+
+    ``classes`` are the set's class names when its source knows them without loading
+    (``digits``: ``0`` .. ``9``; ``()`` for an unlabelled set such as ``uniform``), else None
+    (an ``npz:`` file or image folder names its classes itself: then only a subset that names
+    no class at all is refused here, the rest when the set is loaded).
+
+    Raises:
+        InvalidValueError: (exit 2) for a malformed or out-of-range subset, one that names no
+            class, or any subset of an unlabelled set.
+    """
+    if selection is None:
+        return
+    if classes == ():
+        raise InvalidValueError(
+            "dataset",
+            f"'{spec}' selects classes of an unlabelled set; drop the [..] part or use a "
+            "labelled set (npz with 'y', imagefolder with class sub-folders)",
+        )
+    if classes is not None:
+        parse_selection(selection, classes, spec)
+    elif not any(t.strip() for t in selection.split(",")):
+        raise InvalidValueError(
+            "dataset", f"class selection in '{spec}' names no class; write e.g. [0-5]"
+        )
+
+
 def _shorten(text: str, limit: int = 120) -> str:
     if len(text) <= limit:
         return text
@@ -74,7 +102,7 @@ def select_classes(s: ImageSet, selection: str) -> ImageSet:
             ``s`` belongs to a selected class.
     """
     if s.labels is None:
-        raise DismaxError(
+        raise InvalidValueError(
             f"'{s.spec}' selects classes of an unlabelled set; drop the [..] part or use a "
             "labelled set (npz with 'y', imagefolder with class sub-folders)"
         )
