@@ -185,6 +185,14 @@ def test_a_synthetic_set_too_large_for_memory_is_one_line(monkeypatch: pytest.Mo
         load_dataset("uniform:900000", split="all")
 
 
+def test_a_subset_of_an_unlabelled_set_is_a_bad_value_when_loaded_too() -> None:
+    from dismax_cli.config import InvalidValueError
+    from dismax_cli.data import load_dataset
+
+    with pytest.raises(InvalidValueError, match="unlabelled set"):
+        load_dataset("gaussian:20[0-3]", split="all")
+
+
 def test_a_bad_class_name_of_a_file_set_is_exit_2_in_a_benchmark(tmp_path: Path) -> None:
     """A file names its own classes, so its subset is checked on loading: still exit 2."""
     import numpy as np

@@ -98,11 +98,12 @@ def select_classes(s: ImageSet, selection: str) -> ImageSet:
     """Keep the images of the selected classes of ``s``, labels re-indexed 0..k-1.
 
     Raises:
-        DismaxError: If ``s`` is unlabelled, the selection is malformed, or no image of
-            ``s`` belongs to a selected class.
+        InvalidValueError: If ``s`` is unlabelled or the selection is malformed.
+        DismaxError: If no image of ``s`` belongs to a selected class.
     """
     if s.labels is None:
         raise InvalidValueError(
+            "dataset",
             f"'{s.spec}' selects classes of an unlabelled set; drop the [..] part or use a "
             "labelled set (npz with 'y', imagefolder with class sub-folders)"
         )
