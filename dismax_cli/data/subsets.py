@@ -13,6 +13,8 @@ from dismax_cli.config import InvalidValueError
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.errors import DismaxError
 
+_RANGE_TOKEN = re.compile(r"(\d+)\s*-\s*(\d+)", re.ASCII)
+
 
 def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list[int]:
     """Return the sorted class indices that ``selection`` (``"0-5"``, ``"cat,dog"``) names.
@@ -65,7 +67,7 @@ def check_selection(selection: str | None, classes: tuple[str, ...] | None, spec
     ``classes`` are the set's class names when its source knows them without loading
     (``digits``: ``0`` .. ``9``; ``()`` for an unlabelled set such as ``uniform``), else None
     (an ``npz:`` file or image folder names its classes itself: then only a subset that names
-    no class at all is refused here, the rest when the set is loaded).
+    no class at all or holds a reversed range is refused here, the rest when it is loaded).
 
     Raises:
         InvalidValueError: (exit 2) for a malformed or out-of-range subset, one that names no
@@ -81,10 +83,20 @@ def check_selection(selection: str | None, classes: tuple[str, ...] | None, spec
         )
     if classes is not None:
         parse_selection(selection, classes, spec)
-    elif not any(t.strip() for t in selection.split(",")):
+        return
+    tokens = [t.strip() for t in selection.split(",") if t.strip()]
+    if not tokens:
         raise InvalidValueError(
             "dataset", f"class selection in '{spec}' names no class; write e.g. [0-5]"
         )
+    for token in tokens:  # a name is the file's to judge; a reversed range is never right
+        m = _RANGE_TOKEN.fullmatch(token)
+        if m and int(m.group(2)) < int(m.group(1)):
+            raise InvalidValueError(
+                "dataset",
+                f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
+                f"[{m.group(2)}-{m.group(1)}]",
+            )
 
 
 def _shorten(text: str, limit: int = 120) -> str:
