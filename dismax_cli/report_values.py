@@ -10,7 +10,8 @@ report is refused in one line instead of being shown (an AUROC of 500 %) or cras
 * bootstrap intervals with ``low <= high``, at least one resample and a level in (0, 1);
 * positive temperatures and sample counts, non-negative times and throughputs, image sides of
   at least one pixel, reliability bins within [0, 1] with non-negative counts;
-* each method once, each (OOD set, score) row of a method once, each seed of a method once.
+* each method once, each (OOD set, score) row of a method once, each seed of a method once, and
+  a default score that the method's OOD rows hold.
 
 Values are the report's JSON with the ``*_null_reason`` keys stripped; a null is "no value"
 (its reason says why) and is never range-checked.
@@ -67,6 +68,12 @@ def _check_method(m: dict[str, Any], at: str) -> None:
             _check_stat(stat, f"{at}.{key}.{name}", bounds)
     for key in ("throughput_per_s", "efficiency", "train_s"):
         _check_stat(m.get(key), f"{at}.{key}", (0.0, _INF))
+    scores = {r["score"] for r in m["ood"]}
+    if scores and m["default_score"] not in scores:
+        raise Damaged(
+            f"{at}.default_score is '{m['default_score']}', which none of its OOD rows holds "
+            f"(they hold {', '.join(sorted(scores))})"
+        )
     for key in ("ood", "ood_means"):
         rows = m.get(key) or []
         _distinct([f"{r['ood']}' with score '{r['score']}" for r in rows], f"{at}.{key}", "set")

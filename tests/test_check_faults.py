@@ -277,6 +277,7 @@ DAMAGE = [
     (_set(["methods", 0, "ood", 0, "intervals", "AUROC", "resamples"], 0), "resamples is 0"),
     (_set(["methods", 0, "ood", 0, "intervals", "AUROC", "level"], 95), "level"),
     (_set(["methods", 0, "throughput_per_s", "values"], [-3.0]), "throughput_per_s.values[0]"),
+    (_set(["methods", 0, "default_score"], "nosuch"), "default_score is 'nosuch', which none"),
     (_duplicate_method, "method 'softmax' twice"),
     (_append_copy("ood"), "set 'uniform' with score 'msp' twice"),
 ]
