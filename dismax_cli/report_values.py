@@ -71,12 +71,12 @@ def _check_method(m: dict[str, Any], at: str) -> None:
     scores = {r["score"] for r in m["ood"]}
     if scores and m["default_score"] not in scores:
         raise Damaged(
-            f"{at}.default_score is '{m['default_score']}', which none of its OOD rows holds "
+            f"{at}.default_score is {q(m['default_score'])}, which none of its OOD rows holds "
             f"(they hold {', '.join(sorted(scores))})"
         )
     for key in ("ood", "ood_means"):
         rows = m.get(key) or []
-        _distinct([f"{r['ood']}' with score '{r['score']}" for r in rows], f"{at}.{key}", "set")
+        _distinct([(r["ood"], r["score"]) for r in rows], f"{at}.{key}", "set")
         for j, r in enumerate(rows):
             _check_ood_row(r, f"{at}.{key}[{j}]")
     for j, r in enumerate(m.get("reliability") or []):
@@ -169,7 +169,9 @@ def _distinct(items: list[Any], at: str, what: str) -> None:
     seen: set[Any] = set()
     for item in items:
         if item in seen:
-            raise Damaged(f"{at} holds {what} '{item}' twice: a report lists each once")
+            # an OOD row is (set, score)
+            shown = f"{q(item[0])} with score {q(item[1])}" if isinstance(item, tuple) else q(item)
+            raise Damaged(f"{at} holds {what} {shown} twice: a report lists each once")
         seen.add(item)
 
 
