@@ -272,7 +272,7 @@ DAMAGE = [
     (_set(["datasets", 0, "n"], 0), "datasets[0].n is 0"),
     (_set(["datasets", 0, "image_shape"], [8, 0, 1]), "image_shape[1] is 0"),
     (_set(["methods", 0, "seeds"], []), "seeds is empty"),
-    (_set(["methods", 0, "seeds"], [0, 0]), "seed '0' twice"),
+    (_set(["methods", 0, "seeds"], [0, 0]), "holds seed 0 twice"),
     (_set(["methods", 0, "ood", 0, "intervals", "AUROC", "low"], 0.99), "low 0.99 above high"),
     (_set(["methods", 0, "ood", 0, "intervals", "AUROC", "resamples"], 0), "resamples is 0"),
     (_set(["methods", 0, "ood", 0, "intervals", "AUROC", "level"], 95), "level"),
