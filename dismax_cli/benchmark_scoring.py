@@ -21,6 +21,7 @@ import torch
 
 from dismax_cli import __version__
 from dismax_cli.benchmark_plan import BenchmarkProgress
+from dismax_cli.config_types import InvalidValueError
 from dismax_cli.core.methods import get_method
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet, check_disjoint, load_ood
@@ -111,23 +112,24 @@ def load_ood_sets(
     be loaded (each with its own fix), not only the first.
 
     Raises:
-        DismaxError: the one error, or ``N OOD sets cannot be used: (1) ...; (2) ...``.
+        DismaxError: the one error, or ``N OOD sets cannot be used: (1) ...; (2) ...``
+            (an InvalidValueError, exit 2, when every one is a bad spec or subset).
     """
     oods: dict[str, ImageSet] = {}
-    problems: list[str] = []
+    problems: list[DismaxError] = []
     for entry in entries:
         label, spec = split_label(entry)
         started = time.perf_counter()
         if progress is not None:
             progress.now(f"loading OOD set {label}")
         if (missing := list_problem(spec)) is not None:
-            problems.append(missing)
+            problems.append(DismaxError(missing))
             continue
         try:
             ood_set = load_ood(spec, like=like, data_dir=data_dir)
             check_disjoint(like, ood_set)
         except DismaxError as exc:
-            problems.append(str(exc))
+            problems.append(exc)
             continue
         oods[label] = ood_set
         if progress is not None:
@@ -135,11 +137,13 @@ def load_ood_sets(
                 f"loaded OOD set {label}: {len(ood_set):,} images in "
                 f"{time.perf_counter() - started:.1f} s"
             )
-    if len(problems) == 1:
-        raise DismaxError(problems[0])
     if problems:
-        listed = "; ".join(f"({i}) {text}" for i, text in enumerate(problems, 1))
-        raise DismaxError(f"{len(problems)} OOD sets cannot be used: {listed}")
+        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        text = f"{len(problems)} OOD sets cannot be used: {listed}"
+        text = str(problems[0]) if len(problems) == 1 else text
+        if all(isinstance(p, InvalidValueError) for p in problems):  # bad specs: exit 2
+            raise InvalidValueError("ood", text)
+        raise DismaxError(text)
     return oods
 
 

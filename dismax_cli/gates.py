@@ -155,6 +155,7 @@ def parse_requirements(
         _check_set(text, key, method, dataset, ood, groups)
         threshold = _threshold(text, value)
         _check_threshold(text, key, threshold)
+        _check_possible(text, key, op, threshold)
         out.append(Requirement(text, method, key, dataset, op, threshold, score or None))
     return out
 
@@ -307,6 +308,27 @@ def _check_threshold(text: str, key: str, threshold: float) -> None:
             f"requirement {q(text)}: {key} lies in [{low:g}, {high:g}], so write a threshold "
             "in that range",
         )
+
+
+def _check_possible(text: str, key: str, op: str, threshold: float) -> None:
+    """Refuse a gate no value of the metric can pass: ``> high`` or ``< low`` of its range
+    (the metric table's unit; ``AUROC>1``, ``ECE<0``, ``NLL<0``), so it answers before any
+    training instead of failing after it (exit 2).
+
+    Raises:
+        InvalidValueError: naming the gate, the metric's range and a gate that can pass.
+    """
+    low, high = METRICS[key].bounds or (0.0, math.inf)
+    if op == ">" and threshold >= high:
+        edge, fix = f"at most {high:g}", f">={high:g} or a threshold below {high:g}"
+    elif op == "<" and threshold <= low:
+        edge, fix = f"at least {low:g}", f"<={low:g} or a threshold above {low:g}"
+    else:
+        return
+    raise InvalidValueError(
+        "require",
+        f"requirement {q(text)} can never pass: {key} is {edge}; write {fix}",
+    )
 
 
 def check_requirements(report: Report, texts: Sequence[str]) -> Report:

@@ -4,6 +4,7 @@ Every field ``from_dict`` reads is checked for presence and JSON type (numbers f
 non-finite value is written as null with a reason, so a literal ``NaN`` is damage). A failure
 raises :class:`Damaged` naming the first bad field by its path
 (``methods[0].ood[1].metrics.AUROC``); ``from_dict`` turns it into one ``DismaxError`` line.
+Then the values are checked for what a report can hold (:mod:`dismax_cli.report_values`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from dismax_cli.errors import kind_of
 from dismax_cli.errors import quote_value as q
+from dismax_cli.report_values import Damaged, check_report_values
 
 
 def check_report(data: dict[str, Any]) -> None:
@@ -24,6 +26,8 @@ def check_report(data: dict[str, Any]) -> None:
     """
     _check_report_types(data)
     _check_extras(data)
+    _check_finite(data, "")
+    check_report_values(data)
 
 
 _INTERVAL_FIELDS = {
@@ -36,9 +40,11 @@ def _check_extras(data: dict[str, Any]) -> None:
     """Check the optional fields newer reports hold (absent in older ones: nothing to check)."""
     if data.get("per_sample") is not None:
         _check_fields(data["per_sample"], "per_sample", {"file": "str", "sha256": "str"})
+        _check_fields(data["per_sample"], "per_sample", {"seed": "int"}, optional=True)
     for i, m in enumerate(data["methods"]):
         if "reliability" in m:
-            _check_list(m, "reliability", f"methods[{i}]", "dict")
+            for j, r in enumerate(_check_list(m, "reliability", f"methods[{i}]", "dict")):
+                _check_reliability(r, f"methods[{i}].reliability[{j}]")
         for j, r in enumerate(m["ood"]):
             at = f"methods[{i}].ood[{j}]"
             for key in ("intervals", "vs_baseline"):
@@ -51,8 +57,32 @@ def _check_extras(data: dict[str, Any]) -> None:
                             raise Damaged(f"{at}.{key}.{k} has unknown keys")
 
 
-class Damaged(Exception):
-    """A field of a report with a missing key or a value of the wrong type (its path, why)."""
+_BIN_FIELDS = {
+    "lower": "number", "upper": "number", "count": "int", "accuracy": "number?",
+    "confidence": "number?",
+}  # fmt: skip
+
+
+def _check_reliability(r: Any, at: str) -> None:
+    """One seed's reliability bins (``evidence._reliability``): seed, T, two equal bin lists."""
+    _check_fields(r, at, {"seed": "int", "temperature": "number"})
+    lists = [_check_list(r, key, at, "dict") for key in ("before", "after")]
+    if len(lists[0]) != len(lists[1]):
+        raise Damaged(f"{at} has {len(lists[0])} bins before and {len(lists[1])} after")
+    for key, bins in zip(("before", "after"), lists, strict=True):
+        for k, b in enumerate(bins):
+            _check_fields(b, f"{at}.{key}[{k}]", _BIN_FIELDS)
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """Refuse a non-finite number anywhere (config, environment, ...): JSON writes none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Damaged(f"{path} is {q(value)}, not a finite number (write null with a reason)")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+        value, list) else ()  # fmt: skip
+    for key, item in items:
+        where = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+        _check_finite(item, where)
 
 
 def _field(parent: Any, key: str | int, where: str) -> tuple[Any, str]:

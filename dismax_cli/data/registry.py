@@ -49,7 +49,7 @@ from dismax_cli.data.sources.synthetic import (
 )
 from dismax_cli.data.sources.torchvision_family import TORCHVISION_ALIASES
 from dismax_cli.data.spec_text import check_parameter, check_spec_text
-from dismax_cli.data.subsets import select_classes
+from dismax_cli.data.subsets import check_selection, select_classes
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
 
@@ -171,7 +171,6 @@ def canonical_requirement(text: str, labels: tuple[str, ...] | list[str] = ()) -
 
 #: A label of an OOD entry ``LABEL=SPEC``: a letter or ``_``, then letters, digits, ``_ . -``.
 LABEL_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
-_RANGE_TOKEN = re.compile(r"(\d+)\s*-\s*(\d+)", re.ASCII)
 
 
 def split_entry(entry: str) -> tuple[str | None, str]:
@@ -192,7 +191,9 @@ def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -
     The label grammar (README "Design notes"): a letter or ``_``, then letters, digits, ``_``,
     ``.`` or ``-``; it may not be empty. The spec must parse (a known name or form, a positive
     ``:N``, a path after ``npz:``/``imagefolder:``, a non-empty ``[SEL]`` with ranges low-high).
-    Whether a file exists, or a class index exists in the set, is checked when it is loaded.
+    A ``[SEL]`` is checked against the classes a source knows without loading (``digits``;
+    none for noise, :func:`~dismax_cli.data.subsets.check_selection`); whether a file exists,
+    or a class of a file or torchvision set exists, is checked when it is loaded.
 
     Raises:
         InvalidValueError: with ``key``, quoting the entry as typed.
@@ -214,16 +215,10 @@ def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -
             )
     try:
         parsed = _parse(spec)
+        known = getattr(SOURCES[parsed.kind], "known_classes", None)  # optional in the protocol
+        check_selection(parsed.selection, known(parsed) if known else None, spec)
     except InvalidValueError as exc:
         raise InvalidValueError(key, str(exc)) from None
-    for token in (t.strip() for t in (parsed.selection or "").split(",")):
-        m = _RANGE_TOKEN.fullmatch(token)
-        if m and int(m.group(2)) < int(m.group(1)):
-            raise InvalidValueError(
-                key,
-                f"class range {q(token)} in {q(spec)} is reversed; write the lower index first, "
-                f"[{m.group(2)}-{m.group(1)}]",
-            )
 
 
 def _forms_text() -> str:

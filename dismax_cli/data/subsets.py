@@ -13,6 +13,8 @@ from dismax_cli.config import InvalidValueError
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.errors import DismaxError
 
+_RANGE_TOKEN = re.compile(r"(\d+)\s*-\s*(\d+)", re.ASCII)
+
 
 def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list[int]:
     """Return the sorted class indices that ``selection`` (``"0-5"``, ``"cat,dog"``) names.
@@ -59,6 +61,44 @@ def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list
     return sorted(chosen)
 
 
+def check_selection(selection: str | None, classes: tuple[str, ...] | None, spec: str) -> None:
+    """Check a class subset before anything loads (no torch): README "Class subsets".
+
+    ``classes`` are the set's class names when its source knows them without loading
+    (``digits``: ``0`` .. ``9``; ``()`` for an unlabelled set such as ``uniform``), else None
+    (an ``npz:`` file or image folder names its classes itself: then only a subset that names
+    no class at all or holds a reversed range is refused here, the rest when it is loaded).
+
+    Raises:
+        InvalidValueError: (exit 2) for a malformed or out-of-range subset, one that names no
+            class, or any subset of an unlabelled set.
+    """
+    if selection is None:
+        return
+    if classes == ():
+        raise InvalidValueError(
+            "dataset",
+            f"'{spec}' selects classes of an unlabelled set; drop the [..] part or use a "
+            "labelled set (npz with 'y', imagefolder with class sub-folders)",
+        )
+    if classes is not None:
+        parse_selection(selection, classes, spec)
+        return
+    tokens = [t.strip() for t in selection.split(",") if t.strip()]
+    if not tokens:
+        raise InvalidValueError(
+            "dataset", f"class selection in '{spec}' names no class; write e.g. [0-5]"
+        )
+    for token in tokens:  # a name is the file's to judge; a reversed range is never right
+        m = _RANGE_TOKEN.fullmatch(token)
+        if m and int(m.group(2)) < int(m.group(1)):
+            raise InvalidValueError(
+                "dataset",
+                f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
+                f"[{m.group(2)}-{m.group(1)}]",
+            )
+
+
 def _shorten(text: str, limit: int = 120) -> str:
     if len(text) <= limit:
         return text
@@ -70,11 +110,12 @@ def select_classes(s: ImageSet, selection: str) -> ImageSet:
     """Keep the images of the selected classes of ``s``, labels re-indexed 0..k-1.
 
     Raises:
-        DismaxError: If ``s`` is unlabelled, the selection is malformed, or no image of
-            ``s`` belongs to a selected class.
+        InvalidValueError: If ``s`` is unlabelled or the selection is malformed.
+        DismaxError: If no image of ``s`` belongs to a selected class.
     """
     if s.labels is None:
-        raise DismaxError(
+        raise InvalidValueError(
+            "dataset",
             f"'{s.spec}' selects classes of an unlabelled set; drop the [..] part or use a "
             "labelled set (npz with 'y', imagefolder with class sub-folders)"
         )

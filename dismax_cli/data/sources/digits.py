@@ -26,6 +26,10 @@ from dismax_cli.data.sources.base import (
 DIGITS_SOURCE = "scikit-learn bundled digits (UCI Optical Recognition of Handwritten Digits)"
 
 
+#: The class names of ``digits`` (scikit-learn's target names as text).
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+
+
 def read_digits() -> RawArrays:
     """Return the 1,797 digits as uint8 ``(1797, 8, 8, 1)`` (0..16 scaled by 255/16, rounded)."""
     from sklearn.datasets import load_digits
@@ -67,6 +71,10 @@ class DigitsSource(SourceBase):
     def ood_split(self, spec: DatasetSpec) -> str:
         """The fixed test carve."""
         return "test"
+
+    def known_classes(self, spec: DatasetSpec) -> tuple[str, ...]:
+        """``0`` .. ``9`` (as :func:`read_digits` names them), known without loading."""
+        return DIGIT_CLASSES
 
     def describe(self, data_dir: Path) -> list[DatasetInfo]:
         """One row."""

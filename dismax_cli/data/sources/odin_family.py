@@ -68,6 +68,10 @@ class OdinFamily(SourceBase):
         )
         return to_image_set(raw, spec, split="all", origin=f"odin:{spec.name}")
 
+    def known_classes(self, spec: DatasetSpec) -> tuple[str, ...]:
+        """``()``: the archives are unlabelled; a ``[SEL]`` is refused before anything loads."""
+        return ()
+
     def describe(self, data_dir: Path) -> list[DatasetInfo]:
         """One row per archive."""
         rows = []

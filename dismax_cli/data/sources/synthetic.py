@@ -20,6 +20,7 @@ from dismax_cli.data.sources.base import (
     SpecText,
     to_image_set,
 )
+from dismax_cli.errors import DismaxError
 
 #: Seed of the synthetic noise sets.
 SYNTHETIC_SEED = 0
@@ -27,6 +28,9 @@ SYNTHETIC_SEED = 0
 SYNTHETIC_DEFAULT_N = 1000
 #: Image shape of synthetic sets when no ``like`` set is given.
 SYNTHETIC_DEFAULT_SHAPE = (32, 32, 3)
+#: The most synthetic images one spec may ask for (``uniform:N``): about 3 GB at 32x32x3, far
+#: above any real OOD test set; beyond it a count is a typo (README "Design notes").
+MAX_SYNTHETIC = 1_000_000
 #: The synthetic set names, in listing order.
 SYNTHETIC_NAMES = ("gaussian", "uniform")
 
@@ -59,10 +63,10 @@ class SyntheticSource(SourceBase):
         return SYNTHETIC_NAMES
 
     def parse(self, spec: SpecText) -> DatasetSpec | None:
-        """``NAME`` or ``NAME:N`` with N a positive integer.
+        """``NAME`` or ``NAME:N`` with N a positive integer of at most :data:`MAX_SYNTHETIC`.
 
         Raises:
-            DismaxError: If N is not a positive integer.
+            InvalidValueError: If N is not a positive integer, or is above the limit.
         """
         if spec.name not in SYNTHETIC_NAMES:
             return None
@@ -75,6 +79,13 @@ class SyntheticSource(SourceBase):
                     f"positive integer, e.g. {spec.name}:1000"
                 )
             count = int(spec.arg)
+            if count > MAX_SYNTHETIC:
+                raise InvalidValueError(
+                    "dataset",
+                    f"'{spec.text}': {spec.arg} synthetic images is too many: ask for at most "
+                    f"{MAX_SYNTHETIC:,}, e.g. {spec.name}:1000 (or {spec.name} for the ID test "
+                    "set's size)",
+                )
         return DatasetSpec(spec.text, self.key, spec.name, count=count, selection=spec.selection)
 
     def load(
@@ -89,9 +100,21 @@ class SyntheticSource(SourceBase):
         """Generate the set: ``like``'s shape and size unless ``:N`` gives the size."""
         shape = like.image_shape if like is not None else SYNTHETIC_DEFAULT_SHAPE
         n = spec.count or (len(like) if like is not None else SYNTHETIC_DEFAULT_N)
-        raw = make_noise(spec.name, n, shape)
+        try:
+            raw = make_noise(spec.name, n, shape)
+        except MemoryError:
+            side = f"{shape[0]}x{shape[1]}x{shape[2]}"
+            raise DismaxError(
+                f"'{spec.text}': {n:,} synthetic images of {side} do not fit in memory "
+                f"({n * shape[0] * shape[1] * shape[2] / 2**30:,.1f} GiB as uint8): ask for "
+                f"fewer, e.g. {spec.name}:1000"
+            ) from None
         origin = f"synthetic:{spec.name}:{n}:{shape[0]}x{shape[1]}x{shape[2]}:{SYNTHETIC_SEED}"
         return to_image_set(raw, spec, split="all", origin=origin, augment=False, synthetic=True)
+
+    def known_classes(self, spec: DatasetSpec) -> tuple[str, ...]:
+        """``()``: noise is unlabelled, so a ``[SEL]`` is refused before anything loads."""
+        return ()
 
     def describe(self, data_dir: Path) -> list[DatasetInfo]:
         """One row per noise kind."""
