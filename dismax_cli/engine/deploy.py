@@ -22,7 +22,7 @@ from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageTransform
 from dismax_cli.engine.checkpoint import CheckpointMeta, ModelBundle, checkpoint_path, load_bundle
 from dismax_cli.engine.predict import predict_images, predict_logits
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, shell_command
 from dismax_cli.errors import quote_value as q
 
 ImagesLike = torch.Tensor | np.ndarray | Sequence[np.ndarray | torch.Tensor]
@@ -171,13 +171,14 @@ class Run:
                 ``dismax calibrate``.
         """
         name = self.default_score if score is None else score
-        if name not in SCORES:
+        if not isinstance(name, str) or name not in SCORES:
             raise DismaxError(f"unknown score {q(name)}: choose one of {', '.join(SCORES)}")
         thresholds = self.meta.thresholds
         if thresholds is None or name not in thresholds:
+            fix = shell_command("calibrate", self.path)
             raise DismaxError(
                 f"run {q(self.path)} has no validation thresholds (it was not calibrated, "
-                f"or calibrated by an older dismax): run `dismax calibrate {self.path}` first"
+                f"or calibrated by an older dismax): run `{fix}` first"
             )
         return tpr_threshold(thresholds[name], tpr=tpr)
 
