@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dismax_cli.config_types import InvalidValueError, check_types
-from dismax_cli.errors import DismaxError, kind_of, quote_path
+from dismax_cli.errors import DismaxError, kind_of, quote_path, read_failure
 from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import file_problem
 
@@ -177,7 +177,10 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
             f"config file {quote_path(path)} is not valid YAML{where}: fix its syntax"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DismaxError(f"cannot read config file {quote_path(path)}: {exc}") from None
+        raise DismaxError(
+            f"config file {quote_path(path)} {read_failure(exc)}: pass a YAML file of "
+            "'option: value' lines"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -47,6 +47,7 @@ from dismax_cli.cli.parsers import (  # noqa: F401  re-exported: the names tests
     SHARD,
     VAL_FRACTION_FLOAT,
     ChoiceParser,
+    EnumChoice,
     NumberParser,
     parse_config_path,
     parse_decay_epochs,
@@ -220,8 +221,17 @@ Config = Annotated[
         "YAML file of options (keys as the option names; relative paths are relative to the "
         "file; the command line wins).")),
 ]  # fmt: skip
+#: ``--format``'s parser: "'x' is not one of table, json", as every other choice words it.
+FORMAT_CHOICE = EnumChoice(OutputFormat)
+
+
+def format_option(help: str = FORMAT_HELP) -> Any:
+    """The ``--format table|json`` option (an :class:`OutputFormat`) with this help text."""
+    return _opt("--format", FORMAT_CHOICE, FORMAT_CHOICE.metavar, help=help)
+
+
 #: ``--format`` of the commands that write a result (``= OutputFormat.table``).
-Format = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
+Format = Annotated[OutputFormat, format_option()]
 #: ``--quiet`` of every command that shows progress (train, calibrate, score, benchmark).
 Quiet = Annotated[
     bool,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,26 @@ class ChoiceParser:
         if value in choices:
             return str(value)
         raise typer.BadParameter(f"{q(value)} is not one of {', '.join(choices)}")
+
+
+class EnumChoice(ChoiceParser):
+    """Accept one of an Enum's values and return the member (``--format table`` ->
+    ``OutputFormat.table``), worded as :class:`ChoiceParser` words a refusal ("'x' is not one
+    of table, json"), never typer's own ("Value error, 'x' is not one of 'table', 'json'.")."""
+
+    def __init__(self, enum: type[Enum]) -> None:
+        super().__init__(tuple(str(member.value) for member in enum))
+        self._enum = enum
+
+    @property
+    def metavar(self) -> str:
+        """The choices as help shows them: ``table|json``."""
+        return "|".join(self.choices)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, self._enum):
+            return value
+        return self._enum(super().__call__(value))
 
 
 #: Prefixes of ``--model`` values built by other libraries (``dismax_cli.models.external``).

@@ -230,7 +230,7 @@ def fpr_at_95_tpr(
         k = (95 * ood_array.size + 99) // 100  # ceil(0.95 * n_ood), in integers
         threshold = np.sort(ood_array)[k - 1]
         return float(np.count_nonzero(id_array <= threshold) / id_array.size)
-    threshold = _kth_largest_at_tpr(id_array, 0.95)
+    threshold = _kth_largest_at_tpr(id_array, Fraction(19, 20))
     return float(_count_at_or_above(np.sort(ood_array), threshold) / ood_array.size)
 
 

@@ -101,7 +101,7 @@ def estimate_bytes(n: int, first_file: Path) -> int:
             width, height = im.size
     except Exception as exc:  # Pillow raises many types on bad data
         raise DismaxError(
-            f"image {first_file} cannot be read ({exc}); remove or replace it"
+            f"image {q(first_file)} cannot be read ({exc}); remove or replace it"
         ) from None
     return int(n) * int(width) * int(height) * 3
 
@@ -178,7 +178,9 @@ class ImageFiles:
             with open_image(path) as im:
                 arr = np.asarray(_convert(im, "RGB"), dtype=np.uint8)
         except Exception as exc:  # truncated data surfaces only at decode time
-            raise _decode_error(f"streamed set {self.root}", f"image {path}", exc) from None
+            raise _decode_error(
+                f"streamed set {q(self.root)}", f"image {q(path)}", exc
+            ) from None
         return torch.from_numpy(arr.copy())
 
     def fingerprint(self) -> str:
@@ -301,7 +303,7 @@ def scan_folder(
         DismaxError: If the folder holds no images.
     """
     files, labels, classes, skipped = scan_image_folder(
-        folder, where=f"image folder {folder}", example="jpg"
+        folder, where=f"image folder {q(folder)}", example="jpg"
     )
     return files, labels, classes, skipped.describe()
 
