@@ -155,9 +155,19 @@ def parse_model(value: Any) -> str:
     source, sep, name = text.partition(":")
     if text in BACKBONE_NAMES or (sep and source in EXTERNAL_MODEL_SOURCES and name.strip()):
         return text
+    if text.strip() != text and parse_model_or_none(text.strip()) is not None:
+        raise typer.BadParameter(f"{q(value)} has a space around it: write {text.strip()}")
     raise typer.BadParameter(
         f"{q(value)} is not one of {', '.join(BACKBONE_NAMES)}, torchvision:NAME or timm:NAME"
     )
+
+
+def parse_model_or_none(text: str) -> str | None:
+    """``text`` when :func:`parse_model` accepts it, else None."""
+    try:
+        return parse_model(text)
+    except typer.BadParameter:
+        return None
 
 
 def parse_device(value: Any) -> str:
