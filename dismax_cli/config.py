@@ -150,6 +150,8 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     Raises:
         InvalidValueError: for a key given twice (naming it and the line).
         InvalidValueError: (exit 2) for a document that is not a mapping (a number, text).
+        InvalidValueError: (exit 2) for valid YAML a config cannot hold (a list as a key, two
+            documents, a ``!!python`` tag: :class:`~dismax_cli.yaml12.UnsupportedYamlError`).
         DismaxError: for a missing file or invalid YAML.
     """
     if str(path).strip() == "":
@@ -160,7 +162,7 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
         raise DismaxError(f"config file {quote_path(path)} {problem}: check the --config path")
     import yaml
 
-    from dismax_cli.yaml12 import DuplicateKeyError
+    from dismax_cli.yaml12 import DuplicateKeyError, UnsupportedYamlError
 
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
@@ -169,6 +171,11 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
             str(exc.key),
             f"config file {quote_path(path)} gives key {q(exc.key)} twice (again at line "
             f"{exc.line}): keep one",
+        ) from None
+    except UnsupportedYamlError as exc:
+        where = f" (line {exc.line})" if exc.line is not None else ""
+        raise InvalidValueError(
+            "config", f"config file {quote_path(path)} {exc.reason}{where}: {exc.fix}"
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
