@@ -94,9 +94,9 @@ def datasets(
     data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
-        envvar=DATA_DIR_ENV,
-        help="Folder holding downloaded datasets and caches (default: $XDG_CACHE_HOME/dismax "
-        "or ~/.cache/dismax).",
+        parser=opt.DATA_DIR_FOLDER,
+        help=f"Folder holding downloaded datasets and caches (default: ${DATA_DIR_ENV}, else "
+        "$XDG_CACHE_HOME/dismax or ~/.cache/dismax; a blank variable counts as unset).",
         show_default=False,
     ),
     output_format: Annotated[

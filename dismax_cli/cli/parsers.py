@@ -10,6 +10,7 @@ config's values (:func:`dismax_cli.cli.checks.precheck_file_values`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
@@ -269,6 +270,27 @@ def parse_decay_epochs(value: Any) -> tuple[int, ...]:
     if not numbers:
         raise typer.BadParameter(f"{q(value)} names no epoch: give e.g. 30,60")
     return tuple(numbers)
+
+
+class FolderParser:
+    """A folder option (``--data-dir``, ``--runs-dir``): refuses an empty or blank name, which
+    would otherwise fall back to the default folder in silence (README "Design notes")."""
+
+    def __init__(self, option: str, example: str) -> None:
+        self.option, self.example = option, example
+
+    def __call__(self, value: Any) -> Any:
+        text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+        if not text.strip():
+            raise typer.BadParameter(
+                f"{self.option} {q(text)} is empty: name a folder, e.g. {self.example}, or leave "
+                f"{self.option} out for the default"
+            )
+        return value
+
+
+DATA_DIR_FOLDER = FolderParser("--data-dir", "data")
+RUNS_DIR_FOLDER = FolderParser("--runs-dir", "runs")
 
 
 def parse_config_path(value: Any) -> Path:
