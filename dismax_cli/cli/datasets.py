@@ -95,6 +95,7 @@ def datasets(
         None,
         "--data-dir",
         parser=opt.DATA_DIR_FOLDER,
+        metavar="DIR",
         help=f"Folder holding downloaded datasets and caches (default: ${DATA_DIR_ENV}, else "
         "$XDG_CACHE_HOME/dismax or ~/.cache/dismax; a blank variable counts as unset).",
         show_default=False,
