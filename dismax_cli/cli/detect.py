@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperCommand
 
 from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
@@ -44,18 +43,7 @@ Tpr = Annotated[
 ]
 
 
-class DetectCommand(TyperCommand):
-    """``detect``'s command: its help shows ``IMAGES... <path>``, where typer would show the
-    Python annotation (``<list[Path]>``) of a variadic argument."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if param.param_type_name == "argument" and param.nargs == -1:
-                param.display_type_rich = lambda ctx: "<path>"  # type: ignore[method-assign]
-
-
-@app.command(cls=DetectCommand)
+@app.command()
 def detect(
     checkpoint: opt.Checkpoint,
     images: Images,

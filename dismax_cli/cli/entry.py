@@ -186,6 +186,14 @@ def click_exit_code(exc: BaseException) -> int:
     return EXIT_USER_ERROR
 
 
+def _plain_variadic_help(command: Any) -> None:
+    """Help shows a variadic path argument as ``IMAGES... <path>``, where typer would print its
+    Python annotation (``<list[Path]>``): messages and help name no Python type."""
+    for param in getattr(command, "params", ()):
+        if param.param_type_name == "argument" and param.nargs == -1:
+            param.display_type_rich = lambda ctx: "<path>"
+
+
 #: ``ctx.meta`` key: True when the command line asks for a command's help (``-h``/``--help``).
 HELP_ASKED = "dismax.help_asked"
 
@@ -226,4 +234,6 @@ class DismaxGroup(TyperGroup):
         name = COMMAND_ALIASES.get(tuple(args[:2]))  # type: ignore[arg-type]
         if name is not None and name in self.commands:
             return " ".join(args[:2]), self.commands[name], args[2:]
-        return super().resolve_command(ctx, args)
+        resolved = super().resolve_command(ctx, args)
+        _plain_variadic_help(resolved[1])
+        return resolved
