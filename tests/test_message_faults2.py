@@ -170,6 +170,25 @@ def test_detect_and_dataset_messages_quote_paths(runs: dict[str, Path], tmp_path
         assert says in _one_line(result.stderr), (args, result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("ood", "looked"),
+    [
+        ("svhn", "(looked for '{d}/test_32x32.mat')"),
+        ("mnist", "in '{d}/MNIST/raw/'"),
+        ("lsun", "save it as '{d}/odin/LSUN_resize.tar.gz'"),
+    ],
+)
+def test_a_missing_named_set_quotes_its_folders(
+    runs: dict[str, Path], tmp_path: Path, ood: str, looked: str
+) -> None:
+    shutil.copytree(runs["calibrated"], tmp_path / "r2")
+    data = tmp_path / "my data"
+    result = invoke_in(tmp_path, "score", "r2", "--ood", ood, "--data-dir", str(data), "-q")
+    line = _one_line(result.stderr)
+    assert result.exit_code == 1 and f"is not in '{data}'" in line, line
+    assert looked.format(d=data) in line, line
+
+
 def test_a_fifo_given_as_an_image_is_not_called_corrupt(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
