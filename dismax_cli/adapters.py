@@ -95,7 +95,8 @@ def replace_head(
         ``model`` itself, whose ``forward`` now returns the new head's logits ``(B, C)``.
 
     Raises:
-        DismaxError: for an unknown method, a ``num_classes`` that is not an int (floats,
+        DismaxError: for an unknown method or one without a head of its own (``ensemble``), a
+            ``num_classes`` that is not an int (floats,
             strings and bools are refused) or is below 2, a bare ``nn.Linear`` (build the head
             directly), or a model without an ``nn.Linear`` classifier.
 
@@ -110,6 +111,12 @@ def replace_head(
             "(e.g. num_classes=10)"
         )
     spec = get_method(method)
+    if spec.make_head is None:
+        with_members = f" (it is an ensemble of {spec.members_of} runs)" if spec.members_of else ""
+        raise DismaxError(
+            f"replace_head: method {q(method)} has no head to put in a model{with_members}: "
+            f"use {spec.members_of or 'dismax'} for each member"
+        )
     name, old = find_classifier(model)
     classes = old.out_features if num_classes is None else int(num_classes)
     head = spec.make_head(old.in_features, classes)

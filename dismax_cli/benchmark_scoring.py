@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import io
 import math
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from dismax_cli.engine import (
     read_train_log,
     rebuild_run_data,
 )
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, shell_command
 from dismax_cli.errors import quote_value as q
 from dismax_cli.evaluation import (
     Outputs,
@@ -378,17 +377,17 @@ def _score_each_set(
 
 def _checkpoint_notes(path: str | Path, meta: Any, temperature: float) -> list[str]:
     """Why this checkpoint's numbers may not be final: unfinished, or never calibrated."""
+    run = Path(path).parent if Path(path).name == "checkpoint.pt" else Path(path)
     if not meta.finished:
         return [
             f"the checkpoint is from an unfinished run (epoch {meta.epoch} of "
-            f"{meta.epochs}); finish it with dismax train --resume"
+            f"{meta.epochs}); finish it with `{shell_command('train', '--out', run, '--resume')}`"
         ]
     if meta.calibration is None:
-        run = Path(path).parent if Path(path).name == "checkpoint.pt" else Path(path)
         return [
             f"this {meta.method} run was never calibrated, so ECE and NLL are at "
             f"T = {temperature:g}, not at a fitted temperature: calibrate it with "
-            f"`dismax calibrate {shlex.quote(str(run))}` and score again"
+            f"`{shell_command('calibrate', run)}` and score again"
         ]
     return []
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dismax_cli.config_types import InvalidValueError, check_types
-from dismax_cli.errors import DismaxError, kind_of, quote_path
+from dismax_cli.errors import DismaxError, kind_of, quote_path, read_failure
 from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import file_problem
 
@@ -150,6 +150,8 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     Raises:
         InvalidValueError: for a key given twice (naming it and the line).
         InvalidValueError: (exit 2) for a document that is not a mapping (a number, text).
+        InvalidValueError: (exit 2) for valid YAML a config cannot hold (a list as a key, two
+            documents, a ``!!python`` tag: :class:`~dismax_cli.yaml12.UnsupportedYamlError`).
         DismaxError: for a missing file or invalid YAML.
     """
     if str(path).strip() == "":
@@ -160,7 +162,7 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
         raise DismaxError(f"config file {quote_path(path)} {problem}: check the --config path")
     import yaml
 
-    from dismax_cli.yaml12 import DuplicateKeyError
+    from dismax_cli.yaml12 import DuplicateKeyError, UnsupportedYamlError
 
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
@@ -170,6 +172,11 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
             f"config file {quote_path(path)} gives key {q(exc.key)} twice (again at line "
             f"{exc.line}): keep one",
         ) from None
+    except UnsupportedYamlError as exc:
+        where = f" (line {exc.line})" if exc.line is not None else ""
+        raise InvalidValueError(
+            "config", f"config file {quote_path(path)} {exc.reason}{where}: {exc.fix}"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -177,7 +184,10 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
             f"config file {quote_path(path)} is not valid YAML{where}: fix its syntax"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DismaxError(f"cannot read config file {quote_path(path)}: {exc}") from None
+        raise DismaxError(
+            f"config file {quote_path(path)} {read_failure(exc)}: pass a YAML file of "
+            "'option: value' lines"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

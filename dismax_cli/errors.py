@@ -53,6 +53,45 @@ def quote_value(value: object) -> str:
     return _scalar(value)
 
 
+#: Characters a POSIX shell reads literally (those :func:`shlex.quote` leaves bare).
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def shell_word(word: str | os.PathLike[str]) -> str:
+    """One word of a command line, quoted for a POSIX shell as :func:`shlex.quote` does.
+
+    ``my run`` -> ``'my run'``, ``it's`` -> ``'it'"'"'s'``, ``runs/x`` stays bare; control
+    characters are then escaped (as :func:`quote_path` does) so the message stays one line.
+    """
+    text = os.fsdecode(word)
+    if text and all(ch in _SHELL_SAFE for ch in text):
+        return text
+    return quote_path(text.replace("'", "'\"'\"'"))
+
+
+def shell_command(*words: str | os.PathLike[str]) -> str:
+    """A suggested command line, ``dismax WORD...``, every word quoted by :func:`shell_word`.
+
+    Messages suggest commands with it so that a copied line runs as shown: ``dismax calibrate
+    'my run'``, ``dismax train --out 'it'"'"'s unfin' --resume``. README "Design notes".
+    """
+    return " ".join(["dismax", *(shell_word(w) for w in words)])
+
+
+def read_failure(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a text file could not be read, as the end of ``FILE ...``: never Python's codec words.
+
+    ``is not UTF-8 text (byte 0x80 at offset 64; it looks binary)`` for undecodable bytes,
+    else ``cannot be read (Permission denied)``; the caller adds the fix.
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        byte = exc.object[exc.start] if exc.start < len(exc.object) else None
+        at = f"byte 0x{byte:02x} at offset {exc.start}" if byte is not None else "its end"
+        binary = b"\0" in exc.object[:4096] or exc.object[:2] in (b"PK", b"\x80\x02")
+        return f"is not UTF-8 text ({at}{'; it looks binary' if binary else ''})"
+    return f"cannot be read ({exc.strerror or exc})"
+
+
 def kind_of(value: object) -> str:
     """What a config or report value is, in plain words: ``a number``, ``text``, ``a list``.
 
@@ -95,4 +134,12 @@ def _list_item(value: object) -> str:
     return quote_value(value)
 
 
-__all__ = ["DismaxError", "kind_of", "quote_path", "quote_value"]
+__all__ = [
+    "DismaxError",
+    "kind_of",
+    "quote_path",
+    "quote_value",
+    "read_failure",
+    "shell_command",
+    "shell_word",
+]

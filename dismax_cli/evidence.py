@@ -22,6 +22,7 @@ writes it beside ``--out`` (:func:`write_per_sample`), and ``dismax benchmark sh
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -284,6 +285,14 @@ def write_per_sample(report: Report, evidence: Evidence, report_path: str | Path
     )
 
 
+def _distinct_files(paths: list[Path]) -> list[Path]:
+    """``paths`` without repeats of one file (``/abs/r.samples.npz`` and ``r.samples.npz``)."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        seen.setdefault(os.path.abspath(path), path)
+    return list(seen.values())
+
+
 def load_report_samples(report: Report, report_path: str | Path) -> PerSample:
     """Read the per-sample npz a report names (checked against its sha256), from beside the
     report a symbolic link points to first, then from beside the link
@@ -311,11 +320,12 @@ def load_report_samples(report: Report, report_path: str | Path) -> PerSample:
     places += [renamed] if renamed not in places else []
     found = [p for p in places if p.exists()]
     if not found:
-        looked = ", ".join(quote_path(p) for p in places)
+        looked = ", ".join(quote_path(p) for p in _distinct_files(places))
+        names = " or ".join(quote_path(n) for n in dict.fromkeys((str(name), renamed.name)))
         raise DismaxError(
             f"the per-sample file {quote_path(name)} that report {where} names is missing "
             f"(looked for {looked}): copy the .samples.npz the benchmark wrote with this "
-            f"report next to it, as {quote_path(name)} or {quote_path(renamed.name)}"
+            f"report next to it, as {names}"
         )
     first: DismaxError | None = None
     for path in found:  # the first whose bytes are the ones the report names

@@ -178,19 +178,24 @@ def file_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+class NotAFileError(OSError):
+    """:func:`open_image` on a path that is no regular file; its text is :func:`file_problem`'s."""
+
+
 def open_image(path: str | os.PathLike[str]) -> Any:
     """``PIL.Image.open(path)`` after checking that ``path`` is a regular file.
 
     Opening a FIFO would block until something writes to it; a device would be read forever.
 
     Raises:
-        OSError: for a path that is not a regular file (callers name it in one line).
+        NotAFileError: (an OSError) for a path that is not a regular file, worded as
+            :func:`file_problem` words it (callers name the path in one line).
     """
     from PIL import Image
 
     problem = file_problem(path)
     if problem is not None:
-        raise OSError(problem)
+        raise NotAFileError(problem)
     return Image.open(path)
 
 

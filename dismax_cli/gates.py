@@ -115,7 +115,7 @@ class Requirement:
 # SET holds no operator character, so ``uniform=>0.5`` is not read as SET 'uniform='.
 _REQUIREMENT_TEXT = re.compile(
     r"^\s*([^:\s]+)\s*:\s*([^:\s]+)\s*:\s*([^<>=!\s][^<>=!]*?)\s*"
-    r"(>=|<=|==|>|<)\s*(\S+)\s*$"
+    r"(>=|<=|==|>|<)\s*([^<>=!\s]\S*)\s*$"
 )
 
 
@@ -165,6 +165,13 @@ def _split_requirement(text: str) -> tuple[str, str, str, str, str]:
     match = _REQUIREMENT_TEXT.match(text)
     if match:
         return match.groups()  # type: ignore[return-value]
+    missing = _missing_part(text)
+    if missing:
+        raise InvalidValueError(
+            "require",
+            f"requirement {q(text)} has no {missing}: write METHOD:METRIC:SET>=VALUE, e.g. "
+            "dismax:AUROC:uniform>=0.9",
+        )
     bad_op = re.search(r"=>|=<|=!|!=|<>|=(?![=<>])|>>|<<", text.split(":", 2)[-1])
     if bad_op and re.search(r"[<>=!]", text):
         raise InvalidValueError(
@@ -177,6 +184,25 @@ def _split_requirement(text: str) -> tuple[str, str, str, str, str]:
         f"requirement {q(text)} is malformed: write METHOD:METRIC:SET>=VALUE, e.g. "
         "dismax:AUROC:uniform>=0.9",
     )
+
+
+def _missing_part(text: str) -> str | None:
+    """Which part of a ``METHOD:METRIC:SET OP VALUE`` requirement is empty, or None."""
+    parts = text.split(":", 2)
+    if len(parts) < 3:
+        return None
+    names = ("method", "metric")
+    for name, part in zip(names, parts[:2], strict=True):
+        if not part.strip():
+            return f"{name} before its ':'"
+    rest = parts[2].strip()
+    if not rest or rest[0] in "<>=!":
+        return "set before the comparison (SET is the OOD set or 'id')"
+    if not re.search(r"[<>=!]", rest):
+        return "comparison (>=, <=, >, < or == and a number) after the set"
+    if rest[-1] in "<>=!":
+        return "number after the comparison"
+    return None
 
 
 def _resolve_method(text: str, method: str, method_keys: dict[str, str] | None) -> str:

@@ -24,7 +24,7 @@ import yaml
 
 from dismax_cli.config import load_yaml
 from dismax_cli.core.methods import method_label
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, read_failure
 from dismax_cli.errors import quote_value as q
 from dismax_cli.fileio import check_regular_file
 from dismax_cli.reports import METRICS, MethodResult, Report
@@ -98,7 +98,7 @@ def load_table(path: str | Path) -> dict[str, Any]:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise DismaxError(
-            f"cannot read the paper's table {q(path)} ({exc}): pass "
+            f"the paper's table {q(path)} {read_failure(exc)}: pass "
             "benchmarks/paper/table2.yaml"
         ) from None
     except yaml.YAMLError as exc:

@@ -113,7 +113,8 @@ def _expect(value: Any, kind: str, path: str) -> None:
     else:
         ok = isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[kind])
     if not ok:
-        shown = "null" if value is None else f"{kind_of(value)} {json.dumps(value)[:40]}"
+        plain = value is None or isinstance(value, bool)  # "true", not "true or false true"
+        shown = q(value) if plain else f"{kind_of(value)} {json.dumps(value)[:40]}"
         raise Damaged(f"{path} is {shown}, expected {_KIND_WORDS[kind]}")
 
 

@@ -16,7 +16,7 @@ import math
 import os
 from typing import Any
 
-from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import DismaxError, kind_of, quote_path
 from dismax_cli.errors import quote_value as q
 from dismax_cli.report_checks import Damaged, check_report
 from dismax_cli.report_types import (
@@ -209,7 +209,13 @@ def from_dict(data: dict[str, Any]) -> Report:
     data = _strip_reasons(data)
     if not data["methods"]:
         raise DismaxError("this dismax report holds no methods: pass a report written by --out")
-    if data["schema_version"] != SCHEMA_VERSION:
+    version = data["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int | float):
+        raise DismaxError(
+            f"this dismax report is incomplete or damaged (schema_version is {kind_of(version)} "
+            f"{q(version)}, expected the number {SCHEMA_VERSION})"
+        )
+    if version != SCHEMA_VERSION:
         raise DismaxError(
             f"report schema version {q(data['schema_version'])} is not supported: this dismax "
             f"reads version {SCHEMA_VERSION}"

@@ -11,15 +11,9 @@ not its speeds). Torch-free: the CLI checks the variable before any work.
 
 from __future__ import annotations
 
-import math
-import os
 import statistics
 from collections.abc import Callable, Sequence
 from typing import TypeVar
-
-from dismax_cli.config import InvalidValueError
-from dismax_cli.errors import quote_value as q
-from dismax_cli.numbers import parse_decimal
 
 K = TypeVar("K")
 B = TypeVar("B")
@@ -35,19 +29,10 @@ def timing_seconds(default: float) -> float:
         InvalidValueError: the variable is set to something that is not a finite number ≥ 0
             (the CLI exits 2 naming it).
     """
-    text = os.environ.get(TIMING_SECONDS_VARIABLE, "").strip()
-    if not text:
-        return default
-    value = parse_decimal(text)  # ASCII decimals only, as --require (dismax_cli.numbers)
-    if value is None:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise InvalidValueError(
-            TIMING_SECONDS_VARIABLE,
-            f"{TIMING_SECONDS_VARIABLE}={q(text)} is invalid: use a number of seconds ≥ 0 "
-            "(0 times only the fixed minimum of rounds), or unset it for the default",
-        )
-    return value
+    from dismax_cli.env_settings import TIMING_SECONDS, env_number
+
+    value = env_number(TIMING_SECONDS)  # ASCII decimals only, as --require (dismax_cli.numbers)
+    return default if value is None else float(value)
 
 
 def interleaved_seconds(

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from dismax_cli.errors import quote_path
+
 
 class _Yaml12Loader(yaml.SafeLoader):
     """SafeLoader with the YAML 1.2 core schema's implicit types (no timestamps, no yes/no/on)."""
@@ -62,6 +64,16 @@ class DuplicateKeyError(yaml.YAMLError):
         self.key, self.line = key, line
 
 
+class UnsupportedYamlError(yaml.YAMLError):
+    """Valid YAML that a config file cannot hold: a list or mapping as a key, a second
+    document, a Python or other unknown tag. ``reason`` says what (in plain words), ``line`` is
+    1-based (None when unknown) and ``fix`` what to write instead."""
+
+    def __init__(self, reason: str, line: int | None, fix: str) -> None:
+        super().__init__(f"{reason} at line {line}: {fix}")
+        self.reason, self.line, self.fix = reason, line, fix
+
+
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict[Any, Any]:
     """A mapping that refuses a key given twice (YAML 1.2 requires unique keys)."""
     assert isinstance(node, yaml.MappingNode)
@@ -71,8 +83,12 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict[
         key = loader.construct_object(key_node, deep=True)
         try:
             duplicate = key in seen
-        except TypeError:  # an unhashable key: SafeLoader reports it
-            break
+        except TypeError:  # a list or mapping as a key: valid YAML, but no option name
+            raise UnsupportedYamlError(
+                f"has a {'mapping' if isinstance(key, dict) else 'list'} as a key",
+                key_node.start_mark.line + 1,
+                "keys are option names (epochs: 10)",
+            ) from None
         if duplicate:
             raise DuplicateKeyError(key, key_node.start_mark.line + 1)
         seen.add(key)
@@ -92,9 +108,44 @@ def load_yaml(text: str) -> Any:
     A key given twice in one mapping is an error (:class:`DuplicateKeyError`), not last-wins.
 
     Raises:
+        UnsupportedYamlError: (a ``yaml.YAMLError``) for valid YAML a config cannot hold: a
+            list or mapping as a key, more than one document (``---``), a tag such as
+            ``!!python/object`` (never constructed).
         yaml.YAMLError: for invalid syntax.
     """
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.composer.ComposerError as exc:
+        if "single document" not in f"{exc.context} {exc.problem}":
+            raise
+        raise UnsupportedYamlError(
+            "holds more than one YAML document",
+            _line(exc),
+            "keep one (remove the '---' line there and what follows it)",
+        ) from None
+    except yaml.constructor.ConstructorError as exc:
+        tag = _tag_of(str(exc.problem))
+        if tag is None:
+            raise
+        raise UnsupportedYamlError(
+            f"uses the tag {quote_path(tag)}, which config files do not allow",
+            _line(exc),
+            "write a plain value (text, a number, true/false, a list or a mapping)",
+        ) from None
 
 
-__all__ = ["DuplicateKeyError", "load_yaml"]
+def _line(exc: yaml.MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark
+    return mark.line + 1 if mark is not None else None
+
+
+def _tag_of(problem: str) -> str | None:
+    """The tag named by SafeLoader's "could not determine a constructor for the tag 'X'"."""
+    match = re.search(r"constructor for the tag '([^']*)'", problem)
+    if match is None:
+        return None
+    tag = match.group(1)
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org") else tag
+
+
+__all__ = ["DuplicateKeyError", "UnsupportedYamlError", "load_yaml"]

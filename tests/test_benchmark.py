@@ -224,7 +224,7 @@ def test_require_passes_and_fails_with_the_documented_exit_code(
         ("vit:AUROC:uniform>=0.5", "method 'vit'"),
         ("dismax:AUC:uniform>=0.5", "unknown metric 'AUC'"),
         ("dismax:AUROC:svhn>=0.5", "OOD set 'svhn'"),
-        ("dismax:AUROC:uniform", "malformed"),
+        ("dismax:AUROC:uniform", "has no comparison"),
         ("dismax:ACC:uniform>=0.5", "in-distribution metric"),
         ("dismax:AUROC:uniform>=90", "is a fraction"),
     ],

@@ -252,7 +252,7 @@ def test_ctrl_c_during_training_names_the_saved_epoch(tmp_path: Path) -> None:
     assert 1 <= epoch < 400
     message = [x for x in rest.splitlines() if x.startswith("interrupted:")]
     assert message == [
-        f"interrupted: epoch {epoch} of 400 is saved in {run}; continue with: "
+        f"interrupted: epoch {epoch} of 400 is saved in '{run}'; continue with: "
         f"dismax train --out '{run}' --resume"
     ], rest
     assert "Traceback" not in rest
@@ -278,7 +278,7 @@ def test_ctrl_c_before_any_epoch_says_nothing_was_saved(
         )  # fmt: skip
         assert result.exit_code == 130, result.output
         assert result.stderr.splitlines()[-1] == (
-            f"interrupted: no epoch finished, so nothing was saved in {run}: run the same "
+            f"interrupted: no epoch finished, so nothing was saved in '{run}': run the same "
             "command to start again"
         )
         assert not run.exists()  # the empty folder this command made is gone
@@ -302,7 +302,7 @@ def test_ctrl_c_during_benchmark_says_rerunning_resumes(
     assert result.exit_code == 130, result.output
     last = result.stderr.splitlines()[-1]
     assert last.startswith("interrupted: stopped (while training dismax s0);")
-    assert f"saved in {runs}: run the same command again to resume" in last
+    assert f"saved in '{runs}': run the same command again to resume" in last
 
 
 # --------------------------------------------------------------------------- item 4

@@ -127,9 +127,9 @@ def test_predict_adapts_other_sizes_and_channels_through_the_transform(runs: dic
         (torch.randn(4, 3, 8, 8), "not the 0..1 pixel scale"),  # already normalised
         (torch.zeros(4, 8, 8, 3), "C = 1 or 3"),  # channels-last floats
         (torch.zeros(4, 3, 8, 8, dtype=torch.uint8).permute(0, 1, 2, 3), "channels-first"),
-        (torch.zeros(4, 8, 8, 1, dtype=torch.int32), "dtype torch.int32"),
+        (torch.zeros(4, 8, 8, 1, dtype=torch.int32), "images of dtype int32 cannot"),
         ([np.zeros((8, 8, 3), dtype=np.float32)], "image 0 of the list"),
-        ("images.png", "type str"),
+        ("images.png", "images given as text cannot"),
     ],
 )
 def test_predict_refuses_other_layouts_with_the_fix(runs: dict, images, match: str) -> None:

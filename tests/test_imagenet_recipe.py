@@ -175,7 +175,7 @@ def test_missing_imagenet_says_where_to_put_it(tmp_path: Path) -> None:
     message = str(info.value)
     assert "\n" not in message and "cannot be downloaded" in message
     assert str(tmp_path / "imagenet1k") in message and "train/<wnid>/*.JPEG" in message
-    with pytest.raises(DismaxError, match=r"imagenet_o as <wnid>/\*\.jpg"):
+    with pytest.raises(DismaxError, match=r"imagenet_o' as <wnid>/\*\.jpg"):
         load_dataset("imagenet-o", data_dir=tmp_path)
 
 

@@ -14,7 +14,7 @@ import typer
 import typer.main
 
 from dismax_cli import __version__
-from dismax_cli.cli.entry import DismaxGroup, interrupts_reported
+from dismax_cli.cli.entry import HELP_ASKED, DismaxGroup, interrupts_reported
 
 app = typer.Typer(
     name="dismax",
@@ -58,6 +58,10 @@ def _root(
     # The root group's main (cli/entry.py) takes --debug off the command line wherever it is,
     # before parsing, and reports a Ctrl-C in the command through this resource.
     del debug, version
+    if not ctx.meta.get(HELP_ASKED):
+        from dismax_cli.env_settings import check_environment  # torch-free
+
+        check_environment()  # a bad DISMAX_WORKERS etc. answers at once, exit 2
     ctx.with_resource(interrupts_reported())
 
 

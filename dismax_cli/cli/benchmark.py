@@ -45,8 +45,8 @@ ObjectiveName = Annotated[
 ]
 RunsDir = Annotated[
     str | None,
-    typer.Option("--runs-dir", metavar="DIR", help="Where runs are trained and reused (default "
-                 "$DISMAX_RUNS_DIR or the user cache)."),
+    typer.Option("--runs-dir", parser=opt.RUNS_DIR_FOLDER, metavar="DIR", help=(
+        "Where runs are trained and reused (default $DISMAX_RUNS_DIR or the user cache).")),
 ]  # fmt: skip
 Require = Annotated[
     list[str] | None,

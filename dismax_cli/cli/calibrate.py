@@ -16,7 +16,14 @@ from dismax_cli.cli.app import app
 from dismax_cli.cli.checks import check_checkpoint_file
 from dismax_cli.cli.common import Objective, OutputFormat, stdout_console, warn, write_stdout
 
-ObjectiveChoice = Annotated[Objective, typer.Option("--objective", help=opt.OBJECTIVE_HELP)]
+OBJECTIVE_CHOICE = opt.EnumChoice(Objective)
+ObjectiveChoice = Annotated[
+    Objective,
+    typer.Option(
+        "--objective", parser=OBJECTIVE_CHOICE, metavar=OBJECTIVE_CHOICE.metavar,
+        help=opt.OBJECTIVE_HELP,
+    ),
+]
 CalibrationProtocol = Annotated[
     str | None,
     typer.Option("--protocol", parser=opt.PROTOCOL_CHOICE, metavar="honest|paper", help=(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
 from dismax_cli.cli.options import DATA_DIR_ENV
@@ -93,14 +94,15 @@ def datasets(
     data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
-        envvar=DATA_DIR_ENV,
-        help="Folder holding downloaded datasets and caches (default: $XDG_CACHE_HOME/dismax "
-        "or ~/.cache/dismax).",
+        parser=opt.DATA_DIR_FOLDER,
+        metavar="DIR",
+        help=f"Folder holding downloaded datasets and caches (default: ${DATA_DIR_ENV}, else "
+        "$XDG_CACHE_HOME/dismax or ~/.cache/dismax; a blank variable counts as unset).",
         show_default=False,
     ),
-    output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", help="table (rich) or json, both to stdout."
-    ),
+    output_format: Annotated[
+        OutputFormat, opt.format_option("table (rich) or json, both to stdout.")
+    ] = OutputFormat.table,
     long: bool = typer.Option(
         False, "--long", "-l", help="Also show source, licence, aliases and location."
     ),

@@ -186,6 +186,18 @@ def click_exit_code(exc: BaseException) -> int:
     return EXIT_USER_ERROR
 
 
+def _plain_variadic_help(command: Any) -> None:
+    """Help shows a variadic path argument as ``IMAGES... <path>``, where typer would print its
+    Python annotation (``<list[Path]>``): messages and help name no Python type."""
+    for param in getattr(command, "params", ()):
+        if param.param_type_name == "argument" and param.nargs == -1:
+            param.display_type_rich = lambda ctx: "<path>"
+
+
+#: ``ctx.meta`` key: True when the command line asks for a command's help (``-h``/``--help``).
+HELP_ASKED = "dismax.help_asked"
+
+
 class DismaxGroup(TyperGroup):
     """The root ``dismax`` group: one entry (:func:`run`) and ``benchmark show`` as ``show``."""
 
@@ -217,7 +229,11 @@ class DismaxGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         """``benchmark show ARGS`` resolves to ``show ARGS`` (:data:`COMMAND_ALIASES`; the
         usage line still reads ``dismax benchmark show``); everything else as Click does."""
+        # The root callback checks the environment's numbers unless help was asked for.
+        ctx.meta[HELP_ASKED] = any(arg in ("-h", "--help") for arg in args)
         name = COMMAND_ALIASES.get(tuple(args[:2]))  # type: ignore[arg-type]
         if name is not None and name in self.commands:
             return " ".join(args[:2]), self.commands[name], args[2:]
-        return super().resolve_command(ctx, args)
+        resolved = super().resolve_command(ctx, args)
+        _plain_variadic_help(resolved[1])
+        return resolved

@@ -25,6 +25,7 @@ from dismax_cli.cli.parsers import (  # noqa: F401  re-exported: the names tests
     BENCHMARK_METHOD_NAMES,
     BOOTSTRAP_INT,
     CALIBRATION_OPTIMIZER_CHOICE,
+    DATA_DIR_FOLDER,
     DEFAULT_BENCHMARK_METHOD_NAMES,
     ENSEMBLE_INT,
     EPOCHS_INT,
@@ -38,6 +39,7 @@ from dismax_cli.cli.parsers import (  # noqa: F401  re-exported: the names tests
     OOD_PRESET,
     POSITIVE_FLOAT,
     PROTOCOL_CHOICE,
+    RUNS_DIR_FOLDER,
     SCORE,
     SCORE_NAMES,
     SCORES_CHOICE,
@@ -47,6 +49,7 @@ from dismax_cli.cli.parsers import (  # noqa: F401  re-exported: the names tests
     SHARD,
     VAL_FRACTION_FLOAT,
     ChoiceParser,
+    EnumChoice,
     NumberParser,
     parse_config_path,
     parse_decay_epochs,
@@ -166,7 +169,7 @@ Device = Annotated[
     _opt("--device", parse_device, "DEVICE", help="auto, cpu, cuda, cuda:N or mps (default "
          "auto: CUDA, then MPS, then CPU)."),
 ]  # fmt: skip
-DataDir = Annotated[str | None, _opt("--data-dir", None, "DIR", help=DATA_DIR_HELP)]
+DataDir = Annotated[str | None, _opt("--data-dir", DATA_DIR_FOLDER, "DIR", help=DATA_DIR_HELP)]
 SyncBn = Annotated[
     bool | None,
     typer.Option("--sync-bn/--no-sync-bn", help="Under torchrun: BatchNorm statistics over the "
@@ -210,6 +213,9 @@ TRAINING_KNOBS: dict[str, Any] = {
     "select": SELECT_CHOICE,
     "image_size": IMAGE_SIZE_INT,
     "decay_epochs": parse_decay_epochs,
+    # Folders: an empty name in a config file is refused as on the command line.
+    "data_dir": DATA_DIR_FOLDER,
+    "runs_dir": RUNS_DIR_FOLDER,
 }
 
 # ----------------------------------------------------------------------------- other shared
@@ -220,8 +226,17 @@ Config = Annotated[
         "YAML file of options (keys as the option names; relative paths are relative to the "
         "file; the command line wins).")),
 ]  # fmt: skip
+#: ``--format``'s parser: "'x' is not one of table, json", as every other choice words it.
+FORMAT_CHOICE = EnumChoice(OutputFormat)
+
+
+def format_option(help: str = FORMAT_HELP) -> Any:
+    """The ``--format table|json`` option (an :class:`OutputFormat`) with this help text."""
+    return _opt("--format", FORMAT_CHOICE, FORMAT_CHOICE.metavar, help=help)
+
+
 #: ``--format`` of the commands that write a result (``= OutputFormat.table``).
-Format = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
+Format = Annotated[OutputFormat, format_option()]
 #: ``--quiet`` of every command that shows progress (train, calibrate, score, benchmark).
 Quiet = Annotated[
     bool,

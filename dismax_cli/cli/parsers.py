@@ -10,7 +10,9 @@ config's values (:func:`dismax_cli.cli.checks.precheck_file_values`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,26 @@ class ChoiceParser:
         raise typer.BadParameter(f"{q(value)} is not one of {', '.join(choices)}")
 
 
+class EnumChoice(ChoiceParser):
+    """Accept one of an Enum's values and return the member (``--format table`` ->
+    ``OutputFormat.table``), worded as :class:`ChoiceParser` words a refusal ("'x' is not one
+    of table, json"), never typer's own ("Value error, 'x' is not one of 'table', 'json'.")."""
+
+    def __init__(self, enum: type[Enum]) -> None:
+        super().__init__(tuple(str(member.value) for member in enum))
+        self._enum = enum
+
+    @property
+    def metavar(self) -> str:
+        """The choices as help shows them: ``table|json``."""
+        return "|".join(self.choices)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, self._enum):
+            return value
+        return self._enum(super().__call__(value))
+
+
 #: Prefixes of ``--model`` values built by other libraries (``dismax_cli.models.external``).
 EXTERNAL_MODEL_SOURCES = ("torchvision", "timm")
 
@@ -134,9 +156,19 @@ def parse_model(value: Any) -> str:
     source, sep, name = text.partition(":")
     if text in BACKBONE_NAMES or (sep and source in EXTERNAL_MODEL_SOURCES and name.strip()):
         return text
+    if text.strip() != text and parse_model_or_none(text.strip()) is not None:
+        raise typer.BadParameter(f"{q(value)} has a space around it: write {text.strip()}")
     raise typer.BadParameter(
         f"{q(value)} is not one of {', '.join(BACKBONE_NAMES)}, torchvision:NAME or timm:NAME"
     )
+
+
+def parse_model_or_none(text: str) -> str | None:
+    """``text`` when :func:`parse_model` accepts it, else None."""
+    try:
+        return parse_model(text)
+    except typer.BadParameter:
+        return None
 
 
 def parse_device(value: Any) -> str:
@@ -238,6 +270,27 @@ def parse_decay_epochs(value: Any) -> tuple[int, ...]:
     if not numbers:
         raise typer.BadParameter(f"{q(value)} names no epoch: give e.g. 30,60")
     return tuple(numbers)
+
+
+class FolderParser:
+    """A folder option (``--data-dir``, ``--runs-dir``): refuses an empty or blank name, which
+    would otherwise fall back to the default folder in silence (README "Design notes")."""
+
+    def __init__(self, option: str, example: str) -> None:
+        self.option, self.example = option, example
+
+    def __call__(self, value: Any) -> Any:
+        text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+        if not text.strip():
+            raise typer.BadParameter(
+                f"{self.option} {q(text)} is empty: name a folder, e.g. {self.example}, or leave "
+                f"{self.option} out for the default"
+            )
+        return value
+
+
+DATA_DIR_FOLDER = FolderParser("--data-dir", "data")
+RUNS_DIR_FOLDER = FolderParser("--runs-dir", "runs")
 
 
 def parse_config_path(value: Any) -> Path:

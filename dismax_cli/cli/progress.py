@@ -10,7 +10,6 @@ parsed as rich markup (paths and specs such as ``x[/b]`` are user text).
 from __future__ import annotations
 
 import contextlib
-import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from rich.progress import (
 from rich.text import Text
 
 from dismax_cli.cli.common import plain_output, stderr_console
+from dismax_cli.errors import shell_command
 
 if TYPE_CHECKING:
     from dismax_cli.engine.config import ProgressCallback, TrainProgress
@@ -190,7 +190,7 @@ def interrupted_train_message(out: Path, *, created: bool) -> str:
     again (nothing half-written is left) and the message says to start again.
     """
     from dismax_cli.engine import CHECKPOINT_NAME, LOG_NAME, load_checkpoint
-    from dismax_cli.errors import DismaxError
+    from dismax_cli.errors import DismaxError, quote_path
 
     ckpt = out / CHECKPOINT_NAME
     if ckpt.is_file():
@@ -200,22 +200,27 @@ def interrupted_train_message(out: Path, *, created: bool) -> str:
             return f"{exc}"
         epoch, epochs = state.meta.epoch, state.meta.epochs
         if state.meta.finished:
-            return f"all {epochs} epochs are saved in {out}: the run is finished"
+            return f"all {epochs} epochs are saved in {quote_path(out)}: the run is finished"
         return (
-            f"epoch {epoch} of {epochs} is saved in {out}; continue with: "
-            f"dismax train --out {shlex.quote(str(out))} --resume"
+            f"epoch {epoch} of {epochs} is saved in {quote_path(out)}; continue with: "
+            f"{shell_command('train', '--out', out, '--resume')}"
         )
     if created and out.is_dir():
         (out / LOG_NAME).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             out.rmdir()
-    return f"no epoch finished, so nothing was saved in {out}: run the same command to start again"
+    return (
+        f"no epoch finished, so nothing was saved in {quote_path(out)}: run the same command to "
+        "start again"
+    )
 
 
 def interrupted_benchmark_message(runs_dir: Path, training: str | None) -> str:
     """What ``dismax benchmark`` says after Ctrl-C: where runs are kept and how to resume."""
+    from dismax_cli.errors import quote_path
+
     during = f" (while training {training})" if training else ""
     return (
-        f"stopped{during}; every finished epoch and run is saved in {runs_dir}: run the same "
-        "command again to resume where it stopped (finished runs are reused)"
+        f"stopped{during}; every finished epoch and run is saved in {quote_path(runs_dir)}: run "
+        "the same command again to resume where it stopped (finished runs are reused)"
     )

@@ -22,13 +22,15 @@ ScoreName = Annotated[str | None, opt.score_option("Score shown in the table")]
 Dump = Annotated[
     Path | None,
     typer.Option(
-        "--dump", parser=parse_output_path, help="Write per-sample scores to this .npz file."
+        "--dump", parser=parse_output_path, metavar="FILE.npz",
+        help="Write per-sample scores to this .npz file."
     ),
 ]
 Out = Annotated[
     Path | None,
     typer.Option(
-        "--out", parser=parse_output_path, help="Write the JSON report to this file (atomically)."
+        "--out", parser=parse_output_path, metavar="FILE.json",
+        help="Write the JSON report to this file (atomically)."
     ),
 ]
 

@@ -11,17 +11,18 @@ from typing import Annotated
 
 import typer
 
+from dismax_cli.cli import options as opt
 from dismax_cli.cli.app import app
 from dismax_cli.cli.common import OutputFormat, stdout_console, write_stdout
 from dismax_cli.cli.figures import Html, Plots, report_samples, write_figures
 from dismax_cli.config import InvalidValueError
-from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import DismaxError, quote_path, read_failure
 from dismax_cli.fileio import report_neighbours, samples_path
 
 ReportPath = Annotated[
     Path, typer.Argument(metavar="REPORT.json", help="A JSON report written by --out.")
 ]
-ShowFormat = Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+ShowFormat = Annotated[OutputFormat, opt.format_option("table or json.")]
 Compare = Annotated[
     Path | None,
     typer.Option("--compare", metavar="TABLE.yaml", help=(
@@ -99,7 +100,10 @@ def read_report(report_path: Path) -> str:
     try:
         return report_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DismaxError(f"cannot read report {quote_path(report_path)}: {exc}") from None
+        raise DismaxError(
+            f"report {quote_path(report_path)} {read_failure(exc)}: pass the JSON report "
+            "written by --out"
+        ) from None
 
 
 def show_comparison(report: object, table: Path, output_format: OutputFormat) -> None:

@@ -24,6 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from dismax_cli.core._arrays import ArrayLike, to_numpy_float64, to_numpy_targets
+from dismax_cli.core.tpr import tpr_fraction
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
 
@@ -227,14 +228,12 @@ def fpr_at_95_tpr(
         k = (95 * ood_array.size + 99) // 100  # ceil(0.95 * n_ood), in integers
         threshold = np.sort(ood_array)[k - 1]
         return float(np.count_nonzero(id_array <= threshold) / id_array.size)
-    threshold = _kth_largest_at_tpr(id_array, 0.95)
+    threshold = _kth_largest_at_tpr(id_array, Fraction(19, 20))
     return float(_count_at_or_above(np.sort(ood_array), threshold) / ood_array.size)
 
 
-def _kth_largest_at_tpr(id_array: np.ndarray, tpr: float) -> float:
-    """The k-th largest of ``id_array``, ``k = ceil(tpr · n)`` in exact rational arithmetic."""
-    # tpr as the fraction it was written as (0.95 -> 19/20): no floating-point rounding in k.
-    ratio = Fraction(tpr).limit_denominator(1_000_000)
+def _kth_largest_at_tpr(id_array: np.ndarray, ratio: Fraction) -> float:
+    """The k-th largest of ``id_array``, ``k = ceil(ratio · n)`` in exact rational arithmetic."""
     k = max(1, -(-ratio.numerator * id_array.size // ratio.denominator))
     return float(np.sort(id_array)[::-1][k - 1])
 
@@ -260,18 +259,17 @@ def tpr_threshold(id_scores: ArrayLike, *, tpr: float = 0.95) -> float:
 
     Raises:
         DismaxError: If ``id_scores`` is empty, not one-dimensional or not finite, or ``tpr`` is
-            not in (0, 1].
+            not a real number in (0, 1] (see :func:`tpr_fraction` for the types taken).
 
     References:
         Liang, Li and Srikant, "Enhancing The Reliability of Out-of-distribution Image Detection
         in Neural Networks" (ODIN), arXiv:1706.02690 (the TPR-95 % operating point).
     """
-    if isinstance(tpr, bool) or not isinstance(tpr, int | float) or not 0 < tpr <= 1:
-        raise DismaxError(f"tpr {q(tpr)} is invalid: give a fraction in (0, 1], e.g. 0.95")
+    ratio = tpr_fraction(tpr)
     id_array = to_numpy_float64(id_scores, name="id_scores", ndim=1, layout="(N_id,)")
     if id_array.size == 0:
         raise DismaxError("id_scores is empty (no in-distribution scores); score an ID set first")
-    return _kth_largest_at_tpr(id_array, float(tpr))
+    return _kth_largest_at_tpr(id_array, ratio)
 
 
 def detection_accuracy(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:

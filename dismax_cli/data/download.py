@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import re
 import shutil
@@ -29,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dismax_cli.errors import DismaxError, quote_value
+from dismax_cli.errors import DismaxError
 from dismax_cli.fileio import atomic_write
-from dismax_cli.numbers import parse_decimal
 
 #: Environment variable that disables every download when set to 1/true/yes/on.
 OFFLINE_ENV = "DISMAX_OFFLINE"
@@ -54,18 +52,16 @@ def downloads_enabled(download: bool) -> bool:
 
 
 def net_timeout() -> float:
-    """Return the network timeout in seconds (``DISMAX_NET_TIMEOUT``, default 10)."""
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    value = parse_decimal(raw)  # ASCII decimals only (dismax_cli.numbers)
-    if value is None or not math.isfinite(value):
-        raise DismaxError(
-            f"{TIMEOUT_ENV}={quote_value(raw)} is not a number of seconds; set it to e.g. 10"
-        )
-    if value <= 0:
-        raise DismaxError(f"{TIMEOUT_ENV}={quote_value(raw)} must be positive; set it to e.g. 10")
-    return value
+    """Return the network timeout in seconds (``DISMAX_NET_TIMEOUT``, default 10).
+
+    Raises:
+        InvalidValueError: (exit 2) for a value that is not a number > 0
+            (:func:`dismax_cli.env_settings.env_number`).
+    """
+    from dismax_cli.env_settings import NET_TIMEOUT, env_number
+
+    value = env_number(NET_TIMEOUT)
+    return DEFAULT_TIMEOUT_S if value is None else float(value)
 
 
 def one_line(exc: BaseException | str, limit: int = 200) -> str:

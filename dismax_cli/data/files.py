@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dismax_cli.data.download import one_line
-from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import file_problem, folder_problem, open_image
+from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.fileio import NotAFileError, file_problem, folder_problem, open_image
 
 #: File name endings read as images (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff")
@@ -125,6 +125,8 @@ def _convert(im: Image.Image, mode: str) -> Image.Image:
 
 def _decode_error(where: str, what: str, exc: BaseException) -> DismaxError:
     """A one-line error for an image Pillow could not decode."""
+    if isinstance(exc, NotAFileError):  # a FIFO, folder or device: not a broken image
+        return DismaxError(f"{where}: {what} {exc}")
     if isinstance(exc, Image.DecompressionBombError):
         reason = f"is too large to decode ({one_line(exc, 120)})"
         fix = "shrink it or remove it"
@@ -261,7 +263,7 @@ def read_npz(path: Path) -> RawArrays:
     Raises:
         DismaxError: If the file is missing, not an npz, or in neither layout.
     """
-    where = f"npz file {path}"
+    where = f"npz file {quote_path(path)}"
     problem = file_problem(path)
     if problem is not None:
         raise DismaxError(
@@ -401,7 +403,7 @@ def decode_files(
                 sizes.append(im.size)
                 modes.append(im.mode)
         except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...)
-            raise _decode_error(where, f"image {path}", exc) from None
+            raise _decode_error(where, f"image {quote_path(path)}", exc) from None
     mode = "L" if all(m in _GREY_MODES for m in modes) else "RGB"
     same = len(set(sizes)) == 1 and not force_size
     side = size or DEFAULT_FOLDER_SIZE
@@ -419,7 +421,7 @@ def decode_files(
                     im = resize_short_center_crop(im, side)
                 arr = np.asarray(im, dtype=np.uint8)
         except Exception as exc:  # truncated data surfaces only here, at decode time
-            raise _decode_error(where, f"image {path}", exc) from None
+            raise _decode_error(where, f"image {quote_path(path)}", exc) from None
         out[i] = arr
     return out[..., None] if mode == "L" else out
 
@@ -474,7 +476,7 @@ def read_image_folder(folder: Path, *, size: int | None = None) -> RawArrays:
     Raises:
         DismaxError: If the folder is missing or holds no images.
     """
-    where = f"image folder {folder}"
+    where = f"image folder {quote_path(folder)}"
     problem = folder_problem(folder)
     if problem is not None:
         raise DismaxError(f"{where} {problem}; check the path given to imagefolder:")

@@ -32,7 +32,7 @@ from dismax_cli.data.download import (
     stream_download,
 )
 from dismax_cli.data.files import RawArrays, decode_files, scan_image_files
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,9 @@ def _not_available(name: str, data_dir: Path, reason: str) -> DismaxError:
     cache, folder, archive = odin_paths(name, data_dir)
     entry = ODIN_ARCHIVES[name]
     return DismaxError(
-        f"dataset '{name}' is not in {data_dir} (looked for {cache}, {folder}/ and {archive}) and "
-        f"cannot be downloaded ({reason}); fetch {entry.url} by hand and save it as {archive}, "
+        f"dataset '{name}' is not in {quote_path(data_dir)} (looked for {quote_path(cache)}, "
+        f"{quote_path(folder)} and {quote_path(archive)}) and cannot be downloaded ({reason}); "
+        f"fetch {entry.url} by hand and save it as {quote_path(archive)}, "
         f"or pass npz:PATH / imagefolder:PATH instead"
     )
 
@@ -141,7 +142,8 @@ def _count_error(name: str, where: str, found: int, remove: Path, note: str = ""
     return DismaxError(
         f"{where} of dataset '{name}' holds {found:,} images{note}, but the published "
         f"{entry.filename} holds {entry.n_images:,}: it is incomplete or another set; delete "
-        f"{remove} and fetch {entry.filename} again (or load these images as imagefolder:PATH)"
+        f"{quote_path(remove)} and fetch {entry.filename} again (or load these images as "
+        "imagefolder:PATH)"
     )
 
 
@@ -149,8 +151,8 @@ def _build_cache(name: str, folder: Path, cache: Path) -> RawArrays:
     files, skipped = scan_image_files(folder, recursive=True)
     if len(files) != ODIN_ARCHIVES[name].n_images:
         note = f" ({skipped.describe()})" if skipped.total else ""
-        raise _count_error(name, f"unpacked folder {folder}", len(files), folder, note)
-    images = decode_files(files, size=32, where=f"dataset '{name}' in {folder}")
+        raise _count_error(name, f"unpacked folder {quote_path(folder)}", len(files), folder, note)
+    images = decode_files(files, size=32, where=f"dataset '{name}' in {quote_path(folder)}")
     source = ODIN_ARCHIVES[name].url
     filenames = np.array([f.relative_to(folder).as_posix() for f in files])
     atomic_save_npz(cache, x=images, filenames=filenames, source=np.array([source]))
@@ -160,7 +162,7 @@ def _build_cache(name: str, folder: Path, cache: Path) -> RawArrays:
 def _unpack(name: str, archive: Path, folder: Path) -> None:
     """Verify ``archive`` and unpack it into ``folder`` (atomically moved into place)."""
     entry = ODIN_ARCHIVES[name]
-    check_md5(archive, entry.md5, what=f"archive {archive} of dataset '{name}'")
+    check_md5(archive, entry.md5, what=f"archive {quote_path(archive)} of dataset '{name}'")
     with scratch_dir(folder.parent) as tmp:
         staging = tmp / "unpacked"
         staging.mkdir()
@@ -203,7 +205,7 @@ def load_odin(name: str, data_dir: Path, *, download: bool) -> RawArrays:
             cache.unlink(missing_ok=True)  # a broken cache is rebuilt below
         else:
             if len(raw.images) != entry.n_images:
-                raise _count_error(name, f"cache {cache}", len(raw.images), cache)
+                raise _count_error(name, f"cache {quote_path(cache)}", len(raw.images), cache)
             return raw
     if folder.is_dir():
         return _build_cache(name, folder, cache)

@@ -119,7 +119,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     path = path.expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise DismaxError(
-            f"data directory {path} is a file; pass a folder with --data-dir or {DATA_DIR_ENV}"
+            f"data directory {q(path)} is a file; pass a folder with --data-dir or {DATA_DIR_ENV}"
         )
     return path
 

@@ -33,7 +33,6 @@ import torch
 from dismax_cli.data.imageset import ImageSetBase
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
-from dismax_cli.numbers import parse_integer
 
 #: Above this many bytes of decoded uint8 pixels a set streams when ``stream`` is null (auto).
 STREAM_ABOVE_BYTES = 2 * 1024**3
@@ -101,7 +100,7 @@ def estimate_bytes(n: int, first_file: Path) -> int:
             width, height = im.size
     except Exception as exc:  # Pillow raises many types on bad data
         raise DismaxError(
-            f"image {first_file} cannot be read ({exc}); remove or replace it"
+            f"image {q(first_file)} cannot be read ({exc}); remove or replace it"
         ) from None
     return int(n) * int(width) * int(height) * 3
 
@@ -112,21 +111,10 @@ def default_workers() -> int:
     Raises:
         InvalidValueError: (exit 2) If the variable is not an integer >= 0.
     """
-    from dismax_cli.config import InvalidValueError
+    from dismax_cli.env_settings import WORKERS, env_number
 
-    text = os.environ.get(WORKERS_ENV)
-    if text is None or not text.strip():
-        return min(4, os.cpu_count() or 1)
-    value = parse_integer(text)  # ASCII digits only (dismax_cli.numbers)
-    if value is None:
-        value = -1
-    if value < 0:
-        raise InvalidValueError(
-            WORKERS_ENV,
-            f"{WORKERS_ENV}={q(text)} is invalid: use an integer >= 0 (0 decodes in the main "
-            "process)",
-        )
-    return value
+    value = env_number(WORKERS)  # ASCII digits only (dismax_cli.numbers)
+    return min(4, os.cpu_count() or 1) if value is None else int(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +166,9 @@ class ImageFiles:
             with open_image(path) as im:
                 arr = np.asarray(_convert(im, "RGB"), dtype=np.uint8)
         except Exception as exc:  # truncated data surfaces only at decode time
-            raise _decode_error(f"streamed set {self.root}", f"image {path}", exc) from None
+            raise _decode_error(
+                f"streamed set {q(self.root)}", f"image {q(path)}", exc
+            ) from None
         return torch.from_numpy(arr.copy())
 
     def fingerprint(self) -> str:
@@ -301,7 +291,7 @@ def scan_folder(
         DismaxError: If the folder holds no images.
     """
     files, labels, classes, skipped = scan_image_folder(
-        folder, where=f"image folder {folder}", example="jpg"
+        folder, where=f"image folder {q(folder)}", example="jpg"
     )
     return files, labels, classes, skipped.describe()
 

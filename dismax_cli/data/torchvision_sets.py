@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from dismax_cli.data.download import (
     socket_timeout,
 )
 from dismax_cli.data.files import RawArrays, resize_short_center_crop
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.fileio import atomic_write
 
 #: Side of the square cache of Textures (DTD photos vary in size; resize shorter side + crop).
@@ -238,31 +239,41 @@ def _unpack_hand_files(name: str, part: str, data_dir: Path) -> None:
         if not path.is_file():
             continue
         if path.name.endswith((".tar.gz", ".tgz")):
-            check_md5(path, md5, what=f"{path} (dataset '{name}')")
+            check_md5(path, md5, what=f"{quote_path(path)} (dataset '{name}')")
             with scratch_dir(path.parent) as tmp:
                 safe_extract(path, tmp)
                 for child in sorted(tmp.iterdir()):
                     target = path.parent / child.name
                     if target.exists():
                         raise DismaxError(
-                            f"{target} exists but does not hold a complete '{name}'; delete it "
+                            f"{quote_path(target)} exists but does not hold a complete '{name}'; "
+                            "delete it "
                             f"and rerun to unpack {path.name} again"
                         )
                     os.replace(child, target)
         elif path.suffix == ".gz" and not path.with_suffix("").exists():
-            check_md5(path, md5, what=f"{path} (dataset '{name}')")
+            check_md5(path, md5, what=f"{quote_path(path)} (dataset '{name}')")
             with gzip.open(path, "rb") as f:
                 atomic_write(path.with_suffix(""), lambda out: shutil.copyfileobj(f, out))
 
 
 def _not_available(name: str, part: str, data_dir: Path, reason: str) -> DismaxError:
     src = TORCHVISION_SOURCES[name]
-    looked = ", ".join(str(data_dir / p) for p in src.raw_paths[part])
+    looked = ", ".join(quote_path(data_dir / p) for p in src.raw_paths[part])
     return DismaxError(
-        f"dataset '{name}' is not in {data_dir} (looked for {looked}) and cannot be downloaded "
-        f"({reason}); fetch {src.url} by hand and {src.manual.format(data_dir=data_dir)}, or "
-        "pass npz:PATH / imagefolder:PATH instead (set the folder with --data-dir or "
-        "DISMAX_DATA_DIR)"
+        f"dataset '{name}' is not in {quote_path(data_dir)} (looked for {looked}) and cannot be "
+        f"downloaded ({reason}); fetch {src.url} by hand and "
+        f"{_manual_text(src.manual, data_dir)}, or pass npz:PATH / imagefolder:PATH instead (set "
+        "the folder with --data-dir or DISMAX_DATA_DIR)"
+    )
+
+
+def _manual_text(template: str, data_dir: Path) -> str:
+    """``template`` with each ``{data_dir}/PATH`` filled in as a quoted path (``'D/x.mat'``)."""
+    return re.sub(
+        r"\{data_dir\}(/[^\s,)]*)?",
+        lambda m: quote_path(f"{data_dir}{m.group(1) or ''}"),
+        template,
     )
 
 
@@ -340,8 +351,8 @@ def _check_count(name: str, part: str, found: int, where: str, remove: Path) -> 
     if src.sizes_pinned and found != expected:
         raise DismaxError(
             f"{where} holds {found:,} images for the {part} split of dataset '{name}', but that "
-            f"split has {expected:,}: it is incomplete or another set; delete {remove} and load "
-            "it again (or pass the images as npz:PATH)"
+            f"split has {expected:,}: it is incomplete or another set; delete "
+            f"{quote_path(remove)} and load it again (or pass the images as npz:PATH)"
         )
 
 
@@ -381,7 +392,7 @@ def load_torchvision(name: str, part: str, data_dir: Path, *, download: bool) ->
         except (OSError, ValueError, KeyError):
             cache.unlink(missing_ok=True)  # a broken cache is rebuilt below
         else:
-            _check_count(name, part, len(raw.images), f"cache {cache}", cache)
+            _check_count(name, part, len(raw.images), f"cache {quote_path(cache)}", cache)
             return raw
     _unpack_hand_files(name, part, data_dir)
     try:
@@ -404,7 +415,7 @@ def load_torchvision(name: str, part: str, data_dir: Path, *, download: bool) ->
             reason = f"download failed: {one_line(exc, 120)}"
             raise _not_available(name, part, data_dir, reason) from None
     images, labels, classes = _to_arrays(name, datasets)
-    _check_count(name, part, len(images), f"the files in {data_dir}", data_dir)
+    _check_count(name, part, len(images), f"the files in {quote_path(data_dir)}", data_dir)
     source = f"torchvision.datasets ({src.url})"
     atomic_save_npz(cache, x=images, y=labels, classes=np.array(classes), source=np.array([source]))
     return RawArrays(images=images, labels=labels, classes=classes, source=source)

@@ -38,7 +38,7 @@ from dismax_cli.engine.checkpoint import (
 )
 from dismax_cli.engine.data import rebuild_run_data
 from dismax_cli.engine.predict import predict_images
-from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.errors import DismaxError, quote_path, shell_command
 from dismax_cli.errors import quote_value as q
 from dismax_cli.protocol import DEFAULT_OPTIMIZER, check_optimizer, check_protocol
 
@@ -216,7 +216,8 @@ def _check_calibratable(file: Path, meta: CheckpointMeta, protocol: str) -> None
     if not meta.finished:
         raise DismaxError(
             f"{quote_path(file)} is an unfinished run (epoch {meta.epoch} of {meta.epochs}): "
-            f"finish it with `dismax train --out {file.parent} --resume` before calibrating"
+            f"finish it with `{shell_command('train', '--out', file.parent, '--resume')}` before "
+            "calibrating"
         )
     if protocol == "honest" and meta.config.protocol == "paper":
         raise InvalidValueError(

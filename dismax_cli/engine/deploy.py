@@ -22,7 +22,7 @@ from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageTransform
 from dismax_cli.engine.checkpoint import CheckpointMeta, ModelBundle, checkpoint_path, load_bundle
 from dismax_cli.engine.predict import predict_images, predict_logits
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, kind_of, shell_command
 from dismax_cli.errors import quote_value as q
 
 ImagesLike = torch.Tensor | np.ndarray | Sequence[np.ndarray | torch.Tensor]
@@ -171,13 +171,14 @@ class Run:
                 ``dismax calibrate``.
         """
         name = self.default_score if score is None else score
-        if name not in SCORES:
+        if not isinstance(name, str) or name not in SCORES:
             raise DismaxError(f"unknown score {q(name)}: choose one of {', '.join(SCORES)}")
         thresholds = self.meta.thresholds
         if thresholds is None or name not in thresholds:
+            fix = shell_command("calibrate", self.path)
             raise DismaxError(
                 f"run {q(self.path)} has no validation thresholds (it was not calibrated, "
-                f"or calibrated by an older dismax): run `dismax calibrate {self.path}` first"
+                f"or calibrated by an older dismax): run `{fix}` first"
             )
         return tpr_threshold(thresholds[name], tpr=tpr)
 
@@ -188,7 +189,7 @@ class Run:
             images = torch.from_numpy(np.ascontiguousarray(images))
         if not isinstance(images, torch.Tensor):
             raise DismaxError(
-                f"images of type {type(images).__name__} cannot be predicted: pass a uint8 "
+                f"images given as {_what(images)} cannot be predicted: pass a uint8 "
                 "(N, H, W, C) or float (N, C, H, W) tensor or numpy array"
             )
         if images.dtype == torch.uint8:
@@ -201,8 +202,8 @@ class Run:
         if images.is_floating_point():
             return self._logits_of_floats(images, batch_size=batch_size)
         raise DismaxError(
-            f"images of dtype {images.dtype} cannot be predicted: pass uint8 (N, H, W, C) "
-            "or float (N, C, H, W) on the 0..1 scale"
+            f"images of dtype {_dtype_name(images.dtype)} cannot be predicted: pass uint8 "
+            "(N, H, W, C) or float (N, C, H, W) on the 0..1 scale"
         )
 
     def _logits_of_floats(self, images: torch.Tensor, *, batch_size: int) -> torch.Tensor:
@@ -240,6 +241,18 @@ class Run:
             stack = torch.from_numpy(np.stack([arrays[i] for i in indices]))
             logits[indices] = predict_images(self.bundle, stack, batch_size=batch_size)
         return logits
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A dtype as numpy spells it (``int64``, ``bool``), never ``torch.int64``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _what(value: object) -> str:
+    """What a value is, in the words of a config message (``null``, ``text``, ``a PIL image``)."""
+    if type(value).__module__.startswith("PIL."):
+        return "a PIL image (use np.asarray(image)[None] for one image)"
+    return kind_of(value)
 
 
 def _hwc_uint8(image: Any, index: int) -> np.ndarray:

@@ -64,8 +64,13 @@ def model_name_problem(name: Any, builtin: list[str] | tuple[str, ...]) -> str |
             f"unknown model {q(name)}: choose one of {', '.join(builtin)}, torchvision:NAME or "
             "timm:NAME"
         )
-    if not rest.strip() or rest != rest.strip():
+    if not rest.strip():
         return f"model {q(name)} has no model name after '{source}:': e.g. {source}:resnet18"
+    if rest != rest.strip():
+        return (
+            f"model {q(name)} has a space around its name {q(rest.strip())}: write "
+            f"{source}:{rest.strip()}"
+        )
     return None
 
 

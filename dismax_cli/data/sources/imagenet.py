@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.data.sources.base import DatasetInfo, DatasetSpec, SourceBase, SpecText
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 
 #: Registry name -> (folder names looked for in the data folder, splits and their sub-folders).
 IMAGENET_SETS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -57,8 +57,9 @@ def imagenet_root(name: str, data_dir: Path) -> Path | None:
 def missing_message(name: str, data_dir: Path, looked: Path) -> str:
     """The one-line error for a set that is not in ``data_dir``: where to put it, which layout."""
     return (
-        f"dataset '{name}' is not in {data_dir} (looked for {looked}) and cannot be downloaded "
-        f"(get {_WHERE_FROM[name]}); put it at {data_dir / IMAGENET_SETS[name][0][0]} as "
+        f"dataset '{name}' is not in {quote_path(data_dir)} (looked for {quote_path(looked)}) and "
+        f"cannot be downloaded (get {_WHERE_FROM[name]}); put it at "
+        f"{quote_path(data_dir / IMAGENET_SETS[name][0][0])} as "
         f"{_LAYOUT[name]}, or point --data-dir / DISMAX_DATA_DIR at the folder that holds it"
     )
 

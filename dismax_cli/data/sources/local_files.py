@@ -21,7 +21,7 @@ from dismax_cli.data.sources.base import (
     file_key,
     to_image_set,
 )
-from dismax_cli.errors import DismaxError
+from dismax_cli.errors import DismaxError, quote_path
 from dismax_cli.fileio import file_problem, folder_problem
 
 
@@ -82,7 +82,8 @@ class NpzSource(_PathSource):
         problem = file_problem(path)
         if problem is not None:
             raise DismaxError(
-                f"npz file {path} (from '{spec.text}') {problem}; check the path, e.g. "
+                f"npz file {quote_path(path)} (from {quote_path(spec.text)}) {problem}; check the "
+                "path, e.g. "
                 "npz:../shared/data/cifar10_test.npz"
             )
         raw = cached(("npz", *file_key(path)), lambda: read_npz(path))
@@ -140,7 +141,8 @@ class ImageFolderSource(_PathSource):
         problem = folder_problem(folder)
         if problem is not None:
             raise DismaxError(
-                f"image folder {folder} (from '{spec.text}') {problem}; check the path"
+                f"image folder {quote_path(folder)} (from {quote_path(spec.text)}) {problem}; "
+                "check the path"
             )
         origin = f"imagefolder:{folder.resolve()}"
         from dismax_cli.data.stream import folder_stream_set  # torch: only when a set is built
