@@ -348,3 +348,16 @@ def test_a_folder_left_before_the_first_checkpoint_says_resume_trains_it(tmp_pat
     resumed = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "--resume", "-q")
     assert resumed.exit_code == 0, resumed.output
     assert (run / CHECKPOINT_NAME).is_file()
+
+
+def test_a_train_log_with_bytes_that_are_not_utf8_keeps_its_readable_lines(tmp_path: Path) -> None:
+    from dismax_cli.engine import read_train_log
+
+    good = (
+        '{"epoch": 1, "loss": 0.5, "accuracy": 0.9, "lr": 0.1, "seconds": 1.0, '
+        '"images_per_s": 9.0}'
+    )
+    log = tmp_path / "train_log.jsonl"
+    log.write_bytes(good.encode() + b"\n\xff\xfe garbage\n")
+    (entry,) = read_train_log(log)
+    assert (entry.epoch, entry.loss, entry.accuracy) == (1, 0.5, 0.9)

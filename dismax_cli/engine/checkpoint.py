@@ -376,11 +376,12 @@ def load_bundle(path: str | Path, *, device: str = "cpu") -> ModelBundle:
 
 
 def read_train_log(path: Path) -> list[EpochLog]:
-    """The epochs of ``train_log.jsonl`` (unreadable lines skipped; [] when it is missing)."""
+    """The epochs of ``train_log.jsonl`` (unreadable lines, also bytes that are not UTF-8,
+    skipped; [] when it is missing)."""
     if not path.exists():
         return []
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         with contextlib.suppress(ValueError, TypeError):
             entries.append(EpochLog(**json.loads(line)))
     return entries
