@@ -79,3 +79,30 @@ def test_throughput_times_every_method_in_the_same_state(monkeypatch) -> None:  
     for name in groups:
         assert rates[name] / rates["softmax"] == pytest.approx(1.0, abs=1e-9), rates
     assert rates["softmax"] == pytest.approx(1e4, rel=1e-9)  # the warm cost, 1e-4 s per image
+
+
+def test_head_floor_times_the_same_maths_as_the_shipped_head() -> None:
+    """``head_floor.py`` compares ways to run DisMax's logits (METHOD.md §1): each must give
+    DisMaxHead's logits, and the TorchScript node its gradients too (or its timing says
+    nothing about the shipped head)."""
+    from dismax_cli.core.heads import DisMaxHead
+
+    floor = _script("head_floor")
+    torch.manual_seed(0)
+    head = DisMaxHead(16, 5)
+    with torch.no_grad():
+        head.distance_scale.fill_(-1.7)  # the sign of s reaches its gradient
+    x = torch.randn(8, 16, requires_grad=True)
+    grads = []
+    scripted = floor.ScriptedDisMax.apply
+    for way in (head, lambda f: scripted(f, head.prototypes, head.distance_scale)):
+        logits = way(x)
+        (logits * torch.arange(5.0)).sum().backward()
+        grads.append((logits.detach(), x.grad.clone(), head.prototypes.grad.clone(),
+                      head.distance_scale.grad.clone()))  # fmt: skip
+        for t in (x, head.prototypes, head.distance_scale):
+            t.grad = None
+    for shipped, scripted in zip(*grads, strict=True):
+        torch.testing.assert_close(scripted, shipped, rtol=1e-5, atol=1e-6)
+    plain = floor.plain_dismax(x, head.prototypes, head.distance_scale)
+    torch.testing.assert_close(plain, grads[0][0], rtol=1e-5, atol=1e-5)
