@@ -23,26 +23,30 @@ from dismax_cli.numbers import parse_decimal, parse_integer
 @dataclass(frozen=True)
 class EnvNumber:
     """One numeric environment variable: its name, whether it is an integer, its lower bound
-    (``low_open``: the bound itself is refused) and what to write, for the message."""
+    (``low_open``: the bound itself is refused), what to write, for the message, and its upper
+    bound (a socket timeout past ~9.2e9 s overflows the platform's time_t)."""
 
     name: str
     integer: bool
     low: float
     low_open: bool
     use: str
+    high: float = math.inf
 
 
-NET_TIMEOUT = EnvNumber("DISMAX_NET_TIMEOUT", False, 0.0, True, "a number of seconds > 0, e.g. 10")
+NET_TIMEOUT = EnvNumber(
+    "DISMAX_NET_TIMEOUT", False, 0.0, True, "a number of seconds > 0 and <= 86,400, e.g. 10",
+    high=86_400,
+)  # fmt: skip
 TIMING_SECONDS = EnvNumber(
-    "DISMAX_TIMING_SECONDS",
-    False,
-    0.0,
-    False,
-    "a number of seconds ≥ 0 (0 times only the fixed minimum of rounds)",
-)
+    "DISMAX_TIMING_SECONDS", False, 0.0, False,
+    "a number of seconds from 0 to 86,400 (0 times only the fixed minimum of rounds)",
+    high=86_400,
+)  # fmt: skip
 WORKERS = EnvNumber(
-    "DISMAX_WORKERS", True, 0, False, "an integer >= 0 (0 decodes in the main process)"
-)
+    "DISMAX_WORKERS", True, 0, False, "an integer from 0 to 256 (0 decodes in the main process)",
+    high=256,
+)  # fmt: skip
 #: Every numeric variable, in the order :func:`check_environment` reads them.
 ENV_NUMBERS = (NET_TIMEOUT, TIMING_SECONDS, WORKERS)
 
@@ -64,7 +68,7 @@ def env_number(variable: EnvNumber) -> float | int | None:
     low_ok = value is not None and (
         value > variable.low if variable.low_open else value >= variable.low
     )
-    if value is None or not math.isfinite(value) or not low_ok:
+    if value is None or not math.isfinite(value) or not low_ok or value > variable.high:
         raise InvalidValueError(
             variable.name,
             f"{variable.name}={q(text)} is invalid: use {variable.use}, or unset it for the "

@@ -54,7 +54,7 @@ def scores_table(report: Report, ood: str) -> Table:
     headers = [metric_header(k) for k in TABLE_METRICS]
     table = _table("method", "score", *headers, "speed", right_from=2)
     best = {
-        k: best_value([r.metrics[k].mean for _, r in rows], METRICS[k].higher_is_better)
+        k: best_value([_mean(r.metrics.get(k)) for _, r in rows], METRICS[k].higher_is_better)
         for k in TABLE_METRICS
     }
     previous = None
@@ -62,9 +62,14 @@ def scores_table(report: Report, ood: str) -> Table:
         label = method_label(m) if m is not previous else ""
         previous = m
         cells = [Text(label), Text(r.score)]
-        cells += [_cell(r.metrics[k], best[k], percent=True) for k in TABLE_METRICS]
+        cells += [_cell(r.metrics.get(k), best[k], percent=True) for k in TABLE_METRICS]
         table.add_row(*cells, _speed(m, r.score))
     return table
+
+
+def _mean(stat: Stat | None) -> float | None:
+    """A statistic's mean, or None for a metric the row does not hold (shown as n/a)."""
+    return None if stat is None else stat.mean
 
 
 def means_table(report: Report) -> Table:
@@ -79,7 +84,7 @@ def means_table(report: Report) -> Table:
     columns = [(i, k) for i in range(len(groups)) for k in keys]
     best = {
         (i, k): best_value(
-            [rs[i].metrics[k].mean for _, _, rs in rows if rs[i] is not None],
+            [_mean(rs[i].metrics.get(k)) for _, _, rs in rows if rs[i] is not None],
             METRICS[k].higher_is_better,
         )
         for i, k in columns
@@ -90,7 +95,7 @@ def means_table(report: Report) -> Table:
         previous = m
         cells = [Text(label), Text(score)]
         for i, k in columns:
-            stat = None if results[i] is None else results[i].metrics[k]
+            stat = None if results[i] is None else results[i].metrics.get(k)
             cells.append(_cell(stat, best[(i, k)], percent=True))
         table.add_row(*cells)
     return table

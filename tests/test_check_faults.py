@@ -280,6 +280,11 @@ DAMAGE = [
     (_set(["methods", 0, "default_score"], "nosuch"), "default_score is 'nosuch', which none"),
     (_duplicate_method, "method 'softmax' twice"),
     (_append_copy("ood"), "set 'uniform' with score 'msp' twice"),
+    (_set(["methods", 0, "throughput_per_s", "mean"], None), "throughput_per_s.mean is null"),
+    (_set(["methods", 0, "train_s", "mean"], None), "train_s.mean is null, though"),
+    (_set(["methods", 0, "ood", 0, "ood"], "a\x1b[31mred\nb"),
+     "methods[0].ood[0].ood holds a control character ('a\\x1b[31mred\\nb')"),  # fmt: skip
+    (_set(["notes"], ["fine\nline", "bell\x07"]), "notes[1] holds a control character"),
 ]
 
 
@@ -300,6 +305,39 @@ def test_a_damaged_report_is_refused_in_one_line(
         assert "report 'rep/c1.json' is incomplete or damaged" in lines[0], lines[0]
         assert says in lines[0], lines[0]
     assert not (report_home / "rep" / "c1.html").exists()
+
+
+@pytest.mark.parametrize("metric", ["AUROC", "AUPR-IN", "FPR@95TPR"])
+def test_a_row_without_a_shown_metric_shows_n_a(tmp_path: Path, metric: str) -> None:
+    """A metric a row does not hold is shown as "–" in its cell (a KeyError, "internal error",
+    before: reports older or smaller than today's need not hold every metric)."""
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cifar10-cpu.json"
+    data = json.loads(committed.read_text())
+    for row in data["methods"][0]["ood"]:
+        del row["metrics"][metric]
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    result = invoke_in(tmp_path, "show", "r.json")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("OOD: tin_resize"))
+    columns = lines[header + 1].split()
+    first = lines[header + 3].split()  # the SoftMax msp row
+    assert first[:2] == ["SoftMax", "msp"]
+    shown = next(c for c in columns if c.startswith(metric))
+    assert first[columns.index(shown)] == "–", lines[header : header + 4]
+
+
+def test_huge_but_possible_values_still_show(tmp_path: Path) -> None:
+    """NLL has no upper bound: three seeds' values of 1e308 are a (bad) result, not damage, and
+    their mean is checked without overflowing (it was "internal error: OverflowError")."""
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cifar10-cpu.json"
+    data = json.loads(committed.read_text())
+    nll = data["methods"][0]["id_after"]["NLL"]
+    assert len(nll["values"]) == 3
+    nll["values"], nll["mean"] = [1e308] * 3, 1e308
+    (tmp_path / "huge.json").write_text(json.dumps(data))
+    result = invoke_in(tmp_path, "show", "huge.json")
+    assert result.exit_code == 0, result.output
 
 
 def test_the_intact_report_still_shows(report_home: Path) -> None:

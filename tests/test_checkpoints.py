@@ -312,6 +312,23 @@ def test_train_on_a_full_disk_is_one_line_and_leaves_no_folder(
     assert (tmp_path / "run" / CHECKPOINT_NAME).is_file()
 
 
+def test_train_on_a_full_disk_into_an_empty_folder_leaves_it_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An --out folder the user made empty stays, and empty: the log of the epoch that was
+    never saved goes, so "run the command again" works (it was refused as "not empty")."""
+    from support import invoke_in
+
+    (tmp_path / "run").mkdir()
+    _disk_full_on_fsync(monkeypatch)
+    result = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "-q")
+    monkeypatch.undo()
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert list((tmp_path / "run").iterdir()) == []
+    again = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "-q")
+    assert again.exit_code == 0, again.output
+
+
 def test_calibrate_on_a_full_disk_keeps_the_checkpoint(
     tmp_path: Path, runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

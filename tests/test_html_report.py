@@ -353,3 +353,23 @@ def test_multi_seed_values_show_mean_and_std(report):
     assert mnist[1][2] == "50.00 ± 1.23"
     assert mnist == _rich_rows(render.ood_table(seeded, "mnist"))
     assert "values: mean ± sample standard deviation over seeds" in "".join(parsed.text)
+
+
+def test_a_path_that_is_not_utf8_in_the_report_does_not_stop_the_page(tmp_path: Path) -> None:
+    """A runs folder named with a byte that is not UTF-8 reaches the report as a surrogate
+    escape (``\\udcff``); the page writes it as that escape (it raised UnicodeEncodeError after
+    all the training, and nothing was written)."""
+    from typer.testing import CliRunner
+
+    from dismax_cli.cli.app import app
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    data = json.loads((committed / "cifar10-cpu.json").read_text())
+    data["config"]["runs_dir"] = "/tmp/r\udcff"
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(data), encoding="utf-8")
+    shutil.copy(committed / "cifar10-cpu.samples.npz", tmp_path / "cifar10-cpu.samples.npz")
+    page = tmp_path / "page.html"
+    result = CliRunner().invoke(app, ["show", str(report), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "/tmp/r\\udcff" in page.read_text(encoding="utf-8")

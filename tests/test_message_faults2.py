@@ -441,6 +441,9 @@ def test_an_empty_folder_option_is_refused(
         ("DISMAX_WORKERS", "-1"),
         ("DISMAX_WORKERS", "1.5"),
         ("DISMAX_TIMING_SECONDS", "-1"),
+        ("DISMAX_NET_TIMEOUT", "99999999999"),  # overflowed time_t in the socket: internal error
+        ("DISMAX_TIMING_SECONDS", "1e12"),
+        ("DISMAX_WORKERS", "100000"),
     ],
 )
 def test_a_bad_environment_number_exits_2_before_torch(

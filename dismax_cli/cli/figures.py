@@ -77,7 +77,9 @@ def write_figures(
     if html is not None:
         from dismax_cli.html_report import render_html
 
-        outputs.add(html, render_html(report, plots=files).encode("utf-8"), "--html")
+        # A path that is not UTF-8 (held as a surrogate escape) shows as \\udcff: no crash.
+        page = render_html(report, plots=files).encode("utf-8", "backslashreplace")
+        outputs.add(html, page, "--html")
     outputs.commit()
     if then is not None:
         then()

@@ -232,19 +232,15 @@ def _train_epoch(run: _Run, epoch: int, progress: ProgressCallback | None) -> Ep
         raise _non_finite_error(run, epoch) from None
     stats = distributed.global_epoch_stats(stats)
     entry = EpochLog(
-        epoch=epoch + 1,
-        loss=stats.loss,
-        accuracy=stats.accuracy,
-        lr=lr,
-        seconds=stats.seconds,
+        epoch=epoch + 1, loss=stats.loss, accuracy=stats.accuracy, lr=lr, seconds=stats.seconds,
         images_per_s=stats.images_per_s,
-    )
+    )  # fmt: skip
     try:
         run.selection = save_epoch(
             config, run.data, setup, epoch=epoch, entry=entry, selection=run.selection,
             run_dir=run.run_dir, log=run.log, checkpoint=run.checkpoint,
         )  # fmt: skip
-    except DismaxError:  # e.g. a full disk: a folder this run made and never saved goes again
+    except DismaxError:  # e.g. a full disk: what a run that never saved wrote goes again
         if not run.checkpoint.exists():
             _remove_unsaved_run(run)
         raise
@@ -276,12 +272,13 @@ def _non_finite_error(run: _Run, epoch: int) -> DismaxError:
 
 
 def _remove_unsaved_run(run: _Run) -> None:
-    """Remove the run folder this process made and never saved a checkpoint in (with its log)."""
-    if run.created_dir and distributed.is_main():
+    """No checkpoint saved: drop its log and kept epoch, and the folder if this run made it."""
+    if distributed.is_main():
         for name in (run.log, run.run_dir / BEST_NAME):
             name.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            run.run_dir.rmdir()
+        if run.created_dir:
+            with contextlib.suppress(OSError):
+                run.run_dir.rmdir()
 
 
 def _check_same_run(saved_config: TrainConfig, config: TrainConfig, path: Path) -> None:
