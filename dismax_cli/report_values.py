@@ -153,7 +153,10 @@ def _check_stat(
 def _check_text(node: Any, at: str) -> None:
     """Refuse a control character in any text of the report (a key or a value): an escape
     sequence would reach the terminal, a newline would break a table row. Only a note may hold
-    a newline or a tab."""
+    a newline or a tab; ``config`` (the settings as given, e.g. a folder's name, which no table
+    shows) is left as it is."""
+    if at == "config":
+        return
     if isinstance(node, dict):
         for key, value in node.items():
             _check_text(key, f"{at}.{key}" if at else str(key))

@@ -327,6 +327,15 @@ def test_a_row_without_a_shown_metric_shows_n_a(tmp_path: Path, metric: str) -> 
     assert first[columns.index(shown)] == "–", lines[header : header + 4]
 
 
+def test_a_folder_name_with_a_newline_in_the_config_still_shows(report_home: Path) -> None:
+    """The settings record keeps a runs folder's name as given: dismax wrote it, so it reads it."""
+    data = json.loads((report_home / "rep" / "r.json").read_text())
+    data["config"]["runs_dir"] = "/tmp/a\nb"
+    (report_home / "rep" / "nl.json").write_text(json.dumps(data))
+    result = invoke_in(report_home, "show", "rep/nl.json")
+    assert result.exit_code == 0, result.output
+
+
 def test_huge_but_possible_values_still_show(tmp_path: Path) -> None:
     """NLL has no upper bound: three seeds' values of 1e308 are a (bad) result, not damage, and
     their mean is checked without overflowing (it was "internal error: OverflowError")."""
