@@ -30,6 +30,7 @@ from dismax_cli.render import (
     best_value,
     difference_rows,
     format_difference,
+    format_mean,
     format_stat,
     has_group,
     id_columns,
@@ -171,8 +172,8 @@ def _cost_table(report: Report) -> str:
                     ),
                     "num",
                 ),
-                ("–" if m.throughput_per_s is None else f"{m.throughput_per_s.mean:,.0f}", "num"),
-                ("–" if m.train_s is None else f"{m.train_s.mean:,.1f}", "num"),
+                (format_mean(m.throughput_per_s, "{:,.0f}"), "num"),
+                (format_mean(m.train_s, "{:,.1f}"), "num"),
             ]
         )
     header = ["method", "efficiency", "inference images/s", "training s"]

@@ -114,6 +114,11 @@ def _title(text: str) -> Text:
     return Text(text, style="bold")
 
 
+def format_mean(stat: Stat | None, form: str) -> str:
+    """A statistic's mean in ``form``, or "–" when there is none (no stat, or a null mean)."""
+    return "–" if stat is None or stat.mean is None else form.format(stat.mean)
+
+
 def best_value(values: list[float | None], higher_is_better: bool) -> float | None:
     present = [v for v in values if v is not None]
     if len(present) < 2:
@@ -198,8 +203,8 @@ def cost_table(report: Report) -> Table:
         table.add_row(
             Text(method_label(m)),
             Text("–") if m.efficiency is None else _plain(m.efficiency, percent=False),
-            Text("–" if m.throughput_per_s is None else f"{m.throughput_per_s.mean:,.0f}"),
-            Text("–" if m.train_s is None else f"{m.train_s.mean:,.1f}"),
+            Text(format_mean(m.throughput_per_s, "{:,.0f}")),
+            Text(format_mean(m.train_s, "{:,.1f}")),
         )
     return table
 
@@ -343,6 +348,7 @@ def _footer_lines(report: Report, every_score: bool) -> list[str]:
 __all__ = [
     "UNCERTAINTY_TITLE",
     "best_value",
+    "format_mean",
     "cost_table",
     "difference_rows",
     "difference_table",

@@ -36,7 +36,7 @@ def _rows(report: Report, results: Sequence[OODResult], m: MethodResult) -> list
 
 def _speed(m: MethodResult, score: str) -> Text:
     stat: Stat | None = m.score_efficiency.get(score)
-    return Text("–" if stat is None else f"{stat.mean:.2f}")
+    return Text("–" if stat is None or stat.mean is None else f"{stat.mean:.2f}")
 
 
 def scores_table(report: Report, ood: str) -> Table:

@@ -140,8 +140,6 @@ def _check_stat(
     _within(stat["mean"], bounds, f"{at}.mean", open_low=open_low)
     if stat["std"] is not None and stat["std"] < 0:
         raise Damaged(f"{at}.std is {q(stat['std'])}, expected a standard deviation >= 0")
-    if stat["mean"] is None and all(v is not None for v in values):
-        raise Damaged(f"{at}.mean is null, though every one of its values is a number")
     if stat["mean"] is not None and all(v is not None for v in values):
         expected = math.fsum(v / len(values) for v in values)  # no overflow near 1e308
         if abs(stat["mean"] - expected) > MEAN_TOLERANCE * max(1.0, abs(expected)):
