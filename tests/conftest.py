@@ -131,3 +131,15 @@ def time_one_round() -> Callable[[pytest.MonkeyPatch], None]:
     """:func:`_time_one_round` for module-scoped fixtures: call it with a
     ``pytest.MonkeyPatch.context()`` around their benchmark runs."""
     return _time_one_round
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training or scoring now fails the test: an output check must refuse before any work."""
+    from dismax_cli import benchmark
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the command started its work before refusing the output path")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", fail)
+    monkeypatch.setattr(benchmark, "score_checkpoint", fail)

@@ -53,18 +53,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training or scoring now fails the test: the refusal must come before any work."""
-    from dismax_cli import benchmark
-
-    def fail(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the command started its work before refusing the output path")
-
-    monkeypatch.setattr(benchmark, "run_benchmark", fail)
-    monkeypatch.setattr(benchmark, "score_checkpoint", fail)
-
-
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")

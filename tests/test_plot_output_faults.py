@@ -37,17 +37,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training now fails the test: the refusal must come before any work."""
-    from dismax_cli import benchmark
-
-    def fail(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the command started its work before refusing the output path")
-
-    monkeypatch.setattr(benchmark, "run_benchmark", fail)
-
-
 def one_line(result) -> str:
     """The error, one line; never a traceback or an internal error."""
     out = result.output
