@@ -19,7 +19,6 @@ in :mod:`dismax_cli.core.detectors`, the names and what applies to which method 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from dismax_cli.core.ensemble import predictive_log_probs
 from dismax_cli.core.scores import SCORES
 from dismax_cli.data import ImageSet
 from dismax_cli.engine import distributed
-from dismax_cli.engine.checkpoint import ModelBundle
+from dismax_cli.engine.checkpoint import ModelBundle, save_torch_file
 from dismax_cli.engine.predict import (
     _find_head,
     image_batches,
@@ -42,7 +41,6 @@ from dismax_cli.engine.predict import (
     predict_images,
 )
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import atomic_write
 from dismax_cli.score_names import ENSEMBLE_SCORES
 from dismax_cli.timing import interleaved_seconds, timing_seconds
 
@@ -177,12 +175,10 @@ def _load_cached(
 def _write_cache(path: Path, key: dict[str, object], stats: dict[str, object]) -> None:
     """Write the fitted statistics atomically; a read-only run folder is refitted next time."""
     payload = {"format": CACHE_FORMAT, "key": key, "detectors": stats}
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
     try:
-        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-    except OSError:
-        pass  # a read-only run folder: fit again next time
+        save_torch_file(path, payload)
+    except DismaxError:
+        pass  # a read-only run folder or a full disk: fit again next time
 
 
 def _odin(bundle: ModelBundle, images: torch.Tensor, detector: Detector) -> torch.Tensor:

@@ -26,8 +26,8 @@ def timing_seconds(default: float) -> float:
     """The minimum CPU-seconds each timed item gets: ``DISMAX_TIMING_SECONDS`` or ``default``.
 
     Raises:
-        InvalidValueError: the variable is set to something that is not a finite number ≥ 0
-            (the CLI exits 2 naming it).
+        InvalidValueError: the variable is set to something that is not a number from 0 to
+            86,400 (:data:`dismax_cli.env_settings.TIMING_SECONDS`; the CLI exits 2 naming it).
     """
     from dismax_cli.env_settings import TIMING_SECONDS, env_number
 

@@ -33,8 +33,6 @@ from dismax_cli.fileio import atomic_write
 
 #: Environment variable that disables every download when set to 1/true/yes/on.
 OFFLINE_ENV = "DISMAX_OFFLINE"
-#: Environment variable with the network timeout in seconds (connect and each read).
-TIMEOUT_ENV = "DISMAX_NET_TIMEOUT"
 #: Default network timeout in seconds.
 DEFAULT_TIMEOUT_S = 10.0
 _CHUNK = 1 << 20
@@ -55,8 +53,8 @@ def net_timeout() -> float:
     """Return the network timeout in seconds (``DISMAX_NET_TIMEOUT``, default 10).
 
     Raises:
-        InvalidValueError: (exit 2) for a value that is not a number > 0
-            (:func:`dismax_cli.env_settings.env_number`).
+        InvalidValueError: (exit 2) for a value that is not a number in (0, 86,400]
+            (:data:`dismax_cli.env_settings.NET_TIMEOUT`).
     """
     from dismax_cli.env_settings import NET_TIMEOUT, env_number
 

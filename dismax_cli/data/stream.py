@@ -36,8 +36,6 @@ from dismax_cli.errors import quote_value as q
 
 #: Above this many bytes of decoded uint8 pixels a set streams when ``stream`` is null (auto).
 STREAM_ABOVE_BYTES = 2 * 1024**3
-#: Environment variable: DataLoader worker processes (default ``min(4, CPU count)``; 0 = none).
-WORKERS_ENV = "DISMAX_WORKERS"
 #: Images whose pixels estimate a streamed set's mean/std when it has no known constants.
 STATS_SAMPLE = 1000
 
@@ -109,7 +107,8 @@ def default_workers() -> int:
     """DataLoader workers: ``$DISMAX_WORKERS``, else ``min(4, CPU count)``.
 
     Raises:
-        InvalidValueError: (exit 2) If the variable is not an integer >= 0.
+        InvalidValueError: (exit 2) If the variable is not an integer from 0 to 256
+            (:data:`dismax_cli.env_settings.WORKERS`).
     """
     from dismax_cli.env_settings import WORKERS, env_number
 
@@ -368,7 +367,6 @@ def first_side(path: Path, size: int | None) -> int:
 __all__ = [
     "STATS_SAMPLE",
     "STREAM_ABOVE_BYTES",
-    "WORKERS_ENV",
     "ImageFiles",
     "StreamSet",
     "default_workers",
