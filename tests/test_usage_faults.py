@@ -327,7 +327,7 @@ def test_benchmark_writes_report_samples_plots_and_page_all_or_nothing(
 
     report = from_json(REPORT_JSON.read_text())
     evidence = types.SimpleNamespace(per_sample=_per_sample, records={"softmax": {0: None}})
-    cfg = types.SimpleNamespace(require=())
+    cfg = types.SimpleNamespace(require=(), runs_dir=str(tmp_path / "runs"))
     out = tmp_path / "r.json"
     out.write_text("old report")
     (tmp_path / "plots").mkdir()

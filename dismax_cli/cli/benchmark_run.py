@@ -250,7 +250,7 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
     if not distributed.is_main():  # under torchrun rank 0 writes the report and its files
         return
     out, plots, html = command["out"], command["plots"], command["html"]
-    runs = folder_files(run_folders(getattr(cfg, "runs_dir", None)))  # runs trained now too
+    runs = folder_files(run_folders(cfg.runs_dir))  # the runs trained by this command too
     reads = [*command.get("reads", ()), *runs]
     outputs = OutputSet(reads=reads)  # the report, its samples, the figures: all or nothing
     if out is not None and not is_special_file(out):  # none beside /dev/null or a FIFO
