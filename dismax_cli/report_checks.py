@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any
 
 from dismax_cli.errors import kind_of
@@ -26,7 +27,7 @@ def check_report(data: dict[str, Any]) -> None:
     """
     _check_report_types(data)
     _check_extras(data)
-    _check_finite(data, "")
+    _check_leaves(data, "")
     check_report_values(data)
 
 
@@ -74,15 +75,24 @@ def _check_reliability(r: Any, at: str) -> None:
             _check_fields(b, f"{at}.{key}[{k}]", _BIN_FIELDS)
 
 
-def _check_finite(value: Any, path: str) -> None:
-    """Refuse a non-finite number anywhere (config, environment, ...): JSON writes none."""
+def _check_leaves(value: Any, path: str) -> None:
+    """Refuse a non-finite number anywhere (config, environment, ...): JSON writes none; and a
+    control character in any text, a key or a value: an escape sequence would reach the
+    terminal, a newline would break a table row. Only a note may hold a newline or a tab, and
+    ``config`` (the settings as given, e.g. a folder's name, which no table shows) any text."""
     if isinstance(value, float) and not math.isfinite(value):
         raise Damaged(f"{path} is {q(value)}, not a finite number (write null with a reason)")
+    if isinstance(value, str) and not (path == "config" or path.startswith("config.")):
+        allowed = "\n\t" if path.startswith("notes[") else ""
+        if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in value):
+            raise Damaged(f"{path} holds a control character ({q(value)})")
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
         value, list) else ()  # fmt: skip
     for key, item in items:
         where = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
-        _check_finite(item, where)
+        if isinstance(key, str):
+            _check_leaves(key, where)
+        _check_leaves(item, where)
 
 
 def _field(parent: Any, key: str | int, where: str) -> tuple[Any, str]:

@@ -20,7 +20,6 @@ Values are the report's JSON with the ``*_null_reason`` keys stripped; a null is
 from __future__ import annotations
 
 import math
-import unicodedata
 from typing import Any
 
 from dismax_cli.core.metric_table import METRICS
@@ -41,7 +40,6 @@ def check_report_values(data: dict[str, Any]) -> None:
     Raises:
         Damaged: naming the first impossible value by its path (``methods[0].n_id``).
     """
-    _check_text(data, "")
     _distinct([m["method"] for m in data["methods"]], "methods", "method")
     labels = [m.get("label") for m in data["methods"] if m.get("label") is not None]
     _distinct(labels, "methods", "label")
@@ -146,26 +144,6 @@ def _check_stat(
             raise Damaged(
                 f"{at}.mean is {q(stat['mean'])}, not the mean of its values ({expected:.6g})"
             )
-
-
-def _check_text(node: Any, at: str) -> None:
-    """Refuse a control character in any text of the report (a key or a value): an escape
-    sequence would reach the terminal, a newline would break a table row. Only a note may hold
-    a newline or a tab; ``config`` (the settings as given, e.g. a folder's name, which no table
-    shows) is left as it is."""
-    if at == "config":
-        return
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _check_text(key, f"{at}.{key}" if at else str(key))
-            _check_text(value, f"{at}.{key}" if at else str(key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            _check_text(value, f"{at}[{i}]")
-    elif isinstance(node, str):
-        allowed = "\n\t" if at.startswith("notes[") or ".notes[" in at else ""
-        if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in node):
-            raise Damaged(f"{at} holds a control character ({q(node)})")
 
 
 def _within(
