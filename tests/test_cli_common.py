@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import dismax_command
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -38,7 +39,7 @@ def _run_into_closed_pipe(
     other = {"stdout": "stderr", "stderr": "stdout"}[stream]
     try:
         return subprocess.run(
-            [sys.executable, "-m", "dismax_cli", *args],
+            [*dismax_command(), *args],
             **{stream: write_end, other: subprocess.PIPE},
             text=True,
             timeout=300,

@@ -13,14 +13,13 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from support import invoke_in, offline_env
+from support import dismax_command, invoke_in, offline_env
 from typer.testing import CliRunner
 
 from dismax_cli.cli.app import app
@@ -316,11 +315,9 @@ def test_sigterm_while_writing_leaves_nothing_and_exits_143(home: Path) -> None:
     work = home / "term"
     work.mkdir()
     os.mkfifo(work / "ff.html")  # the page blocks until read: SIGTERM arrives mid-commit
-    env = {**os.environ, **offline_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
     args = [*BENCH, "--out", "c.json", "--plots", "pl", "--html", "ff.html"]
-    code = "import sys; from dismax_cli.cli.app import main; sys.argv[0] = 'dismax'; main()"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args], cwd=work, env=env,
+        [*dismax_command(), *args], cwd=work, env={**os.environ, **offline_env(home)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 300
@@ -358,11 +355,9 @@ def test_out_dev_stdout_on_a_pipe_is_written_directly(home: Path) -> None:
 
     With the table format (under ``--format json`` stdout carries the report alone and an
     output there is refused: tests/test_plot_output_faults.py, session 5 item 19)."""
-    env = {**os.environ, **offline_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
-    code = "import sys; from dismax_cli.cli.app import main; sys.argv[0] = 'dismax'; main()"
     proc = subprocess.run(
-        [sys.executable, "-c", code, *BENCH, "--out", "/dev/stdout"],
-        cwd=home, env=env, capture_output=True, timeout=300,
+        [*dismax_command(), *BENCH, "--out", "/dev/stdout"],
+        cwd=home, env={**os.environ, **offline_env(home)}, capture_output=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(b"{") and proc.stdout.count(b'"kind": "benchmark"') == 1

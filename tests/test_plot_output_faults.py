@@ -13,17 +13,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import invoke_in, offline_env
+from support import dismax_command, invoke_in, offline_env
 
 from dismax_cli.errors import DismaxError
 from dismax_cli.output_set import OutputSet
 
 BENCH = ["benchmark", "--epochs", "1", "--methods", "softmax", "--bootstrap", "0", "-q"]
-LAUNCH = "import sys; from dismax_cli.cli.app import main; sys.argv[0] = 'dismax'; main()"
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +54,9 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 def run_cli(home: Path, *args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
     """``dismax ARGS`` in a real process (its own stdout), killed after 120 s."""
-    env = {**os.environ, **offline_env(home), "PYTHONPATH": str(Path(__file__).parents[1])}
     return subprocess.run(
-        [sys.executable, "-c", LAUNCH, *args], cwd=home, env=env, stdout=stdout,
-        stderr=subprocess.PIPE, timeout=120,
+        [*dismax_command(), *args], cwd=home, env={**os.environ, **offline_env(home)},
+        stdout=stdout, stderr=subprocess.PIPE, timeout=120,
     )  # fmt: skip
 
 
