@@ -228,3 +228,22 @@ def test_checkpoint_after_the_ood_values_is_still_the_checkpoint(tmp_path: Path)
         "--format",
         "json",
     ]
+
+
+def test_the_calibration_caption_at_a_bound_names_the_temperature_kept() -> None:
+    """At a search bound the caption states the T kept and points to the warning, which says
+    why (engine.calibrate.fit_temperature_noted). It used to guess "upper bound" from T > 1,
+    wrong for a training temperature above 1 (an entropic scale below 1) kept at the lower one."""
+    from rich.console import Console
+
+    from dismax_cli.cli.calibrate import calibration_table
+    from dismax_cli.engine.calibrate import CalibrationResult
+
+    result = CalibrationResult(
+        temperature=2.0, objective="ece", n_val=87, ece_before=0.1, ece_after=0.1,
+        nll_before=0.5, nll_after=0.5, accuracy=1.0, warning="at the lower bound",
+    )  # fmt: skip
+    console = Console(width=200, record=True, no_color=True)
+    console.print(calibration_table(result))
+    text = " ".join(console.export_text().split())
+    assert "T = 2 kept" in text and "upper bound" not in text, text

@@ -104,8 +104,8 @@ def calibration_table(result: Any) -> Any:
         f"fitted on {result.n_val:,} {where} images, objective {result.objective}, "
         f"optimizer {result.optimizer}"
         if not result.warning
-        else f"no finite optimum on {result.n_val:,} {where} images: "
-        + ("the upper bound T kept" if result.temperature > 1.0 else "training T kept")
+        else f"no finite optimum on {result.n_val:,} {where} images: T = "
+        f"{result.temperature:g} kept (the warning on stderr says why)"
     )
     if result.split == "test":
         caption += "\nWARNING protocol paper: T was fitted on the ID test split (test set seen)"
