@@ -148,7 +148,9 @@ def canonical_spec(entry: str) -> str:
     label, eq, spec = entry.partition("=")
     if not eq or not re.fullmatch(r"[A-Za-z_][\w.\-]*", label):
         label, eq, spec = "", "", entry
-    match = re.fullmatch(r"(?P<name>[A-Za-z][\w\-]*)(?P<count>:\d+)?(?P<sel>\[[^\[\]]*\])?", spec)
+    match = re.fullmatch(
+        r"(?P<name>[A-Za-z][\w\-]*)(?P<count>:[0-9]+)?(?P<sel>\[[^\[\]]*\])?", spec
+    )
     if match is None:
         return entry
     name = canonical_name(match.group("name"))
