@@ -92,6 +92,7 @@ __all__ = [
     "load_dataset",
     "load_id_splits",
     "load_ood",
+    "parse_spec",
     "resolve_data_dir",
 ]
 
@@ -270,6 +271,15 @@ def _parse(spec: str) -> DatasetSpec:
         f"unknown dataset {q(body)}{hint}; choose one of {', '.join(known_names())}, or "
         f"{_forms_text()} (run `dismax datasets` for the list)",
     )
+
+
+def parse_spec(spec: str) -> DatasetSpec:
+    """The parsed form of ``spec`` (its source's kind, name, path, count, class subset).
+
+    Raises:
+        InvalidValueError: If the spec is empty, malformed, or no source claims it.
+    """
+    return _parse(spec)
 
 
 def _check_split(split: str, allowed: tuple[str, ...] = _SPLITS) -> None:
