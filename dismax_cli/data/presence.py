@@ -23,7 +23,7 @@ from dismax_cli.fileio import file_problem, folder_problem
 
 #: The stand-ins a message offers for sets that cannot be fetched offline.
 STAND_INS = (
-    "or use local stand-ins: --dataset npz:FILE, --ood LABEL=npz:FILE or LABEL=imagefolder:DIR "
+    "a set can also be replaced by a local file: --dataset npz:FILE, --ood LABEL=npz:FILE or LABEL=imagefolder:DIR "
     "(e.g. --dataset npz:../shared/data/cifar10_train_10k.npz --test-dataset "
     "npz:../shared/data/cifar10_test.npz --ood tin_resize=npz:../shared/data/tin_resize.npz)"
 )
@@ -107,10 +107,8 @@ def check_sets_present(
     if len(problems) == 1:
         raise DismaxError(problems[0])
     listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-    reason = " offline (DISMAX_OFFLINE=1)" if offline() else ""
     raise DismaxError(
-        f"{len(problems)} datasets of this benchmark cannot be loaded{reason}: {listed}; "
-        f"fetch each as it says, {STAND_INS}"
+        f"{len(problems)} datasets of this benchmark cannot be loaded: {listed}; {STAND_INS}"
     )
 
 
