@@ -23,7 +23,8 @@ from dismax_cli.fileio import file_problem, folder_problem
 
 #: The stand-ins a message offers for sets that cannot be fetched offline.
 STAND_INS = (
-    "a set can also be replaced by a local file: --dataset npz:FILE, --ood LABEL=npz:FILE or LABEL=imagefolder:DIR "
+    "a set can also be replaced by a local file: --dataset npz:FILE, --ood LABEL=npz:FILE or "
+    "LABEL=imagefolder:DIR "
     "(e.g. --dataset npz:../shared/data/cifar10_train_10k.npz --test-dataset "
     "npz:../shared/data/cifar10_test.npz --ood tin_resize=npz:../shared/data/tin_resize.npz)"
 )
