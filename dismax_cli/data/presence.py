@@ -65,17 +65,18 @@ def missing_sets(
     *,
     test_dataset: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
-) -> list[str]:
-    """One line per set of a benchmark that cannot be loaded offline (ID set first).
+) -> list[tuple[str, str]]:
+    """``(role, message)`` per set of a benchmark that cannot be loaded (ID sets first; role
+    ``"id"`` or ``"ood"``), each message its loader's own, with the fix.
 
     Online (``DISMAX_OFFLINE`` unset) a missing named set is downloaded, so only ``npz:`` and
     ``imagefolder:`` paths are looked for. A spec that does not parse is left to the loaders.
     """
     root = resolve_data_dir(data_dir)
-    wanted = _id_parts(dataset, test_dataset)
-    wanted += [(split_entry(entry)[1], ("test",)) for entry in ood]
-    problems: list[str] = []
-    for spec, parts in wanted:
+    wanted = [("id", spec, parts) for spec, parts in _id_parts(dataset, test_dataset)]
+    wanted += [("ood", split_entry(entry)[1], ("test",)) for entry in ood]
+    problems: list[tuple[str, str]] = []
+    for role, spec, parts in wanted:
         try:
             kind = parse_spec(spec).kind
             if not offline() and kind not in ("npz", "imagefolder"):
@@ -83,8 +84,8 @@ def missing_sets(
             problem = _missing(spec, parts, root)
         except DismaxError:  # a bad spec: its loader names it
             continue
-        if problem is not None and problem not in problems:
-            problems.append(problem)
+        if problem is not None and problem not in (p for _, p in problems):
+            problems.append((role, problem))
     return problems
 
 
@@ -98,19 +99,25 @@ def check_sets_present(
     """Refuse a benchmark whose sets are missing, every one named (see the module docstring).
 
     Raises:
-        DismaxError: ``N datasets cannot be loaded: (1) ...; (2) ...``, each with its own fix
-            (the file to fetch by hand and where to save it), then the local stand-ins; one
-            missing set gives its loader's own message.
+        DismaxError: ``the in-distribution set and N OOD sets cannot be used: (1) ...; (2)
+            ...`` (or ``N OOD sets ...``), each with its own fix (the file to fetch by hand and
+            where to save it), then the local stand-ins; one missing set gives its loader's
+            own message.
     """
     problems = missing_sets(dataset, ood, test_dataset=test_dataset, data_dir=data_dir)
     if not problems:
         return
     if len(problems) == 1:
-        raise DismaxError(problems[0])
-    listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-    raise DismaxError(
-        f"{len(problems)} datasets of this benchmark cannot be loaded: {listed}; {STAND_INS}"
-    )
+        raise DismaxError(problems[0][1])
+    n_ood = sum(role == "ood" for role, _ in problems)
+    n_id = len(problems) - n_ood
+    parts = []
+    if n_id:  # the train and the test set of --test-dataset are two
+        parts.append("the in-distribution set" if n_id == 1 else f"{n_id} in-distribution sets")
+    if n_ood:
+        parts.append(f"{n_ood} OOD set{'s' if n_ood != 1 else ''}")
+    listed = "; ".join(f"({i}) {p}" for i, (_, p) in enumerate(problems, 1))
+    raise DismaxError(f"{' and '.join(parts)} cannot be used: {listed}; {STAND_INS}")
 
 
 __all__ = ["STAND_INS", "check_sets_present", "missing_sets"]
