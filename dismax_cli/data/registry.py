@@ -217,7 +217,7 @@ def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -
                 "holds only letters, digits, _, . and - (e.g. far_ood=SPEC)",
             )
     try:
-        parsed = _parse(spec)
+        parsed = parse_spec(spec)
         known = getattr(SOURCES[parsed.kind], "known_classes", None)  # optional in the protocol
         check_selection(parsed.selection, known(parsed) if known else None, spec)
     except InvalidValueError as exc:
@@ -252,7 +252,7 @@ def _split_spec(spec: str) -> SpecText:
     return SpecText(text, body, selection, alias_table().get(name, name), arg)
 
 
-def _parse(spec: str) -> DatasetSpec:
+def parse_spec(spec: str) -> DatasetSpec:
     """Parse ``spec`` with the first source of :data:`SOURCES` that claims it.
 
     Raises:
@@ -271,15 +271,6 @@ def _parse(spec: str) -> DatasetSpec:
         f"unknown dataset {q(body)}{hint}; choose one of {', '.join(known_names())}, or "
         f"{_forms_text()} (run `dismax datasets` for the list)",
     )
-
-
-def parse_spec(spec: str) -> DatasetSpec:
-    """The parsed form of ``spec`` (its source's kind, name, path, count, class subset).
-
-    Raises:
-        InvalidValueError: If the spec is empty, malformed, or no source claims it.
-    """
-    return _parse(spec)
 
 
 def _check_split(split: str, allowed: tuple[str, ...] = _SPLITS) -> None:
@@ -375,7 +366,7 @@ def load_dataset(
         DismaxError: For unknown specs or splits, missing files, sets absent and not
             downloadable, bad class selections or empty results.
     """
-    parsed = _parse(spec)
+    parsed = parse_spec(spec)
     _check_split(split)
     root = resolve_data_dir(data_dir)
     source = SOURCES[parsed.kind]
@@ -431,8 +422,8 @@ def load_id_splits(
         train = load_dataset(spec, split="train", data_dir=data_dir, download=download)
         test = load_dataset(spec, split="test", data_dir=data_dir, download=download)
     else:
-        train_split = "train" if _parse(spec).native else "all"
-        test_split = "test" if _parse(test_spec).native else "all"
+        train_split = "train" if parse_spec(spec).native else "all"
+        test_split = "test" if parse_spec(test_spec).native else "all"
         train = load_dataset(spec, split=train_split, data_dir=data_dir, download=download)
         test = load_dataset(test_spec, split=test_split, data_dir=data_dir, download=download)
     for s in (train, test):
@@ -481,7 +472,7 @@ def load_ood(
     Raises:
         DismaxError: As :func:`load_dataset`, or if the set shares images with ``like``.
     """
-    parsed = _parse(spec)
+    parsed = parse_spec(spec)
     split = SOURCES[parsed.kind].ood_split(parsed)
     ood = load_dataset(spec, split=split, data_dir=data_dir, download=download, like=like)
     check_disjoint(like, ood, roles=("in-distribution test set", "OOD set"))
@@ -490,7 +481,7 @@ def load_ood(
 
 def is_native_split(spec: str) -> bool:
     """Return True if ``spec`` names a set with its own train/test splits."""
-    return _parse(spec).native
+    return parse_spec(spec).native
 
 
 def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[DatasetInfo]:
