@@ -431,7 +431,8 @@ def test_missing_files_and_sets_are_named_together_and_present_ones_pass(tmp_pat
             data_dir=tmp_path / "empty",
         )  # fmt: skip
         assert [role for role, _ in found] == ["ood", "ood", "ood"]
-        assert "nope.npz" in found[0][1] and "'svhn'" in found[1][1] and "x' (from 'imagefolder:x')" in found[2][1]
+        assert "nope.npz" in found[0][1] and "'svhn'" in found[1][1]
+        assert "x' (from 'imagefolder:x')" in found[2][1]
         mp.delenv("DISMAX_OFFLINE")
         online = missing_sets("cifar10", ["svhn", "npz:nope.npz"], data_dir=tmp_path / "empty")
         assert [p for _, p in online] == [found[0][1]]  # online, named sets would download
