@@ -4,7 +4,8 @@ Offline (``DISMAX_OFFLINE=1``) a named set that is not in the data directory can
 fetched; without this check the benchmark would stop at the first one (the ID set), and the
 user would learn of each missing OOD set only after fetching the one before it. Here every
 set is looked for on disk (no torch, no reading of the data): a torchvision set's files of the
-parts it needs, an ODIN set's cache, folder or archive, an ``npz:`` file or image folder. Sets
+parts it needs, an ODIN set's cache, folder or archive, an ``npz:`` file or image folder (and
+an OpenOOD preset set that has no source here is named with its fix, online too). Sets
 that are present, and sets that need no files (``digits``, synthetic noise), pass; what is
 present but broken is still found when it loads. README "Design notes".
 """
@@ -75,8 +76,13 @@ def missing_sets(
     root = resolve_data_dir(data_dir)
     wanted = [("id", spec, parts) for spec, parts in _id_parts(dataset, test_dataset)]
     wanted += [("ood", split_entry(entry)[1], ("test",)) for entry in ood]
+    from dismax_cli.presets import list_problem  # an OpenOOD set without a source here
+
     problems: list[tuple[str, str]] = []
     for role, spec, parts in wanted:
+        if (no_source := list_problem(spec)) is not None:
+            problems.append((role, no_source))
+            continue
         try:
             kind = parse_spec(spec).kind
             if not offline() and kind not in ("npz", "imagefolder"):
