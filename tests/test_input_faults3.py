@@ -141,6 +141,38 @@ def test_good_decay_epochs_still_parse(value: str, expected: tuple[int, ...]) ->
     assert parse_decay_epochs(value) == expected
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "yaml", "says"),
+    [
+        (["train", "--epochs", "٣"], {}, None, "'٣' is not an integer"),
+        (["train", "--lr", "٠.١"], {}, None, "'٠.١' is not a positive number"),
+        (["train", "--dataset", "uniform:٣"], {}, None, "must be a positive integer"),
+        (["benchmark", "--require", "dismax:AUROC:uniform>=٠.5"], {}, None, "not a number"),
+        (["benchmark", "--shard", "١/2"], {}, None, "is not I/N"),
+        (["train", "--device", "cuda:٣"], {}, None, "device 'cuda:٣' is invalid"),
+        (["train"], {"DISMAX_WORKERS": "٣"}, None, "DISMAX_WORKERS='٣' is invalid"),
+        (["train"], {"DISMAX_NET_TIMEOUT": "1_0"}, None, "DISMAX_NET_TIMEOUT='1_0' is invalid"),
+        (["train", "--config", "c.yaml"], {}, "epochs: ٣\n", "'٣' is not an integer"),
+        (["train", "--config", "c.yaml"], {}, "dataset: 'digits[0,,1]'\n", "empty item"),
+    ],
+)  # fmt: skip
+def test_every_typed_number_is_ascii_only(
+    import_probe: ImportProbe, tmp_path: Path, args: list[str], env: dict[str, str],
+    yaml: str | None, says: str,
+) -> None:  # fmt: skip
+    """The rest of the class (options, environment, config files) reads ASCII digits only."""
+    if yaml is not None:
+        (tmp_path / "c.yaml").write_text(yaml, encoding="utf-8")
+    full = [*args, "--out", "zz"] if args[0] == "train" else [*args, "-q"]
+    code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({full!r}))\n"
+    environment = {**os.environ, **offline_env(tmp_path), **env}
+    result = import_probe.run(code, cwd=tmp_path, env=environment)
+    assert result.code == 2, result.stderr
+    assert says in result.stderr, result.stderr
+    assert result.heavy(HEAVY) == []
+    assert not (tmp_path / "zz").exists()
+
+
 # ----------------------------------------------------------------------------- item 2
 
 
