@@ -52,6 +52,7 @@ from dismax_cli.benchmark_scoring import (
 from dismax_cli.core.ensemble import predictive_log_probs
 from dismax_cli.core.methods import BASELINE_METHOD, get_method
 from dismax_cli.data import ImageSet
+from dismax_cli.data.presence import check_sets_present
 from dismax_cli.data.stream import streaming
 from dismax_cli.detection import DetectorStage
 from dismax_cli.engine import (
@@ -350,8 +351,11 @@ def run_benchmark(
     progress = progress or BenchmarkProgress()
     config = config.validate()
     runs_dir = Path(config.runs_dir).expanduser() if config.runs_dir else default_runs_dir()
-    progress.say(f"loading {config.train.dataset} and {len(config.ood)} OOD set(s)")
     base = config.train_config(BASELINE_METHOD, config.train.seed)
+    check_sets_present(  # offline: every missing set named at once, the ID set's too
+        base.dataset, config.ood, test_dataset=base.test_dataset, data_dir=base.data_dir
+    )
+    progress.say(f"loading {config.train.dataset} and {len(config.ood)} OOD set(s)")
     data = load_run_data(base)
     with streaming(base.stream):  # OOD folders stream like the ID data (README "Streaming")
         oods = load_ood_sets(config.ood, like=data.test, data_dir=config.train.data_dir)

@@ -221,6 +221,7 @@ class BenchmarkConfig:
             ood=self.ood_labels(),
             scores=self.method_scores(),
             groups=("near", "far") if self.ood_preset else (),
+            rows={m: self.row_label(m) for m in self.methods},
         )
         return self
 

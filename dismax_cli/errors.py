@@ -21,14 +21,28 @@ def quote_path(path: str | os.PathLike[str]) -> str:
 
     Quotes, backslashes and non-ASCII letters stay as they are (no Python ``repr`` escapes, no
     switch to double quotes); only control characters (a newline in a file name) are written as
-    escapes, so the message stays one line. README "Design notes".
+    escapes, so the message stays one line. A byte that is not UTF-8 (a command-line argument
+    or file name decoded with ``surrogateescape``) is shown as the byte it was, ``\\xff``.
+    README "Design notes".
     """
     text = os.fsdecode(path)
-    shown = "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
-    return f"'{shown}'"
+    return f"'{''.join(map(_shown_char, text))}'"
+
+
+def _shown_char(ch: str) -> str:
+    """One character of a quoted value: as it is, or escaped when it is not printable."""
+    if ch.isprintable() or ch == " ":
+        return ch
+    if "\udc80" <= ch <= "\udcff":  # surrogateescape's stand-in for the byte 0x80..0xff
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def undecodable_bytes(text: str) -> str | None:
+    """The bytes of ``text`` that were not UTF-8 (``surrogateescape``), escaped (``\\xff``);
+    None when there are none. A message names them apart from control characters."""
+    found = [_shown_char(ch) for ch in text if "\udc80" <= ch <= "\udcff"]
+    return " ".join(dict.fromkeys(found)) if found else None
 
 
 def quote_value(value: object) -> str:
@@ -142,4 +156,5 @@ __all__ = [
     "read_failure",
     "shell_command",
     "shell_word",
+    "undecodable_bytes",
 ]

@@ -13,6 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.core.metric_table import keys
@@ -82,6 +83,10 @@ class Requirement:
     test split after calibration. SCORE (``softmax/odin``) names the score judged; without it
     the method's default score is. A metric missing from an older report fails the check with
     a clear message.
+
+    ``exact`` is VALUE as written (a :class:`~decimal.Decimal`): the check compares it with the
+    metric's shortest decimal spelling, so ``AUROC>0.99999999999999999999`` (a float threshold
+    of 1.0) still passes for an AUROC of 1 (README "Design notes").
     """
 
     text: str
@@ -91,6 +96,7 @@ class Requirement:
     op: str
     threshold: float
     score: str | None = None
+    exact: Decimal | None = None
 
     def check(self, report: Report) -> tuple[bool, float]:
         result = report.method(self.method)
@@ -109,7 +115,14 @@ class Requirement:
                 f"requirement {q(self.text)}: this report holds no {self.metric} (it was written "
                 "before dismax reported it): rerun the benchmark"
             )
-        return _OPS[self.op](stat.mean, self.threshold), stat.mean
+        return _passes(stat.mean, self.op, self.threshold, self.exact), stat.mean
+
+
+def _passes(value: float, op: str, threshold: float, exact: Decimal | None) -> bool:
+    """``value OP threshold``, with the threshold as written when known (``exact``)."""
+    if exact is None or not math.isfinite(value):  # NaN fails every comparison
+        return _OPS[op](value, threshold)
+    return _OPS[op](Decimal(repr(float(value))), exact)
 
 
 # SET holds no operator character, so ``uniform=>0.5`` is not read as SET 'uniform='.
@@ -126,6 +139,7 @@ def parse_requirements(
     ood: Sequence[str] | None,
     scores: Mapping[str, Sequence[str]] | None = None,
     groups: Sequence[str] = (),
+    rows: Mapping[str, str] | None = None,
 ) -> list[Requirement]:
     """Parse and check ``--require`` strings against the run's methods, metrics and sets.
 
@@ -133,6 +147,9 @@ def parse_requirements(
     torch-free early check, before the run's names are final); the benchmark checks again with
     all. ``scores`` maps each method to the scores its rows hold (``METHOD/SCORE``);
     ``groups`` are the mean groups a SET may name (``near``, ``far`` with a preset).
+    ``rows`` maps each method to its row label in this run (``DisMax (no FPR)``): a METHOD
+    that is not in the run but names the same row by its own label is read as that method,
+    so under ``--no-fpr`` both ``dismax`` and ``dismax_nofpr`` name the DisMax row.
 
     Raises:
         InvalidValueError: for malformed text or an unknown method, metric or set.
@@ -149,14 +166,17 @@ def parse_requirements(
                 f"requirement {q(text)} names no score after '/': write METHOD/SCORE, e.g. "
                 "softmax/odin:AUROC:uniform>=0.9",
             )
-        method = _resolve_method(text, method, method_keys)
+        method = _resolve_method(text, method, method_keys, rows)
         _check_score(text, method, score, (metric, dataset), scores)
         key = _metric_key(text, metric)
         _check_set(text, key, method, dataset, ood, groups)
         threshold = _threshold(text, value)
-        _check_threshold(text, key, threshold)
-        _check_possible(text, key, op, threshold)
-        out.append(Requirement(text, method, key, dataset, op, threshold, score or None))
+        exact = Decimal(value.strip())  # the decimal as written (DECIMAL grammar)
+        _check_threshold(text, key, exact)
+        _check_possible(text, key, op, exact)
+        out.append(
+            Requirement(text, method, key, dataset, op, threshold, score or None, exact)
+        )
     return out
 
 
@@ -205,10 +225,16 @@ def _missing_part(text: str) -> str | None:
     return None
 
 
-def _resolve_method(text: str, method: str, method_keys: dict[str, str] | None) -> str:
-    """The run's spelling of ``method`` (case-insensitive); unchecked without ``method_keys``."""
+def _resolve_method(
+    text: str, method: str, method_keys: dict[str, str] | None, rows: Mapping[str, str] | None
+) -> str:
+    """The run's spelling of ``method`` (case-insensitive), or the run's method whose row
+    ``method`` names by its own label (``rows``); unchecked without ``method_keys``."""
     if method_keys is None:
         return method
+    same_row = _same_row(method, rows or {})
+    if method.lower() not in method_keys and same_row is not None:
+        return same_row
     if method.lower() not in method_keys:
         raise InvalidValueError(
             "require",
@@ -216,6 +242,20 @@ def _resolve_method(text: str, method: str, method_keys: dict[str, str] | None) 
             f"have: use one of {', '.join(method_keys.values())}",
         )
     return method_keys[method.lower()]
+
+
+def _same_row(method: str, rows: Mapping[str, str]) -> str | None:
+    """The method of ``rows`` whose row label is ``method``'s own (a single-model method at
+    its default FPR setting: ``dismax_nofpr`` -> ``DisMax (no FPR)``), else None."""
+    from dismax_cli.core.methods import get_method, list_methods
+
+    if method.lower() not in list_methods():
+        return None
+    spec = get_method(method.lower())
+    if not spec.trains_one_model:
+        return None
+    label = spec.row_label(uses_fpr=spec.uses_fpr)
+    return next((m for m, row in rows.items() if row == label), None)
 
 
 def _check_score(
@@ -306,12 +346,17 @@ def _threshold(text: str, value: str) -> float:
             "in plain decimals, e.g. 0.9",
         )
     if not math.isfinite(threshold):
-        raise InvalidValueError("require", f"requirement {q(text)} has a non-finite threshold")
+        raise InvalidValueError(
+            "require",
+            f"requirement {q(text)} has threshold {q(value)}, which is too large to compare "
+            "(beyond 1.8e308): write a threshold in the metric's range",
+        )
     return threshold
 
 
-def _check_threshold(text: str, key: str, threshold: float) -> None:
-    """Refuse a threshold outside the metric's range (from the metric table's unit)."""
+def _check_threshold(text: str, key: str, threshold: Decimal) -> None:
+    """Refuse a threshold outside the metric's range (from the metric table's unit), the
+    decimal as written compared, not its float (``1.00000000000000000001`` is above 1)."""
     bounds = METRICS[key].bounds
     if bounds is None:  # unbounded above (the NLL, in nats), never below 0
         if threshold < 0:
@@ -322,7 +367,7 @@ def _check_threshold(text: str, key: str, threshold: float) -> None:
             )
         return
     low, high = bounds
-    if not low <= threshold <= high:
+    if not Decimal(low) <= threshold <= Decimal(high):
         if METRICS[key].percent:
             raise InvalidValueError(
                 "require",
@@ -336,18 +381,19 @@ def _check_threshold(text: str, key: str, threshold: float) -> None:
         )
 
 
-def _check_possible(text: str, key: str, op: str, threshold: float) -> None:
+def _check_possible(text: str, key: str, op: str, threshold: Decimal) -> None:
     """Refuse a gate no value of the metric can pass: ``> high`` or ``< low`` of its range
     (the metric table's unit; ``AUROC>1``, ``ECE<0``, ``NLL<0``), so it answers before any
-    training instead of failing after it (exit 2).
+    training instead of failing after it (exit 2). The threshold is the decimal as written:
+    ``AUROC>0.99999999999999999999`` is below 1, so it is kept (its float would be 1.0).
 
     Raises:
         InvalidValueError: naming the gate, the metric's range and a gate that can pass.
     """
     low, high = METRICS[key].bounds or (0.0, math.inf)
-    if op == ">" and threshold >= high:
+    if op == ">" and math.isfinite(high) and threshold >= Decimal(high):
         edge, fix = f"at most {high:g}", f">={high:g} or a threshold below {high:g}"
-    elif op == "<" and threshold <= low:
+    elif op == "<" and threshold <= Decimal(low):
         edge, fix = f"at least {low:g}", f"<={low:g} or a threshold above {low:g}"
     else:
         return
@@ -362,9 +408,11 @@ def check_requirements(report: Report, texts: Sequence[str]) -> Report:
     methods = [m.method for m in report.methods]
     scores = {m.method: list(dict.fromkeys(r.score for r in m.ood)) for m in report.methods}
     results = []
+    rows = {m.method: m.label for m in report.methods if m.label}
     for req in parse_requirements(
-        texts, methods=methods, ood=report.ood_sets, scores=scores, groups=report.ood_groups
-    ):
+        texts, methods=methods, ood=report.ood_sets, scores=scores, groups=report.ood_groups,
+        rows=rows,
+    ):  # fmt: skip
         ok, value = req.check(report)
         results.append(RequirementResult(text=req.text, passed=bool(ok), value=float(value)))
     return dataclasses.replace(report, requirements=tuple(results))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
@@ -254,14 +255,19 @@ def parse_decay_epochs(value: Any) -> tuple[int, ...]:
         items = list(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         items = [value]
-    else:
-        items = [t for t in str(value).replace(" ", ",").split(",") if t]
+    else:  # ``30,60``, ``30 60`` or ``30, 60``; an empty item (``30,,60``) is a typo
+        items = re.split(r"\s*,\s*|\s+", str(value).strip()) if str(value).strip() else []
+    if any(isinstance(item, str) and not item for item in items):
+        kept = ",".join(str(item) for item in items if item != "")
+        raise typer.BadParameter(
+            f"{q(value)} has an empty item (a comma with nothing on one side): write {kept}"
+        )
     numbers: list[int] = []
     for item in items:
-        try:
-            number = item if isinstance(item, int) and not isinstance(item, bool) else int(item)
-        except (TypeError, ValueError):
-            number = None
+        if isinstance(item, int) and not isinstance(item, bool):
+            number: int | None = item
+        else:  # ASCII digits only (dismax_cli.numbers): int() also takes '٣' and '1_0'
+            number = parse_integer(item) if isinstance(item, str) and item.strip() else None
         if number is None or number < 1 or (numbers and number <= numbers[-1]):
             raise typer.BadParameter(
                 f"{q(value)} is not a list of strictly increasing epochs >= 1, e.g. 30,60"

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from dismax_cli.core.tensor_checks import check_usable_tensor
 from dismax_cli.errors import DismaxError
 
 ArrayLike: TypeAlias = torch.Tensor | npt.ArrayLike
@@ -75,13 +76,12 @@ def to_numpy_float64(
 
     Raises:
         DismaxError: If the values are not numeric, have the wrong number of dimensions, or hold
-            NaN or infinite values while ``check_finite`` is true.
+            NaN or infinite values while ``check_finite`` is true; for a tensor without usable
+            values (``meta``, sparse, complex, bool: :func:`~dismax_cli.core.tensor_checks.
+            check_usable_tensor`).
     """
     if isinstance(values, torch.Tensor):
-        if values.is_complex():
-            raise DismaxError(
-                f"{name} must be real numbers, got a complex tensor; pass its real part"
-            )
+        check_usable_tensor(values, name=name)
         array = host_float64(values.detach()).numpy()
     else:
         try:
@@ -121,13 +121,11 @@ def to_torch_float64(
 
     Raises:
         DismaxError: If the values are not numeric, have the wrong number of dimensions, or hold
-            NaN or infinite values.
+            NaN or infinite values; for a tensor without usable values (``meta``, sparse,
+            complex, bool: :func:`~dismax_cli.core.tensor_checks.check_usable_tensor`).
     """
     if isinstance(values, torch.Tensor):
-        if values.is_complex():
-            raise DismaxError(
-                f"{name} must be real numbers, got a complex tensor; pass its real part"
-            )
+        check_usable_tensor(values, name=name)
         _check_ndim(values.dim(), tuple(values.shape), name=name, ndim=ndim, layout=layout)
         tensor = host_float64(values)
         finite = torch.isfinite(tensor)
@@ -158,6 +156,7 @@ def to_numpy_targets(targets: ArrayLike, *, num_classes: int, num_samples: int) 
             long, or outside ``[0, num_classes)``.
     """
     if isinstance(targets, torch.Tensor):
+        check_usable_tensor(targets, name="targets", numbers=False)  # bool: refused below
         array = targets.detach().cpu().numpy()
     else:
         array = np.asarray(targets)

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from dismax_cli.core.tensor_checks import check_usable_tensor
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
 
@@ -57,6 +58,7 @@ def tpr_fraction(tpr: object) -> Fraction:
 def _as_scalar(value: object) -> object:
     """A one-element numpy array or torch tensor as its numpy scalar; anything else as it is."""
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        check_usable_tensor(value, name="tpr", numbers=False)  # meta, sparse: no value to read
         value = value.detach().cpu()  # type: ignore[attr-defined]
         value = (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy()
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype != object:

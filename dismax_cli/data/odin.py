@@ -136,6 +136,13 @@ def _not_available(name: str, data_dir: Path, reason: str) -> DismaxError:
     )
 
 
+def missing_error(name: str, data_dir: Path) -> DismaxError:
+    """The error of a set that is not on disk and may not be downloaded (how to fetch it)."""
+    return _not_available(
+        name, data_dir, "DISMAX_OFFLINE=1" if offline() else "downloads disabled"
+    )
+
+
 def _count_error(name: str, where: str, found: int, remove: Path, note: str = "") -> DismaxError:
     """The error for an ODIN set whose image count is not its pinned one (METHOD.md §7)."""
     entry = ODIN_ARCHIVES[name]

@@ -92,6 +92,7 @@ __all__ = [
     "load_dataset",
     "load_id_splits",
     "load_ood",
+    "parse_spec",
     "resolve_data_dir",
 ]
 
@@ -148,7 +149,9 @@ def canonical_spec(entry: str) -> str:
     label, eq, spec = entry.partition("=")
     if not eq or not re.fullmatch(r"[A-Za-z_][\w.\-]*", label):
         label, eq, spec = "", "", entry
-    match = re.fullmatch(r"(?P<name>[A-Za-z][\w\-]*)(?P<count>:\d+)?(?P<sel>\[[^\[\]]*\])?", spec)
+    match = re.fullmatch(
+        r"(?P<name>[A-Za-z][\w\-]*)(?P<count>:[0-9]+)?(?P<sel>\[[^\[\]]*\])?", spec
+    )
     if match is None:
         return entry
     name = canonical_name(match.group("name"))
@@ -214,7 +217,7 @@ def check_spec(entry: object, *, key: str = "dataset", labelled: bool = False) -
                 "holds only letters, digits, _, . and - (e.g. far_ood=SPEC)",
             )
     try:
-        parsed = _parse(spec)
+        parsed = parse_spec(spec)
         known = getattr(SOURCES[parsed.kind], "known_classes", None)  # optional in the protocol
         check_selection(parsed.selection, known(parsed) if known else None, spec)
     except InvalidValueError as exc:
@@ -249,7 +252,7 @@ def _split_spec(spec: str) -> SpecText:
     return SpecText(text, body, selection, alias_table().get(name, name), arg)
 
 
-def _parse(spec: str) -> DatasetSpec:
+def parse_spec(spec: str) -> DatasetSpec:
     """Parse ``spec`` with the first source of :data:`SOURCES` that claims it.
 
     Raises:
@@ -363,7 +366,7 @@ def load_dataset(
         DismaxError: For unknown specs or splits, missing files, sets absent and not
             downloadable, bad class selections or empty results.
     """
-    parsed = _parse(spec)
+    parsed = parse_spec(spec)
     _check_split(split)
     root = resolve_data_dir(data_dir)
     source = SOURCES[parsed.kind]
@@ -419,8 +422,8 @@ def load_id_splits(
         train = load_dataset(spec, split="train", data_dir=data_dir, download=download)
         test = load_dataset(spec, split="test", data_dir=data_dir, download=download)
     else:
-        train_split = "train" if _parse(spec).native else "all"
-        test_split = "test" if _parse(test_spec).native else "all"
+        train_split = "train" if parse_spec(spec).native else "all"
+        test_split = "test" if parse_spec(test_spec).native else "all"
         train = load_dataset(spec, split=train_split, data_dir=data_dir, download=download)
         test = load_dataset(test_spec, split=test_split, data_dir=data_dir, download=download)
     for s in (train, test):
@@ -469,7 +472,7 @@ def load_ood(
     Raises:
         DismaxError: As :func:`load_dataset`, or if the set shares images with ``like``.
     """
-    parsed = _parse(spec)
+    parsed = parse_spec(spec)
     split = SOURCES[parsed.kind].ood_split(parsed)
     ood = load_dataset(spec, split=split, data_dir=data_dir, download=download, like=like)
     check_disjoint(like, ood, roles=("in-distribution test set", "OOD set"))
@@ -478,7 +481,7 @@ def load_ood(
 
 def is_native_split(spec: str) -> bool:
     """Return True if ``spec`` names a set with its own train/test splits."""
-    return _parse(spec).native
+    return parse_spec(spec).native
 
 
 def list_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[DatasetInfo]:

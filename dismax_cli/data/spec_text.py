@@ -2,8 +2,9 @@
 
 A spec is typed text; two spellings must not name two different sets (``uniform`` and
 ``uniform:`` or `` uniform``), and a message quoting a spec must stay one line. So a spec with
-a control character, a space at either end, or an empty parameter after ``:`` is a usage
-error (exit 2) naming it, its control characters escaped (:func:`dismax_cli.errors.quote_value`).
+a byte that is not UTF-8 (a raw byte from the shell), a control character, a space at either
+end, or an empty parameter after ``:`` is a usage error (exit 2) naming it, its control
+characters and raw bytes escaped (:func:`dismax_cli.errors.quote_value`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 
 from dismax_cli.config_types import InvalidValueError
 from dismax_cli.errors import quote_value as q
+from dismax_cli.errors import undecodable_bytes
 
 #: Spec forms whose parameter is a path; their own parser names an empty one.
 PATH_FORMS = ("npz", "imagefolder")
@@ -20,14 +22,23 @@ _INNER_SPACE = re.compile(r"\s+(?=[:\[])|(?<=:)\s+")
 
 
 def check_spec_text(spec: str) -> str:
-    """Return ``spec``; refuse one with a control character, a space at either end, or (but in
-    a path) a space around ``:`` or before ``[``.
+    """Return ``spec``; refuse one with a byte that is not UTF-8, a control character, a space
+    at either end, or (but in a path) a space around ``:`` or before ``[``.
 
     ``' uniform'`` or ``'uniform\\n'`` would otherwise name a second, different set.
 
     Raises:
         InvalidValueError: (exit 2) quoting the spec with its control characters escaped.
     """
+    undecodable = undecodable_bytes(spec)
+    if undecodable is not None:  # not a control character: a byte the shell passed raw
+        what = "bytes that are" if " " in undecodable else "a byte that is"
+        raise InvalidValueError(
+            "dataset",
+            f"dataset spec {q(spec)} holds {what} "
+            f"not UTF-8 ({undecodable}, shown escaped): retype it in UTF-8, or rename a file "
+            "whose name is not UTF-8",
+        )
     if any(not ch.isprintable() and ch != " " for ch in spec):
         raise InvalidValueError(
             "dataset",

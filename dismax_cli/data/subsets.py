@@ -12,8 +12,36 @@ from dataclasses import replace
 from dismax_cli.config import InvalidValueError
 from dismax_cli.data.imageset import ImageSet
 from dismax_cli.errors import DismaxError
+from dismax_cli.errors import quote_value as q
 
-_RANGE_TOKEN = re.compile(r"(\d+)\s*-\s*(\d+)", re.ASCII)
+#: An index or a range of a class subset, in ASCII digits only (``int`` would also take
+#: ``'٣'`` or ``'３'``: README "Design notes", one grammar of numbers).
+_INDEX_TOKEN = re.compile(r"([0-9]+)\s*(?:-\s*([0-9]+))?")
+#: The same in any script's decimal digits, to name the ASCII spelling in the message.
+_UNICODE_INDEX = re.compile(r"\d+\s*(?:-\s*\d+)?")
+_UNICODE_DIGIT = re.compile(r"\d")
+
+
+def split_items(selection: str, spec: str) -> list[str]:
+    """The comma-separated items of a class subset, stripped; refuses an empty one.
+
+    ``digits[0,,1]`` or ``digits[1,]`` hold an empty item: a typo that would otherwise be read
+    as ``digits[0,1]`` / ``digits[1]`` in silence.
+
+    Raises:
+        InvalidValueError: (exit 2) naming the spec and the spelling without the empty item.
+    """
+    items = [t.strip() for t in selection.split(",")]
+    if any(not t for t in items) and any(items):
+        kept = ",".join(t for t in items if t)
+        base = spec[: spec.rfind("[")] if "[" in spec else spec
+        raise InvalidValueError(
+            "dataset",
+            f"class selection in {q(spec)} has an empty item (a comma with nothing on one "
+            f"side): write "
+            f"{q(f'{base}[{kept}]')}",
+        )
+    return [t for t in items if t]
 
 
 def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list[int]:
@@ -25,35 +53,19 @@ def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list
     """
     chosen: set[int] = set()
     lookup = {c: i for i, c in enumerate(classes)}
-    for token in (t.strip() for t in selection.split(",")):
-        if not token:
-            continue
-        if token in lookup and not token.isdigit():
+    for token in split_items(selection, spec):
+        if token in lookup and not _INDEX_TOKEN.fullmatch(token):
             chosen.add(lookup[token])
             continue
-        m = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", token)
-        if not m:
+        indices = _index_token(token, len(classes), spec)
+        if indices is None:
             raise InvalidValueError(
                 "dataset",
                 f"class selection '{token}' in '{spec}' is neither a class index, a range "
                 f"such as 0-5 nor a class name; classes are {', '.join(classes[:12])}"
                 + (" ..." if len(classes) > 12 else ""),
             )
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
-        if hi < lo:
-            raise InvalidValueError(
-                "dataset",
-                f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
-                f"[{hi}-{lo}]",
-            )
-        if hi >= len(classes):
-            raise InvalidValueError(
-                "dataset",
-                f"class range '{token}' in '{spec}' is outside 0-{len(classes) - 1}; "
-                f"the set has {len(classes)} classes",
-            )
-        chosen.update(range(lo, hi + 1))
+        chosen.update(indices)
     if not chosen:
         raise InvalidValueError(
             "dataset", f"class selection in '{spec}' names no class; write e.g. [0-5]"
@@ -61,13 +73,54 @@ def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list
     return sorted(chosen)
 
 
-def check_selection(selection: str | None, classes: tuple[str, ...] | None, spec: str) -> None:
+def _index_token(token: str, count: int | None, spec: str) -> range | None:
+    """The indices of an index or range token (``3``, ``0-5``); None for any other token.
+
+    ``count`` is the set's number of classes (None: not known yet, range not checked).
+
+    Raises:
+        InvalidValueError: for a reversed or out-of-range range, or digits other than ASCII.
+    """
+    m = _INDEX_TOKEN.fullmatch(token)
+    if not m and _UNICODE_INDEX.fullmatch(token):
+        ascii_token = _UNICODE_DIGIT.sub(lambda d: str(int(d.group())), token)
+        raise InvalidValueError(
+            "dataset",
+            f"class index or range {q(token)} in {q(spec)} is not written in ASCII digits: "
+            "write "
+            f"{q(ascii_token)}",
+        )
+    if not m:
+        return None
+    lo = int(m.group(1))
+    hi = int(m.group(2)) if m.group(2) is not None else lo
+    if hi < lo:
+        raise InvalidValueError(
+            "dataset",
+            f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
+            f"[{hi}-{lo}]",
+        )
+    if count is not None and hi >= count:
+        what = "range" if m.group(2) is not None else "index"
+        raise InvalidValueError(
+            "dataset",
+            f"class {what} '{token}' in '{spec}' is outside 0-{count - 1}; "
+            f"the set has {count} classes: pick indices from 0 to {count - 1}",
+        )
+    return range(lo, hi + 1)
+
+
+def check_selection(
+    selection: str | None, classes: tuple[str, ...] | int | None, spec: str
+) -> None:
     """Check a class subset before anything loads (no torch): README "Class subsets".
 
     ``classes`` are the set's class names when its source knows them without loading
-    (``digits``: ``0`` .. ``9``; ``()`` for an unlabelled set such as ``uniform``), else None
-    (an ``npz:`` file or image folder names its classes itself: then only a subset that names
-    no class at all or holds a reversed range is refused here, the rest when it is loaded).
+    (``digits``: ``0`` .. ``9``; ``()`` for an unlabelled set such as ``uniform``), or only
+    their number (an int: the torchvision sets, whose names come with the data), else None
+    (an ``npz:`` file or image folder names its classes itself). With a number, indices and
+    ranges are checked against it; with None, only a subset that names no class, holds an
+    empty item or a reversed range is refused here. The rest is checked when the set loads.
 
     Raises:
         InvalidValueError: (exit 2) for a malformed or out-of-range subset, one that names no
@@ -81,22 +134,19 @@ def check_selection(selection: str | None, classes: tuple[str, ...] | None, spec
             f"'{spec}' selects classes of an unlabelled set; drop the [..] part or use a "
             "labelled set (npz with 'y', imagefolder with class sub-folders)",
         )
-    if classes is not None:
+    if isinstance(classes, tuple):
         parse_selection(selection, classes, spec)
         return
-    tokens = [t.strip() for t in selection.split(",") if t.strip()]
+    tokens = split_items(selection, spec)
     if not tokens:
         raise InvalidValueError(
             "dataset", f"class selection in '{spec}' names no class; write e.g. [0-5]"
         )
-    for token in tokens:  # a name is the file's to judge; a reversed range is never right
-        m = _RANGE_TOKEN.fullmatch(token)
-        if m and int(m.group(2)) < int(m.group(1)):
-            raise InvalidValueError(
-                "dataset",
-                f"class range '{token}' in '{spec}' is reversed; write the lower index first, "
-                f"[{m.group(2)}-{m.group(1)}]",
-            )
+    for token in tokens:  # a name is the data's to judge
+        if classes is not None:  # the names are ASCII words: an index in other digits is wrong
+            _index_token(token, classes, spec)
+        elif _INDEX_TOKEN.fullmatch(token):  # a file's class may be named '٣'
+            _index_token(token, None, spec)
 
 
 def _shorten(text: str, limit: int = 120) -> str:

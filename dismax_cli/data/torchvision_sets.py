@@ -268,6 +268,13 @@ def _not_available(name: str, part: str, data_dir: Path, reason: str) -> DismaxE
     )
 
 
+def missing_error(name: str, part: str, data_dir: Path) -> DismaxError:
+    """The error of a part that is not on disk and may not be downloaded (how to fetch it)."""
+    return _not_available(
+        name, part, data_dir, "DISMAX_OFFLINE=1" if offline() else "downloads disabled"
+    )
+
+
 def _manual_text(template: str, data_dir: Path) -> str:
     """``template`` with each ``{data_dir}/PATH`` filled in as a quoted path (``'D/x.mat'``)."""
     return re.sub(

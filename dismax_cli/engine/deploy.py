@@ -7,6 +7,7 @@ rule on the run's validation split (METHOD.md §5), recorded by ``dismax calibra
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from dismax_cli.core.calibration import calibrated_probs
 from dismax_cli.core.methods import get_method
 from dismax_cli.core.metrics import tpr_threshold
 from dismax_cli.core.scores import SCORES
+from dismax_cli.core.tensor_checks import check_usable_tensor
 from dismax_cli.data import ImageTransform
 from dismax_cli.engine.checkpoint import CheckpointMeta, ModelBundle, checkpoint_path, load_bundle
 from dismax_cli.engine.predict import predict_images, predict_logits
@@ -138,7 +140,8 @@ class Run:
 
         Raises:
             DismaxError: for another dtype or layout (the message says which to pass), float
-                pixels outside 0..1 (already normalised), or non-finite values.
+                pixels outside 0..1 (already normalised), non-finite values, or a tensor
+                without usable values (``meta``, sparse: :mod:`dismax_cli.core.tensor_checks`).
         """
         logits = self._logits(images, batch_size=batch_size)
         if not torch.isfinite(logits).all():
@@ -192,6 +195,7 @@ class Run:
                 f"images given as {_what(images)} cannot be predicted: pass a uint8 "
                 "(N, H, W, C) or float (N, C, H, W) tensor or numpy array"
             )
+        check_usable_tensor(images, name="images", numbers=False)  # dtypes: named below
         if images.dtype == torch.uint8:
             if images.ndim == 4 and images.shape[-1] not in (1, 3) and images.shape[1] in (1, 3):
                 raise DismaxError(
@@ -252,11 +256,14 @@ def _what(value: object) -> str:
     """What a value is, in the words of a config message (``null``, ``text``, ``a PIL image``)."""
     if type(value).__module__.startswith("PIL."):
         return "a PIL image (use np.asarray(image)[None] for one image)"
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return "a tensor" if isinstance(value, torch.Tensor) else "an array"
     return kind_of(value)
 
 
 def _hwc_uint8(image: Any, index: int) -> np.ndarray:
-    array = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    check_usable_tensor(image, name=f"image {index} of the list", numbers=False)
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if array.ndim == 2:
         array = array[..., None]
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] not in (1, 3):
@@ -337,9 +344,14 @@ def load_run(path: str | Path, *, device: str = "auto") -> Run:
         A :class:`Run` in eval mode on ``device``.
 
     Raises:
-        DismaxError: for a missing or damaged checkpoint, weights that do not fit, or an
-            unavailable device.
+        DismaxError: for a missing or damaged checkpoint, weights that do not fit, an
+            unavailable device, or a ``path`` that is no path (a tensor, a number).
     """
+    if not isinstance(path, str | os.PathLike):
+        raise DismaxError(
+            f"load_run takes the path of a run folder or its checkpoint.pt, not {_what(path)}: "
+            "e.g. load_run('runs/digits-dismax')"
+        )
     return Run(load_bundle(path, device=device), path=checkpoint_path(path).parent)
 
 

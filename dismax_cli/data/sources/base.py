@@ -186,10 +186,11 @@ class SourceBase:
         """Score the whole set."""
         return "all"
 
-    def known_classes(self, spec: DatasetSpec) -> tuple[str, ...] | None:
-        """The set's class names if known without loading it (``()``: unlabelled), else None
-        (the default: read from the data). Optional: :func:`~dismax_cli.data.subsets.
-        check_selection` uses it to refuse a bad ``[SEL]`` before torch loads."""
+    def known_classes(self, spec: DatasetSpec) -> tuple[str, ...] | int | None:
+        """The set's class names if known without loading it (``()``: unlabelled), or only
+        their number (an int), else None (the default: read from the data). Optional:
+        :func:`~dismax_cli.data.subsets.check_selection` uses it to refuse a bad ``[SEL]``
+        before torch loads."""
         return None
 
     def aliases_of(self, name: str) -> tuple[str, ...]:

@@ -35,6 +35,17 @@ TORCHVISION_ALIASES = {
     "cifar_100": "cifar100",
 }
 
+#: The number of classes of each set (its names come with the data): a ``[SEL]`` is checked
+#: against it before anything loads (``cifar10[10-12]`` fails at once, not after a download).
+CLASS_COUNTS = {
+    "cifar10": 10,
+    "cifar100": 100,
+    "svhn": 10,
+    "mnist": 10,
+    "fashion_mnist": 10,
+    "textures": 47,
+}
+
 
 class TorchvisionFamily(SourceBase):
     """The sets of :data:`~dismax_cli.data.torchvision_sets.TORCHVISION_SOURCES`, by name."""
@@ -78,6 +89,10 @@ class TorchvisionFamily(SourceBase):
             std=src.std,
             augment=src.augment,
         )
+
+    def known_classes(self, spec: DatasetSpec) -> int:
+        """The set's number of classes (:data:`CLASS_COUNTS`; names are known once loaded)."""
+        return CLASS_COUNTS[spec.name]
 
     def ood_split(self, spec: DatasetSpec) -> str:
         """The test split; all of ``textures``."""
