@@ -3,24 +3,23 @@
 Offline (``DISMAX_OFFLINE=1``) a named set that is not in the data directory cannot be
 fetched; without this check the benchmark would stop at the first one (the ID set), and the
 user would learn of each missing OOD set only after fetching the one before it. Here every
-set is looked for on disk (no torch, no reading of the data): a torchvision set's files of the
-parts it needs, an ODIN set's cache, folder or archive, an ``npz:`` file or image folder (and
-an OpenOOD preset set that has no source here is named with its fix, online too). Sets
-that are present, and sets that need no files (``digits``, synthetic noise), pass; what is
-present but broken is still found when it loads. README "Design notes".
+set is looked for on disk (no torch, no reading of the data) by its source's optional
+``missing`` method (``data/sources/``: a torchvision set's files of the parts it needs, an
+ODIN set's cache, folder or archive, an ``npz:`` file or image folder, the last two online
+too); an OpenOOD preset set that has no source here is named with its fix. Sets that are
+present, and sets that need no files (``digits``, synthetic noise), pass; what is present
+but broken is still found when it loads. README "Design notes".
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from dismax_cli.data.download import offline
 from dismax_cli.data.registry import parse_spec, resolve_data_dir, split_entry
 from dismax_cli.data.sources import SOURCES
 from dismax_cli.errors import DismaxError
-from dismax_cli.fileio import file_problem, folder_problem
 
 #: The stand-ins a message offers for sets that cannot be fetched offline.
 STAND_INS = (
@@ -29,28 +28,6 @@ STAND_INS = (
     "(e.g. --dataset npz:../shared/data/cifar10_train_10k.npz --test-dataset "
     "npz:../shared/data/cifar10_test.npz --ood tin_resize=npz:../shared/data/tin_resize.npz)"
 )
-
-
-def _missing(spec: str, parts: tuple[str, ...], root: Path) -> str | None:
-    """Why ``spec`` cannot be loaded offline (its loader's own message), or None."""
-    from dismax_cli.data import odin, torchvision_sets
-
-    parsed = parse_spec(spec)
-    if parsed.kind == "torchvision":
-        for part in parts:
-            if not torchvision_sets.part_present(parsed.name, part, root):
-                return str(torchvision_sets.missing_error(parsed.name, part, root))
-    elif parsed.kind == "odin":
-        if not odin.odin_present(parsed.name, root):
-            return str(odin.missing_error(parsed.name, root))
-    elif parsed.kind in ("npz", "imagefolder") and parsed.path is not None:
-        check = file_problem if parsed.kind == "npz" else folder_problem
-        if check(parsed.path) is not None:  # its loader names it before reading anything
-            try:
-                SOURCES[parsed.kind].load(parsed, "all", root, download=False, like=None)
-            except DismaxError as exc:
-                return str(exc)
-    return None
 
 
 def _id_parts(spec: str, test_spec: str | None) -> list[tuple[str, tuple[str, ...]]]:
@@ -84,10 +61,12 @@ def missing_sets(
             problems.append((role, no_source))
             continue
         try:
-            kind = parse_spec(spec).kind
-            if not offline() and kind not in ("npz", "imagefolder"):
-                continue
-            problem = _missing(spec, parts, root)
+            parsed = parse_spec(spec)
+            source = SOURCES[parsed.kind]
+            if not (offline() or getattr(source, "local", False)):
+                continue  # online, a named set is downloaded
+            missing = getattr(source, "missing", None)  # optional in the Source protocol
+            problem = missing(parsed, parts, root) if missing else None
         except DismaxError:  # a bad spec: its loader names it
             continue
         if problem is not None and problem not in (p for _, p in problems):

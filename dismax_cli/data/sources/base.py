@@ -193,6 +193,18 @@ class SourceBase:
         before torch loads."""
         return None
 
+    def missing(self, spec: DatasetSpec, parts: tuple[str, ...], data_dir: Path) -> str | None:
+        """Why ``parts`` of ``spec`` cannot be loaded as things stand (its loader's own message,
+        with the fix), looked for on disk without reading the data; None when they can (the
+        default: a source that needs no files). Optional: :mod:`dismax_cli.data.presence`
+        names every missing set of a benchmark at once with it. Online, a set a source can
+        download is not missing (the caller asks only offline, or of :attr:`local` sources)."""
+        return None
+
+    #: True when the source reads the user's own files (never downloads): it is looked for
+    #: online too.
+    local: bool = False
+
     def aliases_of(self, name: str) -> tuple[str, ...]:
         """The aliases of registry name ``name``, in table order."""
         return tuple(alias for alias, target in self.aliases.items() if target == name)

@@ -29,6 +29,20 @@ class _PathSource(SourceBase):
     """A source spelled ``PREFIX:PATH`` (prefix matched case-insensitively, path kept)."""
 
     prefix = ""
+    local = True
+    #: What is wrong with the path, if anything, without reading it (``fileio``'s check).
+    path_problem = staticmethod(file_problem)
+
+    def missing(self, spec: DatasetSpec, parts: tuple[str, ...], data_dir: Path) -> str | None:
+        """The loader's message for a path that is missing or unusable, found before reading
+        anything (the file or folder check); None when the path looks usable."""
+        if spec.path is None or type(self).path_problem(spec.path) is None:
+            return None
+        try:
+            self.load(spec, "all", data_dir, download=False, like=None)
+        except DismaxError as exc:
+            return str(exc)
+        return None
 
     def parse(self, spec: SpecText) -> DatasetSpec | None:
         """``PREFIX:PATH``; the path is made absolute (``~`` expanded).
@@ -112,6 +126,7 @@ class ImageFolderSource(_PathSource):
     key = "imagefolder"
     prefix = "imagefolder:"
     forms = ("imagefolder:PATH",)
+    path_problem = staticmethod(folder_problem)
 
     def hint(self, body: str) -> str:
         """Suggest ``imagefolder:`` for an existing folder."""

@@ -68,6 +68,14 @@ class OdinFamily(SourceBase):
         )
         return to_image_set(raw, spec, split="all", origin=f"odin:{spec.name}")
 
+    def missing(self, spec: DatasetSpec, parts: tuple[str, ...], data_dir: Path) -> str | None:
+        """The archive's message when neither its cache, folder nor archive is in ``data_dir``."""
+        from dismax_cli.data import odin
+
+        if odin_present(spec.name, data_dir):
+            return None
+        return str(odin.missing_error(spec.name, data_dir))
+
     def known_classes(self, spec: DatasetSpec) -> tuple[str, ...]:
         """``()``: the archives are unlabelled; a ``[SEL]`` is refused before anything loads."""
         return ()

@@ -94,6 +94,15 @@ class TorchvisionFamily(SourceBase):
         """The set's number of classes (:data:`CLASS_COUNTS`; names are known once loaded)."""
         return CLASS_COUNTS[spec.name]
 
+    def missing(self, spec: DatasetSpec, parts: tuple[str, ...], data_dir: Path) -> str | None:
+        """The first of ``parts`` whose files are not in ``data_dir`` (its download message)."""
+        from dismax_cli.data import torchvision_sets
+
+        for part in parts:
+            if not torchvision_sets.part_present(spec.name, part, data_dir):
+                return str(torchvision_sets.missing_error(spec.name, part, data_dir))
+        return None
+
     def ood_split(self, spec: DatasetSpec) -> str:
         """The test split; all of ``textures``."""
         return "all" if spec.name == "textures" else "test"
