@@ -82,7 +82,7 @@ def samples_target(out: Path) -> Path:
     (named after the target) when ``out`` is a symbolic link (see the module docstring)."""
     from dismax_cli.fileio import samples_path
 
-    if out.is_symlink():
+    if _is_link(out):
         with contextlib.suppress(OSError):
             return samples_path(real_path(out))
     return samples_path(out)

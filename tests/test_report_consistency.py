@@ -278,3 +278,167 @@ def test_kind_benchmark_on_a_score_body_is_damage(
     del body["config"]["checkpoint"]
     code, line, _ = _show(tmp_path, body)
     assert code == 1 and "kind is 'score'" in line and "config.checkpoint is missing" in line
+
+
+# ----------------------------------------------------------------------------- items 2 and 3
+
+LONG = "a" * 300  # one name over the usual 255-byte NAME_MAX
+BENCH = ["benchmark", "--epochs", "1", "--methods", "softmax", "--bootstrap", "0", "-q"]
+#: command -> (arguments before the output option, {option: folder?})
+COMMANDS: dict[str, tuple[list[str], dict[str, bool]]] = {
+    "score": (["score", "r1", "--ood", "uniform", "-q"], {"--out": False, "--dump": False}),
+    "benchmark": (BENCH, {"--out": False, "--plots": True, "--html": False}),
+    "show": (["show", "r.json"], {"--plots": True, "--html": False}),
+    "train": (["train", "--dataset", "digits[0-5]", "--epochs", "1", "-q"], {"--out": True}),
+}
+#: kind -> (the value, the words of its line, applies to a folder option, to a file option)
+KINDS: dict[str, tuple[str, str, bool, bool]] = {
+    "missing folder": ("nope/x.json", "does not exist", False, True),
+    "folder where a file goes": ("dir", "is a folder: name a file inside it", False, True),
+    "file among the parents": ("file/x", "is a file, not a folder", True, True),
+    "file where a folder goes": ("file", "is a file", True, False),
+    "symbolic link loop": ("loop1", "symbolic link loop", True, True),
+    "name too long": (LONG, "too long for the file system", True, True),
+    "read-only folder": ("ro/x", "is not writable", True, True),
+}
+ROWS = [
+    (command, option, kind)
+    for command, (_, options) in COMMANDS.items()
+    for option, folder in options.items()
+    for kind, (_, _, for_folder, for_file) in KINDS.items()
+    if (for_folder if folder else for_file)
+]
+
+
+@pytest.fixture(scope="module")
+def out_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained run ``r1``, a saved report ``r.json``, and the paths of every kind."""
+    home = tmp_path_factory.mktemp("outputs")
+    train = ["train", "--dataset", "digits[0-5]", "--epochs", "1", "--out", "r1", "-q"]
+    assert invoke_in(home, *train).exit_code == 0
+    (home / "r.json").write_bytes(COMMITTED.read_bytes())
+    (home / "dir").mkdir()
+    (home / "ro").mkdir()
+    (home / "file").write_text("x")
+    (home / "loop1").symlink_to("loop2")
+    (home / "loop2").symlink_to("loop1")
+    return home
+
+
+@pytest.fixture
+def read_only(out_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``out_home/ro`` (and ``r1`` for calibrate) read-only, as a read-only mount is: the
+    tests run as root, whom ``chmod`` does not stop."""
+    import os
+
+    real_access = os.access
+    frozen = {str(out_home / "ro"), str(out_home / "r1")}
+
+    def access(path: object, mode: int, **kwargs: object) -> bool:
+        if os.path.abspath(str(path)) in frozen and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch, no_work: None) -> None:
+    """Training, calibrating, scoring or benchmarking now fails the test."""
+    import dismax_cli.engine as engine
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the command started its work before refusing the output path")
+
+    monkeypatch.setattr(engine, "fit", fail)
+    monkeypatch.setattr(engine, "calibrate_checkpoint", fail)
+
+
+@pytest.mark.parametrize(("command", "option", "kind"), ROWS,
+                         ids=[f"{c} {o} {k}" for c, o, k in ROWS])  # fmt: skip
+def test_a_refused_output_path_is_a_bad_value_exit_2(
+    out_home: Path, read_only: None, no_training: None, command: str, option: str, kind: str
+) -> None:
+    value, words, _, _ = KINDS[kind]
+    before = sorted(p.name for p in out_home.iterdir())
+    result = invoke_in(out_home, *COMMANDS[command][0], option, value)
+    line = " ".join(result.output.split())
+    assert result.exit_code == 2, line
+    assert line.startswith("error: ") and words in line and "Traceback" not in line, line
+    assert f"{option} '{value}'" in line  # the value as typed, with its option
+    assert sorted(p.name for p in out_home.iterdir()) == before  # nothing created
+
+
+def test_calibrate_into_a_read_only_run_folder_is_exit_2(
+    out_home: Path, read_only: None, no_training: None
+) -> None:
+    result = invoke_in(out_home, "calibrate", "r1")
+    line = " ".join(result.output.split())
+    assert result.exit_code == 2 and "folder 'r1' is not writable" in line, line
+
+
+def test_train_into_a_folder_that_holds_other_files_is_exit_2(out_home: Path) -> None:
+    (out_home / "dir2").mkdir(exist_ok=True)
+    (out_home / "dir2" / "notes.txt").write_text("mine")
+    result = invoke_in(out_home, *COMMANDS["train"][0], "--out", "dir2")
+    assert result.exit_code == 2 and "is not empty and holds no run" in result.output
+    assert sorted(p.name for p in (out_home / "dir2").iterdir()) == ["notes.txt"]
+    result = invoke_in(out_home, *COMMANDS["train"][0], "--out", "r1")  # a run: --resume
+    assert result.exit_code == 2 and "already holds a run: pass --resume" in result.output
+
+
+def test_a_failure_while_writing_stays_exit_1(
+    out_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    real_replace = os.replace
+
+    def replace(src: object, dst: object, **kwargs: object) -> None:  # the disk fills up
+        if os.fspath(dst).endswith("full.json"):  # type: ignore[arg-type]
+            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(dst))  # type: ignore[arg-type]
+        real_replace(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    result = invoke_in(out_home, *COMMANDS["score"][0], "--out", "full.json")
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert not (out_home / "full.json").exists()
+
+
+def _run(home: Path, *args: str) -> tuple[int, str, str]:
+    """``dismax ARGS`` as a real process (its own stdout and stderr pipes)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DISMAX_DATA_DIR": str(home / "data"), "DISMAX_OFFLINE": "1",
+           "DISMAX_RUNS_DIR": str(home / "runs"), "PYTHONPATH": str(COMMITTED.parents[2])}
+    proc = subprocess.run([sys.executable, "-m", "dismax_cli", *args], cwd=home, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "stream"),
+    [
+        (["show", "r.json", "--format", "json", "--html", "/dev/stdout"], "standard output"),
+        (["show", "r.json", "--format", "json", "--html", "/dev/stderr"], "standard error"),
+        (["show", "r.json", "--html", "/dev/stderr"], "standard error"),
+        (["show", "r.json", "--format", "json", "--plots", "/dev/stderr"], "standard error"),
+        (["score", "r1", "--ood", "uniform", "--format", "json", "--out", "/dev/stderr"],
+         "standard error"),
+        (["score", "r1", "--ood", "uniform", "--dump", "/dev/stderr"], "standard error"),
+        ([*BENCH, "--format", "json", "--out", "/dev/stderr"], "standard error"),
+    ],
+)
+def test_the_commands_own_streams_as_outputs_are_refused(
+    out_home: Path, args: list[str], stream: str
+) -> None:
+    code, out, err = _run(out_home, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1, err
+    value = args[-1]
+    what = "folder" if args[-2] == "--plots" else "file"
+    assert lines[0].startswith(f"error: cannot write {args[-2]} '{value}': it is this command's "
+                               f"{stream}") and f"to a {what} of its own" in lines[0], lines
