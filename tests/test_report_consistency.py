@@ -442,3 +442,18 @@ def test_the_commands_own_streams_as_outputs_are_refused(
     what = "folder" if args[-2] == "--plots" else "file"
     assert lines[0].startswith(f"error: cannot write {args[-2]} '{value}': it is this command's "
                                f"{stream}") and f"to a {what} of its own" in lines[0], lines
+
+
+def test_an_openood_benchmark_writes_intervals_show_accepts(tmp_path: Path) -> None:
+    """Under ``--fpr-convention openood`` the FPR@95TPR interval was of OUR rule's value
+    (0.84 against a metric mean of 0.70 on digits): show then refused the tool's own report."""
+    args = [*BENCH, "--ood", "digits[6-9]", "--fpr-convention", "openood", "--bootstrap", "20",
+            "--out", "oo.json"]  # fmt: skip
+    result = invoke_in(tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "oo.json").read_text())
+    row = data["methods"][0]["ood"][0]
+    interval, mean = row["intervals"]["FPR@95TPR"], row["metrics"]["FPR@95TPR"]["mean"]
+    assert interval["value"] == pytest.approx(mean, abs=1e-12)
+    assert interval["low"] <= mean <= interval["high"]
+    assert invoke_in(tmp_path, "show", "oo.json").exit_code == 0
