@@ -375,7 +375,8 @@ def run_benchmark(
         _score_seed(bench, seed, run_dirs, reused, bundles, temperatures)
     report = _report(bench, seeds, base)
     return bench.evidence.finish(
-        report, bootstrap=config.bootstrap, baseline=BASELINE_METHOD, status=progress.now
+        report, bootstrap=config.bootstrap, baseline=BASELINE_METHOD, status=progress.now,
+        fpr_convention=config.fpr_convention,
     )
 
 

@@ -22,6 +22,7 @@ writes it beside ``--out`` (:func:`write_per_sample`), and ``dismax benchmark sh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class Evidence:
     _cache: dict[tuple[str, str, str, int], tuple[float, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
+    #: FPR@95TPR's convention (``--fpr-convention``), the one the report's metrics use.
+    fpr_convention: str = "ours"
 
     def add(
         self,
@@ -137,8 +140,12 @@ class Evidence:
         bootstrap: int = DEFAULT_BOOTSTRAP,
         baseline: str = "softmax",
         status: Callable[[str], None] | None = None,
+        fpr_convention: str = "ours",
     ) -> Report:
-        """Return ``report`` with reliability bins and (``bootstrap`` > 0) intervals added."""
+        """Return ``report`` with reliability bins and (``bootstrap`` > 0) intervals added;
+        FPR@95TPR's intervals follow ``fpr_convention``, as the report's metrics do."""
+        if fpr_convention != self.fpr_convention:
+            self.fpr_convention, self._cache = fpr_convention, {}
         methods = []
         for m in report.methods:
             seeds = self.records.get(m.method)
@@ -172,7 +179,9 @@ class Evidence:
         if cache_key not in self._cache:
             seeds = self.records[method]
             sides = [(seeds[s].id_scores, seeds[s].ood_scores[ood]) for s in sorted(seeds)]
-            self._cache[cache_key] = seed_mean_distribution(key, sides, resamples)
+            self._cache[cache_key] = seed_mean_distribution(
+                key, sides, resamples, fpr_convention=self.fpr_convention
+            )
         return self._cache[cache_key]
 
     def _with_intervals(
@@ -219,7 +228,8 @@ def _reliability(seed: int, s: SeedSamples, targets: np.ndarray) -> dict[str, An
 
 
 def seed_mean_distribution(
-    key: str, sides: list[tuple[np.ndarray, np.ndarray]], resamples: int
+    key: str, sides: list[tuple[np.ndarray, np.ndarray]], resamples: int,
+    *, fpr_convention: str = "ours",
 ) -> tuple[float, np.ndarray]:
     """The seed-mean of a pair metric on the full sample and on each bootstrap resample.
 
@@ -228,11 +238,14 @@ def seed_mean_distribution(
         sides: Per seed ``(id_scores (N_id,), ood_scores (N_ood,))``; every seed has the same
             ``N_id`` and ``N_ood``, so resample r uses the same indices for every seed.
         resamples: R >= 1.
+        fpr_convention: FPR@95TPR's rule, ``ours`` or ``openood`` (METHOD.md §5).
 
     Returns:
         ``(value, (R,) values)``: the mean over seeds of the metric, full sample and resampled.
     """
     fn = METRICS[key].fn
+    if key == "FPR@95TPR" and fpr_convention != "ours":  # not vectorised: one call a resample
+        fn = functools.partial(fn, convention=fpr_convention)
     value = float(np.mean([fn(i, o) for i, o in sides]))
     dists = [
         bootstrap_distribution(fn, i, o, resamples=resamples, seed=BOOTSTRAP_SEED) for i, o in sides
@@ -241,10 +254,14 @@ def seed_mean_distribution(
 
 
 def _interval(value: float, values: np.ndarray, resamples: int) -> Interval:
+    """The percentile interval of ``values`` (R,), widened to hold ``value`` where it does
+    not (a skewed resampled distribution; the last bit between two code paths): a report's
+    interval always holds its value (``report_consistency`` refuses one that does not)."""
     tail = (1.0 - BOOTSTRAP_LEVEL) / 2.0
-    low, high = np.quantile(values, [tail, 1.0 - tail])
+    low, high = (float(x) for x in np.quantile(values, [tail, 1.0 - tail]))
+    low, high = min(low, float(value)), max(high, float(value))
     return Interval(
-        value=float(value), low=float(low), high=float(high), resamples=int(resamples),
+        value=float(value), low=low, high=high, resamples=int(resamples),
         level=BOOTSTRAP_LEVEL, seed=BOOTSTRAP_SEED,
     )  # fmt: skip
 

@@ -5,8 +5,10 @@ any training, scoring or torch import, with the COMPLETE set of their outputs (t
 per-sample file, the plots folder and the plot names it reserves, the HTML page, a score dump)
 and of their inputs (config file, dataset files and folders, the data dir's files, the run
 folders' files, the input report and its per-sample file). A bad target answers at once with
-one line naming the value as typed and the fix; nothing is written (README "Design notes",
-*Output paths*). The writes then go through :class:`~dismax_cli.output_set.OutputSet`.
+one line naming the value as typed and the fix, exit 2 (:class:`OutputPathError`: a path
+refused before any work is a bad option value, like every other; a failure while writing stays
+exit 1); nothing is written (README "Design notes", *Output paths*). The writes then go through
+:class:`~dismax_cli.output_set.OutputSet`.
 
 Rule for symbolic links: an output path that is a link is written THROUGH the link, to its
 target (as ``cp`` and shell redirection do); a dangling link creates its target. Stdlib only.
@@ -25,7 +27,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dismax_cli.errors import DismaxError, quote_path
+from dismax_cli.config_types import InvalidValueError
+from dismax_cli.errors import quote_path
 from dismax_cli.fileio import is_special_file
 
 #: Plot file names a ``--plots`` folder reserves (:func:`dismax_cli.plots.plot_files`: method
@@ -33,6 +36,14 @@ from dismax_cli.fileio import is_special_file
 PLOT_NAME = re.compile(r"^(reliability-.+|hist-.+|roc-.+|pr-.+|risk-coverage)(~\d+)?\.png$", re.I)
 #: ``os.stat`` errors of a path that is not there yet (a file in the way, a long name).
 _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
+
+
+class OutputPathError(InvalidValueError):
+    """An output path refused before any work (:func:`check_output_plan`): a bad option value,
+    exit 2 like every other (README "Design notes"). ``what`` is the option (``--out``)."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(what.lstrip("-").replace("-", "_") or "out", message)
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,7 @@ def samples_target(out: Path) -> Path:
     (named after the target) when ``out`` is a symbolic link (see the module docstring)."""
     from dismax_cli.fileio import samples_path
 
-    if out.is_symlink():
+    if _is_link(out):
         with contextlib.suppress(OSError):
             return samples_path(real_path(out))
     return samples_path(out)
@@ -99,8 +110,9 @@ def _real_or_none(path: Path) -> Path | None:
         return None
 
 
-def _cannot(target: Target, reason: str) -> DismaxError:
-    return DismaxError(f"cannot write {target.what} {quote_path(target.path)}: {reason}")
+def _cannot(target: Target, reason: str) -> OutputPathError:
+    where = f"{target.what} {quote_path(target.path)}"
+    return OutputPathError(target.what, f"cannot write {where}: {reason}")
 
 
 def folder_files(folders: Iterable[Path]) -> list[Path]:
@@ -145,17 +157,23 @@ def check_output_plan(
     (``--plots``) may not hold a read or another target under a plot name (:data:`PLOT_NAME`),
     nor a folder, FIFO, device or link loop there, and a link there is checked where it
     points (:func:`plot_entries`). With ``stdout_report`` (what the command prints on stdout,
-    e.g. ``"the JSON report (--format json)"``) no target may be the standard output.
+    e.g. ``"the JSON report (--format json)"``) no target may be the standard output; no
+    target may be the standard error (it carries the progress and message lines) unless that
+    is the standard output too (``2>&1``, a terminal: then the stdout rule applies).
 
     Raises:
-        DismaxError: (exit 1) naming the value as typed, what is wrong and the fix.
+        OutputPathError: (exit 2) naming the value as typed, what is wrong and the fix.
     """
     created = _planned_folders(targets)
     real: list[tuple[Target, Path]] = []
     for target in targets:
+        own = f"write {target.what} to a {'folder' if target.folder else 'file'} of its own"
         if stdout_report is not None and is_stdout(target.path):
             raise _cannot(target, f"it is this command's standard output, which carries "
-                          f"{stdout_report}: write {target.what} to a file of its own")
+                          f"{stdout_report}: {own}")  # fmt: skip
+        if is_stream(target.path, 2) and not is_stream(target.path, 1):
+            raise _cannot(target, "it is this command's standard error, which carries its "
+                          f"progress and messages: {own}")  # fmt: skip
         if not target.folder and is_special_file(target.path):
             if not target.special:
                 raise _cannot(target, "it is a FIFO, device or socket, where this file goes: "
@@ -176,11 +194,54 @@ def check_output_plan(
     _check_collisions(real, read_real)
 
 
+def check_run_folder(out: Path) -> None:
+    """Refuse, before torch loads, a ``train --out`` that cannot become a run folder: a link
+    loop, a file, FIFO or device there (``/dev/stdout``), a file among its parents, a missing
+    folder under a read-only one, a name too long (what ``mkdir`` would fail on later).
+
+    Raises:
+        OutputPathError: (exit 2) naming the value as typed and the fix.
+    """
+    target = Target(out, "--out", folder=True)
+    try:
+        where = real_path(out) if not is_special_file(out) else out
+    except OSError:
+        raise _cannot(target, "it is a symbolic link loop: remove the loop or choose another "
+                      "name") from None  # fmt: skip
+    info = _stat_or_none(target, where)
+    if info is not None and not stat.S_ISDIR(info.st_mode):
+        kind = "a file" if stat.S_ISREG(info.st_mode) else "a FIFO, device or socket"
+        raise _cannot(target, f"it is {kind}, not a folder: name a new or empty folder for the "
+                      "run (it is created if missing)")  # fmt: skip
+    _check_target(target, where, set())
+
+
+def check_rewritable(checkpoint: Path, what: str) -> None:
+    """Refuse, before torch loads, a checkpoint whose folder cannot take its new version (it is
+    replaced through a temporary file beside it): ``dismax calibrate``'s output.
+
+    Raises:
+        OutputPathError: (exit 2) naming the folder and the fix.
+    """
+    folder = checkpoint.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(what, f"cannot write the calibrated checkpoint "
+                              f"{quote_path(checkpoint)}: folder {quote_path(folder)} is not "
+                              "writable (read-only or no permission): copy the run folder to a "
+                              "writable place and calibrate the copy")  # fmt: skip
+
+
 def is_stdout(path: Path) -> bool:
     """``path`` (links followed) is the file, pipe or terminal of this process's stdout, and
     not ``/dev/null``: writing it would mix into what the command prints there."""
+    return is_stream(path, 1)
+
+
+def is_stream(path: Path, fd: int) -> bool:
+    """``path`` (links followed) is the file, pipe or terminal open as descriptor ``fd`` (1:
+    stdout, 2: stderr) of this process, and not ``/dev/null``."""
     try:
-        out, info = os.fstat(1), os.stat(path)
+        out, info = os.fstat(fd), os.stat(path)
     except (OSError, ValueError):
         return False
     if (out.st_dev, out.st_ino) != (info.st_dev, info.st_ino):
@@ -196,7 +257,7 @@ def plot_entries(plots: Target, folder: Path) -> list[Target]:
     as file targets to check where they point (a plot is written through a link).
 
     Raises:
-        DismaxError: (exit 1) for a folder, FIFO, device, socket or link loop at a plot name:
+        OutputPathError: (exit 2) for a folder, FIFO, device, socket or link loop at a plot name:
             a plot cannot go there (a FIFO would block the command).
     """
     try:
@@ -250,13 +311,21 @@ def _check_target(target: Target, where: Path, created: set[Path]) -> None:
             return  # a FIFO or device: written directly, nothing created beside it
     folder = where if target.folder else where.parent
     missing, existing = _missing_folders(target, folder)
+    _check_name_lengths(target, where, missing, _name_max(existing))  # the clearest reason
     if missing and not (target.parents or target.folder or created.issuperset(missing)):
-        link = " (where the link points)" if target.path.is_symlink() else ""
+        link = " (where the link points)" if _is_link(target.path) else ""
         raise _cannot(target, f"folder {quote_path(folder)}{link} does not exist")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise _cannot(target, f"folder {quote_path(existing)} is not writable (read-only or no "
                       "permission): choose a writable folder")  # fmt: skip
-    _check_name_lengths(target, where, missing, _name_max(existing))
+
+
+def _is_link(path: Path) -> bool:
+    """``path.is_symlink()``, False where the name cannot be looked up (too long)."""
+    try:
+        return path.is_symlink()
+    except OSError:
+        return False
 
 
 def _stat_or_none(target: Target, where: Path) -> os.stat_result | None:
@@ -270,14 +339,12 @@ def _stat_or_none(target: Target, where: Path) -> os.stat_result | None:
 
 
 def _check_kind(target: Target, info: os.stat_result) -> None:
-    """A folder where a file goes (exit 1), a file where the plots folder goes (exit 2)."""
+    """A folder where a file goes, a file where the plots folder goes (both exit 2)."""
     if stat.S_ISDIR(info.st_mode) and not target.folder:
-        raise DismaxError(f"{target.what} {quote_path(target.path)} is a folder: name a file "
-                          "inside it")  # fmt: skip
+        where = f"{target.what} {quote_path(target.path)}"
+        raise OutputPathError(target.what, f"{where} is a folder: name a file inside it")
     if target.folder and not stat.S_ISDIR(info.st_mode):
-        from dismax_cli.config import InvalidValueError  # a bad value: exit 2
-
-        raise InvalidValueError(target.what.lstrip("-"), f"{target.what} "
+        raise OutputPathError(target.what, f"{target.what} "
                                 f"{quote_path(target.path)} is a file: pass a folder for the "
                                 "plots (it is created if missing)")  # fmt: skip
 
@@ -328,7 +395,8 @@ def _check_collisions(
         for other, other_where in files[:i]:
             if where == other_where:
                 fix = other.fix if target.fix == Target.fix else target.fix
-                raise DismaxError(
+                raise OutputPathError(
+                    target.what,
                     f"{target.what} {quote_path(target.path)} would overwrite {other.what} "
                     f"{quote_path(other.path)} (both name one file): {fix}"
                 )
@@ -343,7 +411,8 @@ def _check_collisions(
 def _check_against_reads(target: Target, where: Path, reads: list[tuple[Path, Path]]) -> None:
     for read, read_where in reads:
         if where == read_where or (read_where.is_dir() and where.is_relative_to(read_where)):
-            raise DismaxError(
+            raise OutputPathError(
+                target.what,
                 f"{target.what} {quote_path(target.path)} would overwrite "
                 f"{quote_path(read)}, which this command reads or writes: {target.fix}"
                 + (" (or folder)" if target.folder else "")
@@ -354,10 +423,11 @@ def _check_plot_names(plots: Target, folder: Path, named: list[tuple[str, Path]]
     """No file of ``named`` is the plots folder or sits in it under a reserved plot name."""
     for name, where in named:
         if where == folder:
-            raise DismaxError(f"{plots.what} {quote_path(plots.path)} is the file {name}: "
-                              "pass a folder for the plots")  # fmt: skip
+            raise OutputPathError(plots.what, f"{plots.what} {quote_path(plots.path)} is the "
+                                  f"file {name}: pass a folder for the plots")  # fmt: skip
         if where.parent == folder and PLOT_NAME.match(where.name):
-            raise DismaxError(
+            raise OutputPathError(
+                plots.what,
                 f"{plots.what} {quote_path(plots.path)} would overwrite {name} with a plot "
                 "(plot names reliability-*, hist-*, roc-*, pr-*, risk-coverage .png are "
                 "reserved there): choose another folder or file name"
@@ -400,12 +470,16 @@ def terminate_cleanly() -> Iterator[None]:
 
 __all__ = [
     "PLOT_NAME",
+    "OutputPathError",
     "Target",
     "Terminated",
     "check_output_plan",
+    "check_rewritable",
+    "check_run_folder",
     "data_files",
     "folder_files",
     "is_stdout",
+    "is_stream",
     "parse_output_path",
     "plot_entries",
     "real_path",

@@ -4,7 +4,8 @@ Every field ``from_dict`` reads is checked for presence and JSON type (numbers f
 non-finite value is written as null with a reason, so a literal ``NaN`` is damage). A failure
 raises :class:`Damaged` naming the first bad field by its path
 (``methods[0].ood[1].metrics.AUROC``); ``from_dict`` turns it into one ``DismaxError`` line.
-Then the values are checked for what a report can hold (:mod:`dismax_cli.report_values`).
+Then the values are checked for what a report can hold (:mod:`dismax_cli.report_values`)
+and for agreeing with each other (:mod:`dismax_cli.report_consistency`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from dismax_cli.errors import kind_of
 from dismax_cli.errors import quote_value as q
+from dismax_cli.report_consistency import check_report_consistency
 from dismax_cli.report_values import Damaged, check_report_values
 
 
@@ -23,12 +25,14 @@ def check_report(data: dict[str, Any]) -> None:
     """Check the fields of report JSON ``data`` (reasons already stripped).
 
     Raises:
-        Damaged: naming the first missing or mistyped field by its path.
+        Damaged: naming the first missing, mistyped, impossible or inconsistent field by its
+            path.
     """
     _check_report_types(data)
     _check_extras(data)
     _check_leaves(data, "")
     check_report_values(data)
+    check_report_consistency(data)
 
 
 _INTERVAL_FIELDS = {

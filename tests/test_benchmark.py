@@ -255,7 +255,7 @@ def test_bad_inputs_are_one_clear_error_and_no_report(default_run: dict, tmp_pat
         assert "Traceback" not in result.output
         assert not out.exists()
     unwritable = _invoke(default_run, "--out", str(tmp_path / "no" / "such" / "dir" / "r.json"))
-    assert unwritable.exit_code == 1 and "does not exist" in unwritable.output
+    assert unwritable.exit_code == 2 and "does not exist" in unwritable.output
 
 
 def test_config_keys_mirror_the_cli_and_unknown_keys_fail(tmp_path: Path) -> None:

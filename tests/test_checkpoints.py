@@ -358,7 +358,7 @@ def test_a_folder_left_before_the_first_checkpoint_says_resume_trains_it(tmp_pat
     run.mkdir()
     (run / "train_log.jsonl").write_text('{"epoch": 1, "loss": 1.0}\n')
     refused = invoke_in(tmp_path, "train", "--epochs", "1", "--out", "run", "-q")
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     line = _one_line(refused.output)
     assert line.startswith("error: folder 'run' is not empty and holds no run (checkpoint.pt)")
     assert "holding only train_log.jsonl, trains from the start with --resume" in line

@@ -140,7 +140,7 @@ def test_existing_out_without_resume_is_refused(tmp_path: Path) -> None:
     assert runner.invoke(app, args, env=env).exit_code == 0
     before = (run / "checkpoint.pt").read_bytes()
     again = runner.invoke(app, args, env=env)
-    assert again.exit_code == 1 and isinstance(again.exception, SystemExit)  # no crash
+    assert again.exit_code == 2 and isinstance(again.exception, SystemExit)  # no crash
     assert "--resume" in again.stderr and "Traceback" not in again.output
     assert len(again.stderr.strip().splitlines()) == 1
     assert (run / "checkpoint.pt").read_bytes() == before

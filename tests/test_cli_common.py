@@ -110,20 +110,20 @@ def test_output_checks_quote_paths_as_typed(tmp_path: Path, name: str) -> None:
     folder = tmp_path / name
     target = folder / "r.json"
     result = runner.invoke(app, ["benchmark", "--out", str(target)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip() == (
         f"error: cannot write --out '{target}': folder '{folder.resolve()}' does not exist"
     )
     folder.mkdir()
     result = runner.invoke(app, ["benchmark", "--out", str(folder)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip() == f"error: --out '{folder}' is a folder: name a file inside it"
 
 
 def test_the_cli_prints_a_quoted_path_on_one_line(tmp_path: Path) -> None:
     target = tmp_path / "it's\nü" / "r.json"
     result = runner.invoke(app, ["benchmark", "--out", str(target)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.splitlines() == [
         f"error: cannot write --out '{tmp_path}/it's\\nü/r.json': folder "
         f"'{tmp_path.resolve()}/it's\\nü' does not exist"

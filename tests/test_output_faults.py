@@ -68,12 +68,12 @@ def test_the_per_sample_file_never_overwrites_an_input(home: Path, no_work: None
     np.savez(data, x=np.zeros((4, 8, 8, 1), np.uint8), y=np.zeros(4, np.int64))
     before = data.read_bytes()
     result = invoke_in(home, *BENCH, "--ood", "npz:d.samples.npz", "--out", "d.json")
-    assert result.exit_code == 1 and "would overwrite" in error_line(result)
+    assert result.exit_code == 2 and "would overwrite" in error_line(result)
     assert data.read_bytes() == before and not (home / "d.json").exists()
     config = home / "cfg2.samples.npz"
     config.write_text("epochs: 1\nmethods: [softmax]\nbootstrap: 0\n")
     result = invoke_in(home, "benchmark", "--config", str(config), "--out", "cfg2.json", "-q")
-    assert result.exit_code == 1 and "would overwrite" in error_line(result)
+    assert result.exit_code == 2 and "would overwrite" in error_line(result)
     assert config.read_text().startswith("epochs: 1")
 
 
@@ -82,7 +82,7 @@ def test_benchmark_out_never_overwrites_a_run_folder_file(home: Path, no_work: N
     for name in ("checkpoint.pt", "train_log.jsonl"):
         before = (run / name).read_bytes()
         result = invoke_in(home, *BENCH, "--out", str(run / name))
-        assert result.exit_code == 1 and "would overwrite" in error_line(result), name
+        assert result.exit_code == 2 and "would overwrite" in error_line(result), name
         assert (run / name).read_bytes() == before
 
 
@@ -100,7 +100,7 @@ def test_no_output_lands_on_a_plot_name(home: Path, no_work: None, command, args
     before = _snapshot(home)
     prefix = BENCH if command == "benchmark" else ["show", "base.json"]
     result = invoke_in(home, *prefix, *args)
-    assert result.exit_code == 1 and "with a plot" in error_line(result)
+    assert result.exit_code == 2 and "with a plot" in error_line(result)
     assert _snapshot(home) == before
 
 
@@ -111,7 +111,7 @@ def test_show_never_draws_a_plot_over_its_input_report(home: Path) -> None:
     (folder / "base.samples.npz").write_bytes((home / "base.samples.npz").read_bytes())
     before = _snapshot(folder)
     result = invoke_in(home, "show", "P8/risk-coverage.png", "--plots", "P8")
-    assert result.exit_code == 1 and "with a plot" in error_line(result)
+    assert result.exit_code == 2 and "with a plot" in error_line(result)
     assert _snapshot(folder) == before
 
 
@@ -165,7 +165,7 @@ def test_a_symlink_loop_as_output_is_one_line(home: Path, no_work: None, args) -
         if not (home / a).is_symlink():
             (home / a).symlink_to(b)
     result = invoke_in(home, *args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot write" in error_line(result) and "symbolic link loop" in result.output
 
 
@@ -187,7 +187,7 @@ def test_unusable_outputs_are_refused_before_any_work(home: Path, no_work: None)
     (home / "dangling.json").symlink_to("nowhere/x.json")
     for (option, value), needle in cases.items():
         result = invoke_in(home, *BENCH, option, value)
-        assert result.exit_code == 1 and needle in error_line(result), (option, value)
+        assert result.exit_code == 2 and needle in error_line(result), (option, value)
     assert not (home / "nope").exists()
 
 
@@ -206,9 +206,9 @@ def test_a_read_only_folder_is_refused_before_any_work(
     monkeypatch.setattr(os, "access", access)
     for option, value in (("--plots", "ro/plots"), ("--out", "ro/r.json"), ("--html", "ro/p")):
         result = invoke_in(home, *BENCH, option, value)
-        assert result.exit_code == 1 and "is not writable" in error_line(result), option
+        assert result.exit_code == 2 and "is not writable" in error_line(result), option
     result = invoke_in(home, "score", "r1", "--ood", "uniform", "--dump", "ro/d.npz")
-    assert result.exit_code == 1 and "is not writable" in error_line(result)
+    assert result.exit_code == 2 and "is not writable" in error_line(result)
 
 
 def test_output_set_writes_through_a_link_and_keeps_the_mode(tmp_path: Path) -> None:
@@ -373,5 +373,5 @@ def test_no_output_goes_into_a_dataset_folder_it_reads(
     images.mkdir(parents=True, exist_ok=True)
     before = _snapshot(home / "imgs")
     result = invoke_in(home, *BENCH, "--ood", "imagefolder:imgs", option, "imgs/a/new")
-    assert result.exit_code == 1 and "which this command reads" in error_line(result)
+    assert result.exit_code == 2 and "which this command reads" in error_line(result)
     assert _snapshot(home / "imgs") == before

@@ -74,7 +74,7 @@ def test_show_never_draws_through_a_plot_name_link_onto_its_inputs(home: Path) -
     before = files_of(work)
     result = invoke_in(work, "show", "r.json", "--plots", "figs")
     line = one_line(result)
-    assert result.exit_code == 1 and "would overwrite" in line and "figs/pr-uniform.png" in line
+    assert result.exit_code == 2 and "would overwrite" in line and "figs/pr-uniform.png" in line
     assert files_of(work) == before  # the report and its samples are not PNGs now
 
 
@@ -103,7 +103,7 @@ def test_benchmark_checks_plot_name_links_where_they_point(
     before = files_of(home)
     result = invoke_in(home, *BENCH, "--plots", "figs1", *args)
     line = one_line(result)
-    assert result.exit_code == 1 and "would overwrite" in line, line
+    assert result.exit_code == 2 and "would overwrite" in line, line
     assert "figs1/hist-softmax-uniform.png" in line and "choose another --plots folder" in line
     assert files_of(home) == before and not (home / "new.json").exists()
 
@@ -113,7 +113,7 @@ def test_a_plot_name_link_into_a_missing_folder_is_refused_early(home: Path, no_
     figs.mkdir()
     (figs / "risk-coverage.png").symlink_to("../no-such-folder/x.png")
     result = invoke_in(home, *BENCH, "--plots", "figs2")
-    assert result.exit_code == 1 and "does not exist" in one_line(result)
+    assert result.exit_code == 2 and "does not exist" in one_line(result)
     assert not (home / "no-such-folder").exists()
 
 
@@ -157,7 +157,7 @@ def test_a_folder_at_a_plot_name_is_refused_before_training(
         (figs / "roc-uniform.png").symlink_to(home / "somewhere")
     result = invoke_in(home, *BENCH, "--ood", "uniform", "--out", "hd.json", "--plots", figs.name)
     line = one_line(result)
-    assert result.exit_code == 1 and "roc-uniform.png' is a folder where a plot goes" in line
+    assert result.exit_code == 2 and "roc-uniform.png' is a folder where a plot goes" in line
     assert not (home / "hd.json").exists()
 
 
@@ -170,7 +170,7 @@ def test_a_fifo_at_a_plot_name_is_refused_not_waited_on(home: Path) -> None:
     os.mkfifo(figs / "roc-uniform.png")
     proc = run_cli(home, "show", "r.json", "--plots", "ff")  # hung forever before the fix
     err = proc.stderr.decode()
-    assert proc.returncode == 1 and "is a FIFO, device or socket where a plot goes" in err, err
+    assert proc.returncode == 2 and "is a FIFO, device or socket where a plot goes" in err, err
     assert sorted(p.name for p in figs.iterdir()) == ["roc-uniform.png"]
 
 
@@ -181,7 +181,7 @@ def test_a_fifo_where_the_per_sample_file_goes_is_refused_before_training(
     os.mkfifo(home / "f15.samples.npz")
     result = invoke_in(home, *BENCH, "--out", "f15.json")
     line = one_line(result)
-    assert result.exit_code == 1 and "f15.samples.npz': it is a FIFO, device or socket" in line
+    assert result.exit_code == 2 and "f15.samples.npz': it is a FIFO, device or socket" in line
     assert not (home / "f15.json").exists()
 
 
@@ -220,7 +220,7 @@ def test_show_page_in_a_parent_the_plots_folder_creates(home: Path) -> None:
 
 def test_a_page_in_a_folder_nothing_creates_is_still_refused(home: Path, no_work) -> None:
     result = invoke_in(home, *BENCH, "--plots", "p18", "--html", "other18/page.html")
-    assert result.exit_code == 1 and "does not exist" in one_line(result)
+    assert result.exit_code == 2 and "does not exist" in one_line(result)
     assert not (home / "p18").exists() and not (home / "other18").exists()
 
 
@@ -239,7 +239,7 @@ def test_a_page_in_a_folder_nothing_creates_is_still_refused(home: Path, no_work
 def test_nothing_mixes_into_json_on_stdout(home: Path, args: list[str]) -> None:
     proc = run_cli(home, *args)
     err = proc.stderr.decode()
-    assert proc.returncode == 1 and "standard output, which carries the JSON report" in err, err
+    assert proc.returncode == 2 and "standard output, which carries the JSON report" in err, err
     assert proc.stdout == b""
 
 
@@ -250,7 +250,7 @@ def test_an_output_that_is_the_file_stdout_goes_to_is_refused(home: Path) -> Non
     with page.open("a") as handle:
         proc = run_cli(home, "show", "r.json", "--format", "json", "--html", "p19.html",
                        stdout=handle)  # fmt: skip
-    assert proc.returncode == 1 and "standard output" in proc.stderr.decode()
+    assert proc.returncode == 2 and "standard output" in proc.stderr.decode()
     assert page.read_text() == "old"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -123,7 +124,9 @@ def test_non_finite_values_and_missing_references_are_explained() -> None:
     nan = float("nan")
     stat = Stat(mean=nan, std=nan, values=(0.5, nan))
     report = _report(
-        (_method("isomax_plus", stat, throughput_per_s=Stat.of([100.0]), efficiency=None),),
+        (dataclasses.replace(  # two seeds, two runs: as many as the stat's values
+            _method("isomax_plus", stat, throughput_per_s=Stat.of([100.0, 100.0]),
+                    efficiency=None), seeds=(0, 1), runs=("a", "b")),),
         requirements=(RequirementResult("isomax_plus:ACC:id>=0.9", False, nan),),
     )
     data = to_dict(report)

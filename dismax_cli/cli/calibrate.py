@@ -46,6 +46,10 @@ def calibrate(
 ) -> None:
     """Fit the temperature on the run's validation split and store it in the checkpoint."""
     check_checkpoint_file(checkpoint)  # before torch loads
+    from dismax_cli.fileio import checkpoint_path
+    from dismax_cli.output_check import check_rewritable
+
+    check_rewritable(checkpoint_path(checkpoint), "checkpoint")  # it is rewritten: exit 2
     from dismax_cli.cli.progress import progress_display
     from dismax_cli.data.stream import stream_override
     from dismax_cli.engine import calibrate_checkpoint

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dismax_cli.config_types import InvalidValueError
 from dismax_cli.data.stream import StreamSet, default_workers
 from dismax_cli.engine import distributed
 from dismax_cli.engine.build import TrainingSetup, build_training
@@ -141,13 +142,15 @@ def _existing_run(config: TrainConfig, run_dir: Path, resume: bool) -> Checkpoin
     if not (ckpt_file.exists() or (run_dir.is_dir() and any(run_dir.iterdir()))):
         return None
     if not resume and not ckpt_file.exists():  # say what is there: files, but no run
-        raise DismaxError(
+        raise InvalidValueError(  # a refused --out, before any work: exit 2
+            "out",
             f"folder {q(run_dir)} is not empty and holds no run ({CHECKPOINT_NAME}): choose "
             "another --out, a new or empty folder (a folder that a run stopped in before its "
             f"first checkpoint, holding only {LOG_NAME}, trains from the start with --resume)"
         )
     if not resume:
-        raise DismaxError(
+        raise InvalidValueError(
+            "out",
             f"run folder {q(run_dir)} already holds a run: pass --resume to continue it "
             "or choose another --out"
         )
