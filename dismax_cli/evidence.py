@@ -254,12 +254,13 @@ def seed_mean_distribution(
 
 
 def _interval(value: float, values: np.ndarray, resamples: int) -> Interval:
-    """The percentile interval of ``values`` (R,), widened to hold ``value`` where it does
-    not (a skewed resampled distribution; the last bit between two code paths): a report's
-    interval always holds its value (``report_consistency`` refuses one that does not)."""
+    """The percentile interval of ``values`` (R,) at :data:`BOOTSTRAP_LEVEL` (METHOD.md §6).
+
+    As computed: a percentile interval of a skewed resampled distribution (a discrete metric
+    such as FPR@95TPR on a small set) may miss the full-sample ``value``, and is not widened.
+    """
     tail = (1.0 - BOOTSTRAP_LEVEL) / 2.0
     low, high = (float(x) for x in np.quantile(values, [tail, 1.0 - tail]))
-    low, high = min(low, float(value)), max(high, float(value))
     return Interval(
         value=float(value), low=low, high=high, resamples=int(resamples),
         level=BOOTSTRAP_LEVEL, seed=BOOTSTRAP_SEED,
