@@ -48,6 +48,15 @@ class MetaAsAccelerator(TorchDispatchMode):
         return out
 
 
+@pytest.fixture(autouse=True)
+def meta_has_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here ``meta`` tensors get their values from :class:`MetaAsAccelerator`: the API's
+    refusal of meta tensors (no values, ``core/tensor_checks.py``) does not apply."""
+    from dismax_cli.core import tensor_checks
+
+    monkeypatch.setattr(tensor_checks, "VALUELESS_DEVICES", ())
+
+
 def run_on_fake_accelerator(
     function: Callable[..., object], *inputs: torch.Tensor
 ) -> tuple[object, list[str]]:

@@ -126,7 +126,7 @@ def test_every_source_is_checked_for_zero_size_images(monkeypatch: pytest.Monkey
     from dismax_cli.data.imageset import ImageSet
     from dismax_cli.errors import DismaxError
 
-    source = registry.SOURCES[registry._parse("uniform").kind]
+    source = registry.SOURCES[registry.parse_spec("uniform").kind]
 
     def flat(parsed, split, root, *, download=True, like=None):
         return ImageSet(

@@ -25,6 +25,11 @@ def _is_tensor(value: object) -> bool:
     return type(value).__module__.startswith("torch") and hasattr(value, "is_complex")
 
 
+#: Devices whose tensors hold no values. tests/test_devices.py empties it: there ``meta`` stands
+#: in for an accelerator, its copies to the CPU given real values by a dispatch mode.
+VALUELESS_DEVICES: tuple[str, ...] = ("meta",)
+
+
 def check_usable_tensor(value: object, *, name: str, numbers: bool = True) -> None:
     """Refuse a tensor that holds no usable values; anything that is no tensor passes.
 
@@ -42,7 +47,7 @@ def check_usable_tensor(value: object, *, name: str, numbers: bool = True) -> No
         return
     tensor = value
     device = tensor.device  # type: ignore[attr-defined]
-    if device.type == "meta":
+    if device.type in VALUELESS_DEVICES:
         raise DismaxError(
             f"{name} is a tensor on the 'meta' device, which holds a shape but no values: "
             "create it on a real device (device='cpu' or 'cuda') with its values"
