@@ -189,3 +189,11 @@ def invoke_in(home: Path, *args: str) -> Any:
         return CliRunner().invoke(app, list(args), env=offline_env(home))
     finally:
         os.chdir(cwd)
+
+
+def probe_cli(probe: ImportProbe, home: Path, args: list[str]) -> Any:
+    """Run ``dismax ARGS`` in ``home`` as a fresh interpreter would (``probe``, the session's
+    :class:`ImportProbe`), with :func:`offline_env`: what it imports by then is seen."""
+    code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({args!r}))\n"
+    return probe.run(code, cwd=home, env={**os.environ, **offline_env(home)})
+

@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ImportProbe, invoke_in, offline_env
+from support import HEAVY_MODULES, ImportProbe, invoke_in, probe_cli
 
-HEAVY = ("torch", "torchvision", "sklearn", "scipy")
-
-
-def _probe(probe: ImportProbe, home: Path, args: list[str]) -> Any:
-    """Run ``dismax ARGS`` in a fresh interpreter (what it imports is seen)."""
-    code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({args!r}))\n"
-    return probe.run(code, cwd=home, env={**os.environ, **offline_env(home)})
+HEAVY = HEAVY_MODULES  # what a usage error answers without
 
 
 def _one_line(stderr: str) -> str:
@@ -145,7 +138,7 @@ def test_bad_subsets_counts_and_gates_answer_before_torch(
     import_probe: ImportProbe, tmp_path: Path, args: list[str], says: str
 ) -> None:
     (tmp_path / "bad.yaml").write_text('ood: ["digits[x]"]\n')
-    result = _probe(import_probe, tmp_path, args)
+    result = probe_cli(import_probe, tmp_path, args)
     assert result.code == 2, result.stderr
     assert says in _one_line(result.stderr), result.stderr
     assert result.heavy(HEAVY) == [], args

@@ -17,18 +17,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support import ImportProbe, invoke_in, offline_env, run_dismax
+from support import HEAVY_MODULES, ImportProbe, invoke_in, offline_env, probe_cli, run_dismax
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError
 
-HEAVY = ("torch", "torchvision", "sklearn", "scipy")
-
-
-def _probe(probe: ImportProbe, home: Path, args: list[str]) -> Any:
-    """Run ``dismax ARGS`` in a fresh interpreter (what it imports is seen)."""
-    code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({args!r}))\n"
-    return probe.run(code, cwd=home, env={**os.environ, **offline_env(home)})
+HEAVY = HEAVY_MODULES  # what a usage error answers without
 
 
 def _one_line(stderr: str) -> str:
@@ -70,7 +64,7 @@ def test_bad_class_subsets_exit_2_before_torch(
     import_probe: ImportProbe, tmp_path: Path, option: str, spec: str, says: str
 ) -> None:
     args = ["train", option, spec, "--epochs", "1", "--out", "zz"]
-    result = _probe(import_probe, tmp_path, args)
+    result = probe_cli(import_probe, tmp_path, args)
     assert result.code == 2, result.stderr
     assert says in _one_line(result.stderr), result.stderr
     assert result.heavy(HEAVY) == [], spec
@@ -88,7 +82,7 @@ def test_bad_class_subsets_exit_2_before_torch(
 def test_bad_ood_subsets_exit_2_before_torch(
     import_probe: ImportProbe, tmp_path: Path, args: list[str], says: str
 ) -> None:
-    result = _probe(import_probe, tmp_path, args)
+    result = probe_cli(import_probe, tmp_path, args)
     assert result.code == 2, result.stderr
     assert says in _one_line(result.stderr)
     assert result.heavy(HEAVY) == []
@@ -126,7 +120,7 @@ def test_bad_decay_epochs_exit_2_before_torch(
     import_probe: ImportProbe, tmp_path: Path, value: str, says: str
 ) -> None:
     args = ["train", "--epochs", "6", "--decay-epochs", value, "--out", "zz"]
-    result = _probe(import_probe, tmp_path, args)
+    result = probe_cli(import_probe, tmp_path, args)
     assert result.code == 2, result.stderr
     assert says in result.stderr, result.stderr
     assert result.heavy(HEAVY) == []
