@@ -169,7 +169,25 @@ def _not_applicable_with_row(data: dict[str, Any]) -> None:
 
 
 #: (name, edit, the path the line names, what the line says would agree)
+def _softmax_last_with_a_value_less(data: dict[str, Any]) -> None:
+    """SoftMax (the efficiency's reference) after the others, a throughput value short: its
+    own count must be named before another method's efficiency is compared with it."""
+    softmax = data["methods"].pop(0)
+    stat = softmax["throughput_per_s"]
+    stat["values"] = stat["values"][:2]
+    stat["mean"], stat["std"] = statistics.fmean(stat["values"]), statistics.stdev(stat["values"])
+    data["methods"].append(softmax)
+
+
+def _ood_set_twice(data: dict[str, Any]) -> None:
+    first = next(d for d in data["datasets"] if d["role"] == "ood")
+    data["datasets"].append(dict(first))
+
+
 CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
+    ("softmax last, a value short", _softmax_last_with_a_value_less,
+     "methods[3].throughput_per_s.values has 2", "one value per seed"),
+    ("an OOD set twice", _ood_set_twice, "is OOD set 'tin_resize' again", "listed once"),
     ("seeds vs values", _drop_seed, "methods[0].temperature.values has 3", "lists 2 seed(s)"),
     ("a value too many", _extra_value, "methods[1].ood[3].metrics.AUROC.values has 4",
      "one value per seed"),
@@ -449,3 +467,22 @@ def test_an_openood_benchmark_writes_intervals_show_accepts(tmp_path: Path) -> N
     interval, mean = row["intervals"]["FPR@95TPR"], row["metrics"]["FPR@95TPR"]["mean"]
     assert interval["value"] == pytest.approx(mean, abs=1e-12)
     assert invoke_in(tmp_path, "show", "oo.json").exit_code == 0
+
+
+def test_an_older_openood_reports_fpr_interval_of_our_rule_still_shows(
+    tmp_path: Path, committed: dict[str, Any]
+) -> None:
+    """Before the evidence fix, --fpr-convention openood reports held FPR@95TPR intervals of
+    our rule's value (0.84 against a mean of 0.70 on digits), with the same tool and schema
+    versions: show keeps showing them (a report dismax wrote is not damage). Any other metric's
+    interval is still compared, and so is FPR@95TPR's under our convention."""
+    data = copy.deepcopy(committed)
+    data.pop("per_sample")  # the tables-only page (the samples file is not beside it here)
+    row = data["methods"][0]["ood"][0]
+    row["intervals"]["FPR@95TPR"]["value"] = row["intervals"]["FPR@95TPR"]["low"]
+    data["config"]["fpr_convention"] = "openood"
+    assert _show(tmp_path, data)[0] == 0
+    data["config"]["fpr_convention"] = "ours"
+    code, line, _ = _show(tmp_path, data)
+    assert code == 1 and "intervals.FPR@95TPR.value" in line, line
+
