@@ -39,6 +39,8 @@ def _one_line(stderr: str) -> str:
     ("option", "spec", "says"),
     [
         # an empty item: a typo, not digits[0,1]
+        ("--dataset", "digits[0,0]", "names '0' twice: write 'digits[0]'"),
+        ("--test-dataset", "digits[0, 1,0]", "names '0' twice: write 'digits[0,1]'"),
         ("--dataset", "digits[0,,1]", "has an empty item (a comma with nothing on one side): "
          "write 'digits[0,1]'"),
         ("--dataset", "digits[1,]", "write 'digits[1]'"),

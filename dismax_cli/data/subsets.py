@@ -23,13 +23,14 @@ _UNICODE_DIGIT = re.compile(r"\d")
 
 
 def split_items(selection: str, spec: str) -> list[str]:
-    """The comma-separated items of a class subset, stripped; refuses an empty one.
+    """The comma-separated items of a class subset, stripped; refuses an empty or repeated one.
 
-    ``digits[0,,1]`` or ``digits[1,]`` hold an empty item: a typo that would otherwise be read
-    as ``digits[0,1]`` / ``digits[1]`` in silence.
+    ``digits[0,,1]`` or ``digits[1,]`` hold an empty item, ``digits[0,0]`` one twice: typos
+    that would otherwise be read as ``digits[0,1]`` / ``digits[1]`` / ``digits[0]`` in silence.
 
     Raises:
-        InvalidValueError: (exit 2) naming the spec and the spelling without the empty item.
+        InvalidValueError: (exit 2) naming the spec and the spelling without the empty or
+            repeated item.
     """
     items = [t.strip() for t in selection.split(",")]
     if any(not t for t in items) and any(items):
@@ -41,7 +42,18 @@ def split_items(selection: str, spec: str) -> list[str]:
             f"side): write "
             f"{q(f'{base}[{kept}]')}",
         )
-    return [t for t in items if t]
+    items = [t for t in items if t]  # all empty (``[ , ]``): names no class, said later
+    seen: set[str] = set()
+    for t in items:
+        if t in seen:
+            base = spec[: spec.rfind("[")] if "[" in spec else spec
+            kept = ",".join(dict.fromkeys(items))
+            raise InvalidValueError(
+                "dataset",
+                f"class selection in {q(spec)} names {q(t)} twice: write {q(f'{base}[{kept}]')}",
+            )
+        seen.add(t)
+    return items
 
 
 def parse_selection(selection: str, classes: tuple[str, ...], spec: str) -> list[int]:
