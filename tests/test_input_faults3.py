@@ -392,6 +392,11 @@ def _calls(run: Any) -> dict[str, Any]:
                         "id_scores is a tensor on the 'meta' device"),
         "tpr_threshold meta": (lambda: d.tpr_threshold(torch.zeros(3, device="meta")),
                                "id_scores is a tensor on the 'meta' device"),
+        "calibrated_probs sparse": (lambda: d.calibrated_probs(torch.zeros(2, 3).to_sparse(), 1.0),
+                                    "logits is a sparse_coo"),
+        "calibrated_probs complex": (
+            lambda: d.calibrated_probs(torch.zeros(2, 3, dtype=torch.cfloat), 1.0),
+            "logits holds complex numbers"),
         "load_run tensor": (lambda: d.load_run(torch.zeros(3)),
                             "load_run takes the path of a run folder or its checkpoint.pt, not "
                             "a tensor"),
@@ -401,7 +406,8 @@ def _calls(run: Any) -> dict[str, Any]:
 CALLS = ["threshold tpr meta", "threshold tpr sparse", "predict meta uint8", "predict meta float",
          "predict sparse", "predict list meta", "predict list sparse", "predict complex",
          "predict bool", "score meta", "score sparse", "score complex", "score bool",
-         "metric meta", "tpr_threshold meta", "load_run tensor"]  # fmt: skip
+         "metric meta", "tpr_threshold meta", "calibrated_probs sparse",
+         "calibrated_probs complex", "load_run tensor"]  # fmt: skip
 
 
 @pytest.mark.parametrize("call", CALLS)

@@ -34,6 +34,7 @@ import torch
 from dismax_cli.core._arrays import ArrayLike, to_numpy_float64, to_numpy_targets
 from dismax_cli.core.metric_table import CALIBRATION_OBJECTIVES
 from dismax_cli.core.metrics import binned_ece, check_num_bins
+from dismax_cli.core.tensor_checks import check_usable_tensor
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
 
@@ -339,7 +340,8 @@ def calibrated_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
         (B, C) -> (B, C), rows summing to 1.
 
     Raises:
-        DismaxError: If the temperature is not finite and positive, or logits are not (B, C).
+        DismaxError: If the temperature is not finite and positive, or logits are not (B, C)
+            or hold no usable values (:func:`~dismax_cli.core.tensor_checks.check_usable_tensor`).
 
     References:
         Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks",
@@ -349,6 +351,7 @@ def calibrated_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise DismaxError(f"logits of shape {shape} are invalid: expected (B, C)")
+    check_usable_tensor(logits, name="logits")  # meta, sparse, complex, bool: one clear line
     return torch.softmax(logits.double() / value, dim=1)
 
 
