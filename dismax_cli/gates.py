@@ -418,8 +418,18 @@ def check_requirements(report: Report, texts: Sequence[str]) -> Report:
     return dataclasses.replace(report, requirements=tuple(results))
 
 
+
+def measured_text(value: float | None, passed: bool) -> str:
+    """A gate's measured value as messages show it: four decimals when it passed; when it
+    failed, every digit (``repr``), so that a failed ``==0.7051`` never reads "measured 0.7051"."""
+    if value is None:
+        return "none"
+    return f"{value:.4f}" if passed else repr(float(value))
+
+
 __all__ = [
     "Requirement",
+    "measured_text",
     "check_ood_labels",
     "check_requirements",
     "parse_requirements",

@@ -23,6 +23,7 @@ from typing import Any
 from dismax_cli.core.metric_table import keys
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
+from dismax_cli.gates import measured_text
 from dismax_cli.protocol import protocol_line
 from dismax_cli.render import (
     ID_TITLE,
@@ -343,7 +344,8 @@ def render_html(report: Report, *, plots: Mapping[str, bytes] | None = None) -> 
             verdict = '<span class="pass">pass</span>' if req.passed else (
                 '<span class="fail">FAIL</span>'
             )
-            body.append(f"<li>require {_text(req.text)}: {verdict} (measured {req.value:.4f})</li>")
+            shown = measured_text(req.value, req.passed)
+            body.append(f"<li>require {_text(req.text)}: {verdict} (measured {shown})</li>")
         body.append("</ul>")
     if report.notes:
         body.append('<h2>Notes</h2><ul id="notes">')

@@ -23,6 +23,7 @@ from rich.text import Text
 from dismax_cli.core.methods import method_label as registry_label
 from dismax_cli.core.metric_table import group_keys, keys
 from dismax_cli.errors import DismaxError
+from dismax_cli.gates import measured_text
 from dismax_cli.protocol import protocol_line
 from dismax_cli.reports import METRICS, Interval, MethodResult, Report, Stat
 
@@ -337,7 +338,8 @@ def _footer_lines(report: Report, every_score: bool) -> list[str]:
     lines += legend_lines(report)
     for req in report.requirements:
         verdict = "pass" if req.passed else "FAIL"
-        lines.append(f"require {req.text}: {verdict} (measured {req.value:.4f})")
+        shown = measured_text(req.value, req.passed)
+        lines.append(f"require {req.text}: {verdict} (measured {shown})")
     if every_score and any(m.score_efficiency for m in report.methods):
         lines.append(rs.SPEED_NOTE)
     lines.extend(f"n/a for {line}" for line in rs.na_lines(report))

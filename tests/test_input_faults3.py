@@ -482,3 +482,12 @@ def test_a_present_set_is_not_named(tmp_path: Path) -> None:
         mp.setenv("DISMAX_OFFLINE", "1")
         found = missing_sets("digits", ["tin_resize", "lsun_resize"], data_dir=data)
     assert len(found) == 1 and "'lsun_resize'" in found[0][1]
+
+
+def test_a_failed_gate_shows_every_digit_of_its_measured_value() -> None:
+    """``==0.7051`` failing on 0.70512 said "measured 0.7051", as if it held (session-6
+    tester); a passed gate keeps four decimals."""
+    from dismax_cli.gates import measured_text
+
+    assert measured_text(0.70512, passed=False) == "0.70512"
+    assert measured_text(0.70512, passed=True) == "0.7051"

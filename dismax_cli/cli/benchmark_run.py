@@ -26,6 +26,7 @@ from dismax_cli.cli.common import EXIT_REQUIREMENT_FAILED, say, write_report_out
 from dismax_cli.cli.figures import write_figures
 from dismax_cli.config import InvalidValueError, build_config, read_yaml_config, run_checks
 from dismax_cli.errors import quote_value as q
+from dismax_cli.gates import measured_text
 from dismax_cli.timing import timing_seconds
 
 #: Parameters of ``benchmark`` that are no BenchmarkConfig field (command-line only).
@@ -264,7 +265,8 @@ def finish(report: Any, evidence: Any, cfg: Any, command: dict[str, Any]) -> Non
         report, per_sample, plots=plots, html=html, outputs=outputs,
         then=lambda: write_report_outputs(report, out=None, output_format=command["output_format"]),
     )  # fmt: skip
-    failed = [f"{r.text} (measured {r.value:.4f})" for r in report.requirements if not r.passed]
+    failed = [f"{r.text} (measured {measured_text(r.value, False)})"
+              for r in report.requirements if not r.passed]
     if failed:
         say(
             "; ".join(failed),
