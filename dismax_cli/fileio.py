@@ -110,6 +110,15 @@ def checkpoint_path(run_dir_or_file: str | os.PathLike[str]) -> Path:
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
 
+def run_there_message(run_dir: str | os.PathLike[str]) -> str:
+    """What ``train --out RUN`` without ``--resume`` says when ``RUN`` already holds a run: the
+    CLI (before torch loads) and the engine (``fit``) say it in the same words."""
+    return (
+        f"run folder {q(Path(run_dir))} already holds a run: pass --resume to continue it or "
+        "choose another --out"
+    )
+
+
 #: The suffix of the per-sample file beside a report: ``R.json`` -> ``R.samples.npz``.
 SAMPLES_SUFFIX = ".samples.npz"
 

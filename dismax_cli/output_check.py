@@ -29,7 +29,7 @@ from pathlib import Path
 
 from dismax_cli.config_types import InvalidValueError
 from dismax_cli.errors import quote_path
-from dismax_cli.fileio import is_special_file
+from dismax_cli.fileio import CHECKPOINT_NAME, is_special_file, run_there_message
 
 #: Plot file names a ``--plots`` folder reserves (:func:`dismax_cli.plots.plot_files`: method
 #: and OOD-set parts are only known after the run, so the whole pattern is reserved).
@@ -194,10 +194,11 @@ def check_output_plan(
     _check_collisions(real, read_real)
 
 
-def check_run_folder(out: Path) -> None:
+def check_run_folder(out: Path, *, resume: bool = True) -> None:
     """Refuse, before torch loads, a ``train --out`` that cannot become a run folder: a link
     loop, a file, FIFO or device there (``/dev/stdout``), a file among its parents, a missing
-    folder under a read-only one, a name too long (what ``mkdir`` would fail on later).
+    folder under a read-only one, a name too long (what ``mkdir`` would fail on later), and
+    (``resume`` false) a folder that already holds a run.
 
     Raises:
         OutputPathError: (exit 2) naming the value as typed and the fix.
@@ -214,6 +215,8 @@ def check_run_folder(out: Path) -> None:
         raise _cannot(target, f"it is {kind}, not a folder: name a new or empty folder for the "
                       "run (it is created if missing)")  # fmt: skip
     _check_target(target, where, set())
+    if not resume and (out / CHECKPOINT_NAME).is_file():
+        raise OutputPathError("out", run_there_message(out))
 
 
 def check_rewritable(checkpoint: Path, what: str) -> None:

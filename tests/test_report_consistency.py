@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import invoke_in
+from support import HEAVY_MODULES, ImportProbe, invoke_in, probe_cli
 
 COMMITTED = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cifar10-cpu.json"
 DAMAGED = "report 'r.json' is incomplete or damaged ("
@@ -486,3 +486,16 @@ def test_an_older_openood_reports_fpr_interval_of_our_rule_still_shows(
     code, line, _ = _show(tmp_path, data)
     assert code == 1 and "intervals.FPR@95TPR.value" in line, line
 
+
+
+def test_train_into_a_run_without_resume_is_refused_before_torch(
+    out_home: Path, import_probe: ImportProbe
+) -> None:
+    """It was exit 2 only after torch had loaded and the data was read (2.7 s; tester,
+    session 6); the CLI now looks for the checkpoint first, in the engine's words."""
+    before = (out_home / "r1" / "checkpoint.pt").read_bytes()
+    result = probe_cli(import_probe, out_home, ["train", "--epochs", "1", "--out", "r1"])
+    assert result.code == 2, result.stderr
+    assert "run folder 'r1' already holds a run: pass --resume" in result.stderr
+    assert result.heavy(HEAVY_MODULES) == []
+    assert (out_home / "r1" / "checkpoint.pt").read_bytes() == before

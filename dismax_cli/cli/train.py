@@ -91,7 +91,7 @@ def train(
     cli_values = {k: v for k, v in ctx.params.items() if k not in COMMAND_ONLY}
     from dismax_cli.output_check import check_run_folder
 
-    check_run_folder(out)  # an unusable --out: exit 2 before anything loads
+    check_run_folder(out, resume=resume)  # an unusable --out: exit 2 before anything loads
     cfg = train_config(cli_values, out=out, config=config, resume=resume)
     result = fit_with_progress(cfg, out, resume=resume, quiet=quiet)
     report_training(cfg, result, output_format)

@@ -52,6 +52,7 @@ from dismax_cli.engine.selection import BEST_NAME, save_epoch
 from dismax_cli.engine.streaming import epoch_batches
 from dismax_cli.errors import DismaxError
 from dismax_cli.errors import quote_value as q
+from dismax_cli.fileio import run_there_message
 
 
 @dataclasses.dataclass
@@ -149,11 +150,7 @@ def _existing_run(config: TrainConfig, run_dir: Path, resume: bool) -> Checkpoin
             f"first checkpoint, holding only {LOG_NAME}, trains from the start with --resume)"
         )
     if not resume:
-        raise InvalidValueError(
-            "out",
-            f"run folder {q(run_dir)} already holds a run: pass --resume to continue it "
-            "or choose another --out"
-        )
+        raise InvalidValueError("out", run_there_message(run_dir))
     if not ckpt_file.exists():
         return None
     saved = load_checkpoint(ckpt_file)
