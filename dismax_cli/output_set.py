@@ -85,6 +85,9 @@ class OutputSet:
             for current in self.items:
                 if current.tmp is not None:
                     _place(current)
+        except BrokenPipeError:  # a pipe's reader left (``--html /dev/stdout | head``): 141
+            self._roll_back()
+            raise
         except OSError as exc:
             self._roll_back()
             what = current.what if current is not None else "a file"

@@ -128,3 +128,23 @@ def test_the_cli_prints_a_quoted_path_on_one_line(tmp_path: Path) -> None:
         f"error: cannot write --out '{tmp_path}/it's\\nü/r.json': folder "
         f"'{tmp_path.resolve()}/it's\\nü' does not exist"
     ]
+
+
+def test_a_page_into_a_pipe_whose_reader_left_ends_quietly_with_141() -> None:
+    """``show R --html /dev/stdout | head -c 100`` said "cannot write --html ...: Broken pipe"
+    (exit 1; tester, session 6). A pipe on fd 3 whose read end is closed gets EPIPE on the
+    first write, without the race of a real reader; stdout stays a normal pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    report = Path(__file__).parent / "data" / "cifar10-cpu-v1.json"  # tables only: quick
+    try:
+        proc = subprocess.run(
+            # a fresh interpreter: the fork server's shim passes on fds 0-2 only
+            [sys.executable, "-m", "dismax_cli", "show", str(report), "--html",
+             f"/dev/fd/{write_end}"],
+            pass_fds=(write_end,), capture_output=True, text=True, timeout=300, cwd=REPO,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
