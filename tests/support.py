@@ -191,9 +191,34 @@ def invoke_in(home: Path, *args: str) -> Any:
         os.chdir(cwd)
 
 
-def probe_cli(probe: ImportProbe, home: Path, args: list[str]) -> Any:
+def probe_cli(
+    probe: ImportProbe, home: Path, args: list[str], env: Mapping[str, str] | None = None
+) -> Any:
     """Run ``dismax ARGS`` in ``home`` as a fresh interpreter would (``probe``, the session's
-    :class:`ImportProbe`), with :func:`offline_env`: what it imports by then is seen."""
+    :class:`ImportProbe`), with :func:`offline_env` and ``env``: what it imports is seen."""
     code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({args!r}))\n"
-    return probe.run(code, cwd=home, env={**os.environ, **offline_env(home)})
+    return probe.run(code, cwd=home, env={**os.environ, **offline_env(home), **(env or {})})
+
+
+def refused_before_torch(
+    probe: ImportProbe,
+    home: Path,
+    args: list[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    one_line: bool = True,
+) -> str:
+    """Run ``dismax ARGS`` (:func:`probe_cli`) and check it is a bad value answered at once:
+    exit 2, none of :data:`HEAVY_MODULES` imported, and (``one_line``) one line on stderr
+    with no traceback or internal error; Click's usage errors are three lines (pass
+    ``one_line=False``). Returns that line, or all of stderr."""
+    result = probe_cli(probe, home, args, env)
+    assert result.code == 2, result.stderr
+    assert result.heavy(HEAVY_MODULES) == [], args
+    if not one_line:
+        return result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    return lines[0]
 

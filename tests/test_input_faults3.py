@@ -17,12 +17,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support import HEAVY_MODULES, ImportProbe, invoke_in, offline_env, probe_cli, run_dismax
+from support import (
+    ImportProbe,
+    invoke_in,
+    offline_env,
+    refused_before_torch,
+    run_dismax,
+)
 
 from dismax_cli.config import InvalidValueError
 from dismax_cli.errors import DismaxError
-
-HEAVY = HEAVY_MODULES  # what a usage error answers without
 
 
 def _one_line(stderr: str) -> str:
@@ -38,9 +42,10 @@ def _one_line(stderr: str) -> str:
 @pytest.mark.parametrize(
     ("option", "spec", "says"),
     [
-        # an empty item: a typo, not digits[0,1]
+        # an item twice: a typo, not digits[0]
         ("--dataset", "digits[0,0]", "names '0' twice: write 'digits[0]'"),
         ("--test-dataset", "digits[0, 1,0]", "names '0' twice: write 'digits[0,1]'"),
+        # an empty item: a typo, not digits[0,1]
         ("--dataset", "digits[0,,1]", "has an empty item (a comma with nothing on one side): "
          "write 'digits[0,1]'"),
         ("--dataset", "digits[1,]", "write 'digits[1]'"),
@@ -66,10 +71,7 @@ def test_bad_class_subsets_exit_2_before_torch(
     import_probe: ImportProbe, tmp_path: Path, option: str, spec: str, says: str
 ) -> None:
     args = ["train", option, spec, "--epochs", "1", "--out", "zz"]
-    result = probe_cli(import_probe, tmp_path, args)
-    assert result.code == 2, result.stderr
-    assert says in _one_line(result.stderr), result.stderr
-    assert result.heavy(HEAVY) == [], spec
+    assert says in refused_before_torch(import_probe, tmp_path, args)
     assert not (tmp_path / "zz").exists()
 
 
@@ -84,10 +86,7 @@ def test_bad_class_subsets_exit_2_before_torch(
 def test_bad_ood_subsets_exit_2_before_torch(
     import_probe: ImportProbe, tmp_path: Path, args: list[str], says: str
 ) -> None:
-    result = probe_cli(import_probe, tmp_path, args)
-    assert result.code == 2, result.stderr
-    assert says in _one_line(result.stderr)
-    assert result.heavy(HEAVY) == []
+    assert says in refused_before_torch(import_probe, tmp_path, args)
 
 
 @pytest.mark.parametrize(
@@ -122,10 +121,7 @@ def test_bad_decay_epochs_exit_2_before_torch(
     import_probe: ImportProbe, tmp_path: Path, value: str, says: str
 ) -> None:
     args = ["train", "--epochs", "6", "--decay-epochs", value, "--out", "zz"]
-    result = probe_cli(import_probe, tmp_path, args)
-    assert result.code == 2, result.stderr
-    assert says in result.stderr, result.stderr
-    assert result.heavy(HEAVY) == []
+    assert says in refused_before_torch(import_probe, tmp_path, args, one_line=False)
 
 
 @pytest.mark.parametrize(
@@ -160,12 +156,7 @@ def test_every_typed_number_is_ascii_only(
     if yaml is not None:
         (tmp_path / "c.yaml").write_text(yaml, encoding="utf-8")
     full = [*args, "--out", "zz"] if args[0] == "train" else [*args, "-q"]
-    code = f"import sys\nfrom dismax_cli.cli.app import main\nsys.exit(main({full!r}))\n"
-    environment = {**os.environ, **offline_env(tmp_path), **env}
-    result = import_probe.run(code, cwd=tmp_path, env=environment)
-    assert result.code == 2, result.stderr
-    assert says in result.stderr, result.stderr
-    assert result.heavy(HEAVY) == []
+    assert says in refused_before_torch(import_probe, tmp_path, full, env, one_line=False)
     assert not (tmp_path / "zz").exists()
 
 
